@@ -1,0 +1,138 @@
+"""`phoenix_hypervisor_config.json`: the Proxmox endpoint, node, storage, network and global defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, so typos are caught."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ProxmoxEndpoint(Strict):
+    """How Phoenix reaches the Proxmox API."""
+
+    target: Literal["simulated", "remote"] = Field(
+        "simulated",
+        description="'simulated' starts the embedded fakepve host under .cache/sim; 'remote' uses api_url.",
+    )
+    api_url: str | None = Field(None, description="https://host:8006 of the node (remote only).")
+    node: str = Field("pve1", description="Proxmox node name the guests live on.")
+    token_id: str = Field(
+        "root@pam!phoenix", pattern=r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$",
+        description="API token id, user@realm!name.",
+    )
+    token_file: str | None = Field(
+        None, description="File holding the token secret (mode 0600). Relative paths are from the config dir."
+    )
+    verify_tls: bool = Field(True, description="Verify the API certificate. Never turn off outside a lab.")
+    ca_file: str | None = Field(None, description="PEM CA bundle for the node's certificate (e.g. pve-root-ca.pem).")
+    fingerprint: str | None = Field(
+        None, pattern=r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$",
+        description="SHA-256 fingerprint of the node certificate, instead of a CA file.",
+    )
+    timeout_s: float = Field(30, gt=0, le=600, description="Timeout of one HTTP request.")
+    task_timeout_s: float = Field(1800, gt=0, description="Longest wait for one Proxmox task (UPID).")
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> ProxmoxEndpoint:
+        if self.target == "remote":
+            if not self.api_url or not self.api_url.startswith("https://"):
+                raise ValueError("a remote target needs api_url, e.g. https://pve.example.lan:8006")
+            if not self.token_file:
+                raise ValueError("a remote target needs token_file (the API token secret, mode 0600)")
+        return self
+
+
+class SshConfig(Strict):
+    """SSH to the node: used for `pct exec/push` and the settings only root@pam may make (`pct set`)."""
+
+    host: str | None = Field(None, description="Defaults to the host of proxmox.api_url.")
+    port: int = Field(22, ge=1, le=65535)
+    user: str = "root"
+    key_file: str | None = Field(None, description="Private key; the SSH agent is tried too.")
+    use_agent: bool = True
+    known_hosts: str = Field("~/.ssh/known_hosts", description="Host keys are verified against this file.")
+    host_key_fingerprint: str | None = Field(
+        None, pattern=r"^SHA256:[A-Za-z0-9+/]{43}=?$",
+        description="Pin the node's host key (as `ssh-keygen -lf` prints it) instead of known_hosts.",
+    )
+    connect_timeout_s: float = Field(15, gt=0)
+
+
+class StorageDefaults(Strict):
+    rootdir: str = Field("local-lvm", description="Default storage for container root file systems.")
+    templates: str = Field("local", description="Storage holding OS templates (content vztmpl).")
+
+
+class NetworkDefaults(Strict):
+    bridge: str = Field("vmbr0", pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
+    gateway: ipaddress.IPv4Address | None = None
+    nameservers: list[ipaddress.IPv4Address] = Field(default_factory=list)
+    searchdomain: str | None = None
+
+
+class OsTemplate(Strict):
+    """An OS template: where it lives in template storage, and where to fetch it from when missing."""
+
+    volume: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+:vztmpl/[^/\s]+$",
+                        description="storage:vztmpl/file, e.g. local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst")
+    url: str | None = Field(None, description="Downloaded into storage through the API when the volume is missing.")
+    checksum: str | None = None
+    checksum_algorithm: Literal["md5", "sha1", "sha224", "sha256", "sha384", "sha512"] | None = None
+
+    @model_validator(mode="after")
+    def _checksum_pair(self) -> OsTemplate:
+        if bool(self.checksum) != bool(self.checksum_algorithm):
+            raise ValueError("give checksum and checksum_algorithm together")
+        return self
+
+
+class NvidiaConfig(Strict):
+    driver_version: str | None = Field(
+        None, pattern=r"^\d+\.\d+(\.\d+)?$",
+        description="Host driver version; the nvidia feature installs the matching userland.",
+    )
+    gpus: list[int] = Field(default_factory=list, description="GPU indexes present on the node (/dev/nvidiaN).")
+
+    @field_validator("gpus")
+    @classmethod
+    def _unique(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v) or any(i < 0 for i in v):
+            raise ValueError("GPU indexes must be unique, non-negative integers")
+        return v
+
+
+class SecretFiles(Strict):
+    """Token files (mode 0600). Their content is delivered into guests as 0600 files, never on a command line."""
+
+    hf_token_file: str | None = None
+    docker_token_file: str | None = None
+    portainer_password_file: str | None = None
+
+
+class Behavior(Strict):
+    feature_timeout_s: float = Field(3600, gt=0, description="Default timeout of one feature or app script.")
+    stop_templates_after_build: bool = Field(True, description="Template layers are stopped once snapshotted.")
+    api_retries: int = Field(4, ge=0, le=10, description="Retries of idempotent calls on lock/network errors.")
+
+
+class HypervisorConfig(Strict):
+    """Global settings for the estate."""
+
+    schema_ref: str | None = Field(None, alias="$schema")
+    version: str = "1.0"
+    proxmox: ProxmoxEndpoint = Field(default_factory=ProxmoxEndpoint)
+    ssh: SshConfig = Field(default_factory=SshConfig)
+    storage: StorageDefaults = Field(default_factory=StorageDefaults)
+    network: NetworkDefaults = Field(default_factory=NetworkDefaults)
+    os_templates: dict[str, OsTemplate] = Field(default_factory=dict)
+    nvidia: NvidiaConfig = Field(default_factory=NvidiaConfig)
+    secrets: SecretFiles = Field(default_factory=SecretFiles)
+    behavior: Behavior = Field(default_factory=Behavior)
+    timezone: str = "Etc/UTC"

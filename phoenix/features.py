@@ -1,0 +1,105 @@
+"""The feature and app script library under images/, and what each script declares it needs.
+
+A script declares its needs in header comments, so a new feature needs no Python change::
+
+    # @phoenix summary: Docker Engine (and the NVIDIA Container Toolkit with GPUs)
+    # @phoenix requires: nesting          (pct_features.nesting on the guest)
+    # @phoenix requires: gpu              (a non-empty gpu_assignment)
+    # @phoenix requires-feature: nvidia   (the feature runs on this guest or an ancestor first)
+    # @phoenix secret: hf_token           (delivered as /etc/phoenix/secrets/hf_token, mode 0600)
+    # @phoenix secret: docker_token optional
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+DIRECTIVE = re.compile(r"^#\s*@phoenix\s+([a-z-]+)\s*:\s*(.+?)\s*$")
+REQUIREMENTS = ("nesting", "gpu")
+SECRETS = ("hf_token", "docker_token", "portainer_password")
+LIB = Path("lib/phoenix-common.sh")
+
+
+@dataclass(frozen=True)
+class Script:
+    """A feature or app script and its declarations."""
+
+    name: str
+    path: Path
+    sha256: str
+    summary: str = ""
+    requires: tuple[str, ...] = ()
+    requires_features: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+    optional_secrets: tuple[str, ...] = ()
+    problems: tuple[str, ...] = field(default=(), compare=False)
+
+
+def parse_script(name: str, path: Path) -> Script:
+    """Read a script's header declarations (pure apart from reading the file)."""
+    data = path.read_bytes()
+    summary, requires, after, secrets, optional, problems = "", [], [], [], [], []
+    for line in data.decode("utf-8", "replace").splitlines()[:60]:
+        m = DIRECTIVE.match(line)
+        if not m:
+            continue
+        key, value = m.groups()
+        if key == "summary":
+            summary = value
+        elif key == "requires":
+            (requires if value in REQUIREMENTS else problems).append(value)
+        elif key == "requires-feature":
+            after.append(value)
+        elif key == "secret":
+            secret, _, flag = value.partition(" ")
+            if secret not in SECRETS:
+                problems.append(f"unknown secret {secret!r}")
+            (optional if flag.strip() == "optional" else secrets).append(secret)
+        else:
+            problems.append(f"unknown directive {key!r}")
+    return Script(name, path, hashlib.sha256(data).hexdigest(), summary, tuple(requires), tuple(after),
+                  tuple(secrets), tuple(optional), tuple(problems))
+
+
+class Library:
+    """The scripts under an images/ directory."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def feature_path(self, name: str) -> Path:
+        return self.root / "features" / f"{name}.sh"
+
+    def app_path(self, name: str) -> Path:
+        return self.root / "apps" / name
+
+    @property
+    def lib_path(self) -> Path:
+        return self.root / LIB
+
+    def feature(self, name: str) -> Script:
+        return _parse(name, self.feature_path(name))
+
+    def app(self, name: str) -> Script:
+        return _parse(name, self.app_path(name))
+
+    def lib_sha256(self) -> str:
+        path = self.lib_path
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+
+    def known_features(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "features").glob("*.sh"))
+
+
+def _parse(name: str, path: Path) -> Script:
+    st = path.stat()
+    return _parse_cached(name, path, st.st_mtime_ns, st.st_size)
+
+
+@cache
+def _parse_cached(name: str, path: Path, mtime_ns: int, size: int) -> Script:
+    return parse_script(name, path)

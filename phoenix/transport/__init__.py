@@ -1,0 +1,1 @@
+"""Reaching inside guests and making root-only settings: the node transport (simulated or SSH)."""
