@@ -1,0 +1,75 @@
+"""The simulated node transport: records what would run, runs nothing.
+
+Each call becomes one JSON line in the record file (what, where, the script's sha256, the context keys,
+the *names* of the secrets). Secret values are never written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import PhoenixError
+from .base import ExecResult, NodeFacts, Output, ScriptRun
+
+SIMULATED_DEVICES = ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise PhoenixError(f"cannot read script {path}: {e.strerror}") from None
+
+
+class SimulatedTransport:
+    """A NodeTransport for the simulated host; safe to share between threads."""
+
+    simulated = True
+
+    def __init__(self, record_path: Path):
+        self.record_path = Path(record_path)
+        self._lock = threading.Lock()
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        line = json.dumps({"time": round(time.time(), 3), **entry}, sort_keys=True) + "\n"
+        with self._lock:
+            self.record_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.record_path.open("a", encoding="utf-8") as f:
+                f.write(line)
+
+    def run_script(self, run: ScriptRun, output: Output) -> ExecResult:
+        script_sha = _sha256(run.script)
+        self._record({
+            "op": "run_script",
+            "ctid": run.ctid,
+            "layer": run.layer,
+            "name": run.name,
+            "guest_path": run.guest_path,
+            "script_sha256": script_sha,
+            "lib_sha256": _sha256(run.lib),
+            "context_keys": sorted(run.context),
+            "secrets": sorted(run.secrets),        # names only
+            "timeout_s": run.timeout_s,
+        })
+        line = f"[{run.layer} {run.name}] simulated: would run {run.name} (sha256 {script_sha[:12]})"
+        output(line)
+        if run.log_path is not None:
+            with self._lock:
+                run.log_path.parent.mkdir(parents=True, exist_ok=True)
+                with run.log_path.open("a", encoding="utf-8") as f:
+                    f.write(line + "\n")
+        return ExecResult(exit_status=0, seconds=0.0, tail=(), simulated=True)
+
+    def pct_set(self, ctid: int, options: dict[str, str]) -> None:
+        self._record({"op": "pct_set", "ctid": int(ctid), "options": {k: str(v) for k, v in options.items()}})
+
+    def node_facts(self) -> NodeFacts:
+        return NodeFacts(nvidia_driver_version=None, nvidia_devices=SIMULATED_DEVICES, simulated=True)
+
+    def close(self) -> None:
+        pass

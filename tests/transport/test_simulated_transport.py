@@ -1,0 +1,68 @@
+"""SimulatedTransport: records calls without secret values, prints what it would run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+
+from phoenix.transport.base import NodeTransport, ScriptRun
+from phoenix.transport.simulated import SimulatedTransport
+
+SECRET = "hf_TOPSECRET_value_123"
+
+
+def _run(tmp_path, ctid=950, name="vllm", **kw):
+    script = tmp_path / f"{name}.sh"
+    script.write_text(f"echo {name}\n")
+    lib = tmp_path / "phoenix-common.sh"
+    lib.write_text("phx_log() { :; }\n")
+    return ScriptRun(ctid=ctid, layer=f"ct{ctid}", name=name, script=script, lib=lib,
+                     context={"ctid": ctid, "name": "vllm", "vllm": {"model": "Qwen/Qwen2"}},
+                     secrets={"hf_token": SECRET}, **kw)
+
+
+def test_records_without_secret_values(tmp_path):
+    record = tmp_path / "rec" / "transport.jsonl"
+    t = SimulatedTransport(record)
+    lines = []
+    run = _run(tmp_path, log_path=tmp_path / "logs" / "ct950.log")
+    res = t.run_script(run, lines.append)
+    assert res.exit_status == 0 and res.simulated and not res.timed_out
+    sha = hashlib.sha256(run.script.read_bytes()).hexdigest()
+    assert lines == [f"[ct950 vllm] simulated: would run vllm (sha256 {sha[:12]})"]
+    assert (tmp_path / "logs" / "ct950.log").read_text() == lines[0] + "\n"
+    t.pct_set(950, {"dev0": "/dev/nvidia0,gid=44", "features": "nesting=1"})
+    text = record.read_text()
+    assert SECRET not in text
+    first, second = (json.loads(x) for x in text.splitlines())
+    assert first["op"] == "run_script" and first["ctid"] == 950 and first["name"] == "vllm"
+    assert first["script_sha256"] == sha
+    assert first["context_keys"] == ["ctid", "name", "vllm"]
+    assert first["secrets"] == ["hf_token"]
+    assert second == {**second, "op": "pct_set", "ctid": 950, "options": {"dev0": "/dev/nvidia0,gid=44", "features": "nesting=1"}}
+
+
+def test_node_facts_two_gpus(tmp_path):
+    facts = SimulatedTransport(tmp_path / "r").node_facts()
+    assert facts.simulated and facts.nvidia_driver_version is None
+    assert facts.nvidia_devices == ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
+
+
+def test_thread_safe_appends(tmp_path):
+    record = tmp_path / "r.jsonl"
+    t: NodeTransport = SimulatedTransport(record)
+    runs = [_run(tmp_path, ctid=900 + i, name=f"s{i}") for i in range(8)]
+
+    def work(run):
+        for _ in range(25):
+            t.run_script(run, lambda _line: None)
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in runs]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    entries = [json.loads(x) for x in record.read_text().splitlines()]
+    assert len(entries) == 200
+    assert {e["ctid"] for e in entries} == {900 + i for i in range(8)}
