@@ -1,0 +1,7 @@
+"""Phoenix: the Proxmox estate as doit tasks. `doit`, `doit plan`, `doit list`, `doit info ct950`."""
+
+from pathlib import Path
+
+from phoenix.doitx.tasks import setup
+
+DOIT_CONFIG, task_layers = setup(Path(__file__).parent)

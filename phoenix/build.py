@@ -1,0 +1,275 @@
+"""Baking and updating one layer on Proxmox: the calls, in order, through Pve and the node transport."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets as _random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from . import facts as F
+from . import params as P
+from .context import build_context
+from .errors import PhoenixError, ScriptFailed, UnsafeOperation
+from .layers import Layer
+from .plan import GIB, Decision
+from .transport.base import ScriptRun
+
+if TYPE_CHECKING:
+    from .runtime import Run
+
+ALLOW_PROTECTED = "PHOENIX_DESTROY_PROTECTED"
+
+
+def protected_allowed(ctid: int) -> bool:
+    """The explicit flag: PHOENIX_DESTROY_PROTECTED=950,920 (or 'all')."""
+    value = os.environ.get(ALLOW_PROTECTED, "")
+    names = {v.strip().removeprefix("ct") for v in value.split(",") if v.strip()}
+    return "all" in names or str(ctid) in names
+
+
+class Steps:
+    """Prints what a layer does, with elapsed time: `ct950  clone from ct920@vllm-base-snapshot  0.41s`."""
+
+    def __init__(self, layer: Layer, say: Callable[[str], None]):
+        self.layer, self.say = layer, say
+
+    @contextmanager
+    def step(self, what: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        except BaseException:
+            self.say(f"{self.layer.task:<6} {what}  FAILED after {time.monotonic() - t0:.2f}s")
+            raise
+        self.say(f"{self.layer.task:<6} {what}  {time.monotonic() - t0:.2f}s")
+
+
+class Builder:
+    """Bakes, rebuilds and updates layers of one run."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.pve = run.pve
+        self.node = run.pve.node
+        self.estate = run.estate
+
+    def lxc(self, ctid: int, suffix: str = "") -> str:
+        return f"nodes/{self.node}/lxc/{ctid}{suffix}"
+
+    # ------------------------------------------------------------ destroy
+
+    def check_destroyable(self, ctids: list[int]) -> None:
+        """Refuse before touching anything if any of these existing guests is protected or foreign."""
+        for ctid in ctids:
+            facts = self.run.view.get(ctid)
+            if facts is None:
+                continue
+            if not facts.managed:
+                raise UnsafeOperation(f"CT {ctid} is not managed by Phoenix (no 'phoenix' tag): refusing to destroy it")
+            config = self.pve.get(self.lxc(ctid, "/config"))
+            if config.get("protection") and not protected_allowed(ctid):
+                raise UnsafeOperation(
+                    f"CT {ctid} has protection set, and rebuilding it would destroy it. Nothing was changed. "
+                    f"To allow it for this run: {ALLOW_PROTECTED}={ctid} doit ...; or clear the flag: "
+                    f"pct set {ctid} --protection 0 (and remove protection from its config). Data on "
+                    f"host_path mount points survives a rebuild; data inside the container does not.")
+
+    def destroy(self, ctid: int, steps: Steps) -> None:
+        facts = self.run.view.get(ctid)
+        if facts is None:
+            return
+        with steps.step(f"destroy CT {ctid} (was built from other inputs)"):
+            config = self.pve.get(self.lxc(ctid, "/config"))
+            if config.get("protection"):
+                self.pve.put(self.lxc(ctid, "/config"), protection=0)
+            if config.get("lock"):
+                self.pve.put(self.lxc(ctid, "/config"), delete="lock")
+            status = self.pve.get(self.lxc(ctid, "/status/current"))
+            if status.get("status") == "running":
+                self.pve.run("POST", self.lxc(ctid, "/status/stop"), idempotent=True)
+            self.pve.run("DELETE", self.lxc(ctid), purge=1)
+        self.run.forget_guest(ctid)
+
+    # --------------------------------------------------------------- bake
+
+    def bake(self, layer: Layer, decision: Decision) -> str:
+        """Build the layer from scratch (destroying a stale guest first); returns the new build id."""
+        steps = Steps(layer, self.run.say)
+        g = self.estate.guests[layer.ctid]
+        old = self.run.view.get(layer.ctid)
+        if old is not None:
+            linked = [c for c in self.estate.descendants(layer.ctid) if c in self.run.view] if g.convert_to_template else []
+            self.check_destroyable([*linked, layer.ctid])
+            for child in reversed(linked):  # linked clones hold the template's base volume: deepest first
+                self.destroy(child, steps)
+            self.destroy(layer.ctid, steps)
+        parent_build = self.run.build_id(layer.parent) if layer.parent is not None else None
+        identity = layer.identity(parent_build)
+        build_id = new_build_id(identity)
+        building = F.building_tags(g.tags)
+        temp_desc = F.description(g.description, {"layer": layer.task, "state": "building"})
+        settings = layer.settings
+        storage = self.estate.storage(layer.ctid)
+
+        if layer.parent is None:
+            volume = self.estate.os_template(layer.ctid)
+            self.ensure_os_template(volume, steps)
+            params = P.create_params(layer.ctid, settings, ostemplate=volume.volume, storage=storage,
+                                     unprivileged=g.unprivileged, tags=building, description=temp_desc)
+            with steps.step(f"create from {volume.volume}"):
+                self.pve.run("POST", f"nodes/{self.node}/lxc", **params)
+        else:
+            parent = self.estate.guests[layer.parent]
+            linked = parent.convert_to_template
+            snap = None if linked else parent.template_snapshot_name
+            what = f"linked clone of template ct{layer.parent}" if linked else f"clone from ct{layer.parent}@{snap}"
+            with steps.step(what):
+                self.pve.run("POST", self.lxc(layer.parent, "/clone"),
+                             **P.clone_params(layer.ctid, g.name, snapname=snap, linked=linked, storage=storage,
+                                              description=temp_desc))
+            with steps.step("configure"):
+                put = P.config_params(settings, tags=building, description=temp_desc)
+                put["onboot"] = 0
+                self.pve.put(self.lxc(layer.ctid, "/config"), **put)
+        self.run.view[layer.ctid] = F.GuestFacts(layer.ctid, g.name, tags=F.split_tags(building))
+        self.resize_if_needed(layer, parent_gb=self.estate.guests[layer.parent].storage_size_gb if layer.parent else None,
+                              steps=steps)
+        self.apply_root_options(layer, steps)
+        self.start(layer, steps)
+        self.run_scripts(layer, steps)
+        if (g.is_template_layer and self.estate.hypervisor.behavior.stop_templates_after_build) or g.convert_to_template:
+            with steps.step("stop"):
+                self.pve.run("POST", self.lxc(layer.ctid, "/status/shutdown"), idempotent=True, timeout=None,
+                             forceStop=1)
+        if g.template_snapshot_name:
+            with steps.step(f"snapshot {g.template_snapshot_name}"):
+                self.pve.run("POST", self.lxc(layer.ctid, "/snapshot"), snapname=g.template_snapshot_name,
+                             description=f"Phoenix layer {layer.task}, build {build_id}")
+        if g.convert_to_template:
+            with steps.step("convert to template"):
+                self.pve.run("POST", self.lxc(layer.ctid, "/template"))
+        self.record(layer, identity, build_id, parent_build, steps, final_onboot=True)
+        return build_id
+
+    def ensure_os_template(self, template: Any, steps: Steps) -> None:
+        storage, filename = P.volume_filename(template.volume)
+        content = self.pve.get(f"nodes/{self.node}/storage/{storage}/content", content="vztmpl")
+        if any(item.get("volid") == template.volume for item in content):
+            return
+        if not template.url:
+            raise PhoenixError(f"OS template {template.volume} is not in storage {storage} and has no url to fetch it "
+                               f"from: download it (pveam download {storage} {filename}) or set os_templates.*.url")
+        with steps.step(f"download {filename} into {storage}"):
+            args: dict[str, Any] = {"url": template.url, "filename": filename, "content": "vztmpl"}
+            if template.checksum:
+                args.update(checksum=template.checksum, **{"checksum-algorithm": template.checksum_algorithm})
+            self.pve.run("POST", f"nodes/{self.node}/storage/{storage}/download-url", **args)
+
+    def resize_if_needed(self, layer: Layer, parent_gb: int | None, steps: Steps) -> None:
+        want = layer.settings["rootfs_gb"]
+        if parent_gb is not None and want > parent_gb:
+            with steps.step(f"grow rootfs {parent_gb} -> {want} GB"):
+                self.pve.run("PUT", self.lxc(layer.ctid, "/resize"), disk="rootfs", size=f"{want}G", idempotent=True)
+
+    def apply_root_options(self, layer: Layer, steps: Steps) -> None:
+        g = self.estate.guests[layer.ctid]
+        devices = P.gpu_devices(list(g.gpu_assignment), self.run.node_facts().nvidia_devices) if g.gpu_assignment else {}
+        options = P.root_options(layer.settings, devices)
+        if options:
+            with steps.step(f"pct set (root only: {', '.join(sorted(options))})"):
+                self.run.transport.pct_set(layer.ctid, options)
+
+    def start(self, layer: Layer, steps: Steps) -> None:
+        with steps.step("start"):
+            status = self.pve.get(self.lxc(layer.ctid, "/status/current"))
+            if status.get("status") != "running":
+                self.pve.run("POST", self.lxc(layer.ctid, "/status/start"), idempotent=True)
+
+    def run_scripts(self, layer: Layer, steps: Steps) -> None:
+        g, lib = self.estate.guests[layer.ctid], self.estate.library
+        scripts = [(f"feature {n}", n, lib.feature(n)) for n in g.features]
+        if g.application_script:
+            scripts.append((f"app {g.application_script}", g.application_script, lib.app(g.application_script)))
+        if not scripts:
+            return
+        context = build_context(self.estate, layer.ctid, self.run.node_facts())
+        timeout = g.feature_timeout_s or self.estate.hypervisor.behavior.feature_timeout_s
+        for label, name, script in scripts:
+            wanted = (*script.secrets, *script.optional_secrets)
+            run = ScriptRun(layer.ctid, layer.task, name if name.endswith(".sh") else f"{name}.sh", script.path,
+                            lib.lib_path, context, self.run.secrets(wanted, required=script.secrets), timeout,
+                            self.run.log_path(layer.task))
+            with steps.step(label + (" (simulated)" if self.run.transport.simulated else "")):
+                result = self.run.transport.run_script(run, self.run.say)
+                if result.timed_out:
+                    raise ScriptFailed(f"{layer.task}: {label} timed out after {timeout:.0f}s; last output:\n"
+                                       + "\n".join(f"    | {t}" for t in result.tail))
+                if result.exit_status != 0:
+                    raise ScriptFailed(f"{layer.task}: {label} exited with status {result.exit_status}; last output:\n"
+                                       + "\n".join(f"    | {t}" for t in result.tail)
+                                       + f"\n  full log: {self.run.log_path(layer.task)}")
+
+    def record(self, layer: Layer, identity: str, build_id: str, parent_build: str | None, steps: Steps,
+               final_onboot: bool) -> None:
+        """Write the layer's record: only now is it built."""
+        g = self.estate.guests[layer.ctid]
+        tags = F.record_tags(g.tags, identity, build_id, layer.settings_hash)
+        record = {"layer": layer.task, "identity": identity, "build": build_id, "parent_build": parent_build,
+                  "inputs": layer.inputs, "settings": layer.settings, "built_at": int(time.time())}
+        with steps.step("record layer identity"):
+            put = P.config_params(layer.settings, tags=tags, description=F.description(g.description, record))
+            put.pop("features", None)
+            put.pop("delete", None)
+            for key in [k for k in put if k.startswith("mp")]:
+                put.pop(key)
+            self.pve.put(self.lxc(layer.ctid, "/config"), **put)
+        old = self.run.view.get(layer.ctid) or F.GuestFacts(layer.ctid)
+        self.run.view[layer.ctid] = replace(old, name=g.name, tags=F.split_tags(tags), maxmem=g.memory_mb * 1024 ** 2,
+                                            maxcpu=g.cores, maxdisk=g.storage_size_gb * GIB,
+                                            template=g.convert_to_template)
+
+    # ------------------------------------------------------------- update
+
+    def update(self, layer: Layer, decision: Decision) -> list[str]:
+        """Change settings in place: one config PUT (plus root-only settings); restart only if Proxmox needs it."""
+        steps = Steps(layer, self.run.say)
+        g = self.estate.guests[layer.ctid]
+        facts = self.run.view[layer.ctid]
+        config = self.pve.get(self.lxc(layer.ctid, "/config"))
+        record = F.parse_record(config.get("description"))
+        record["settings"] = layer.settings
+        tags = F.record_tags(g.tags, facts.identity or "", facts.build_id or "", layer.settings_hash)
+        notes: list[str] = []
+        with steps.step(f"update in place ({'; '.join(decision.reasons) or 'settings'})"):
+            put = P.config_params(layer.settings, tags=tags, description=F.description(g.description, record))
+            if put.get("delete") == "features" and "features" not in config:
+                put.pop("delete")
+            self.pve.put(self.lxc(layer.ctid, "/config"), **put)
+        current_gb = facts.maxdisk // GIB if facts.maxdisk else None
+        if current_gb and layer.settings["rootfs_gb"] > current_gb:
+            self.resize_if_needed(layer, current_gb, steps)
+        root = P.root_options(layer.settings, {})
+        wanted_root = {k: v for k, v in root.items() if config.get(k) != v}
+        if wanted_root:
+            with steps.step(f"pct set (root only: {', '.join(sorted(wanted_root))})"):
+                self.run.transport.pct_set(layer.ctid, wanted_root)
+        if facts.status == "running":
+            pending = [p for p in self.pve.get(self.lxc(layer.ctid, "/pending")) if "pending" in p or p.get("delete")]
+            if pending or wanted_root:
+                keys = ", ".join(sorted({p["key"] for p in pending} | set(wanted_root)))
+                with steps.step(f"restart: Proxmox applies {keys} only at the next start"):
+                    self.pve.run("POST", self.lxc(layer.ctid, "/status/reboot"), idempotent=True)
+                notes.append(f"restarted for {keys}")
+        self.run.view[layer.ctid] = replace(facts, tags=F.split_tags(tags), maxmem=g.memory_mb * 1024 ** 2, maxcpu=g.cores,
+                                            maxdisk=max(facts.maxdisk, g.storage_size_gb * GIB))
+        return notes
+
+
+def new_build_id(identity: str) -> str:
+    """A build id is new at every bake, so children of a rebuilt layer follow."""
+    return hashlib.sha256(f"{identity}:{time.time_ns()}:{_random.token_hex(8)}".encode()).hexdigest()[:12]

@@ -1,0 +1,49 @@
+"""`doit plan`: what a run would do to each layer and why, with staleness carried down the chain.
+
+doit's own `list --status` does not propagate staleness from a parent to its children; this does.
+It reads the host (one listing, plus the record of each stale guest) and changes nothing.
+"""
+
+from __future__ import annotations
+
+from doit.cmd_base import DoitCmdBase
+
+from .. import facts as F
+from ..plan import Action, plan
+
+
+class Plan(DoitCmdBase):
+    doc_purpose = "show what `doit` would rebuild, update or leave, and why (changes nothing)"
+    doc_usage = "[TASK ...]"
+    doc_description = None
+    cmd_options = ()
+
+    def _execute(self, pos_args=None):
+        from .tasks import current
+
+        run = current()
+        guests = run.guests()
+        decisions = plan(run.layers, guests, run.forced())
+        stale = [c for c, d in decisions.items() if d.action in (Action.REBUILD, Action.UPDATE) and c in guests
+                 and not d.reasons[0].startswith("parent ")]
+        records = {c: F.parse_record(run.pve.get(f"nodes/{run.pve.node}/lxc/{c}/config").get("description"))
+                   for c in stale}
+        decisions = plan(run.layers, guests, run.forced(), records)
+        wanted = {int(t.removeprefix("ct")) for t in (pos_args or []) if t.removeprefix("ct").isdigit()}
+        if wanted:
+            keep = set()
+            for c in wanted:
+                keep |= {c, *run.estate.ancestors(c)}
+            decisions = {c: d for c, d in decisions.items() if c in keep}
+        width = max((len(f"ct{c}") for c in decisions), default=5)
+        for ctid, d in decisions.items():
+            reasons = "; ".join(d.reasons)
+            if d.action == Action.REBUILD and reasons.startswith("parent "):
+                text = f"follows ({reasons})"
+            else:
+                text = f"{d.action}" + (f": {reasons}" if reasons else "")
+            self.outstream.write(f"ct{ctid:<{width - 2}}  {text}\n")
+        todo = sum(1 for d in decisions.values() if d.action != Action.OK)
+        self.outstream.write(f"phoenix plan: {todo} of {len(decisions)} layers to change; "
+                             f"{run.pve.counters.total} API requests (target: {run.target})\n")
+        return 0

@@ -1,0 +1,35 @@
+"""doit reporter: doit's console output, then Phoenix's run summary and .cache/last-run.json."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from doit.reporter import ConsoleReporter
+
+
+class PhoenixReporter(ConsoleReporter):
+    def execute_task(self, task):
+        if task.actions and task.name[0] != "_":
+            self.write(f".  {task.name}: {task.doc.split(':')[0] if task.doc else ''}\n")
+
+    def skip_uptodate(self, task):
+        if task.name[0] != "_":
+            self.write(f"-- {task.name}: up to date\n")
+
+    def complete_run(self):
+        super().complete_run()
+        from .tasks import RUN
+
+        if RUN is None:
+            return
+        try:
+            data = RUN.write_last_run()
+        except Exception as e:
+            self.write(f"phoenix: could not write last-run.json: {e}\n")
+            return
+        counts = Counter(t["outcome"] for t in data["tasks"].values())
+        parts = [f"{counts.get(k, 0)} {k}" for k in ("built", "updated", "up-to-date", "failed")]
+        if not (counts.get("built") or counts.get("updated") or counts.get("failed")):
+            self.write("phoenix: nothing to do, the host matches the config\n")
+        self.write(f"phoenix: {', '.join(parts)}; {data['api_requests']} API requests; {data['wall_seconds']:.2f}s "
+                   f"(target: {data['target']})\n")

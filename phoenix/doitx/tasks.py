@@ -1,0 +1,89 @@
+"""doit tasks for the layers: one task per guest, `ctNNN`, parents as task_dep, the host as uptodate."""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..runtime import Run
+from .reporter import PhoenixReporter
+
+RUN: Run | None = None
+
+
+def current() -> Run:
+    if RUN is None:
+        raise RuntimeError("no Phoenix run: dodo.py has not called phoenix.doitx.tasks.setup()")
+    return RUN
+
+
+class LayerCheck:
+    """doit uptodate callable: is the layer on the host as the config wants it? (str() says why not)."""
+
+    def __init__(self, run: Run, ctid: int):
+        self.run, self.ctid, self.why = run, ctid, f"ct{ctid} compared with the host"
+
+    def __call__(self) -> bool:
+        ok = self.run.up_to_date(self.ctid)
+        decision = self.run.decide(self.ctid)
+        self.why = decision.summary
+        return ok
+
+    def __str__(self) -> str:
+        return self.why
+
+
+def doc(run: Run, ctid: int) -> str:
+    layer, g = run.layers[ctid], run.estate.guests[ctid]
+    parent = f"clone of ct{layer.parent}" if layer.parent else f"from {run.estate.os_template(ctid).volume.split('/')[-1]}"
+    scripts = ", ".join([*g.features, *([g.application_script] if g.application_script else [])]) or "no scripts"
+    return f"{g.name}: {layer.role}, {parent}; runs {scripts}"
+
+
+def layer_tasks(run: Run) -> list[dict[str, Any]]:
+    tasks = []
+    for ctid, layer in run.layers.items():
+        tasks.append({
+            "basename": layer.task,
+            "doc": doc(run, ctid),
+            "actions": [(run.execute, [ctid])],
+            "task_dep": [f"ct{layer.parent}"] if layer.parent is not None else [],
+            "uptodate": [LayerCheck(run, ctid)],
+            "verbosity": 2,
+            "meta": {"ctid": ctid},
+        })
+    return tasks
+
+
+def setup(root: Path, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+    """Called by dodo.py: the run, doit's config and the task generator."""
+    global RUN
+    RUN = Run(root, **kwargs)
+    cache = RUN.cache
+    cache.mkdir(parents=True, exist_ok=True)
+    # doit saves its state only when a run ends; SIGTERM becomes KeyboardInterrupt so it ends cleanly.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    atexit.register(RUN.close)
+    try:
+        RUN.estate  # noqa: B018 - validate before doit does anything; touches nothing on the host
+    except ConfigError as e:
+        print(f"phoenix: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    config = {
+        "dep_file": str(cache / "doit.db"),
+        "backend": "sqlite3",
+        "par_type": "thread",
+        "reporter": PhoenixReporter,
+        "default_tasks": [f"ct{c}" for c in RUN.layers],
+        "verbosity": 2,
+    }
+
+    def task_layers():
+        """Proxmox layers (one task per guest)."""
+        yield from layer_tasks(RUN)
+
+    return config, task_layers

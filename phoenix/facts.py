@@ -1,0 +1,112 @@
+"""What the host says about its guests, parsed from one bulk listing (pure).
+
+Each Phoenix guest carries its record in its tags, which `/cluster/resources` lists for every guest
+in one request: `phoenix` (managed), `phx-id-<identity>`, `phx-b-<build id>`, `phx-s-<settings>`, and
+`phx-building` while a bake is under way. The description holds the same record with the digest of
+every input, for people and for explaining a rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+MANAGED = "phoenix"
+BUILDING = "phx-building"
+RECORD_MARK = "phoenix-record: "
+DESCRIPTION_RULE = "\n\n---\nManaged by Phoenix: the record below says what this layer was built from.\n"
+
+
+@dataclass(frozen=True)
+class GuestFacts:
+    vmid: int
+    name: str = ""
+    kind: str = "lxc"
+    status: str = "stopped"
+    template: bool = False
+    lock: str | None = None
+    tags: tuple[str, ...] = ()
+    maxmem: int = 0
+    maxcpu: int = 0
+    maxdisk: int = 0
+
+    @property
+    def managed(self) -> bool:
+        return MANAGED in self.tags
+
+    @property
+    def building(self) -> bool:
+        return BUILDING in self.tags
+
+    def _tag(self, prefix: str) -> str | None:
+        return next((t[len(prefix):] for t in self.tags if t.startswith(prefix)), None)
+
+    @property
+    def identity(self) -> str | None:
+        return self._tag("phx-id-")
+
+    @property
+    def build_id(self) -> str | None:
+        return self._tag("phx-b-")
+
+    @property
+    def settings_hash(self) -> str | None:
+        return self._tag("phx-s-")
+
+    @property
+    def user_tags(self) -> tuple[str, ...]:
+        return tuple(t for t in self.tags if t != MANAGED and not t.startswith("phx-"))
+
+
+def split_tags(value: str | None) -> tuple[str, ...]:
+    return tuple(t for t in re.split(r"[;, ]+", value or "") if t)
+
+
+def parse_resources(items: list[dict[str, Any]], node: str) -> dict[int, GuestFacts]:
+    """Guests on the node from GET /cluster/resources?type=vm."""
+    out = {}
+    for item in items:
+        if item.get("node") != node or item.get("type") not in ("lxc", "qemu"):
+            continue
+        vmid = int(item["vmid"])
+        out[vmid] = GuestFacts(vmid, str(item.get("name", "")), item["type"], str(item.get("status", "")),
+                               bool(item.get("template")), item.get("lock"), split_tags(item.get("tags")),
+                               int(item.get("maxmem") or 0), int(item.get("maxcpu") or 0), int(item.get("maxdisk") or 0))
+    return out
+
+
+def record_tags(user_tags: list[str], identity: str, build_id: str, settings_hash: str) -> str:
+    tags = [MANAGED, f"phx-id-{identity}", f"phx-b-{build_id}", f"phx-s-{settings_hash}", *sorted(set(user_tags))]
+    return ";".join(tags)
+
+
+def building_tags(user_tags: list[str]) -> str:
+    return ";".join([MANAGED, BUILDING, *sorted(set(user_tags))])
+
+
+def with_tags(facts: GuestFacts, tags: str, **changes: Any) -> GuestFacts:
+    return replace(facts, tags=split_tags(tags), **changes)
+
+
+def description(user_text: str, record: dict[str, Any]) -> str:
+    return f"{user_text}{DESCRIPTION_RULE}{RECORD_MARK}{json.dumps(record, sort_keys=True)}\n"
+
+
+def parse_record(description_text: str | None) -> dict[str, Any]:
+    """The record Phoenix wrote into a guest's description, or {}."""
+    for line in (description_text or "").splitlines():
+        if line.startswith(RECORD_MARK):
+            try:
+                return json.loads(line[len(RECORD_MARK):])
+            except ValueError:
+                return {}
+    return {}
+
+
+@dataclass
+class HostView:
+    """The guests as this run knows them: one listing, then updated by what the run itself does."""
+
+    guests: dict[int, GuestFacts] = field(default_factory=dict)

@@ -1,0 +1,112 @@
+"""The parameters of each Proxmox call and `pct set` Phoenix makes for a layer (pure)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import PhoenixError
+
+SHARED_NVIDIA = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
+
+
+def features_value(flags: dict[str, bool]) -> str:
+    return ",".join(f"{k}=1" for k in ("nesting", "keyctl", "fuse", "mknod") if flags.get(k))
+
+
+def token_may_set_features(flags: dict[str, bool]) -> bool:
+    """An API token may set nesting only; any other flag needs root@pam (the node transport)."""
+    return not any(v for k, v in flags.items() if k != "nesting")
+
+
+def mount_points(settings: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """(mpN for the API: volumes, mpN for `pct set`: bind mounts of host paths)."""
+    api, root = {}, {}
+    for i, mp in enumerate(settings["mount_points"]):
+        ro = ",ro=1" if mp["read_only"] else ""
+        if mp["host_path"]:
+            root[f"mp{i}"] = f"{mp['host_path']},mp={mp['container_path']}{ro}"
+        else:
+            api[f"mp{i}"] = f"{mp['storage']}:{mp['size_gb']},mp={mp['container_path']}{ro}"
+    return api, root
+
+
+def gpu_devices(gpus: list[int], node_devices: tuple[str, ...]) -> dict[str, str]:
+    """devN entries for the assigned GPUs: their /dev/nvidiaN and the shared control nodes present."""
+    present = set(node_devices)
+    devices = []
+    for index in gpus:
+        path = f"/dev/nvidia{index}"
+        if present and path not in present:
+            raise PhoenixError(f"GPU {index} is assigned but {path} is not on the node (found: {', '.join(sorted(present))})")
+        devices.append(path)
+    if gpus:
+        devices += [d for d in SHARED_NVIDIA if not present or d in present]
+        devices += sorted(d for d in present if d.startswith("/dev/nvidia-caps/"))
+    return {f"dev{i}": d for i, d in enumerate(devices)}
+
+
+def config_params(settings: dict[str, Any], *, tags: str, description: str) -> dict[str, Any]:
+    """What the API may set with a token: PUT /lxc/{vmid}/config."""
+    params: dict[str, Any] = {
+        "hostname": settings["hostname"], "description": description, "cores": settings["cores"],
+        "memory": settings["memory"], "swap": settings["swap"], "onboot": settings["onboot"],
+        "protection": settings["protection"], "tags": tags,
+    }
+    if settings["net0"]:
+        params["net0"] = settings["net0"]
+    if settings["nameserver"]:
+        params["nameserver"] = settings["nameserver"]
+    if settings["searchdomain"]:
+        params["searchdomain"] = settings["searchdomain"]
+    if token_may_set_features(settings["features"]):
+        params["features"] = features_value(settings["features"])
+        if not params["features"]:
+            params.pop("features")
+            params["delete"] = "features"
+    api_mps, _ = mount_points(settings)
+    params.update(api_mps)
+    return params
+
+
+def root_options(settings: dict[str, Any], devices: dict[str, str]) -> dict[str, str]:
+    """What only root@pam may set, for `pct set` over the node transport."""
+    out: dict[str, str] = {}
+    if not token_may_set_features(settings["features"]):
+        out["features"] = features_value(settings["features"])
+    _, binds = mount_points(settings)
+    out.update(binds)
+    out.update(devices)
+    return out
+
+
+def create_params(ctid: int, settings: dict[str, Any], *, ostemplate: str, storage: str, unprivileged: bool,
+                  tags: str, description: str) -> dict[str, Any]:
+    """POST /nodes/{node}/lxc for a root layer."""
+    params = {"vmid": ctid, "ostemplate": ostemplate, "storage": storage,
+              "rootfs": f"{storage}:{settings['rootfs_gb']}", "unprivileged": int(unprivileged)}
+    put = config_params(settings, tags=tags, description=description)
+    put.pop("delete", None)
+    put["onboot"] = 0  # a half-built guest never starts with the node
+    return {**params, **put}
+
+
+def clone_params(ctid: int, name: str, *, snapname: str | None, linked: bool, storage: str, description: str) -> dict[str, Any]:
+    """POST /nodes/{node}/lxc/{parent}/clone."""
+    params: dict[str, Any] = {"newid": ctid, "hostname": name, "description": description}
+    if snapname:
+        params["snapname"] = snapname
+    if linked:
+        params["full"] = 0
+    else:
+        params["full"] = 1
+        params["storage"] = storage
+    return params
+
+
+def volume_filename(volume: str) -> tuple[str, str]:
+    """('local', 'ubuntu-24.04-standard_24.04-2_amd64.tar.zst') from local:vztmpl/ubuntu-..."""
+    m = re.match(r"^([^:]+):vztmpl/(.+)$", volume)
+    if not m:
+        raise PhoenixError(f"not a template volume: {volume}")
+    return m.group(1), m.group(2)

@@ -1,0 +1,165 @@
+"""The Proxmox API for one run: proxmoxer over verified HTTPS with an API token.
+
+Adds what proxmoxer leaves to its users: counting requests, retrying idempotent calls on lock and
+network errors with backoff, waiting for tasks (UPIDs) with a real timeout, and errors that carry
+the task's own log.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from proxmoxer import ProxmoxAPI
+from proxmoxer.core import ResourceException
+from requests.adapters import HTTPAdapter
+
+from ..errors import PhoenixError, TaskFailed, TaskTimeout
+
+TRANSIENT_MESSAGES = ("is locked", "can't lock file", "got timeout", "no quorum", "temporarily unavailable")
+TRANSIENT_STATUS = (502, 503, 595, 596, 599)
+
+
+class ApiError(PhoenixError):
+    """A Proxmox API call was refused."""
+
+    def __init__(self, method: str, path: str, status: int, message: str, errors: Any = None):
+        self.method, self.path, self.status, self.reason, self.errors = method, path, status, message, errors
+        detail = f" {errors}" if errors else ""
+        super().__init__(f"Proxmox refused {method} /{path}: HTTP {status} {message}{detail}")
+
+
+@dataclass
+class Counters:
+    """Requests made in this run (thread-safe)."""
+
+    reads: int = 0
+    writes: int = 0
+    retries: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def total(self) -> int:
+        return self.reads + self.writes
+
+    def add(self, method: str) -> None:
+        with self.lock:
+            if method == "GET":
+                self.reads += 1
+            else:
+                self.writes += 1
+
+
+class _FingerprintAdapter(HTTPAdapter):
+    """Accept exactly the certificate with this SHA-256 fingerprint (self-signed PVE nodes)."""
+
+    def __init__(self, fingerprint: str):
+        self._fingerprint = fingerprint.replace(":", "").lower()
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["assert_fingerprint"] = self._fingerprint
+        super().init_poolmanager(*args, **kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, False, cert)  # the fingerprint is the check; no CA chain needed
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError):
+        return True
+    if isinstance(exc, ResourceException):
+        text = f"{exc.status_message} {exc.content}".lower()
+        return exc.status_code in TRANSIENT_STATUS or (exc.status_code == 500 and any(m in text for m in TRANSIENT_MESSAGES))
+    return False
+
+
+class Pve:
+    """One node's API. All I/O with Proxmox goes through here."""
+
+    def __init__(self, url: str, node: str, token_id: str, token_secret: str, *, verify: bool | str = True,
+                 fingerprint: str | None = None, timeout: float = 30, task_timeout: float = 1800, retries: int = 4,
+                 sleep: Callable[[float], None] = time.sleep):
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise PhoenixError(f"API URL must be https://host:port, got {url!r}")
+        user, _, name = token_id.partition("!")
+        self.url, self.node = url, node
+        self.task_timeout, self.retries, self.sleep = task_timeout, retries, sleep
+        self.counters = Counters()
+        self.api = ProxmoxAPI(parts.hostname, port=parts.port or 8006, user=user, token_name=name,
+                              token_value=token_secret, verify_ssl=False if fingerprint else verify, timeout=timeout)
+        session: requests.Session = self.api._store["session"]
+        session.hooks["response"].append(lambda r, *a, **k: self.counters.add(r.request.method))
+        if fingerprint:
+            session.mount("https://", _FingerprintAdapter(fingerprint))
+
+    # ------------------------------------------------------------------ calls
+
+    def _call(self, method: str, path: str, idempotent: bool, **args: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                resource = self.api(path)
+                return getattr(resource, method.lower())(**args)
+            except (ResourceException, requests.RequestException) as e:
+                if idempotent and attempt < self.retries and _transient(e):
+                    attempt += 1
+                    with self.counters.lock:
+                        self.counters.retries += 1
+                    self.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+                    continue
+                if isinstance(e, ResourceException):
+                    raise ApiError(method, path, e.status_code, str(e.content or e.status_message), e.errors) from None
+                raise PhoenixError(f"cannot reach Proxmox at {self.url} ({method} /{path}): {e}") from None
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self._call("GET", path, True, **params)
+
+    def put(self, path: str, **data: Any) -> Any:
+        """PUT sets absolute values, so it is retried."""
+        return self._call("PUT", path, True, **data)
+
+    def post(self, path: str, *, idempotent: bool = False, **data: Any) -> Any:
+        return self._call("POST", path, idempotent, **data)
+
+    def delete(self, path: str, **params: Any) -> Any:
+        return self._call("DELETE", path, False, **params)
+
+    # ------------------------------------------------------------------ tasks
+
+    def wait(self, upid: str, timeout: float | None = None) -> None:
+        """Wait for a task; TaskFailed carries its log, TaskTimeout says it still runs on the node."""
+        node = upid.split(":")[1] if upid.startswith("UPID:") else self.node
+        deadline = time.monotonic() + (timeout or self.task_timeout)
+        delay = 0.02
+        while True:
+            status = self.get(f"nodes/{node}/tasks/{upid}/status")
+            if status.get("status") == "stopped":
+                exit_status = str(status.get("exitstatus", ""))
+                if exit_status == "OK" or exit_status.startswith("WARNINGS"):
+                    return
+                log = self.get(f"nodes/{node}/tasks/{upid}/log", limit=500)
+                raise TaskFailed(upid, exit_status, [str(entry.get("t", "")) for entry in log])
+            if time.monotonic() > deadline:
+                raise TaskTimeout(f"Proxmox task {upid} still runs after {timeout or self.task_timeout:.0f}s; it goes on "
+                                  "on the node. Check it in the node's task log; a rerun converges once it ends.")
+            self.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+    def run(self, method: str, path: str, *, timeout: float | None = None, idempotent: bool = False, **data: Any) -> None:
+        """A call that starts a task, and the wait for it."""
+        upid = self._call(method, path, idempotent, **data)
+        if isinstance(upid, str) and upid.startswith("UPID:"):
+            self.wait(upid, timeout)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """For callers that classify errors themselves (tests, retries of task submissions)."""
+    return _transient(exc)

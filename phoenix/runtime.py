@@ -1,0 +1,264 @@
+"""One Phoenix run: the estate, the connection to the host, and what this run knows of the host.
+
+Shared by doit's threads (`doit -n 4` runs layers in threads): the host is listed once per run, in
+bulk, and every bake or update updates that view itself, so a child sees its parent's new build id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import facts as F
+from .build import Builder
+from .config.estate import Estate, load_estate
+from .errors import PhoenixError, UnsafeOperation
+from .layers import Layer, layers
+from .plan import Action, Decision, decide
+from .pve.client import Pve
+from .transport.base import NodeFacts, NodeTransport
+
+
+class Run:
+    """Everything a run shares. Cheap to create: nothing is read or connected until needed."""
+
+    def __init__(self, root: Path, *, config_dir: Path | None = None, images_dir: Path | None = None,
+                 cache_dir: Path | None = None, out: TextIO | None = None, sim_options: dict[str, Any] | None = None):
+        self.root = Path(root)
+        self.config_dir = Path(config_dir or os.environ.get("PHOENIX_CONFIG_DIR") or self.root / "etc")
+        self.images_dir = Path(images_dir or self.root / "images")
+        self.cache = Path(cache_dir or os.environ.get("PHOENIX_CACHE_DIR") or self.root / ".cache")
+        self.out = out or sys.stdout
+        self.sim_options = sim_options or {}
+        self.lock = threading.RLock()
+        self._say_lock = threading.Lock()
+        self.view: dict[int, F.GuestFacts] = {}
+        self._listed = False
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self.started = time.monotonic()
+        self._node_facts: NodeFacts | None = None
+        self._sim = None
+
+    # ------------------------------------------------------------- config
+
+    @cached_property
+    def estate(self) -> Estate:
+        return load_estate(self.config_dir, self.images_dir)
+
+    @cached_property
+    def layers(self) -> dict[int, Layer]:
+        return layers(self.estate)
+
+    @property
+    def simulated(self) -> bool:
+        return self.estate.hypervisor.proxmox.target == "simulated"
+
+    @property
+    def target(self) -> str:
+        if self.simulated:
+            return "sim"
+        from urllib.parse import urlsplit
+        return urlsplit(self.estate.hypervisor.proxmox.api_url or "").hostname or "?"
+
+    # ------------------------------------------------------------- output
+
+    def say(self, line: str) -> None:
+        with self._say_lock:
+            self.out.write(line.rstrip("\n") + "\n")
+            self.out.flush()
+
+    def log_path(self, task: str) -> Path:
+        path = self.cache / "logs" / f"{task}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # ---------------------------------------------------------- endpoints
+
+    @cached_property
+    def pve(self) -> Pve:
+        from .transport.secrets import read_secret
+
+        prox = self.estate.hypervisor.proxmox
+        retries = self.estate.hypervisor.behavior.api_retries
+        if self.simulated:
+            from .sim.host import shared
+
+            self._sim = shared(self.cache / "sim", **self.sim_options)
+            ep = self._sim.start()
+            self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {self._sim.dir})")
+            return Pve(ep.url, ep.node, ep.token_id, read_secret(ep.token_file), verify=str(ep.ca_file),
+                       timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=retries)
+        verify: bool | str = prox.verify_tls
+        if prox.ca_file:
+            verify = str(self.estate.resolve(prox.ca_file))
+        secret = read_secret(self.estate.resolve(prox.token_file or ""))
+        return Pve(prox.api_url or "", prox.node, prox.token_id, secret, verify=verify, fingerprint=prox.fingerprint,
+                   timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=retries)
+
+    @cached_property
+    def transport(self) -> NodeTransport:
+        if self.simulated:
+            from .transport.simulated import SimulatedTransport
+
+            return SimulatedTransport(self.cache / "sim" / "runs.jsonl")
+        from urllib.parse import urlsplit
+
+        from .transport.ssh import SshTransport
+
+        hyp = self.estate.hypervisor
+        return SshTransport(hyp.ssh, urlsplit(hyp.proxmox.api_url or "").hostname or "", hyp.proxmox.node)
+
+    def node_facts(self) -> NodeFacts:
+        with self.lock:
+            if self._node_facts is None:
+                self._node_facts = self.transport.node_facts()
+            return self._node_facts
+
+    def secrets(self, names: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, str]:
+        """Secret values for a script, from the 0600 token files of the hypervisor config."""
+        from .transport.secrets import ensure_placeholder_secret, read_secret
+
+        out = {}
+        for name in names:
+            configured = getattr(self.estate.hypervisor.secrets, f"{name}_file")
+            if configured is None:
+                if name in required:
+                    raise PhoenixError(f"secret {name} is needed: set secrets.{name}_file in {self.estate.hypervisor_file}")
+                continue
+            path = self.estate.resolve(configured)
+            if self.simulated and not path.exists():
+                ensure_placeholder_secret(path, name)
+                self.say(f"phoenix: created a placeholder secret {path} (mode 0600) for the simulated host")
+            if not path.exists() and name not in required:
+                continue
+            out[name] = read_secret(path)
+        return out
+
+    # --------------------------------------------------------------- host
+
+    def guests(self) -> dict[int, F.GuestFacts]:
+        """The host's guests: one bulk listing per run, then kept current by the run itself."""
+        with self.lock:
+            if not self._listed:
+                items = self.pve.get("cluster/resources", type="vm")
+                self.view = F.parse_resources(items, self.pve.node)
+                self._listed = True
+            return self.view
+
+    def build_id(self, ctid: int | None) -> str | None:
+        if ctid is None:
+            return None
+        facts = self.guests().get(ctid)
+        return facts.build_id if facts else None
+
+    def forget_guest(self, ctid: int) -> None:
+        with self.lock:
+            self.view.pop(ctid, None)
+
+    # ------------------------------------------------------------- forced
+
+    @property
+    def forced_file(self) -> Path:
+        return self.cache / "forced.json"
+
+    def forced(self) -> set[int]:
+        """Layers `doit forget` asked to rebake (a request kept in .cache until the rebake is done)."""
+        try:
+            return set(json.loads(self.forced_file.read_text()))
+        except (OSError, ValueError):
+            return set()
+
+    def set_forced(self, ctids: set[int]) -> None:
+        with self.lock:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            tmp = self.forced_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(sorted(ctids)))
+            os.replace(tmp, self.forced_file)
+
+    # ------------------------------------------------------------ decide
+
+    def decide(self, ctid: int) -> Decision:
+        """What the layer needs now, against the host as this run knows it."""
+        layer = self.layers[ctid]
+        guests = self.guests()
+        return decide(layer, guests.get(ctid), parent_build=self.build_id(layer.parent),
+                      forced=ctid in self.forced())
+
+    def explain(self, decision: Decision) -> Decision:
+        """Add the reasons only the guest's record can give (one GET, for stale layers only)."""
+        if decision.action not in (Action.REBUILD, Action.UPDATE) or decision.reasons not in (
+                ("build inputs changed",), ("settings changed",)):
+            return decision
+        config = self.pve.get(f"nodes/{self.pve.node}/lxc/{decision.ctid}/config")
+        layer = self.layers[decision.ctid]
+        record = F.parse_record(config.get("description"))
+        guests = self.guests()
+        return decide(layer, guests.get(decision.ctid), parent_build=self.build_id(layer.parent),
+                      forced=decision.ctid in self.forced(), record=record)
+
+    # ----------------------------------------------------------- execute
+
+    def execute(self, ctid: int) -> dict[str, Any]:
+        """The doit action of a layer: bake, rebuild or update it as needed; returns what doit saves."""
+        layer = self.layers[ctid]
+        t0 = time.monotonic()
+        decision = self.explain(self.decide(ctid))
+        outcome = "up-to-date"
+        try:
+            if decision.action == Action.BLOCKED:
+                raise UnsafeOperation("; ".join(decision.reasons))
+            if decision.action.bakes:
+                self.say(f"{layer.task:<6} {decision.action}: {'; '.join(decision.reasons)}")
+                Builder(self).bake(layer, decision)
+                outcome = "built"
+                forced = self.forced()
+                if ctid in forced:
+                    self.set_forced(forced - {ctid})
+            elif decision.action == Action.UPDATE:
+                Builder(self).update(layer, decision)
+                outcome = "updated"
+        except BaseException:
+            self.outcomes[layer.task] = {"outcome": "failed", "seconds": round(time.monotonic() - t0, 3),
+                                         "identity": None}
+            raise
+        facts = self.guests().get(ctid)
+        self.outcomes[layer.task] = {"outcome": outcome, "seconds": round(time.monotonic() - t0, 3),
+                                     "identity": facts.identity if facts else None}
+        return {"identity": facts.identity if facts else None, "build": facts.build_id if facts else None}
+
+    def up_to_date(self, ctid: int) -> bool:
+        """doit's uptodate check; an up-to-date layer is noted in the run's outcomes."""
+        decision = self.decide(ctid)
+        if decision.action == Action.OK:
+            facts = self.guests().get(ctid)
+            self.outcomes[f"ct{ctid}"] = {"outcome": "up-to-date", "seconds": 0.0,
+                                          "identity": facts.identity if facts else None}
+            return True
+        return False
+
+    # ------------------------------------------------------------- finish
+
+    def summary(self) -> dict[str, Any]:
+        requests = self.pve.counters.total if "pve" in self.__dict__ else 0
+        return {"target": self.target if "estate" in self.__dict__ else "?", "api_requests": requests,
+                "wall_seconds": round(time.monotonic() - self.started, 3), "tasks": dict(sorted(self.outcomes.items()))}
+
+    def write_last_run(self) -> dict[str, Any]:
+        data = self.summary()
+        self.cache.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache / "last-run.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, self.cache / "last-run.json")
+        return data
+
+    def close(self) -> None:
+        if "transport" in self.__dict__:
+            self.transport.close()
+        if self._sim is not None:
+            self._sim.stop()
