@@ -1,4 +1,316 @@
 #!/usr/bin/env bash
 # Shared library sourced by every Phoenix feature and app script.
+#
+# Guest-side contract (phoenix/transport/base.py):
+#   PHOENIX_ENV      /etc/phoenix/context.env   the context as PHX_* shell assignments
+#   PHOENIX_CONTEXT  /etc/phoenix/context.json  the same context as JSON
+#   PHOENIX_SECRETS  /etc/phoenix/secrets       one 0600 file per secret
+#   PHOENIX_LIB      /opt/phoenix/lib/phoenix-common.sh (this file)
+#
+# Conventions for scripts:
+#   * every message goes through phx_log/phx_warn/phx_die, prefixed with the feature name;
+#   * every state change is reported with phx_changed, and the script ends with phx_finish,
+#     which says "<feature>: nothing to change" when a run changed nothing (idempotence);
+#   * secret values are read with phx_secret into a variable and handed to programs on stdin
+#     or in 0600 files, never as arguments (arguments are visible in ps and /proc/*/cmdline).
+#   * a script ends with `if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi` so tests can
+#     source it and call its functions.
 set -euo pipefail
-phx_log() { printf '%s\n' "$*"; }
+
+: "${PHOENIX_ENV:=/etc/phoenix/context.env}"
+: "${PHOENIX_CONTEXT:=/etc/phoenix/context.json}"
+: "${PHOENIX_SECRETS:=/etc/phoenix/secrets}"
+# The name used in log lines: the sourcing script's file name without .sh, unless set before.
+: "${PHOENIX_FEATURE:=$(basename "${BASH_SOURCE[1]:-$0}" .sh)}"
+
+_PHX_CHANGES=0
+_PHX_APT_UPDATED=0
+# Set by phx_write_file: 1 when the last call changed the file.
+PHX_FILE_CHANGED=0
+
+# ---------------------------------------------------------------------------------------------
+# Logging
+
+phx_log() { printf '%s: %s\n' "$PHOENIX_FEATURE" "$*"; }
+phx_warn() { printf '%s: WARNING: %s\n' "$PHOENIX_FEATURE" "$*" >&2; }
+phx_die() {
+    printf '%s: ERROR: %s\n' "$PHOENIX_FEATURE" "$*" >&2
+    exit 1
+}
+
+# phx_changed MESSAGE: log a change to the system and count it.
+phx_changed() {
+    _PHX_CHANGES=$((_PHX_CHANGES + 1))
+    phx_log "$*"
+}
+
+phx_change_count() { printf '%s\n' "$_PHX_CHANGES"; }
+
+# phx_finish: the last line of every script: what the run did.
+phx_finish() {
+    if ((_PHX_CHANGES == 0)); then
+        phx_log "nothing to change"
+    else
+        phx_log "done ($_PHX_CHANGES change(s))"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Context
+
+# phx_load_context: source $PHOENIX_ENV (PHX_* variables). Missing file: an error.
+phx_load_context() {
+    [[ -r "$PHOENIX_ENV" ]] || phx_die "context file $PHOENIX_ENV not found"
+    # shellcheck source=/dev/null  # generated per guest by phoenix.context.to_env
+    source "$PHOENIX_ENV"
+}
+
+# phx_ctx KEY [DEFAULT]: the value of PHX_<KEY> (vllm_model -> PHX_VLLM_MODEL), or DEFAULT when empty.
+phx_ctx() {
+    local var="PHX_${1^^}"
+    var="${var//[^A-Z0-9_]/_}"
+    local value="${!var:-}"
+    printf '%s\n' "${value:-${2:-}}"
+}
+
+# phx_ctx_list KEY: a comma-joined list value, one item a line (nothing for an empty list).
+phx_ctx_list() {
+    local value item
+    value="$(phx_ctx "$1")"
+    [[ -n "$value" ]] || return 0
+    local -a items
+    IFS=, read -r -a items <<<"$value"
+    for item in "${items[@]}"; do
+        [[ -n "$item" ]] && printf '%s\n' "$item"
+    done
+    return 0
+}
+
+# phx_bool VALUE: true for true/yes/1/on (any case).
+phx_bool() {
+    case "${1,,}" in
+        true | yes | 1 | on) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+# phx_ctx_json_array JQ_PATH: the items of a JSON array of strings from $PHOENIX_CONTEXT, each ended by
+# a NUL byte (items may hold commas, spaces or newlines). Falls back to the comma-joined PHX_ variable
+# named in $2 when jq or the JSON file is missing.
+phx_ctx_json_array() {
+    local path="$1" fallback="${2:-}"
+    if command -v jq >/dev/null 2>&1 && [[ -r "$PHOENIX_CONTEXT" ]]; then
+        jq -j "($path // [])[] | tostring, \"\\u0000\"" "$PHOENIX_CONTEXT"
+    elif [[ -n "$fallback" ]]; then
+        local item
+        while IFS= read -r item; do printf '%s\0' "$item"; done < <(phx_ctx_list "$fallback")
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Secrets
+
+phx_secret_path() { printf '%s/%s\n' "$PHOENIX_SECRETS" "$1"; }
+
+# phx_has_secret NAME: the secret file exists and is not empty.
+phx_has_secret() { [[ -s "$(phx_secret_path "$1")" ]]; }
+
+# phx_secret NAME: print the secret (first line, without the newline) for capture in a variable:
+#   token="$(phx_secret hf_token)"
+# Never log it; hand it to programs on stdin or in a 0600 file.
+phx_secret() {
+    local path
+    path="$(phx_secret_path "$1")"
+    [[ -r "$path" ]] || phx_die "secret $1 is not available ($path missing)"
+    local value
+    IFS= read -r value <"$path" || [[ -n "$value" ]] || phx_die "secret $1 is empty"
+    value="${value%$'\r'}"
+    [[ -n "$value" ]] || phx_die "secret $1 is empty"
+    printf '%s' "$value"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+# phx_write_file PATH MODE [OWNER[:GROUP]]: write stdin to PATH when the content differs, then
+# make sure of mode and owner. Sets PHX_FILE_CHANGED=1 when anything changed. Content is never logged.
+phx_write_file() {
+    local path="$1" mode="$2" owner="${3:-}" tmp
+    PHX_FILE_CHANGED=0
+    mkdir -p "$(dirname "$path")"
+    tmp="$(mktemp "$path.phx.XXXXXX")"
+    chmod 600 "$tmp"
+    cat >"$tmp"
+    if [[ -f "$path" ]] && cmp -s "$tmp" "$path"; then
+        rm -f "$tmp"
+    else
+        chmod "$mode" "$tmp"
+        [[ -z "$owner" ]] || chown "$owner" "$tmp"
+        mv -f "$tmp" "$path"
+        PHX_FILE_CHANGED=1
+        phx_changed "wrote $path"
+        return 0
+    fi
+    if [[ "$(stat -c %a "$path")" != "$(printf '%o' "$((8#$mode))")" ]]; then
+        chmod "$mode" "$path"
+        PHX_FILE_CHANGED=1
+        phx_changed "set mode $mode on $path"
+    fi
+    if [[ -n "$owner" ]]; then
+        local want="$owner"
+        [[ "$want" == *:* ]] || want="$want:$(id -gn "$owner")"
+        if [[ "$(stat -c %U:%G "$path")" != "$want" ]]; then
+            chown "$owner" "$path"
+            PHX_FILE_CHANGED=1
+            phx_changed "set owner $owner on $path"
+        fi
+    fi
+}
+
+# phx_file_changed: the last phx_write_file changed something.
+phx_file_changed() { ((PHX_FILE_CHANGED)); }
+
+# phx_remove_file PATH: remove PATH when it exists.
+phx_remove_file() {
+    if [[ -e "$1" || -L "$1" ]]; then
+        rm -f "$1"
+        phx_changed "removed $1"
+    fi
+}
+
+# phx_ensure_dir PATH [MODE]
+phx_ensure_dir() {
+    if [[ ! -d "$1" ]]; then
+        mkdir -p "$1"
+        phx_changed "created directory $1"
+    fi
+    if [[ -n "${2:-}" && "$(stat -c %a "$1")" != "$(printf '%o' "$((8#$2))")" ]]; then
+        chmod "$2" "$1"
+        phx_changed "set mode $2 on $1"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Packages
+
+# phx_pkg_installed NAME: the Debian package is installed (dpkg status "install ok installed").
+phx_pkg_installed() {
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
+}
+
+# phx_apt_missing PKG...: the packages that are not installed, one a line.
+phx_apt_missing() {
+    local pkg
+    for pkg in "$@"; do
+        phx_pkg_installed "$pkg" || printf '%s\n' "$pkg"
+    done
+    return 0
+}
+
+# phx_apt_update: apt-get update, once per script run.
+phx_apt_update() {
+    ((_PHX_APT_UPDATED)) && return 0
+    phx_log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    _PHX_APT_UPDATED=1
+}
+
+# phx_apt_sources_changed: the next phx_apt_install runs apt-get update again.
+phx_apt_sources_changed() { _PHX_APT_UPDATED=0; }
+
+# phx_apt_install PKG...: install the packages that are missing (nothing when all are installed).
+phx_apt_install() {
+    local -a missing
+    mapfile -t missing < <(phx_apt_missing "$@")
+    ((${#missing[@]})) || return 0
+    phx_apt_update
+    phx_log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
+    phx_changed "installed ${missing[*]}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Services
+
+# phx_has_systemd: systemd is PID 1 and running (sd_booted(3)); false in a chroot or a build.
+phx_has_systemd() {
+    [[ -d /run/systemd/system ]] && [[ "$(cat /proc/1/comm 2>/dev/null || true)" == systemd ]]
+}
+
+# phx_unit_wanted_by UNIT: the targets in the [Install] WantedBy= lines of UNIT's file.
+phx_unit_wanted_by() {
+    local f
+    f="$(phx_unit_path "$1")" || return 1
+    sed -nE 's/^WantedBy=//p' "$f" | tr ' ' '\n' | sed '/^$/d'
+}
+
+# phx_service_enable UNIT: enable UNIT at boot. Works without a running systemd (systemctl
+# enables offline; without systemctl at all, the WantedBy symlinks are made as systemctl would).
+phx_service_enable() {
+    local unit="$1"
+    if command -v systemctl >/dev/null 2>&1; then
+        if [[ "$(systemctl is-enabled "$unit" 2>/dev/null || true)" != enabled ]]; then
+            systemctl enable "$unit" >/dev/null 2>&1 || phx_die "cannot enable $unit"
+            phx_changed "enabled $unit"
+        fi
+        return 0
+    fi
+    local target file
+    file="$(phx_unit_path "$unit")" || phx_die "no unit file for $unit"
+    while IFS= read -r target; do
+        if [[ ! -L "/etc/systemd/system/$target.wants/$unit" ]]; then
+            mkdir -p "/etc/systemd/system/$target.wants"
+            ln -sfn "$file" "/etc/systemd/system/$target.wants/$unit"
+            phx_changed "enabled $unit ($target)"
+        fi
+    done < <(phx_unit_wanted_by "$unit")
+}
+
+phx_unit_path() {
+    local f
+    for f in "/etc/systemd/system/$1" "/lib/systemd/system/$1" "/usr/lib/systemd/system/$1"; do
+        [[ -f "$f" ]] && { printf '%s\n' "$f"; return 0; }
+    done
+    return 1
+}
+
+# phx_service_start UNIT [restart]: start UNIT (restart it when $2 is "restart") if systemd runs;
+# otherwise say it is enabled but not started.
+phx_service_start() {
+    local unit="$1" restart="${2:-}"
+    if ! phx_has_systemd; then
+        phx_log "systemd is not running (PID 1 is $(cat /proc/1/comm 2>/dev/null || echo unknown)): $unit enabled but not started"
+        return 0
+    fi
+    if [[ "$restart" == restart ]]; then
+        systemctl restart "$unit"
+        phx_changed "restarted $unit"
+    elif ! systemctl is-active --quiet "$unit"; then
+        systemctl start "$unit"
+        phx_changed "started $unit"
+    fi
+}
+
+# phx_wait_for CMD... : run CMD every 2 s until it succeeds or PHX_WAIT_TIMEOUT seconds pass.
+phx_wait_for() {
+    local timeout="${PHX_WAIT_TIMEOUT:-120}" start=$SECONDS
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS - start < timeout)) || return 1
+        sleep "${PHX_WAIT_INTERVAL:-2}"
+    done
+}
+
+# phx_os_id / phx_os_codename: from the context, else from /etc/os-release.
+phx_os_id() {
+    local id
+    id="$(phx_ctx os_id)"
+    if [[ -z "$id" || "$id" == unknown ]]; then
+        id="$(. /etc/os-release && printf '%s' "$ID")"
+    fi
+    printf '%s\n' "$id"
+}
+
+phx_os_codename() { (. /etc/os-release && printf '%s\n' "${VERSION_CODENAME:-}"); }
+
+phx_arch() { dpkg --print-architecture; }
