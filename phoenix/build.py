@@ -242,6 +242,7 @@ class Builder:
         facts = self.run.view[layer.ctid]
         config = self.pve.get(self.lxc(layer.ctid, "/config"))
         record = F.parse_record(config.get("description"))
+        old_settings = record.get("settings")
         record["settings"] = layer.settings
         tags = F.record_tags(g.tags, facts.identity or "", facts.build_id or "", layer.settings_hash)
         notes: list[str] = []
@@ -253,8 +254,11 @@ class Builder:
         current_gb = facts.maxdisk // GIB if facts.maxdisk else None
         if current_gb and layer.settings["rootfs_gb"] > current_gb:
             self.resize_if_needed(layer, current_gb, steps)
-        root = P.root_options(layer.settings, {})
-        wanted_root = {k: v for k, v in root.items() if config.get(k) != v}
+        before = P.root_options(old_settings, {}) if old_settings else {}
+        wanted_root = {k: v for k, v in P.root_options(layer.settings, {}).items() if before.get(k) != v}
+        gone = sorted(set(before) - set(P.root_options(layer.settings, {})))
+        if gone:
+            wanted_root["delete"] = ",".join(gone)
         if wanted_root:
             with steps.step(f"pct set (root only: {', '.join(sorted(wanted_root))})"):
                 self.run.transport.pct_set(layer.ctid, wanted_root)

@@ -89,9 +89,11 @@ class Run:
         if self.simulated:
             from .sim.host import shared
 
-            self._sim = shared(self.cache / "sim", **self.sim_options)
-            ep = self._sim.start()
-            self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {self._sim.dir})")
+            sim = shared(self.cache / "sim", **self.sim_options)
+            if sim.endpoint is None:
+                self._sim = sim  # started by this run, so stopped (and saved) by it
+            ep = sim.start()
+            self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {sim.dir})")
             return Pve(ep.url, ep.node, ep.token_id, read_secret(ep.token_file), verify=str(ep.ca_file),
                        timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=retries)
         verify: bool | str = prox.verify_tls

@@ -29,7 +29,7 @@ class PhoenixReporter(ConsoleReporter):
             return
         counts = Counter(t["outcome"] for t in data["tasks"].values())
         parts = [f"{counts.get(k, 0)} {k}" for k in ("built", "updated", "up-to-date", "failed")]
-        if not (counts.get("built") or counts.get("updated") or counts.get("failed")):
+        if data["tasks"] and counts.get("up-to-date") == len(data["tasks"]) and not self.failures:
             self.write("phoenix: nothing to do, the host matches the config\n")
         self.write(f"phoenix: {', '.join(parts)}; {data['api_requests']} API requests; {data['wall_seconds']:.2f}s "
                    f"(target: {data['target']})\n")

@@ -59,15 +59,19 @@ def layer_tasks(run: Run) -> list[dict[str, Any]]:
     return tasks
 
 
-def setup(root: Path, **kwargs: Any) -> tuple[dict[str, Any], Any]:
-    """Called by dodo.py: the run, doit's config and the task generator."""
+def setup(root: Path, *, process: bool = True, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+    """Called by dodo.py: the run, doit's config and the task generator.
+
+    process=False (tests running doit in-process) leaves signal handlers and atexit alone.
+    """
     global RUN
     RUN = Run(root, **kwargs)
     cache = RUN.cache
     cache.mkdir(parents=True, exist_ok=True)
-    # doit saves its state only when a run ends; SIGTERM becomes KeyboardInterrupt so it ends cleanly.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    atexit.register(RUN.close)
+    if process:
+        # doit saves its state only when a run ends; SIGTERM becomes KeyboardInterrupt so it ends cleanly.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        atexit.register(RUN.close)
     try:
         RUN.estate  # noqa: B018 - validate before doit does anything; touches nothing on the host
     except ConfigError as e:

@@ -154,10 +154,23 @@ class Pve:
             delay = min(1.0, delay * 2)
 
     def run(self, method: str, path: str, *, timeout: float | None = None, idempotent: bool = False, **data: Any) -> None:
-        """A call that starts a task, and the wait for it."""
-        upid = self._call(method, path, idempotent, **data)
-        if isinstance(upid, str) and upid.startswith("UPID:"):
-            self.wait(upid, timeout)
+        """A call that starts a task, and the wait for it. An idempotent task that failed on a lock is run again."""
+        attempt = 0
+        while True:
+            upid = self._call(method, path, idempotent, **data)
+            if not (isinstance(upid, str) and upid.startswith("UPID:")):
+                return
+            try:
+                self.wait(upid, timeout)
+                return
+            except TaskFailed as e:
+                locked = any(m in e.exitstatus.lower() for m in TRANSIENT_MESSAGES)
+                if not (idempotent and locked and attempt < self.retries):
+                    raise
+                attempt += 1
+                with self.counters.lock:
+                    self.counters.retries += 1
+                self.sleep(min(5.0, 0.5 * 2 ** (attempt - 1)))
 
 
 def is_transient(exc: BaseException) -> bool:

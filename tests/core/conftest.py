@@ -1,0 +1,117 @@
+"""A Phoenix checkout in a temp dir, doit run in-process against the embedded fakepve host over HTTPS."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from doit.cmd_base import ModuleTaskLoader
+from doit.doit_cmd import DoitMain
+
+from phoenix.doitx import tasks
+from phoenix.sim.host import SimHost, shared
+
+REPO = Path(__file__).resolve().parents[2]
+NODE = "/api2/json/nodes/pve1"
+
+
+@dataclass
+class Result:
+    rc: int
+    output: str
+    run: Any
+
+    @property
+    def last_run(self) -> dict[str, Any]:
+        return json.loads((self.run.cache / "last-run.json").read_text())
+
+    def outcomes(self) -> dict[str, str]:
+        return {k: v["outcome"] for k, v in self.last_run["tasks"].items()}
+
+
+class Checkout:
+    """A copy of the example estate with its own .cache; the simulator stays up across runs of one test."""
+
+    def __init__(self, root: Path, sim_options: dict[str, Any] | None = None):
+        self.root = root
+        shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns("*.conf"))
+        shutil.copytree(REPO / "images", root / "images")
+        for name in ("dodo.py", "pyproject.toml"):
+            shutil.copy(REPO / name, root / name)
+        self.cache = root / ".cache"
+        self.sim_options = sim_options or {}
+        self.sim: SimHost = shared(self.cache / "sim", **self.sim_options)
+
+    @property
+    def pve(self):
+        if self.sim.endpoint is None:
+            self.sim.start()
+        return self.sim.pve
+
+    def doit(self, *args: str) -> Result:
+        self.pve  # noqa: B018 - the test owns the simulator, so faults can be injected before a run
+        out = io.StringIO()
+        config, gen = tasks.setup(self.root, process=False, config_dir=self.root / "etc", images_dir=self.root / "images",
+                                  cache_dir=self.cache, out=out, sim_options=self.sim_options)
+        config = {**config, "outfile": out}  # doit binds sys.stdout as the default when it is imported
+        # doit reads [tool.doit] (the plan and forget commands) from ./pyproject.toml only
+        main = DoitMain(ModuleTaskLoader({"DOIT_CONFIG": config, "task_layers": gen}), config_filenames=("pyproject.toml",))
+        cwd = os.getcwd()
+        try:
+            os.chdir(self.root)
+            with redirect_stdout(out), redirect_stderr(out):
+                rc = main.run(list(args))
+        finally:
+            os.chdir(cwd)
+        run = tasks.RUN
+        run.close()
+        return Result(rc, out.getvalue(), run)
+
+    # --------------------------------------------------------------- host
+
+    def writes(self, since: int = 0) -> list[tuple[str, str]]:
+        return [(m, p) for m, p, _ in self.pve.requests[since:] if m != "GET"]
+
+    def mark(self) -> int:
+        return len(self.pve.requests)
+
+    def ct(self, vmid: int):
+        return self.pve.ct(vmid)
+
+    def tags(self, vmid: int) -> set[str]:
+        return set((self.ct(vmid).config.get("tags") or "").split(";"))
+
+    def lxc_config(self) -> dict[str, Any]:
+        return json.loads((self.root / "etc" / "phoenix_lxc_configs.json").read_text())
+
+    def write_lxc_config(self, data: dict[str, Any]) -> None:
+        (self.root / "etc" / "phoenix_lxc_configs.json").write_text(json.dumps(data, indent=2))
+
+    def edit_guest(self, ctid: int, **changes: Any) -> None:
+        data = self.lxc_config()
+        data["lxc_configs"][str(ctid)].update(changes)
+        self.write_lxc_config(data)
+
+    def stop_sim(self) -> None:
+        self.sim.stop()
+
+
+@pytest.fixture
+def checkout(tmp_path: Path):
+    co = Checkout(tmp_path / "phoenix")
+    yield co
+    co.stop_sim()
+
+
+@pytest.fixture
+def built(checkout: Checkout) -> Checkout:
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    return checkout

@@ -1,0 +1,178 @@
+"""The layer graph as incremental builds, against fakepve over real HTTPS with proxmoxer."""
+
+from __future__ import annotations
+
+import re
+
+from .conftest import NODE, Checkout
+
+ALL = ("ct900", "ct901", "ct902", "ct910", "ct920", "ct950")
+
+
+def creations(writes: list[tuple[str, str]]) -> list[int]:
+    """CTIDs created (POST lxc) or cloned (POST lxc/<parent>/clone: the new id is in the body, so use order)."""
+    out = []
+    for method, path in writes:
+        if method == "POST" and path == f"{NODE}/lxc":
+            out.append(900)
+        m = re.fullmatch(rf"{NODE}/lxc/(\d+)/clone", path)
+        if method == "POST" and m:
+            out.append(int(m.group(1)))
+    return out
+
+
+def bakes(co: Checkout, since: int) -> set[int]:
+    """Guests whose config was written since the mark (every bake and update ends with that write)."""
+    return {int(m.group(1)) for meth, p in co.writes(since) if meth == "PUT" and (m := re.fullmatch(rf"{NODE}/lxc/(\d+)/config", p))}
+
+
+def test_first_build_calls_in_dependency_order(checkout: Checkout):
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    assert result.outcomes() == dict.fromkeys(ALL, "built")
+    writes = checkout.writes()
+    # parents are snapshotted before a child is cloned from them
+    order = [p for m, p in writes if m == "POST" and (p.endswith("/clone") or p.endswith("/snapshot") or p == f"{NODE}/lxc")]
+    assert order.index(f"{NODE}/lxc") < order.index(f"{NODE}/lxc/900/snapshot") < order.index(f"{NODE}/lxc/900/clone")
+    assert order.index(f"{NODE}/lxc/901/snapshot") < order.index(f"{NODE}/lxc/901/clone")
+    assert order.index(f"{NODE}/lxc/920/snapshot") < order.index(f"{NODE}/lxc/920/clone")
+    for ctid, snap in ((900, "base-snapshot"), (901, "gpu-snapshot"), (902, "docker-snapshot"), (920, "vllm-base-snapshot")):
+        assert snap in checkout.ct(ctid).snapshots
+        assert checkout.ct(ctid).status == "stopped"
+    for ctid in (910, 950):
+        assert checkout.ct(ctid).status == "running"
+        assert not checkout.ct(ctid).snapshots
+    for ctid in (900, 901, 902, 910, 920, 950):
+        tags = checkout.tags(ctid)
+        assert "phoenix" in tags and "phx-building" not in tags
+        assert any(t.startswith("phx-id-") for t in tags)
+    assert checkout.ct(950).config["memory"] == 40960 and checkout.ct(950).config["cores"] == 8
+    assert checkout.ct(950).config["rootfs"].endswith("size=128G")
+    assert "target is the SIMULATED Proxmox host" in result.output
+    last = result.last_run
+    assert last["target"] == "sim" and last["api_requests"] > 0
+    assert set(last["tasks"]) == set(ALL) and all(t["identity"] for t in last["tasks"].values())
+
+
+def test_second_run_is_a_noop_with_at_most_3_requests(built: Checkout):
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc == 0
+    assert built.writes(mark) == []
+    assert len(built.pve.requests) - mark <= 3
+    assert result.last_run["api_requests"] <= 3
+    assert result.outcomes() == dict.fromkeys(ALL, "up-to-date")
+    assert "nothing to do" in result.output
+
+
+def test_vllm_feature_change_rebakes_920_and_950_only(built: Checkout):
+    script = built.root / "images" / "features" / "vllm.sh"
+    script.write_text(script.read_text() + "\n# pin a newer vLLM\n")
+    plan = built.doit("plan")
+    assert re.search(r"ct920\s+rebuild: feature vllm changed", plan.output), plan.output
+    assert re.search(r"ct950\s+follows \(parent ct920 rebuilds\)", plan.output), plan.output
+    for ctid in ("ct900", "ct901", "ct902", "ct910"):
+        assert re.search(rf"{ctid}\s+up-to-date", plan.output)
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc == 0, result.output
+    assert bakes(built, mark) == {920, 950}
+    assert result.outcomes() == {"ct900": "up-to-date", "ct901": "up-to-date", "ct902": "up-to-date",
+                                 "ct910": "up-to-date", "ct920": "built", "ct950": "built"}
+    assert built.doit().outcomes() == dict.fromkeys(ALL, "up-to-date")
+
+
+def test_memory_change_is_one_config_update_and_no_rebuild(built: Checkout):
+    built.edit_guest(950, memory_mb=49152)
+    plan = built.doit("plan")
+    assert re.search(r"ct950\s+update: memory 40960 -> 49152 MB", plan.output), plan.output
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc == 0, result.output
+    assert built.writes(mark) == [("PUT", f"{NODE}/lxc/950/config")]
+    assert built.ct(950).config["memory"] == 49152
+    assert result.outcomes()["ct950"] == "updated"
+    assert all(v == "up-to-date" for k, v in result.outcomes().items() if k != "ct950")
+
+
+def test_forget_forces_rebake_of_layer_and_children(built: Checkout):
+    result = built.doit("forget", "ct920")
+    assert result.rc == 0 and "ct920 will be rebaked" in result.output
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc == 0, result.output
+    assert bakes(built, mark) == {920, 950}
+    assert built.doit().outcomes() == dict.fromkeys(ALL, "up-to-date")
+
+
+def test_forget_without_a_task_forces_nothing(built: Checkout):
+    result = built.doit("forget")
+    assert "pass task name" in result.output
+    assert built.doit().outcomes() == dict.fromkeys(ALL, "up-to-date")
+
+
+def test_target_task_builds_only_it_and_its_stale_ancestors(checkout: Checkout):
+    result = checkout.doit("ct910")
+    assert result.rc == 0, result.output
+    assert {c.vmid for c in checkout.pve.cts} == {900, 902, 910}
+
+
+def test_guest_deleted_by_hand_is_rebuilt_and_its_children_follow(built: Checkout):
+    built.pve.ct(950).status = "stopped"
+    built.pve.cts.remove(built.pve.ct(950))
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc == 0
+    assert result.outcomes()["ct950"] == "built"
+    assert bakes(built, mark) == {950}
+
+
+def test_fresh_checkout_against_built_host_rebuilds_nothing(built: Checkout):
+    # a new clone: no doit database, no forced list, no logs; only the simulated host's own state
+    for path in built.cache.iterdir():
+        if path.name != "sim":
+            if path.is_dir():
+                import shutil
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    built.stop_sim()  # and the simulator restarts from its saved state
+    mark_requests = 0
+    result = built.doit()
+    assert result.rc == 0
+    assert result.outcomes() == dict.fromkeys(ALL, "up-to-date")
+    assert built.writes(mark_requests) == []
+
+
+def test_identity_changed_by_hand_is_rebuilt(built: Checkout):
+    ct = built.ct(902)
+    ct.config["tags"] = ";".join(t for t in ct.config["tags"].split(";") if not t.startswith("phx-id-")) + ";phx-id-0000"
+    result = built.doit()
+    assert result.outcomes()["ct902"] == "built" and result.outcomes()["ct910"] == "built"
+    assert result.outcomes()["ct920"] == "up-to-date"
+
+
+def test_parallel_run_gives_the_same_host_as_a_serial_one(tmp_path):
+    results = {}
+    for n in ("1", "4"):
+        co = Checkout(tmp_path / f"n{n}")
+        try:
+            result = co.doit("-n", n)
+            assert result.rc == 0, result.output
+            results[n] = {ct.vmid: (ct.status, sorted(ct.snapshots), {k: v for k, v in ct.config.items()
+                                                                       if k not in ("tags", "description", "net0", "digest")})
+                          for ct in co.pve.cts}
+            assert co.doit("-n", n).outcomes() == dict.fromkeys(ALL, "up-to-date")
+        finally:
+            co.stop_sim()
+    assert results["1"] == results["4"]
+
+
+def test_info_shows_deps_and_why(built: Checkout):
+    built.edit_guest(950, cores=12)
+    result = built.doit("info", "ct950")
+    assert "task_dep" in result.output and "ct920" in result.output
+    assert "ct950: update (cores 8 -> 12)" in result.output
+    listing = built.doit("list")
+    assert re.search(r"ct950\s+vllmQwen3Coder: app, clone of ct920", listing.output)
+    assert re.search(r"ct900\s+BaseTemplate: template, from ubuntu-24.04", listing.output)
