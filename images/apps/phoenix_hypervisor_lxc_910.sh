@@ -3,6 +3,120 @@
 # @phoenix requires: nesting
 # @phoenix requires-feature: docker
 # @phoenix secret: portainer_password
+#
+# Context: PHX_PORTAINER_VERSION, PHX_PORTAINER_PORT (host HTTPS port), PHX_PORTAINER_DATA_DIR
+#          (a persistent bind mount, mounted at /data in the Portainer container).
+# The admin password is copied from the secret into a 0600 file that the container reads with
+# --admin-password-file; it never appears on a command line. Portainer uses it only when it
+# initialises an empty data directory.
+# Idempotent: a container with the same image, ports and mounts (the phoenix.spec label) is kept.
 # shellcheck source=images/lib/phoenix-common.sh
 source "${PHOENIX_LIB:-/opt/phoenix/lib/phoenix-common.sh}"
-phx_log "placeholder: implemented in the feature library"
+
+PORTAINER_NAME=portainer
+PORTAINER_PASSWORD_FILE=/etc/phoenix/portainer/admin_password
+PORTAINER_PASSWORD_IN_CONTAINER=/run/secrets/portainer_admin_password
+
+portainer_image() { printf 'portainer/portainer-ce:%s\n' "$1"; }
+
+# portainer_spec IMAGE PORT DATA_DIR PASSWORD_FILE: the container's arguments without the label,
+# one a line (what the label's hash covers).
+portainer_spec() {
+    local image="$1" port="$2" data="$3" pwfile="$4"
+    printf '%s\n' \
+        --name "$PORTAINER_NAME" --restart=always \
+        -p "$port:9443" \
+        -v /var/run/docker.sock:/var/run/docker.sock \
+        -v "$data:/data" \
+        -v "$pwfile:$PORTAINER_PASSWORD_IN_CONTAINER:ro" \
+        "$image" \
+        --admin-password-file "$PORTAINER_PASSWORD_IN_CONTAINER"
+}
+
+portainer_spec_hash() { portainer_spec "$@" | sha256sum | cut -c1-16; }
+
+# portainer_run_args IMAGE PORT DATA_DIR PASSWORD_FILE: `docker` arguments, one a line.
+portainer_run_args() {
+    local hash
+    hash="$(portainer_spec_hash "$@")"
+    printf '%s\n' run -d --label "phoenix.spec=$hash"
+    portainer_spec "$@"
+}
+
+# portainer_state: "IMAGE SPEC RUNNING" of the existing container, nothing when there is none.
+portainer_state() {
+    docker inspect -f '{{.Config.Image}} {{index .Config.Labels "phoenix.spec"}} {{.State.Running}}' \
+        "$PORTAINER_NAME" 2>/dev/null || true
+}
+
+# portainer_decide STATE IMAGE HASH: nothing | start | create | replace
+portainer_decide() {
+    local state="$1" image="$2" hash="$3" cur_image cur_hash running
+    if [[ -z "$state" ]]; then
+        printf 'create\n'
+        return 0
+    fi
+    read -r cur_image cur_hash running <<<"$state"
+    if [[ "$cur_image" != "$image" || "$cur_hash" != "$hash" ]]; then
+        printf 'replace\n'
+    elif [[ "$running" != true ]]; then
+        printf 'start\n'
+    else
+        printf 'nothing\n'
+    fi
+}
+
+write_password_file() {
+    local password
+    password="$(phx_secret portainer_password)"
+    [[ ${#password} -ge 12 ]] || phx_die "portainer_password is shorter than 12 characters (Portainer refuses it)"
+    phx_ensure_dir "$(dirname "$PORTAINER_PASSWORD_FILE")" 0700
+    printf '%s' "$password" | phx_write_file "$PORTAINER_PASSWORD_FILE" 0600 root:root
+}
+
+main() {
+    phx_load_context
+    local role image port data hash state action
+    role="$(phx_ctx portainer_role server)"
+    [[ "$role" == server ]] || phx_die "this script runs the Portainer server; portainer_role is '$role'"
+    image="$(portainer_image "$(phx_ctx portainer_version 2.21.4)")"
+    port="$(phx_ctx portainer_port 9443)"
+    data="$(phx_ctx portainer_data_dir /var/lib/portainer)"
+    phx_ensure_dir "$data"
+    write_password_file
+    if ! docker info >/dev/null 2>&1; then
+        phx_has_systemd && phx_die "the docker daemon is not running"
+        phx_log "systemd is not running, so neither is Docker: Portainer not started"
+        phx_finish
+        return 0
+    fi
+    hash="$(portainer_spec_hash "$image" "$port" "$data" "$PORTAINER_PASSWORD_FILE")"
+    state="$(portainer_state)"
+    action="$(portainer_decide "$state" "$image" "$hash")"
+    case "$action" in
+        nothing) phx_log "container $PORTAINER_NAME runs $image on port $port" ;;
+        start)
+            docker start "$PORTAINER_NAME" >/dev/null
+            phx_changed "started container $PORTAINER_NAME"
+            ;;
+        replace | create)
+            if [[ "$action" == replace ]]; then
+                docker rm -f "$PORTAINER_NAME" >/dev/null
+                phx_changed "removed container $PORTAINER_NAME (its settings changed; data stays in $data)"
+            fi
+            docker pull -q "$image" >/dev/null
+            local -a args
+            mapfile -t args < <(portainer_run_args "$image" "$port" "$data" "$PORTAINER_PASSWORD_FILE")
+            docker "${args[@]}" >/dev/null
+            phx_changed "created container $PORTAINER_NAME ($image, https port $port)"
+            ;;
+    esac
+    PHX_WAIT_TIMEOUT="${PHX_PORTAINER_WAIT_S:-120}" phx_wait_for curl -kfsS "https://127.0.0.1:$port/api/system/status" ||
+        phx_die "Portainer does not answer on https://127.0.0.1:$port"
+    phx_log "Portainer answers on https://127.0.0.1:$port"
+    phx_finish
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi
