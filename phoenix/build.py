@@ -79,6 +79,16 @@ class Builder:
                     f"pct set {ctid} --protection 0 (and remove protection from its config). Data on "
                     f"host_path mount points survives a rebuild; data inside the container does not.")
 
+    def explain_lock(self, ctid: int, lock: str) -> None:
+        """A locked guest is never forced: say whether a task still holds it or a dead one left it."""
+        tasks = self.pve.get(f"nodes/{self.node}/tasks", vmid=ctid, source="active")
+        active = [t for t in tasks if t.get("status") == "running" or not t.get("endtime")]
+        if active:
+            raise PhoenixError(f"CT {ctid} is locked ({lock}) by a task still running on the node: {active[0].get('upid')}. "
+                               "Wait for it to end (see the node's task log), then rerun.")
+        raise PhoenixError(f"CT {ctid} is locked ({lock}) but no task is running: an interrupted operation left the lock. "
+                           f"Check the guest, then run `pct unlock {ctid}` on the node and rerun.")
+
     def destroy(self, ctid: int, steps: Steps) -> None:
         facts = self.run.view.get(ctid)
         if facts is None:
@@ -88,7 +98,7 @@ class Builder:
             if config.get("protection"):
                 self.pve.put(self.lxc(ctid, "/config"), protection=0)
             if config.get("lock"):
-                self.pve.put(self.lxc(ctid, "/config"), delete="lock")
+                self.explain_lock(ctid, config["lock"])
             status = self.pve.get(self.lxc(ctid, "/status/current"))
             if status.get("status") == "running":
                 self.pve.run("POST", self.lxc(ctid, "/status/stop"), idempotent=True)

@@ -20,6 +20,7 @@ from phoenix.sim.host import SimHost, shared
 
 REPO = Path(__file__).resolve().parents[2]
 NODE = "/api2/json/nodes/pve1"
+ALL_TASKS = ("ct900", "ct901", "ct902", "ct910", "ct920", "ct950")
 
 
 @dataclass

@@ -23,7 +23,8 @@ def creations(writes: list[tuple[str, str]]) -> list[int]:
 
 def bakes(co: Checkout, since: int) -> set[int]:
     """Guests whose config was written since the mark (every bake and update ends with that write)."""
-    return {int(m.group(1)) for meth, p in co.writes(since) if meth == "PUT" and (m := re.fullmatch(rf"{NODE}/lxc/(\d+)/config", p))}
+    pattern = rf"{NODE}/lxc/(\d+)/config"
+    return {int(m.group(1)) for meth, p in co.writes(since) if meth == "PUT" and (m := re.fullmatch(pattern, p))}
 
 
 def test_first_build_calls_in_dependency_order(checkout: Checkout):

@@ -1,0 +1,137 @@
+"""Faults injected with fakepve: nothing half-built is recorded as built, and a rerun converges."""
+
+from __future__ import annotations
+
+import time
+
+from phoenix.sim.host import shared
+
+from .conftest import ALL_TASKS, NODE, Checkout
+
+
+def assert_converged(co: Checkout) -> None:
+    result = co.doit()
+    assert result.rc == 0, result.output
+    again = co.doit()
+    assert again.outcomes() == dict.fromkeys(ALL_TASKS, "up-to-date"), again.output
+    assert co.writes(co.mark()) == []
+
+
+def test_task_error_mid_bake_is_not_recorded_and_rerun_converges(checkout: Checkout):
+    checkout.pve.fail("POST", f"{NODE}/lxc/920/snapshot", error="snapshot_feature_not_available", times=1)
+    result = checkout.doit()
+    assert result.rc != 0
+    assert "TASK ERROR" in result.output or "snapshot feature is not available" in result.output
+    assert "task log" in result.output  # the task's own log is shown
+    assert result.outcomes()["ct920"] == "failed"
+    assert "ct950" not in result.outcomes() or result.outcomes()["ct950"] != "built"
+    tags = checkout.tags(920)
+    assert "phx-building" in tags and not any(t.startswith("phx-id-") for t in tags)
+    assert checkout.pve.ct(950) is None
+    plan = checkout.doit("plan")
+    assert "ct920  rebuild: an earlier bake did not finish" in plan.output
+    assert_converged(checkout)
+
+
+def test_locked_config_update_is_retried(built: Checkout):
+    built.edit_guest(950, memory_mb=45056)
+    built.pve.fail("PUT", f"{NODE}/lxc/950/config", error="locked", times=2)
+    result = built.doit()
+    assert result.rc == 0, result.output
+    assert built.ct(950).config["memory"] == 45056
+    assert result.run.pve.counters.retries == 2
+
+
+def test_locked_start_task_is_retried(checkout: Checkout):
+    checkout.pve.fail("POST", f"{NODE}/lxc/900/status/start", error="locked", times=1)
+    result = checkout.doit("ct900")
+    assert result.rc == 0, result.output
+    assert result.run.pve.counters.retries >= 1
+
+
+def test_non_idempotent_call_is_not_retried(checkout: Checkout):
+    checkout.pve.fail("POST", f"{NODE}/lxc/900/clone", 500, "CT is locked (backup)", times=1)
+    result = checkout.doit()
+    assert result.rc != 0
+    clones = [p for m, p in checkout.writes() if m == "POST" and p.endswith("/900/clone")]
+    assert len(clones) == 1  # the failed one, not retried; the other child may not have started yet
+    assert_converged(checkout)
+
+
+def test_slow_task_times_out_with_an_actionable_error_then_converges(tmp_path):
+    co = Checkout(tmp_path / "slow", sim_options={"time_scale": 0.01, "ct_secs": {"snapshot": 500}})
+    try:
+        hyp = co.root / "etc" / "phoenix_hypervisor_config.json"
+        hyp.write_text(hyp.read_text().replace('"token_id": "root@pam!phoenix"',
+                                               '"token_id": "root@pam!phoenix", "task_timeout_s": 1'))
+        result = co.doit("ct900")
+        assert result.rc != 0
+        assert "still runs after 1s" in result.output
+        assert not any(t.startswith("phx-id-") for t in co.tags(900))
+        co.sim.pve.ct_secs["snapshot"] = 0
+        hyp.write_text(hyp.read_text().replace(', "task_timeout_s": 1', ""))
+        result = co.doit("ct900")
+        assert result.rc != 0 and "locked (snapshot) by a task still running" in result.output
+        deadline = time.monotonic() + 30
+        while any(t["status"] == "running" for t in co.sim.pve.tasklog) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        result = co.doit("ct900")
+        assert result.rc == 0, result.output
+        assert any(t.startswith("phx-id-") for t in co.tags(900))
+    finally:
+        co.stop_sim()
+
+
+def test_dropped_connections_are_retried_on_reads(built: Checkout):
+    built.pve.flaky_network(drop_rate=0.5, seed=7)
+    try:
+        result = built.doit()
+    finally:
+        built.pve.flaky_network()
+    assert result.rc == 0, result.output
+    assert result.outcomes() == dict.fromkeys(ALL_TASKS, "up-to-date")
+
+
+def test_dropped_connection_during_a_bake_converges_on_rerun(checkout: Checkout):
+    checkout.pve.flaky_network(drop_rate=0.3)
+    first = checkout.doit("-n", "4")
+    checkout.pve.flaky_network()
+    # drops on reads are retried; a drop on a write fails the layer, which is then not recorded
+    assert first.rc != 0 or first.run.pve.counters.retries > 0, first.output
+    for task, outcome in first.outcomes().items():
+        if outcome == "failed":
+            assert not any(t.startswith("phx-id-") for t in checkout.tags(int(task[2:]))) if checkout.ct(int(task[2:])) else True
+    assert_converged(checkout)
+
+
+def test_protected_guest_is_never_destroyed_without_the_flag(built: Checkout, monkeypatch):
+    built.ct(950).config["protection"] = 1
+    script = built.root / "images" / "apps" / "phoenix_hypervisor_lxc_950.sh"
+    script.write_text(script.read_text() + "\n# changed\n")
+    result = built.doit()
+    assert result.rc != 0
+    assert "CT 950 has protection set" in result.output and "PHOENIX_DESTROY_PROTECTED=950" in result.output
+    assert built.ct(950) is not None and built.ct(950).config["protection"] == 1
+    monkeypatch.setenv("PHOENIX_DESTROY_PROTECTED", "950")
+    result = built.doit()
+    assert result.rc == 0, result.output
+    assert result.outcomes()["ct950"] == "built"
+
+
+def test_foreign_guest_on_a_ctid_is_left_alone(checkout: Checkout):
+    checkout.pve.add_ct(910, "handmade", config={"tags": "mine"})
+    result = checkout.doit("--continue")
+    assert result.rc != 0
+    assert "not managed by Phoenix" in result.output
+    assert checkout.ct(910).config["hostname"] == "handmade"
+    assert checkout.pve.ct(950) is not None  # the rest of the estate is built
+
+
+def test_simulated_state_survives_between_processes(built: Checkout):
+    state = built.cache / "sim" / "state.json"
+    built.stop_sim()
+    assert state.exists()
+    fresh = shared(built.cache / "sim")
+    assert fresh is built.sim
+    result = built.doit()
+    assert result.outcomes() == dict.fromkeys(ALL_TASKS, "up-to-date")
