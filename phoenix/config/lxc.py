@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from .hypervisor import Strict
 
@@ -28,7 +28,12 @@ def _gpu_list(value: object) -> object:
     return value
 
 
-GpuList = Annotated[list[Annotated[int, Field(ge=0)]], BeforeValidator(_gpu_list)]
+GpuList = Annotated[
+    list[Annotated[int, Field(ge=0)]],
+    BeforeValidator(_gpu_list),
+    WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "integer", "minimum": 0}},
+                              {"type": "string", "pattern": r"^\s*(none|\d+(\s*,\s*\d+)*)?\s*$"}]}),
+]
 
 
 class NetworkConfig(Strict):
