@@ -14,7 +14,7 @@
 source "${PHOENIX_LIB:-/opt/phoenix/lib/phoenix-common.sh}"
 
 PORTAINER_NAME=portainer
-PORTAINER_PASSWORD_FILE=/etc/phoenix/portainer/admin_password
+PORTAINER_PASSWORD_FILE="${PORTAINER_PASSWORD_FILE:-/etc/phoenix/portainer/admin_password}"
 PORTAINER_PASSWORD_IN_CONTAINER=/run/secrets/portainer_admin_password
 
 portainer_image() { printf 'portainer/portainer-ce:%s\n' "$1"; }
@@ -71,7 +71,9 @@ write_password_file() {
     password="$(phx_secret portainer_password)"
     [[ ${#password} -ge 12 ]] || phx_die "portainer_password is shorter than 12 characters (Portainer refuses it)"
     phx_ensure_dir "$(dirname "$PORTAINER_PASSWORD_FILE")" 0700
-    printf '%s' "$password" | phx_write_file "$PORTAINER_PASSWORD_FILE" 0600 root:root
+    local owner=""
+    ((EUID != 0)) || owner=root:root
+    printf '%s' "$password" | phx_write_file "$PORTAINER_PASSWORD_FILE" 0600 "$owner"
 }
 
 main() {

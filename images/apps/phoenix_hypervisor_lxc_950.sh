@@ -15,15 +15,15 @@ source "${PHOENIX_LIB:-/opt/phoenix/lib/phoenix-common.sh}"
 
 VLLM_VENV="${VLLM_VENV:-/opt/vllm}"
 VLLM_UNIT=vllm.service
-VLLM_UNIT_FILE="/etc/systemd/system/$VLLM_UNIT"
-VLLM_ENV_FILE=/etc/vllm/vllm.env
+VLLM_UNIT_FILE="${VLLM_UNIT_FILE:-/etc/systemd/system/$VLLM_UNIT}"
+VLLM_ENV_FILE="${VLLM_ENV_FILE:-/etc/vllm/vllm.env}"
 
 # systemd_quote ARG: ARG as one word of an ExecStart= line (quotes, and %/$ escaped).
 systemd_quote() {
-    local a="$1"
+    local a="$1" safe='^[A-Za-z0-9_./:=,+@%$-]+$'
     a="${a//%/%%}"
     a="${a//\$/\$\$}"
-    if [[ "$a" =~ ^[A-Za-z0-9_./:=,+@-]+$ ]]; then
+    if [[ "$a" =~ $safe ]]; then
         printf '%s' "$a"
     else
         a="${a//\\/\\\\}"
@@ -115,7 +115,9 @@ main() {
     phx_ensure_dir "$(phx_ctx vllm_model_cache /var/lib/vllm/models)"
     phx_ensure_dir "$(dirname "$VLLM_ENV_FILE")" 0700
     env="$(vllm_env_render)"
-    printf '%s\n' "$env" | phx_write_file "$VLLM_ENV_FILE" 0600 root:root
+    local owner=""
+    ((EUID != 0)) || owner=root:root
+    printf '%s\n' "$env" | phx_write_file "$VLLM_ENV_FILE" 0600 "$owner"
     phx_file_changed && changed=1
     unit="$(vllm_unit_render)"
     printf '%s\n' "$unit" | phx_write_file "$VLLM_UNIT_FILE" 0644

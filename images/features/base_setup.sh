@@ -124,7 +124,7 @@ setup_user() {
     if [[ -n "$key" ]]; then
         phx_apt_install openssh-server
         phx_ensure_dir "$home/.ssh" 0700
-        if [[ "$(stat -c %U "$home/.ssh")" != "$user" ]]; then
+        if [[ "$(stat -c %U:%G "$home/.ssh")" != "$user:$(id -gn "$user")" ]]; then
             chown "$user:" "$home/.ssh"
             phx_changed "set owner $user on $home/.ssh"
         fi

@@ -16,6 +16,9 @@
 #   * a script ends with `if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi` so tests can
 #     source it and call its functions.
 set -euo pipefail
+# The last command of a pipeline runs in this shell, so `printf ... | phx_write_file ...` counts its
+# changes (scripts run non-interactively: no job control, as lastpipe needs).
+shopt -s lastpipe
 
 : "${PHOENIX_ENV:=/etc/phoenix/context.env}"
 : "${PHOENIX_CONTEXT:=/etc/phoenix/context.json}"
@@ -137,6 +140,9 @@ phx_secret() {
 phx_write_file() {
     local path="$1" mode="$2" owner="${3:-}" tmp
     PHX_FILE_CHANGED=0
+    if [[ -n "$owner" && "$owner" != *:* ]]; then
+        owner="$owner:$(id -gn "$owner")"
+    fi
     mkdir -p "$(dirname "$path")"
     tmp="$(mktemp "$path.phx.XXXXXX")"
     chmod 600 "$tmp"
@@ -157,9 +163,7 @@ phx_write_file() {
         phx_changed "set mode $mode on $path"
     fi
     if [[ -n "$owner" ]]; then
-        local want="$owner"
-        [[ "$want" == *:* ]] || want="$want:$(id -gn "$owner")"
-        if [[ "$(stat -c %U:%G "$path")" != "$want" ]]; then
+        if [[ "$(stat -c %U:%G "$path")" != "$owner" ]]; then
             chown "$owner" "$path"
             PHX_FILE_CHANGED=1
             phx_changed "set owner $owner on $path"

@@ -1,0 +1,296 @@
+"""App scripts: Portainer's docker arguments and vLLM's unit file, rendered without Docker, systemd or a GPU;
+no secret value ever reaches a command line (every docker/systemctl/curl call is recorded and searched)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import make_context
+
+P910 = "apps/phoenix_hypervisor_lxc_910.sh"
+P950 = "apps/phoenix_hypervisor_lxc_950.sh"
+PASSWORD = "S3cret-Portainer-Pa55!"
+HF_TOKEN = "hf_FAKEtokenDoNotUse1234567890"
+DOCKER_TOKEN = "dckr_pat_FAKE_token_123"
+
+
+# ---- 910: Portainer
+
+
+def test_portainer_run_args(shell):
+    r = shell.run(P910, 'portainer_run_args "$(portainer_image 2.21.4)" 9443 /var/lib/portainer /etc/phoenix/portainer/pw')
+    args = r.stdout.splitlines()
+    assert args[:3] == ["run", "-d", "--label"] and args[3].startswith("phoenix.spec=")
+    assert args[4:] == [
+        "--name", "portainer", "--restart=always", "-p", "9443:9443",
+        "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", "/var/lib/portainer:/data",
+        "-v", "/etc/phoenix/portainer/pw:/run/secrets/portainer_admin_password:ro",
+        "portainer/portainer-ce:2.21.4", "--admin-password-file", "/run/secrets/portainer_admin_password",
+    ]
+
+
+def test_portainer_spec_hash_follows_settings(shell):
+    r = shell.run(P910, """
+        portainer_spec_hash img:1 9443 /d /pw; portainer_spec_hash img:1 9443 /d /pw
+        portainer_spec_hash img:1 9444 /d /pw; portainer_spec_hash img:2 9443 /d /pw
+    """)
+    a, b, c, d = r.stdout.split()
+    assert a == b and len({a, c, d}) == 3
+
+
+@pytest.mark.parametrize(("state", "action"), [
+    ("", "create"),
+    ("portainer/portainer-ce:2.21.4 abc true", "nothing"),
+    ("portainer/portainer-ce:2.21.4 abc false", "start"),
+    ("portainer/portainer-ce:2.20.0 abc true", "replace"),
+    ("portainer/portainer-ce:2.21.4 other true", "replace"),
+    ("portainer/portainer-ce:2.21.4  true", "replace"),       # made by hand: no phoenix.spec label
+])
+def test_portainer_decide(shell, state, action):
+    r = shell.run(P910, f'portainer_decide "{state}" portainer/portainer-ce:2.21.4 abc')
+    assert r.stdout.strip() == action
+
+
+def portainer_context(tmp: Path):
+    return make_context(portainer={"role": "server", "port": 9443, "version": "2.21.4", "data_dir": str(tmp / "data")},
+                        secrets=["portainer_password"])
+
+
+def test_portainer_main_keeps_the_password_off_command_lines(shell, fakebin, tmp_path):
+    shell.secret("portainer_password", PASSWORD)
+    pwfile = tmp_path / "portainer" / "admin_password"
+    env = {**fakebin.env, "PORTAINER_PASSWORD_FILE": str(pwfile)}
+    first = shell.run(P910, "main", context=portainer_context(tmp_path), env=env)
+    assert "created container portainer (portainer/portainer-ce:2.21.4, https port 9443)" in first.stdout
+    assert pwfile.read_text() == PASSWORD
+    assert oct(pwfile.stat().st_mode & 0o777) == "0o600"
+    runs = [c for c in fakebin.calls() if c.startswith("docker run ")]
+    assert len(runs) == 1 and "--admin-password-file /run/secrets/portainer_admin_password" in runs[0]
+    assert f"{pwfile}:/run/secrets/portainer_admin_password:ro" in runs[0]
+
+    second = shell.run(P910, "main", context=portainer_context(tmp_path), env=env)
+    assert second.stdout.strip().splitlines()[-1] == "phoenix_hypervisor_lxc_910: nothing to change"
+    assert len([c for c in fakebin.calls() if c.startswith("docker run ")]) == 1
+
+    changed = portainer_context(tmp_path)
+    changed["portainer"]["port"] = 9444
+    third = shell.run(P910, "main", context=changed, env=env)
+    assert "removed container portainer" in third.stdout
+    assert [c for c in fakebin.calls() if c.startswith("docker run ")][-1].count("-p 9444:9443") == 1
+
+    everything = "\n".join(fakebin.calls()) + first.stdout + first.stderr + second.stdout + third.stdout
+    assert PASSWORD not in everything
+
+
+def test_portainer_without_docker_daemon(shell, fakebin, tmp_path):
+    shell.secret("portainer_password", PASSWORD)
+    (fakebin.dir / "docker").write_text("#!/bin/sh\nexit 1\n")
+    env = {**fakebin.env, "PORTAINER_PASSWORD_FILE": str(tmp_path / "pw")}
+    r = shell.run(P910, "main", context=portainer_context(tmp_path), env=env)
+    assert "neither is Docker: Portainer not started" in r.stdout
+
+
+def test_portainer_refuses_a_short_password(shell, tmp_path):
+    shell.secret("portainer_password", "short")
+    r = shell.run(P910, "write_password_file", env={"PORTAINER_PASSWORD_FILE": str(tmp_path / "pw")}, check=False)
+    assert r.returncode == 1 and "shorter than 12" in r.stderr and "short\n" not in r.stderr
+
+
+# ---- 950: vLLM service
+
+VLLM_CTX = make_context(
+    gpus=[0, 1],
+    vllm={"model": "Qwen/Qwen3-Coder-30B-A3B-Instruct", "served_model_name": "qwen3-coder-30b", "port": 8000,
+          "max_model_len": 32768, "gpu_memory_utilization": 0.9, "tensor_parallel_size": 2, "model_cache": "/models",
+          "args": ["--enable-prefix-caching", "--override-generation-config", '{"temperature": 0.7, "top_p": 0.8}',
+                   "--chat-template=/etc/vllm/100%$HOME.jinja"]},
+    secrets=["hf_token"],
+)
+
+
+def test_vllm_serve_args(shell):
+    args = shell.run(P950, "vllm_serve_args", context=VLLM_CTX).stdout.splitlines()
+    assert args == [
+        "serve", "Qwen/Qwen3-Coder-30B-A3B-Instruct", "--host", "0.0.0.0", "--port", "8000",
+        "--served-model-name", "qwen3-coder-30b", "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.9",
+        "--max-model-len", "32768", "--enable-prefix-caching", "--override-generation-config",
+        '{"temperature": 0.7, "top_p": 0.8}', "--chat-template=/etc/vllm/100%$HOME.jinja",
+    ]
+
+
+def test_vllm_serve_args_defaults(shell):
+    ctx = make_context(gpus=[0], vllm={"model": "Qwen/Qwen3-8B", "dtype": "bfloat16"})
+    args = shell.run(P950, "vllm_serve_args", context=ctx).stdout.splitlines()
+    assert args == ["serve", "Qwen/Qwen3-8B", "--host", "0.0.0.0", "--port", "8000", "--served-model-name", "Qwen3-8B",
+                    "--tensor-parallel-size", "1", "--gpu-memory-utilization", "0.9", "--dtype", "bfloat16"]
+
+
+def test_vllm_needs_a_model(shell):
+    r = shell.run(P950, "vllm_unit_render", context=make_context(), check=False)
+    assert r.returncode != 0 and "no vllm.model" in r.stderr
+
+
+@pytest.mark.parametrize(("arg", "quoted"), [
+    ("--port", "--port"), ("Qwen/Qwen3-8B", "Qwen/Qwen3-8B"), ("a b", '"a b"'), ('{"x": 1}', '"{\\"x\\": 1}"'),
+    ("100%", "100%%"), ("$HOME", "$$HOME"), ("back\\slash", '"back\\\\slash"'), ("a b%", '"a b%%"'),
+])
+def test_systemd_quote(shell, arg, quoted):
+    assert shell.run(P950, 'systemd_quote "$ARG"', env={"ARG": arg}).stdout == quoted
+
+
+def test_vllm_unit_render(shell):
+    unit = shell.run(P950, "vllm_unit_render", context=VLLM_CTX).stdout
+    lines = unit.splitlines()
+    assert ("ExecStart=/opt/vllm/bin/vllm serve Qwen/Qwen3-Coder-30B-A3B-Instruct --host 0.0.0.0 --port 8000 "
+            "--served-model-name qwen3-coder-30b --tensor-parallel-size 2 --gpu-memory-utilization 0.9 "
+            '--max-model-len 32768 --enable-prefix-caching --override-generation-config '
+            '"{\\"temperature\\": 0.7, \\"top_p\\": 0.8}" --chat-template=/etc/vllm/100%%$$HOME.jinja') in lines
+    assert "EnvironmentFile=/etc/vllm/vllm.env" in lines
+    assert "WorkingDirectory=/models" in lines
+    assert "WantedBy=multi-user.target" in lines
+    assert "HF_TOKEN" not in unit
+
+
+def test_vllm_unit_parses_with_systemd_analyze(shell, tmp_path):
+    """systemd itself accepts the unit, quoting of ExecStart included (where systemd-analyze is installed)."""
+    import shutil
+    import subprocess
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze not installed")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "vllm").write_text("#!/bin/sh\n")
+    (venv / "bin" / "vllm").chmod(0o755)
+    unit = tmp_path / "vllm.service"
+    unit.write_text(shell.run(P950, "vllm_unit_render", context=VLLM_CTX, env={"VLLM_VENV": str(venv)}).stdout)
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True)
+    assert "vllm.service" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_vllm_env_render(shell):
+    shell.secret("hf_token", HF_TOKEN)
+    env = shell.run(P950, "vllm_env_render", context=VLLM_CTX).stdout.splitlines()
+    assert env == ["HF_HOME=/models", "VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1", f"HF_TOKEN={HF_TOKEN}"]
+
+
+def test_vllm_env_without_token(shell):
+    env = shell.run(P950, "vllm_env_render", context=VLLM_CTX).stdout
+    assert "HF_TOKEN" not in env
+
+
+def test_vllm_env_refuses_odd_token(shell):
+    shell.secret("hf_token", "hf_x\nEVIL=1 $(x)")
+    r = shell.run(P950, "vllm_env_render", context=VLLM_CTX, check=False)
+    assert r.returncode == 0 or "holds characters" in r.stderr   # only the first line is the token
+    shell.secret("hf_token", 'hf_"x" y')
+    r = shell.run(P950, "vllm_env_render", context=VLLM_CTX, check=False)
+    assert r.returncode == 1 and "holds characters" in r.stderr and 'hf_"x"' not in r.stderr
+
+
+def test_vllm_main_without_systemd(shell, fakebin, tmp_path):
+    shell.secret("hf_token", HF_TOKEN)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "vllm").write_text("#!/bin/sh\n")
+    (venv / "bin" / "vllm").chmod(0o755)
+    ctx = make_context(**{**VLLM_CTX, "vllm": {**VLLM_CTX["vllm"], "model_cache": str(tmp_path / "models")}})
+    env = {**fakebin.env, "VLLM_VENV": str(venv), "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
+           "VLLM_ENV_FILE": str(tmp_path / "etc-vllm" / "vllm.env")}
+    first = shell.run(P950, "phx_has_systemd() { return 1; }; main", context=ctx, env=env)
+    assert "vllm.service enabled but not started" in first.stdout
+    assert "systemd is not running: not waiting for http://127.0.0.1:8000/health" in first.stdout
+    envfile = tmp_path / "etc-vllm" / "vllm.env"
+    assert oct(envfile.stat().st_mode & 0o777) == "0o600" and f"HF_TOKEN={HF_TOKEN}" in envfile.read_text()
+    assert f"ExecStart={venv}/bin/vllm serve" in (tmp_path / "vllm.service").read_text()
+    assert "systemctl enable vllm.service" in fakebin.calls()
+
+    second = shell.run(P950, "phx_has_systemd() { return 1; }; main", context=ctx, env=env)
+    assert second.stdout.strip().splitlines()[-1] == "phoenix_hypervisor_lxc_950: nothing to change"
+
+    everything = "\n".join(fakebin.calls()) + first.stdout + first.stderr + second.stdout
+    assert HF_TOKEN not in everything
+    assert HF_TOKEN not in (tmp_path / "vllm.service").read_text()
+
+
+def test_vllm_main_with_systemd_waits_for_health(shell, fakebin, tmp_path):
+    """With systemd (simulated), the unit is (re)started and /health is polled until it answers."""
+    shell.secret("hf_token", HF_TOKEN)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "vllm").write_text("#!/bin/sh\n")
+    (venv / "bin" / "vllm").chmod(0o755)
+    ctx = make_context(**{**VLLM_CTX, "vllm": {**VLLM_CTX["vllm"], "model_cache": str(tmp_path / "models")}})
+    env = {**fakebin.env, "VLLM_VENV": str(venv), "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
+           "VLLM_ENV_FILE": str(tmp_path / "vllm.env")}
+    r = shell.run(P950, "phx_has_systemd() { return 0; }; main", context=ctx, env=env)
+    calls = fakebin.calls()
+    assert "systemctl daemon-reload" in calls and "systemctl restart vllm.service" in calls
+    assert any(c.startswith("curl ") and "http://127.0.0.1:8000/health" in c for c in calls)
+    assert "vLLM serves qwen3-coder-30b on port 8000" in r.stdout
+    assert HF_TOKEN not in "\n".join(calls) + r.stdout + r.stderr
+
+
+def test_vllm_health_timeout(shell, fakebin, tmp_path):
+    (fakebin.dir / "curl").write_text("#!/bin/sh\nexit 7\n")
+    r = shell.run(P950, "PHX_WAIT_INTERVAL=0 PHX_WAIT_TIMEOUT=1 phx_wait_for vllm_healthy 8000 || echo timeout",
+                  env=fakebin.env)
+    assert r.stdout.strip() == "timeout"
+
+
+# ---- docker.sh: login and toolkit logic
+
+
+def test_docker_login_pipes_the_token(shell, fakebin, tmp_path):
+    shell.secret("docker_token", f"phxuser:{DOCKER_TOKEN}")
+    r = shell.run("features/docker.sh", "phx_has_systemd() { return 0; }; docker_login",
+                  env={**fakebin.env, "HOME": str(tmp_path)})
+    logins = [c for c in fakebin.calls() if c.startswith("docker login")]
+    assert logins == ["docker login --username phxuser --password-stdin"]
+    assert fakebin.stdin.read_text() == DOCKER_TOKEN
+    assert DOCKER_TOKEN not in "\n".join(fakebin.calls()) + r.stdout + r.stderr
+
+
+def test_docker_login_bare_token_needs_a_user(shell, fakebin):
+    shell.secret("docker_token", DOCKER_TOKEN)
+    r = shell.run("features/docker.sh", "phx_has_systemd() { return 0; }; docker_login", env=fakebin.env, check=False)
+    assert r.returncode == 1 and "has no user" in r.stderr and DOCKER_TOKEN not in r.stderr
+
+
+@pytest.mark.parametrize(("gpus", "wanted"), [("", False), ("0,1", True), ("0", True), (" , ", False)])
+def test_docker_wants_toolkit_only_with_gpus(shell, gpus, wanted):
+    r = shell.run("features/docker.sh", f'docker_want_nvidia_toolkit "{gpus}"', check=False)
+    assert (r.returncode == 0) == wanted
+
+
+def test_docker_toolkit_repo_and_packages(shell):
+    r = shell.run("features/docker.sh", "docker_nvidia_repo_line; docker_packages distro; docker_repo_line ubuntu noble amd64")
+    assert r.stdout.splitlines() == [
+        "deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.asc] "
+        "https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH) /",
+        "docker.io",
+        "deb [arch=amd64 signed-by=/usr/share/keyrings/docker.asc] https://download.docker.com/linux/ubuntu noble stable",
+    ]
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ("", "\n[nvidia-container-cli]\nno-cgroups = true\n"),
+    ("[nvidia-container-cli]\nenvironment = []\n#no-cgroups = false\nldconfig = \"@/sbin/ldconfig\"\n",
+     "[nvidia-container-cli]\nno-cgroups = true\nenvironment = []\nldconfig = \"@/sbin/ldconfig\"\n"),
+    ("[nvidia-container-cli]\nno-cgroups = true\n", "[nvidia-container-cli]\nno-cgroups = true\n"),
+    ("accept-nvidia-visible-devices-as-volume-mounts = false\n",
+     "accept-nvidia-visible-devices-as-volume-mounts = false\n[nvidia-container-cli]\nno-cgroups = true\n"),
+])
+def test_docker_nvidia_no_cgroups(shell, before, after):
+    r = shell.run("features/docker.sh", 'docker_nvidia_no_cgroups "$(cat)"', stdin=before)
+    assert r.stdout == after
+
+
+def test_no_secret_in_any_script_argument_list():
+    """Static guard: secrets are only read through phx_secret into variables, never expanded into a process's argv
+    by the scripts' known command builders (the dynamic tests above record real calls)."""
+    for path in Path(__file__).resolve().parents[2].joinpath("images").rglob("*.sh"):
+        for line in path.read_text().splitlines():
+            if "--password " in line or "--admin-password " in line or "--token " in line:
+                pytest.fail(f"{path.name}: a secret passed as an argument: {line.strip()}")
