@@ -215,7 +215,7 @@ phx_apt_missing() {
 phx_apt_update() {
     ((_PHX_APT_UPDATED)) && return 0
     phx_log "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq
     _PHX_APT_UPDATED=1
 }
 
@@ -229,7 +229,8 @@ phx_apt_install() {
     ((${#missing[@]})) || return 0
     phx_apt_update
     phx_log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    # The lock timeout waits for a first boot's apt-daily/unattended-upgrades run instead of failing.
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
     phx_changed "installed ${missing[*]}"
 }
