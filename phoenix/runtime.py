@@ -25,6 +25,17 @@ from .pve.client import Pve
 from .transport.base import NodeFacts, NodeTransport
 
 
+def sim_options_from_env() -> dict[str, Any]:
+    """PHOENIX_SIM_TIME_SCALE (real seconds per PVE second) and PHOENIX_SIM_TASK_SECONDS ('create=20,clone=10')."""
+    out: dict[str, Any] = {}
+    if os.environ.get("PHOENIX_SIM_TIME_SCALE"):
+        out["time_scale"] = float(os.environ["PHOENIX_SIM_TIME_SCALE"])
+    if os.environ.get("PHOENIX_SIM_TASK_SECONDS"):
+        pairs = (item.split("=", 1) for item in os.environ["PHOENIX_SIM_TASK_SECONDS"].split(",") if "=" in item)
+        out["ct_secs"] = {k.strip(): float(v) for k, v in pairs}
+    return out
+
+
 class Run:
     """Everything a run shares. Cheap to create: nothing is read or connected until needed."""
 
@@ -35,7 +46,7 @@ class Run:
         self.images_dir = Path(images_dir or self.root / "images")
         self.cache = Path(cache_dir or os.environ.get("PHOENIX_CACHE_DIR") or self.root / ".cache")
         self.out = out or sys.stdout
-        self.sim_options = sim_options or {}
+        self.sim_options = sim_options if sim_options is not None else sim_options_from_env()
         self.lock = threading.RLock()
         self._say_lock = threading.Lock()
         self.view: dict[int, F.GuestFacts] = {}

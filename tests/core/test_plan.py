@@ -1,0 +1,139 @@
+"""Pure planning: identities, decisions and call parameters, without a server."""
+
+from __future__ import annotations
+
+import pytest
+
+from phoenix import params as P
+from phoenix.config.estate import load_estate
+from phoenix.errors import PhoenixError
+from phoenix.facts import GuestFacts, parse_record, parse_resources, record_tags, split_tags
+from phoenix.layers import layers
+from phoenix.plan import MIB, Action, plan
+
+from .conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def example():
+    return layers(load_estate(REPO / "etc", REPO / "images"))
+
+
+def built_host(lay) -> dict[int, GuestFacts]:
+    """A host where every layer is recorded as built from the current config."""
+    host: dict[int, GuestFacts] = {}
+    for ctid, layer in lay.items():
+        parent = host.get(layer.parent) if layer.parent else None
+        tags = record_tags([], layer.identity(parent.build_id if parent else None), f"b{ctid}", layer.settings_hash)
+        host[ctid] = GuestFacts(ctid, layer.name, tags=split_tags(tags), maxmem=layer.settings["memory"] * MIB,
+                                maxcpu=layer.settings["cores"], maxdisk=layer.settings["rootfs_gb"] * 1024 ** 3)
+    return host
+
+
+def actions(decisions) -> dict[int, str]:
+    return {c: str(d.action) for c, d in decisions.items()}
+
+
+def test_identity_is_stable_and_depends_on_the_parent_build(example):
+    layer = example[950]
+    assert layer.identity("abc") == layer.identity("abc")
+    assert layer.identity("abc") != layer.identity("abd")
+    assert set(layer.inputs) >= {"config", "lib", "app_config", "app:phoenix_hypervisor_lxc_950.sh"}
+    assert "os_template" in example[900].inputs and "os_template" not in example[901].inputs
+
+
+def test_empty_host_builds_everything(example):
+    assert set(actions(plan(example, {})).values()) == {"build"}
+
+
+def test_built_host_is_up_to_date(example):
+    assert set(actions(plan(example, built_host(example))).values()) == {"up-to-date"}
+
+
+def test_changed_input_rebuilds_the_layer_and_its_descendants(example):
+    host = built_host(example)
+    stale = dict(host)
+    stale[920] = GuestFacts(920, tags=split_tags(record_tags([], "0" * 16, "b920", example[920].settings_hash)))
+    decisions = plan(example, stale, records={920: {"inputs": {**example[920].inputs, "feature:vllm": "old"},
+                                                    "parent_build": "b901"}})
+    assert actions(decisions) == {900: "up-to-date", 901: "up-to-date", 902: "up-to-date", 910: "up-to-date",
+                                  920: "rebuild", 950: "rebuild"}
+    assert decisions[920].reasons == ("feature vllm changed",)
+    assert decisions[950].reasons == ("parent ct920 rebuilds",)
+
+
+def test_forced_layer_rebuilds_with_children(example):
+    decisions = plan(example, built_host(example), forced={902})
+    assert {c for c, d in decisions.items() if d.action != Action.OK} == {902, 910}
+    assert decisions[902].reasons == ("forced by doit forget",)
+
+
+def test_memory_drift_is_an_in_place_update(example):
+    host = built_host(example)
+    f = host[950]
+    host[950] = GuestFacts(950, f.name, tags=f.tags, maxmem=1024 * MIB, maxcpu=f.maxcpu, maxdisk=f.maxdisk)
+    decisions = plan(example, host)
+    assert decisions[950].action == Action.UPDATE and decisions[950].reasons == ("memory 1024 -> 40960 MB",)
+    assert all(d.action == Action.OK for c, d in decisions.items() if c != 950)
+
+
+def test_unfinished_foreign_and_shrinking_guests(example):
+    host = built_host(example)
+    host[901] = GuestFacts(901, tags=("phoenix", "phx-building"))
+    host[910] = GuestFacts(910, tags=("mine",))
+    f = host[950]
+    host[950] = GuestFacts(950, f.name, tags=f.tags, maxmem=f.maxmem, maxcpu=f.maxcpu, maxdisk=500 * 1024 ** 3)
+    decisions = plan(example, host)
+    assert decisions[901].reasons == ("an earlier bake did not finish",)
+    assert decisions[920].action == Action.REBUILD  # follows 901
+    assert decisions[910].action == Action.BLOCKED and "not managed by Phoenix" in decisions[910].reasons[0]
+    assert decisions[950].action == Action.REBUILD
+
+
+def test_listing_parse_and_record_round_trip():
+    items = [{"vmid": 950, "type": "lxc", "node": "pve1", "name": "x", "status": "running",
+              "tags": "phoenix;phx-id-abc;phx-b-def;phx-s-123;gpu", "maxmem": 2 * MIB, "maxcpu": 2},
+             {"vmid": 100, "type": "qemu", "node": "other"}]
+    guests = parse_resources(items, "pve1")
+    assert list(guests) == [950]
+    g = guests[950]
+    assert (g.managed, g.identity, g.build_id, g.settings_hash, g.user_tags) == (True, "abc", "def", "123", ("gpu",))
+    from phoenix.facts import description
+    assert parse_record(description("Serves Qwen", {"identity": "abc"})) == {"identity": "abc"}
+    assert parse_record("hand-written text") == {}
+
+
+@pytest.mark.parametrize("gpus, devices, expected", [
+    ([0, 1], ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"),
+     {"dev0": "/dev/nvidia0", "dev1": "/dev/nvidia1", "dev2": "/dev/nvidiactl", "dev3": "/dev/nvidia-uvm"}),
+    ([1], ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-caps/nvidia-cap1"),
+     {"dev0": "/dev/nvidia1", "dev1": "/dev/nvidiactl", "dev2": "/dev/nvidia-caps/nvidia-cap1"}),
+    ([], ("/dev/nvidia0",), {}),
+])
+def test_gpu_devices(gpus, devices, expected):
+    assert P.gpu_devices(gpus, devices) == expected
+
+
+def test_missing_gpu_device_is_an_error():
+    with pytest.raises(PhoenixError, match="GPU 1 is assigned but /dev/nvidia1 is not on the node"):
+        P.gpu_devices([0, 1], ("/dev/nvidia0", "/dev/nvidiactl"))
+
+
+def test_root_only_settings_go_to_pct_set(example):
+    s950 = example[950].settings
+    api = P.config_params(s950, tags="t", description="d")
+    assert "mp0" not in api and not any(k.startswith("dev") for k in api)
+    assert P.root_options(s950, {"dev0": "/dev/nvidia0"}) == {"mp0": "/fastData/models,mp=/models", "dev0": "/dev/nvidia0"}
+    s902 = example[902].settings  # nesting + keyctl: keyctl is root-only, so the whole flag set goes to pct set
+    assert "features" not in P.config_params(s902, tags="t", description="d")
+    assert P.root_options(s902, {})["features"] == "nesting=1,keyctl=1"
+
+
+def test_create_and_clone_parameters(example):
+    create = P.create_params(900, example[900].settings, ostemplate="local:vztmpl/u.tar.zst", storage="local-lvm",
+                             unprivileged=True, tags="phoenix;phx-building", description="d")
+    assert create["rootfs"] == "local-lvm:32" and create["onboot"] == 0 and create["unprivileged"] == 1
+    assert create["net0"] == "name=eth0,bridge=vmbr0,ip=10.0.0.200/24,gw=10.0.0.1,hwaddr=52:54:00:67:89:00,firewall=0"
+    assert P.clone_params(950, "x", snapname="s", linked=False, storage="local-lvm", description="d") == {
+        "newid": 950, "hostname": "x", "description": "d", "snapname": "s", "full": 1, "storage": "local-lvm"}
+    assert P.clone_params(950, "x", snapname=None, linked=True, storage="local-lvm", description="d")["full"] == 0
