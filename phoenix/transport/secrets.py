@@ -16,17 +16,18 @@ from ..errors import PhoenixError
 PLACEHOLDER_PREFIX = "phoenix-simulated-placeholder"
 
 
-def check_private_file(path: str | os.PathLike[str], what: str = "secret file") -> Path:
+def check_private_file(path: str | os.PathLike[str], what: str = "secret file", missing_hint: str | None = None) -> Path:
     """The file exists, is a regular file and only its owner may read it; else PhoenixError with the fix."""
     p = Path(path).expanduser()
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise PhoenixError(
-            f"{what} {p} does not exist. Create it readable only by you and put the value in it, e.g.\n"
+        hint = missing_hint or (
+            "Create it readable only by you and put the value in it, e.g.\n"
             f"    install -m 600 /dev/null {p} && \"${{EDITOR:-vi}}\" {p}\n"
             "(do not echo the value on a command line: it would land in your shell history)"
-        ) from None
+        )
+        raise PhoenixError(f"{what} {p} does not exist. {hint}") from None
     except OSError as e:
         raise PhoenixError(f"cannot read {what} {p}: {e.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
