@@ -1,0 +1,121 @@
+"""No-op benchmark: a second `doit` on an estate that is already built, at 6, 50 and 200 guests.
+
+For each size: generate the estate (the example estate of etc/ plus app containers cloned from 902 and 920),
+build it once on the embedded simulator (time_scale 0), then time the no-op run (median of --repeat) and
+count its API requests. The same is done for a bare doit with the same number of tasks and the same
+task_dep shape (uptodate [True], a trivial action). Everything runs in this process, loopback only.
+
+    python bench/noop.py [--sizes 6,50,200] [--repeat 5] [--jobs 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from common import median, phoenix_run, run_doit, scratch, write_config_dir
+
+import phoenix.doitx.tasks as phoenix_tasks
+
+
+def bare_tasks(shape: dict[int, int | None]):
+    """A dodo with one task per guest, the same task_dep shape, up to date once it has run."""
+
+    def action() -> None:
+        return None
+
+    def task_layers():
+        """Bare tasks."""
+        for ctid, parent in shape.items():
+            yield {"basename": f"ct{ctid}", "doc": f"bare task {ctid}", "actions": [(action, [])],
+                   "task_dep": [f"ct{parent}"] if parent is not None else [], "uptodate": [True], "verbosity": 2}
+
+    return task_layers
+
+
+def bare_config(dep_file: Path, shape: dict[int, int | None]) -> dict[str, Any]:
+    # Phoenix's doit settings (sqlite3 dep file, threads), with doit's own reporter.
+    return {"dep_file": str(dep_file), "backend": "sqlite3", "par_type": "thread",
+            "default_tasks": [f"ct{c}" for c in shape], "verbosity": 2}
+
+
+def bare_noop(work: Path, shape: dict[int, int | None], jobs: int, repeat: int) -> tuple[float, list[float]]:
+    config, gen = bare_config(work / "bare.db", shape), bare_tasks(shape)
+    out = work / "bare.txt"
+    if run_doit(config, gen, jobs, out) != 0:  # first run: executes every task once
+        raise SystemExit(f"bare doit first run failed:\n{out.read_text()}")
+    times = []
+    run_doit(config, gen, jobs, out)  # one untimed no-op first, as for Phoenix
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        rc = run_doit(config, gen, jobs, out)
+        times.append(time.perf_counter() - t0)
+        text = out.read_text()
+        if rc != 0 or text.count("-- ") != len(shape) or ".  " in text:
+            raise SystemExit(f"bare doit no-op did not skip every task:\n{text}")
+    return median(times), times
+
+
+def phoenix_noop(work: Path, guests: int, jobs: int, repeat: int) -> dict[str, Any]:
+    config_dir = write_config_dir(work / "etc", guests)
+    cache = work / "cache"
+    sim = {"time_scale": 0}
+    t0 = time.perf_counter()
+    first = phoenix_run(config_dir, cache, jobs, sim, work / "build.log")
+    build_s = time.perf_counter() - t0
+    outcomes = {t["outcome"] for t in first["last_run"]["tasks"].values()}
+    if first["rc"] != 0 or outcomes != {"built"} or len(first["last_run"]["tasks"]) != guests:
+        raise SystemExit(f"the first build of {guests} guests failed (rc {first['rc']}):\n{first['doit_output'][-3000:]}")
+    shape = {ctid: layer.parent for ctid, layer in phoenix_tasks.current().layers.items()}
+    phoenix_run(config_dir, cache, jobs, sim, work / "warmup.log", prestart=True)  # one untimed no-op first
+    runs = []
+    for i in range(repeat):
+        r = phoenix_run(config_dir, cache, jobs, sim, work / f"noop{i}.log", prestart=True)
+        tasks = r["last_run"]["tasks"]
+        if r["rc"] != 0 or len(tasks) != guests or any(t["outcome"] != "up-to-date" for t in tasks.values()):
+            raise SystemExit(f"the no-op run of {guests} guests was not a no-op:\n{r['doit_output'][-3000:]}")
+        runs.append(r)
+    return {"build_s": build_s, "build_requests": first["requests"], "shape": shape,
+            "seconds": median([r["seconds"] for r in runs]), "all_seconds": [r["seconds"] for r in runs],
+            "setup_s": median([r["setup_s"] for r in runs]), "sim_start_s": median([r["sim_start_s"] for r in runs]),
+            "requests": sorted({r["requests"] for r in runs})}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="6,50,200", help="estate sizes (guests), comma-separated")
+    parser.add_argument("--repeat", type=int, default=5, help="timed no-op runs per size (median)")
+    parser.add_argument("--jobs", type=int, default=4, help="doit -n")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"phoenix no-op benchmark, {datetime.date.today()}, {platform.python_implementation()} "
+          f"{platform.python_version()}, {os.cpu_count()} CPUs, doit -n {args.jobs}, median of {args.repeat}")
+    rows = []
+    for guests in sizes:
+        work = scratch(f"noop{guests}")
+        p = phoenix_noop(work, guests, args.jobs, args.repeat)
+        bare_s, bare_all = bare_noop(work, p["shape"], args.jobs, args.repeat)
+        rows.append((guests, p, bare_s))
+        print(f"  {guests} guests: first build {p['build_s']:.2f}s ({p['build_requests']} requests); no-op runs "
+              f"{', '.join(f'{s:.3f}' for s in p['all_seconds'])}s (setup {p['setup_s']:.3f}s, simulator start "
+              f"{p['sim_start_s']:.3f}s not counted); bare {', '.join(f'{s:.3f}' for s in bare_all)}s")
+    print()
+    print(f"{'guests':>6}  {'requests':>8}  {'phoenix no-op s':>15}  {'bare doit no-op s':>17}  {'ratio':>5}")
+    for guests, p, bare_s in rows:
+        requests = "/".join(map(str, p["requests"]))
+        print(f"{guests:>6}  {requests:>8}  {p['seconds']:>15.3f}  {bare_s:>17.3f}  {p['seconds'] / bare_s:>5.2f}")
+    print()
+    counts = {r for _, p, _ in rows for r in p["requests"]}
+    worst = max(p["seconds"] / bare_s for _, p, bare_s in rows)
+    print(f"target: requests do not grow with guests (expect 1): {'MET' if counts == {1} else 'MISSED'} "
+          f"(counts {sorted(counts)})")
+    print(f"target: phoenix no-op within 2x of bare doit: {'MET' if worst <= 2 else 'MISSED'} (worst ratio {worst:.2f})")
+
+
+if __name__ == "__main__":
+    main()
