@@ -89,7 +89,9 @@ class Library:
 
     def lib_sha256(self) -> str:
         path = self.lib_path
-        return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+        if not path.exists():
+            return ""
+        return _parse(LIB.name, path).sha256
 
     def known_features(self) -> list[str]:
         return sorted(p.stem for p in (self.root / "features").glob("*.sh"))

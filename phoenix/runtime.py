@@ -55,6 +55,8 @@ class Run:
         self.started = time.monotonic()
         self._node_facts: NodeFacts | None = None
         self._sim = None
+        self._forced: set[int] | None = None
+        self._clone_locks: dict[int, threading.Lock] = {}
 
     # ------------------------------------------------------------- config
 
@@ -182,10 +184,18 @@ class Run:
 
     def forced(self) -> set[int]:
         """Layers `doit forget` asked to rebake (a request kept in .cache until the rebake is done)."""
-        try:
-            return set(json.loads(self.forced_file.read_text()))
-        except (OSError, ValueError):
-            return set()
+        with self.lock:
+            if self._forced is None:
+                try:
+                    self._forced = set(json.loads(self.forced_file.read_text()))
+                except (OSError, ValueError):
+                    self._forced = set()
+            return set(self._forced)
+
+    def clone_lock(self, parent: int) -> threading.Lock:
+        """Proxmox locks a clone's source for the whole clone: clones of one parent go one at a time."""
+        with self.lock:
+            return self._clone_locks.setdefault(parent, threading.Lock())
 
     def set_forced(self, ctids: set[int]) -> None:
         with self.lock:
@@ -193,6 +203,7 @@ class Run:
             tmp = self.forced_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(sorted(ctids)))
             os.replace(tmp, self.forced_file)
+            self._forced = set(ctids)
 
     # ------------------------------------------------------------ decide
 
@@ -245,15 +256,14 @@ class Run:
                                      "identity": facts.identity if facts else None}
         return {"identity": facts.identity if facts else None, "build": facts.build_id if facts else None}
 
-    def up_to_date(self, ctid: int) -> bool:
+    def up_to_date(self, ctid: int) -> Decision:
         """doit's uptodate check; an up-to-date layer is noted in the run's outcomes."""
         decision = self.decide(ctid)
         if decision.action == Action.OK:
             facts = self.guests().get(ctid)
             self.outcomes[f"ct{ctid}"] = {"outcome": "up-to-date", "seconds": 0.0,
                                           "identity": facts.identity if facts else None}
-            return True
-        return False
+        return decision
 
     # ------------------------------------------------------------- finish
 

@@ -36,7 +36,14 @@ class Estate:
         return self.guests[ctid].clone_from_ctid
 
     def children(self, ctid: int) -> list[int]:
-        return sorted(c for c, g in self.guests.items() if g.clone_from_ctid == ctid)
+        if "_children" not in self.__dict__:
+            index: dict[int, list[int]] = {}
+            for c in sorted(self.guests):
+                parent = self.guests[c].clone_from_ctid
+                if parent is not None:
+                    index.setdefault(parent, []).append(c)
+            self.__dict__["_children"] = index
+        return list(self.__dict__["_children"].get(ctid, []))
 
     def ancestors(self, ctid: int) -> list[int]:
         """Parents from the nearest up to the root."""

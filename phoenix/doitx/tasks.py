@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..plan import Action
 from ..runtime import Run
 from .reporter import PhoenixReporter
 
@@ -28,10 +29,9 @@ class LayerCheck:
         self.run, self.ctid, self.why = run, ctid, f"ct{ctid} compared with the host"
 
     def __call__(self) -> bool:
-        ok = self.run.up_to_date(self.ctid)
-        decision = self.run.decide(self.ctid)
+        decision = self.run.up_to_date(self.ctid)
         self.why = decision.summary
-        return ok
+        return decision.action == Action.OK
 
     def __str__(self) -> str:
         return self.why

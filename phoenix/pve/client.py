@@ -71,6 +71,13 @@ class _FingerprintAdapter(HTTPAdapter):
         super().cert_verify(conn, url, False, cert)  # the fingerprint is the check; no CA chain needed
 
 
+def _lock_refusal(exc: BaseException) -> bool:
+    if not isinstance(exc, ResourceException) or exc.status_code != 500:
+        return False
+    text = f"{exc.status_message} {exc.content}".lower()
+    return "is locked" in text or "can't lock file" in text
+
+
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError):
         return True
@@ -102,14 +109,17 @@ class Pve:
 
     # ------------------------------------------------------------------ calls
 
-    def _call(self, method: str, path: str, idempotent: bool, **args: Any) -> Any:
+    def _call(self, method: str, path: str, idempotent: bool, retry_locked: bool = False, **args: Any) -> Any:
+        """One API call. Idempotent calls are retried on lock and network errors; others only on a lock
+        refusal when retry_locked (Proxmox refused before doing anything), never on a network error."""
         attempt = 0
         while True:
             try:
                 resource = self.api(path)
                 return getattr(resource, method.lower())(**args)
             except (ResourceException, requests.RequestException) as e:
-                if idempotent and attempt < self.retries and _transient(e):
+                retry = _transient(e) if idempotent else (retry_locked and _lock_refusal(e))
+                if retry and attempt < self.retries:
                     attempt += 1
                     with self.counters.lock:
                         self.counters.retries += 1
@@ -153,11 +163,12 @@ class Pve:
             self.sleep(delay)
             delay = min(1.0, delay * 2)
 
-    def run(self, method: str, path: str, *, timeout: float | None = None, idempotent: bool = False, **data: Any) -> None:
+    def run(self, method: str, path: str, *, timeout: float | None = None, idempotent: bool = False,
+            retry_locked: bool = False, **data: Any) -> None:
         """A call that starts a task, and the wait for it. An idempotent task that failed on a lock is run again."""
         attempt = 0
         while True:
-            upid = self._call(method, path, idempotent, **data)
+            upid = self._call(method, path, idempotent, retry_locked, **data)
             if not (isinstance(upid, str) and upid.startswith("UPID:")):
                 return
             try:

@@ -50,12 +50,31 @@ def test_locked_start_task_is_retried(checkout: Checkout):
 
 
 def test_non_idempotent_call_is_not_retried(checkout: Checkout):
-    checkout.pve.fail("POST", f"{NODE}/lxc/900/clone", 500, "CT is locked (backup)", times=1)
-    result = checkout.doit()
-    assert result.rc != 0
+    checkout.pve.fail("POST", f"{NODE}/lxc/900/clone", 500, "unexpected storage error", times=1)
+    result = checkout.doit("ct901")
+    assert result.rc != 0 and "unexpected storage error" in result.output
     clones = [p for m, p in checkout.writes() if m == "POST" and p.endswith("/900/clone")]
-    assert len(clones) == 1  # the failed one, not retried; the other child may not have started yet
+    assert len(clones) == 1
     assert_converged(checkout)
+
+
+def test_clone_refused_for_a_lock_is_retried_since_nothing_happened(checkout: Checkout):
+    checkout.pve.fail("POST", f"{NODE}/lxc/900/clone", 500, "CT is locked (backup)", times=1)
+    result = checkout.doit("ct901")
+    assert result.rc == 0, result.output
+    assert result.run.pve.counters.retries == 1
+
+
+def test_parallel_cold_build_with_real_task_durations(tmp_path):
+    # Proxmox locks a clone's source for the whole clone: 901 and 902 (both from 900) must not collide
+    co = Checkout(tmp_path / "timed", sim_options={"time_scale": 0.01, "ct_secs": {"create": 20, "clone": 10, "snapshot": 2}})
+    try:
+        result = co.doit("-n", "4")
+        assert result.rc == 0, result.output
+        assert set(result.outcomes().values()) == {"built"}
+        assert co.doit("-n", "4").outcomes() == dict.fromkeys(ALL_TASKS, "up-to-date")
+    finally:
+        co.stop_sim()
 
 
 def test_slow_task_times_out_with_an_actionable_error_then_converges(tmp_path):
