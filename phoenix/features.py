@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 DIRECTIVE = re.compile(r"^#\s*@phoenix\s+([a-z-]+)\s*:\s*(.+?)\s*$")
@@ -66,10 +65,23 @@ def parse_script(name: str, path: Path) -> Script:
 
 
 class Library:
-    """The scripts under an images/ directory."""
+    """The scripts under an images/ directory, each read once per Library (one per run)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._scripts: dict[tuple[str, str], Script] = {}
+        self._exists: dict[Path, bool] = {}
+
+    def exists(self, path: Path) -> bool:
+        if path not in self._exists:
+            self._exists[path] = path.exists()
+        return self._exists[path]
+
+    def _script(self, kind: str, name: str, path: Path) -> Script:
+        key = (kind, name)
+        if key not in self._scripts:
+            self._scripts[key] = parse_script(name, path)
+        return self._scripts[key]
 
     def feature_path(self, name: str) -> Path:
         return self.root / "features" / f"{name}.sh"
@@ -82,26 +94,18 @@ class Library:
         return self.root / LIB
 
     def feature(self, name: str) -> Script:
-        return _parse(name, self.feature_path(name))
+        return self._script("feature", name, self.feature_path(name))
 
     def app(self, name: str) -> Script:
-        return _parse(name, self.app_path(name))
+        return self._script("app", name, self.app_path(name))
 
     def lib_sha256(self) -> str:
         path = self.lib_path
-        if not path.exists():
+        if not self.exists(path):
             return ""
-        return _parse(LIB.name, path).sha256
+        return self._script("lib", LIB.name, path).sha256
 
     def known_features(self) -> list[str]:
         return sorted(p.stem for p in (self.root / "features").glob("*.sh"))
 
 
-def _parse(name: str, path: Path) -> Script:
-    st = path.stat()
-    return _parse_cached(name, path, st.st_mtime_ns, st.st_size)
-
-
-@cache
-def _parse_cached(name: str, path: Path, mtime_ns: int, size: int) -> Script:
-    return parse_script(name, path)

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config.estate import Estate
+from .config.lxc import LxcGuest
 
 FORMAT = 1  # bump when the way layers are built changes: every layer rebuilds
+APP_KEYS = tuple(k for k in LxcGuest.model_fields if k.startswith(("vllm_", "portainer_")))
 
 
 def digest(value: Any, n: int = 12) -> str:
@@ -78,7 +80,7 @@ def build_inputs(estate: Estate, ctid: int) -> dict[str, str]:
         "user": g.user_config.model_dump() if g.user_config else None, "timezone": hyp.timezone,
         "driver": hyp.nvidia.driver_version,
     })
-    app_keys = {k: v for k, v in g.model_dump().items() if k.startswith(("vllm_", "portainer_"))}
+    app_keys = {k: getattr(g, k) for k in APP_KEYS}
     if g.application_script:
         inputs["app_config"] = digest(app_keys)
     inputs["lib"] = lib.lib_sha256()[:12]

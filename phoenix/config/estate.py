@@ -175,14 +175,14 @@ def cross_check(estate: Estate) -> list[Problem]:
         chain = estate.inherited_features(ctid) if g.clone_from_ctid in guests or g.clone_from_ctid is None \
             else list(g.features)
         for i, name in enumerate(g.features):
-            if not lib.feature_path(name).exists():
+            if not lib.exists(lib.feature_path(name)):
                 known = ", ".join(lib.known_features())
                 out.append(Problem(lf, at(ctid, f"features[{i}]"), f"unknown feature {name!r} (known: {known})"))
                 continue
             script = lib.feature(name)
             out += _needs(lf, at(ctid, f"features[{i}]"), name, script, g, chain, hyp)
         if g.application_script:
-            if not lib.app_path(g.application_script).exists():
+            if not lib.exists(lib.app_path(g.application_script)):
                 out.append(Problem(lf, at(ctid, "application_script"),
                                    f"{lib.app_path(g.application_script)} does not exist"))
             else:

@@ -332,6 +332,11 @@ class SshTransport:
         t = self._get_transport()
         try:
             return t.open_session(timeout=self.cfg.connect_timeout_s)
+        except paramiko.ChannelException as e:   # the server said no; the connection (and others' channels) is fine
+            raise PhoenixError(
+                f"{self._where} refused a new SSH channel ({e}): sshd's MaxSessions (default 10) limits how many "
+                "commands one connection may run at once; run fewer tasks in parallel or raise MaxSessions"
+            ) from None
         except _CHANNEL_ERRORS:
             pass
         t = self._get_transport(dead=t)  # the connection died (node rebooted, network): reconnect once
