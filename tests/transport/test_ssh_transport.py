@@ -286,6 +286,29 @@ def test_reconnects_once_when_the_connection_died(sshd, tmp_path):
         t.close()
 
 
+def test_refused_channel_keeps_the_connection(sshd, transport):
+    """sshd's MaxSessions (10) refusing an 11th channel is not a dead connection: no reconnect, a clear error."""
+    t = transport._get_transport()
+    held = [t.open_session() for _ in range(10)]
+    try:
+        with pytest.raises(PhoenixError, match="MaxSessions"):
+            transport.execute("true", timeout_s=10)
+        assert transport._transport is t and t.is_active()
+    finally:
+        for ch in held:
+            ch.close()
+    deadline = time.monotonic() + 10
+    while True:  # the server frees the closed sessions asynchronously
+        try:
+            assert transport.execute("echo ok", timeout_s=10).stdout == b"ok\n"
+            break
+        except PhoenixError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    assert transport._transport is t
+
+
 # ------------------------------------------------------------------ host keys and authentication
 
 
