@@ -4,8 +4,13 @@ One SSH connection (a paramiko Transport) is opened lazily and shared by every t
 gets its own channel on it. Host keys are checked against known_hosts or a pinned SHA256 fingerprint;
 an unknown or changed key is an error that shows the server's fingerprint and how to trust it.
 
-Files reach the guest on the channel's stdin (`pct exec CTID -- sh -c 'umask 077; cat > tmp; ...'`),
-so secret values never appear on a command line, in a log or on the node's disk outside the guest.
+A script run is two commands. First `pct exec CTID -- sh -s -- DIRS... PATHS...` creates the guest
+layout (see phoenix.transport.base) and writes every file: the paths are on the command line, the
+contents only on the channel's stdin (base64 here-documents in the script `sh -s` reads), each
+written through a 0600 temp file and renamed into place. So secret values never appear on a command
+line, in a log, or on the node's disk. Then `pct exec CTID -- sh -c 'exec "$@" 2>&1' sh timeout ...
+env PHOENIX_*=... /bin/bash /opt/phoenix/run/NAME` runs the script; its lines are streamed as they come.
+The guest needs sh, base64 and timeout (coreutils: every Debian/Ubuntu template has them).
 Every command line is built from shlex.quote'd words.
 """
 
@@ -457,15 +462,15 @@ class SshTransport:
                 emit(bytes(pending[:i]))
                 del pending[: i + 1]
 
-        seconds = max(1, math.ceil(run.timeout_s))
+        remaining = max(1.0, run.timeout_s - (time.monotonic() - start))   # delivery counts against the timeout
+        seconds = max(1, math.ceil(remaining))
         env = [f"{k}={v}" for k, v in SCRIPT_ENV.items()]
         # `timeout` in the guest kills the script's whole process group; closing the channel alone would not.
         # stderr joins stdout in the guest, so lines keep their order (sshd reads two pipes otherwise).
         command = q(["pct", "exec", int(run.ctid), "--", "sh", "-c", 'exec "$@" 2>&1', "sh",
                      "timeout", f"--kill-after={KILL_AFTER_S}", seconds, "env", *env, "/bin/bash", run.guest_path])
         try:
-            remaining = run.timeout_s - (time.monotonic() - start)
-            done = self.execute(command, timeout_s=max(1.0, remaining) + KILL_AFTER_S + CLIENT_GRACE_S,
+            done = self.execute(command, timeout_s=remaining + KILL_AFTER_S + CLIENT_GRACE_S,
                                 on_output=on_output)
             if pending:
                 emit(bytes(pending))
