@@ -161,7 +161,7 @@ class Pve:
                 raise TaskTimeout(f"Proxmox task {upid} still runs after {timeout or self.task_timeout:.0f}s; it goes on "
                                   "on the node. Check it in the node's task log; a rerun converges once it ends.")
             self.sleep(delay)
-            delay = min(1.0, delay * 2)
+            delay = min(1.0, delay * 1.3)
 
     def run(self, method: str, path: str, *, timeout: float | None = None, idempotent: bool = False,
             retry_locked: bool = False, **data: Any) -> None:
