@@ -177,3 +177,32 @@ def test_info_shows_deps_and_why(built: Checkout):
     listing = built.doit("list")
     assert re.search(r"ct950\s+vllmQwen3Coder: app, clone of ct920", listing.output)
     assert re.search(r"ct900\s+BaseTemplate: template, from ubuntu-24.04", listing.output)
+
+
+def test_missing_os_template_is_downloaded_through_the_api(checkout: Checkout):
+    volumes = checkout.pve.storages["local"]["volumes"]
+    volumes.pop("vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst")
+    result = checkout.doit("ct900")
+    assert result.rc == 0, result.output
+    assert ("POST", f"{NODE}/storage/local/download-url") in checkout.writes()
+    assert "download ubuntu-24.04-standard_24.04-2_amd64.tar.zst into local" in result.output
+    assert "vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst" in volumes
+
+
+def test_template_parent_gives_linked_clones_and_is_rebuilt_after_them(checkout: Checkout):
+    checkout.edit_guest(902, template_snapshot_name=None, convert_to_template=True)
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    assert checkout.ct(902).template and not checkout.ct(902).snapshots
+    assert "linked clone of template ct902" in result.output
+    clone = next(body for m, p, body in checkout.pve.requests if m == "POST" and p.endswith("/lxc/902/clone"))
+    assert b"full=0" in clone
+    script = checkout.root / "images" / "features" / "docker.sh"
+    script.write_text(script.read_text() + "\n# changed\n")
+    mark = checkout.mark()
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    deletes = [p for m, p in checkout.writes(mark) if m == "DELETE"]
+    # the linked clone holds the template's base volume: it goes first, then the template
+    assert deletes == [f"{NODE}/lxc/910", f"{NODE}/lxc/902"]
+    assert result.outcomes()["ct902"] == "built" and result.outcomes()["ct910"] == "built"
