@@ -6,8 +6,10 @@ bulk, and every bake or update updates that view itself, so a child sees its par
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import sys
 import threading
 import time
@@ -23,6 +25,17 @@ from .layers import Layer, layers
 from .plan import Action, Decision, decide
 from .pve.client import Pve
 from .transport.base import NodeFacts, NodeTransport
+
+
+def model_key(config_dir: Path, images_dir: Path) -> str:
+    """Digest of everything the validated estate is made from: config files, scripts, and Phoenix's own model code."""
+    h = hashlib.sha256(f"{config_dir.resolve()}|{images_dir.resolve()}".encode())
+    package = Path(__file__).parent
+    sources = [*sorted(config_dir.glob("phoenix_*")), *sorted(p for p in images_dir.rglob("*") if p.is_file()),
+               *sorted(package.glob("config/*.py")), package / "layers.py", package / "features.py"]
+    for path in sources:
+        h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def sim_options_from_env() -> dict[str, Any]:
@@ -61,12 +74,34 @@ class Run:
     # ------------------------------------------------------------- config
 
     @cached_property
-    def estate(self) -> Estate:
-        return load_estate(self.config_dir, self.images_dir)
+    def _model(self) -> tuple[Estate, dict[int, Layer]]:
+        """The validated estate and its layers; reused from .cache/ while no input byte has changed."""
+        key = model_key(self.config_dir, self.images_dir)
+        path = self.cache / "estate.pickle"
+        try:
+            cached = pickle.loads(path.read_bytes())
+            if cached["key"] == key:
+                return cached["estate"], cached["layers"]
+        except Exception:  # noqa: BLE001 - a missing, old or damaged cache is rebuilt
+            pass
+        estate = load_estate(self.config_dir, self.images_dir)
+        lay = layers(estate)
+        try:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(pickle.dumps({"key": key, "estate": estate, "layers": lay}))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+        return estate, lay
 
-    @cached_property
+    @property
+    def estate(self) -> Estate:
+        return self._model[0]
+
+    @property
     def layers(self) -> dict[int, Layer]:
-        return layers(self.estate)
+        return self._model[1]
 
     @property
     def simulated(self) -> bool:
@@ -269,7 +304,7 @@ class Run:
 
     def summary(self) -> dict[str, Any]:
         requests = self.pve.counters.total if "pve" in self.__dict__ else 0
-        return {"target": self.target if "estate" in self.__dict__ else "?", "api_requests": requests,
+        return {"target": self.target if "_model" in self.__dict__ else "?", "api_requests": requests,
                 "wall_seconds": round(time.monotonic() - self.started, 3), "tasks": dict(sorted(self.outcomes.items()))}
 
     def write_last_run(self) -> dict[str, Any]:

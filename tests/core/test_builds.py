@@ -206,3 +206,11 @@ def test_template_parent_gives_linked_clones_and_is_rebuilt_after_them(checkout:
     # the linked clone holds the template's base volume: it goes first, then the template
     assert deletes == [f"{NODE}/lxc/910", f"{NODE}/lxc/902"]
     assert result.outcomes()["ct902"] == "built" and result.outcomes()["ct910"] == "built"
+
+
+def test_damaged_estate_cache_is_rebuilt(built: Checkout):
+    (built.cache / "estate.pickle").write_bytes(b"not a pickle")
+    result = built.doit()
+    assert result.rc == 0 and result.outcomes() == dict.fromkeys(ALL, "up-to-date")
+    built.edit_guest(950, cores=10)  # a config change is never hidden by the cache
+    assert built.doit().outcomes()["ct950"] == "updated"
