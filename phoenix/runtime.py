@@ -82,7 +82,7 @@ class Run:
             cached = pickle.loads(path.read_bytes())
             if cached["key"] == key:
                 return cached["estate"], cached["layers"]
-        except Exception:  # noqa: BLE001 - a missing, old or damaged cache is rebuilt
+        except Exception:  # a missing, old or damaged cache is rebuilt
             pass
         estate = load_estate(self.config_dir, self.images_dir)
         lay = layers(estate)
