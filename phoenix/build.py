@@ -107,7 +107,7 @@ class Builder:
 
     # --------------------------------------------------------------- bake
 
-    def bake(self, layer: Layer, decision: Decision) -> str:
+    def bake(self, layer: Layer) -> str:
         """Build the layer from scratch (destroying a stale guest first); returns the new build id."""
         steps = Steps(layer, self.run.say)
         g = self.estate.guests[layer.ctid]
@@ -163,7 +163,7 @@ class Builder:
         if g.convert_to_template:
             with steps.step("convert to template"):
                 self.pve.run("POST", self.lxc(layer.ctid, "/template"))
-        self.record(layer, identity, build_id, parent_build, steps, final_onboot=True)
+        self.record(layer, identity, build_id, parent_build, steps)
         return build_id
 
     def ensure_os_template(self, template: Any, steps: Steps) -> None:
@@ -224,8 +224,7 @@ class Builder:
                                        + "\n".join(f"    | {t}" for t in result.tail)
                                        + f"\n  full log: {self.run.log_path(layer.task)}")
 
-    def record(self, layer: Layer, identity: str, build_id: str, parent_build: str | None, steps: Steps,
-               final_onboot: bool) -> None:
+    def record(self, layer: Layer, identity: str, build_id: str, parent_build: str | None, steps: Steps) -> None:
         """Write the layer's record: only now is it built."""
         g = self.estate.guests[layer.ctid]
         tags = F.record_tags(g.tags, identity, build_id, layer.settings_hash)
@@ -245,7 +244,7 @@ class Builder:
 
     # ------------------------------------------------------------- update
 
-    def update(self, layer: Layer, decision: Decision) -> list[str]:
+    def update(self, layer: Layer, decision: Decision) -> None:
         """Change settings in place: one config PUT (plus root-only settings); restart only if Proxmox needs it."""
         steps = Steps(layer, self.run.say)
         g = self.estate.guests[layer.ctid]
@@ -255,7 +254,6 @@ class Builder:
         old_settings = record.get("settings")
         record["settings"] = layer.settings
         tags = F.record_tags(g.tags, facts.identity or "", facts.build_id or "", layer.settings_hash)
-        notes: list[str] = []
         with steps.step(f"update in place ({'; '.join(decision.reasons) or 'settings'})"):
             put = P.config_params(layer.settings, tags=tags, description=F.description(g.description, record))
             if put.get("delete") == "features" and "features" not in config:
@@ -265,8 +263,9 @@ class Builder:
         if current_gb and layer.settings["rootfs_gb"] > current_gb:
             self.resize_if_needed(layer, current_gb, steps)
         before = P.root_options(old_settings, {}) if old_settings else {}
-        wanted_root = {k: v for k, v in P.root_options(layer.settings, {}).items() if before.get(k) != v}
-        gone = sorted(set(before) - set(P.root_options(layer.settings, {})))
+        after = P.root_options(layer.settings, {})
+        wanted_root = {k: v for k, v in after.items() if before.get(k) != v}
+        gone = sorted(set(before) - set(after))
         if gone:
             wanted_root["delete"] = ",".join(gone)
         if wanted_root:
@@ -278,10 +277,8 @@ class Builder:
                 keys = ", ".join(sorted({p["key"] for p in pending} | set(wanted_root)))
                 with steps.step(f"restart: Proxmox applies {keys} only at the next start"):
                     self.pve.run("POST", self.lxc(layer.ctid, "/status/reboot"), idempotent=True)
-                notes.append(f"restarted for {keys}")
         self.run.view[layer.ctid] = replace(facts, tags=F.split_tags(tags), maxmem=g.memory_mb * 1024 ** 2, maxcpu=g.cores,
                                             maxdisk=max(facts.maxdisk, g.storage_size_gb * GIB))
-        return notes
 
 
 def new_build_id(identity: str) -> str:

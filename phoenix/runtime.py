@@ -242,12 +242,11 @@ class Run:
 
     # ------------------------------------------------------------ decide
 
-    def decide(self, ctid: int) -> Decision:
-        """What the layer needs now, against the host as this run knows it."""
+    def decide(self, ctid: int, record: dict[str, Any] | None = None) -> Decision:
+        """What the layer needs now, against the host as this run knows it (record: to explain a change)."""
         layer = self.layers[ctid]
-        guests = self.guests()
-        return decide(layer, guests.get(ctid), parent_build=self.build_id(layer.parent),
-                      forced=ctid in self.forced())
+        return decide(layer, self.guests().get(ctid), parent_build=self.build_id(layer.parent),
+                      forced=ctid in self.forced(), record=record)
 
     def explain(self, decision: Decision) -> Decision:
         """Add the reasons only the guest's record can give (one GET, for stale layers only)."""
@@ -255,11 +254,7 @@ class Run:
                 ("build inputs changed",), ("settings changed",)):
             return decision
         config = self.pve.get(f"nodes/{self.pve.node}/lxc/{decision.ctid}/config")
-        layer = self.layers[decision.ctid]
-        record = F.parse_record(config.get("description"))
-        guests = self.guests()
-        return decide(layer, guests.get(decision.ctid), parent_build=self.build_id(layer.parent),
-                      forced=decision.ctid in self.forced(), record=record)
+        return self.decide(decision.ctid, F.parse_record(config.get("description")))
 
     # ----------------------------------------------------------- execute
 
@@ -274,7 +269,7 @@ class Run:
                 raise UnsafeOperation("; ".join(decision.reasons))
             if decision.action.bakes:
                 self.say(f"{layer.task:<6} {decision.action}: {'; '.join(decision.reasons)}")
-                Builder(self).bake(layer, decision)
+                Builder(self).bake(layer)
                 outcome = "built"
                 forced = self.forced()
                 if ctid in forced:
