@@ -100,6 +100,8 @@ class Pve:
         self.url, self.node = url, node
         self.task_timeout, self.retries, self.sleep = task_timeout, retries, sleep
         self.counters = Counters()
+        # With a pinned fingerprint the certificate is still checked, by _FingerprintAdapter: it must be exactly
+        # that one. Only the CA chain is not asked for (a node's self-signed certificate has none).
         self.api = ProxmoxAPI(parts.hostname, port=parts.port or 8006, user=user, token_name=name,
                               token_value=token_secret, verify_ssl=False if fingerprint else verify, timeout=timeout)
         session: requests.Session = self.api._store["session"]

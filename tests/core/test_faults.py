@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from phoenix.sim.host import shared
 
 from .conftest import ALL_TASKS, NODE, Checkout
@@ -156,3 +158,23 @@ def test_simulated_state_survives_between_processes(built: Checkout):
     assert fresh is built.sim
     result = built.doit()
     assert result.outcomes() == dict.fromkeys(ALL_TASKS, "up-to-date")
+
+
+def test_pinned_fingerprint_is_checked(checkout: Checkout):
+    import hashlib
+    import ssl
+
+    from phoenix.errors import PhoenixError
+    from phoenix.pve.client import Pve
+    from phoenix.transport.secrets import read_secret
+
+    ep = checkout.sim.start()
+    der = ssl.PEM_cert_to_DER_cert(ep.ca_file.read_text())
+    right = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    token = read_secret(ep.token_file)
+    assert Pve(ep.url, ep.node, ep.token_id, token, fingerprint=right).get("version")["version"]
+    wrong = ":".join(["00"] * 32)
+    with pytest.raises(PhoenixError, match="cannot reach Proxmox"):
+        Pve(ep.url, ep.node, ep.token_id, token, fingerprint=wrong, retries=0).get("version")
+    with pytest.raises(PhoenixError, match="cannot reach Proxmox"):  # and no fingerprint: the CA is checked
+        Pve(ep.url, ep.node, ep.token_id, token, retries=0).get("version")
