@@ -189,13 +189,19 @@ def test_vllm_env_refuses_odd_token(shell):
     assert r.returncode == 1 and "holds characters" in r.stderr and 'hf_"x"' not in r.stderr
 
 
-def test_vllm_main_without_systemd(shell, fakebin, tmp_path):
-    shell.secret("hf_token", HF_TOKEN)
+def fake_vllm_install(tmp_path):
+    """A venv with a stub `vllm`, and a context whose model cache is under tmp_path."""
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "vllm").write_text("#!/bin/sh\n")
     (venv / "bin" / "vllm").chmod(0o755)
     ctx = make_context(**{**VLLM_CTX, "vllm": {**VLLM_CTX["vllm"], "model_cache": str(tmp_path / "models")}})
+    return venv, ctx
+
+
+def test_vllm_main_without_systemd(shell, fakebin, tmp_path):
+    shell.secret("hf_token", HF_TOKEN)
+    venv, ctx = fake_vllm_install(tmp_path)
     env = {**fakebin.env, "VLLM_VENV": str(venv), "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
            "VLLM_ENV_FILE": str(tmp_path / "etc-vllm" / "vllm.env")}
     first = shell.run(P950, "phx_has_systemd() { return 1; }; main", context=ctx, env=env)
@@ -217,11 +223,7 @@ def test_vllm_main_without_systemd(shell, fakebin, tmp_path):
 def test_vllm_main_with_systemd_waits_for_health(shell, fakebin, tmp_path):
     """With systemd (simulated), the unit is (re)started and /health is polled until it answers."""
     shell.secret("hf_token", HF_TOKEN)
-    venv = tmp_path / "venv"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "vllm").write_text("#!/bin/sh\n")
-    (venv / "bin" / "vllm").chmod(0o755)
-    ctx = make_context(**{**VLLM_CTX, "vllm": {**VLLM_CTX["vllm"], "model_cache": str(tmp_path / "models")}})
+    venv, ctx = fake_vllm_install(tmp_path)
     env = {**fakebin.env, "VLLM_VENV": str(venv), "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
            "VLLM_ENV_FILE": str(tmp_path / "vllm.env")}
     r = shell.run(P950, "phx_has_systemd() { return 0; }; main", context=ctx, env=env)
