@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from doit.cmd_base import ModuleTaskLoader  # noqa: E402
 from doit.doit_cmd import DoitMain  # noqa: E402
 
 import phoenix.doitx.tasks as phoenix_tasks  # noqa: E402
+from phoenix.sim.host import served  # noqa: E402
 
 
 def scratch(prefix: str) -> Path:
@@ -91,6 +94,31 @@ def phoenix_run(config_dir: Path, cache_dir: Path, jobs: int, sim_options: dict[
     last = json.loads((cache_dir / "last-run.json").read_text())
     return {"rc": rc, "seconds": setup_s + doit_s, "setup_s": setup_s, "doit_s": doit_s, "sim_start_s": sim_start_s,
             "requests": requests, "last_run": last, "doit_output": log.with_suffix(".doit.txt").read_text()}
+
+
+@contextlib.contextmanager
+def served_sim(cache_dir: Path, time_scale: float = 0.0, task_seconds: dict[str, float] | None = None) -> Iterator[int]:
+    """The simulator in its own process (`python -m phoenix.sim`), as a real host is: its work is not this process's.
+
+    Phoenix runs with this cache dir use it. Yields the server's pid; stops it (and so saves its state) after.
+    """
+    state = cache_dir / "sim"
+    args = [sys.executable, "-m", "phoenix.sim", "--state-dir", str(state), "--time-scale", str(time_scale)]
+    if task_seconds:
+        args += ["--task-seconds", ",".join(f"{k}={v}" for k, v in task_seconds.items())]
+    log = (cache_dir.parent / "sim-server.log").open("a")
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not (found := served(state)) or found[1] != proc.pid:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the simulator server did not start; see {log.name}")
+            time.sleep(0.02)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
 
 
 def median(values: list[float]) -> float:

@@ -135,13 +135,20 @@ class Run:
         prox = self.estate.hypervisor.proxmox
         retries = self.estate.hypervisor.behavior.api_retries
         if self.simulated:
-            from .sim.host import shared
+            from .sim.host import served, shared
 
-            sim = shared(self.cache / "sim", **self.sim_options)
-            if sim.endpoint is None:
-                self._sim = sim  # started by this run, so stopped (and saved) by it
-            ep = sim.start()
-            self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {sim.dir})")
+            state = self.cache / "sim"
+            elsewhere = served(state)
+            if elsewhere:
+                ep, pid = elsewhere
+                self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve served by process {pid}; "
+                         f"state in {state})")
+            else:
+                sim = shared(state, **self.sim_options)
+                if sim.endpoint is None:
+                    self._sim = sim  # started by this run, so stopped (and saved) by it
+                ep = sim.start()
+                self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {sim.dir})")
             return Pve(ep.url, ep.node, ep.token_id, read_secret(ep.token_file), verify=str(ep.ca_file),
                        timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=retries)
         verify: bool | str = prox.verify_tls

@@ -23,6 +23,8 @@ from ..errors import PhoenixError
 TOKEN_ID = "root@pam!phoenix"
 OS_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "debian-12-standard_12.7-1_amd64.tar.zst")
 CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate")
+CT_POWER = ("start", "shutdown", "stop")  # per-container durations in fakepve, applied here to every container
+SERVER_FILE = "server.json"
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,12 @@ class SimHost:
 
     def __init__(self, state_dir: Path, *, time_scale: float = 0.0, ct_secs: dict[str, float] | None = None,
                  host: str = "127.0.0.1"):
+        """ct_secs: PVE seconds per container task (create, clone, snapshot, ...) and per start, shutdown, stop."""
         self.dir = Path(state_dir)
+        unknown = sorted(set(ct_secs or {}) - set(CT_TASKS) - set(CT_POWER))
+        if unknown:
+            raise PhoenixError(f"unknown simulated task {', '.join(unknown)}: durations can be set for "
+                               f"{', '.join(CT_TASKS + CT_POWER)} (PHOENIX_SIM_TASK_SECONDS)")
         self.time_scale, self.ct_secs, self.host = time_scale, dict(ct_secs or {}), host
         self.pve: Any = None
         self.endpoint: Endpoint | None = None
@@ -99,6 +106,11 @@ class SimHost:
                     return app
 
                 async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
+                    if vm is not None:
+                        for name, secs in owner.ct_secs.items():
+                            if name in CT_POWER:
+                                setattr(vm, f"{name}_secs", secs)
+
                     async def saving():
                         try:
                             return await body()
@@ -199,6 +211,30 @@ class SimHost:
         for name, volumes in data.get("volumes", {}).items():
             if name in pve.storages:
                 pve.storages[name].setdefault("volumes", {}).update(volumes)
+
+
+def served(state_dir: Path) -> tuple[Endpoint, int] | None:
+    """The simulator served for this state dir by another process (`python -m phoenix.sim`), and its pid, if one runs."""
+    path = Path(state_dir) / SERVER_FILE
+    try:
+        data = json.loads(path.read_text())
+        pid = int(data["pid"])
+        os.kill(pid, 0)
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists() and b"phoenix.sim" not in cmdline.read_bytes():
+            return None  # the pid was reused: the server died without removing its file
+        return Endpoint(data["url"], data["node"], data["token_id"], Path(data["token_file"]), Path(data["ca_file"])), pid
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def advertise(host: SimHost, endpoint: Endpoint) -> Path:
+    """Write server.json, so runs of this state dir use this process's simulator."""
+    path = host.dir / SERVER_FILE
+    _write_private(path, json.dumps({"pid": os.getpid(), "url": endpoint.url, "node": endpoint.node,
+                                     "token_id": endpoint.token_id, "token_file": str(endpoint.token_file),
+                                     "ca_file": str(endpoint.ca_file)}) + "\n")
+    return path
 
 
 _HOSTS: dict[Path, SimHost] = {}

@@ -56,8 +56,10 @@ class Checkout:
             self.sim.start()
         return self.sim.pve
 
-    def doit(self, *args: str) -> Result:
-        self.pve  # noqa: B018 - the test owns the simulator, so faults can be injected before a run
+    def doit(self, *args: str, own_sim: bool = True) -> Result:
+        """One doit run in-process. own_sim=False leaves the simulator to the run (or to a served one)."""
+        if own_sim:
+            self.pve  # noqa: B018 - the test owns the simulator, so faults can be injected before a run
         out = io.StringIO()
         config, gen = tasks.setup(self.root, process=False, config_dir=self.root / "etc", images_dir=self.root / "images",
                                   cache_dir=self.cache, out=out, sim_options=self.sim_options)

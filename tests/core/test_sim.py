@@ -1,0 +1,99 @@
+"""The simulated host served in its own process (`python -m phoenix.sim`), and its task durations."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from phoenix.errors import PhoenixError
+from phoenix.sim.host import SERVER_FILE, SimHost, served
+
+from .conftest import REPO, Checkout
+
+ALL = ("ct900", "ct901", "ct902", "ct910", "ct920", "ct950")
+
+
+def serve(state: Path, *args: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "phoenix.sim", "--state-dir", str(state), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while not (found := served(state)) or found[1] != proc.pid:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.05)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.terminate()
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    return out
+
+
+def test_runs_use_a_served_simulator_and_its_state_outlives_it(tmp_path: Path):
+    co = Checkout(tmp_path / "phoenix")
+    state = co.cache / "sim"
+    proc = serve(state)
+    try:
+        assert (state / SERVER_FILE).stat().st_mode & 0o777 == 0o600
+        first = co.doit(own_sim=False)
+        assert first.rc == 0, first.output
+        assert f"served by process {proc.pid}" in first.output
+        assert set(first.outcomes().values()) == {"built"}
+        assert co.sim.endpoint is None  # this process started no simulator of its own
+        assert co.doit(own_sim=False).outcomes() == dict.fromkeys(ALL, "up-to-date")
+        # a second server for the same state is refused
+        again = subprocess.run([sys.executable, "-m", "phoenix.sim", "--state-dir", str(state)], cwd=REPO,
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 1 and f"already served by process {proc.pid}" in again.stdout
+    finally:
+        out = stop(proc)
+    assert "simulated Proxmox host at https://127.0.0.1:" in out
+    assert not (state / SERVER_FILE).exists()
+    # the server saved its state: the in-process simulator of the next run finds the estate built
+    second = co.doit()
+    try:
+        assert second.rc == 0 and second.outcomes() == dict.fromkeys(ALL, "up-to-date"), second.output
+        assert "served by process" not in second.output
+    finally:
+        co.stop_sim()
+
+
+def test_a_stale_server_file_is_ignored(tmp_path: Path):
+    state = tmp_path / "sim"
+    state.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record = {"pid": int(dead.stdout), "url": "https://127.0.0.1:9", "node": "pve1", "token_id": "root@pam!phoenix",
+              "token_file": str(state / "token"), "ca_file": str(state / "fakepve.crt")}
+    (state / SERVER_FILE).write_text(json.dumps(record))
+    assert served(state) is None  # the process is gone
+    record["pid"] = os.getpid()  # alive, but not a simulator (a reused pid)
+    (state / SERVER_FILE).write_text(json.dumps(record))
+    assert served(state) is None
+    (state / SERVER_FILE).write_text("{not json")
+    assert served(state) is None
+
+
+def test_task_durations_apply_to_every_container(tmp_path: Path):
+    co = Checkout(tmp_path / "phoenix", sim_options={"ct_secs": {"start": 5, "shutdown": 3, "create": 20}})
+    try:
+        assert co.doit().rc == 0
+        cts = co.pve.cts
+        assert len(cts) == 6 and {(ct.start_secs, ct.shutdown_secs) for ct in cts} == {(5, 3)}
+        assert co.pve.ct_secs["create"] == 20
+    finally:
+        co.stop_sim()
+
+
+def test_unknown_task_durations_are_refused(tmp_path: Path):
+    with pytest.raises(PhoenixError, match="unknown simulated task boot: durations can be set for create"):
+        SimHost(tmp_path, ct_secs={"boot": 5})
+    bad = subprocess.run([sys.executable, "-m", "phoenix.sim", "--state-dir", str(tmp_path), "--task-seconds", "boot=5"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown simulated task boot" in bad.stdout
