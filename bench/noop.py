@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import median, phoenix_run, run_doit, scratch, write_config_dir
+from common import median, phoenix_run, run_doit, scratch, served_sim, write_config_dir
 
 import phoenix.doitx.tasks as phoenix_tasks
 
@@ -61,7 +61,15 @@ def bare_noop(work: Path, shape: dict[int, int | None], jobs: int, repeat: int) 
     return median(times), times
 
 
-def phoenix_noop(work: Path, guests: int, jobs: int, repeat: int) -> dict[str, Any]:
+def phoenix_noop(work: Path, guests: int, jobs: int, repeat: int, in_process: bool) -> dict[str, Any]:
+    cache = work / "cache"
+    if in_process:
+        return _phoenix_noop(work, guests, jobs, repeat, prestart=True)
+    with served_sim(cache):
+        return _phoenix_noop(work, guests, jobs, repeat, prestart=False)
+
+
+def _phoenix_noop(work: Path, guests: int, jobs: int, repeat: int, prestart: bool) -> dict[str, Any]:
     config_dir = write_config_dir(work / "etc", guests)
     cache = work / "cache"
     sim = {"time_scale": 0}
@@ -72,10 +80,10 @@ def phoenix_noop(work: Path, guests: int, jobs: int, repeat: int) -> dict[str, A
     if first["rc"] != 0 or outcomes != {"built"} or len(first["last_run"]["tasks"]) != guests:
         raise SystemExit(f"the first build of {guests} guests failed (rc {first['rc']}):\n{first['doit_output'][-3000:]}")
     shape = {ctid: layer.parent for ctid, layer in phoenix_tasks.current().layers.items()}
-    phoenix_run(config_dir, cache, jobs, sim, work / "warmup.log", prestart=True)  # one untimed no-op first
+    phoenix_run(config_dir, cache, jobs, sim, work / "warmup.log", prestart=prestart)  # one untimed no-op first
     runs = []
     for i in range(repeat):
-        r = phoenix_run(config_dir, cache, jobs, sim, work / f"noop{i}.log", prestart=True)
+        r = phoenix_run(config_dir, cache, jobs, sim, work / f"noop{i}.log", prestart=prestart)
         tasks = r["last_run"]["tasks"]
         if r["rc"] != 0 or len(tasks) != guests or any(t["outcome"] != "up-to-date" for t in tasks.values()):
             raise SystemExit(f"the no-op run of {guests} guests was not a no-op:\n{r['doit_output'][-3000:]}")
@@ -91,6 +99,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="6,50,200", help="estate sizes (guests), comma-separated")
     parser.add_argument("--repeat", type=int, default=5, help="timed no-op runs per size (median)")
     parser.add_argument("--jobs", type=int, default=4, help="doit -n")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the simulator in this process (as `doit` does) instead of its own process")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"phoenix no-op benchmark, {datetime.date.today()}, {platform.python_implementation()} "
@@ -98,7 +108,7 @@ def main() -> None:
     rows = []
     for guests in sizes:
         work = scratch(f"noop{guests}")
-        p = phoenix_noop(work, guests, args.jobs, args.repeat)
+        p = phoenix_noop(work, guests, args.jobs, args.repeat, args.in_process)
         bare_s, bare_all = bare_noop(work, p["shape"], args.jobs, args.repeat)
         rows.append((guests, p, bare_s))
         print(f"  {guests} guests: first build {p['build_s']:.2f}s ({p['build_requests']} requests); no-op runs "

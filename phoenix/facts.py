@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 MANAGED = "phoenix"
@@ -43,15 +44,15 @@ class GuestFacts:
     def _tag(self, prefix: str) -> str | None:
         return next((t[len(prefix):] for t in self.tags if t.startswith(prefix)), None)
 
-    @property
+    @cached_property
     def identity(self) -> str | None:
         return self._tag("phx-id-")
 
-    @property
+    @cached_property
     def build_id(self) -> str | None:
         return self._tag("phx-b-")
 
-    @property
+    @cached_property
     def settings_hash(self) -> str | None:
         return self._tag("phx-s-")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config.estate import Estate
@@ -34,6 +34,13 @@ class Layer:
     role: str                  # "template" or "app"
     inputs: dict[str, str]     # input name -> digest, for explanations ("feature:vllm": "3f2a...")
     settings: dict[str, Any]   # in-place settings, resolved
+    doc: str = ""              # one line for `doit list`: name, role, parent, scripts
+    settings_hash: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings_hash", digest(self.settings, 10))
+        # identity() hashes {"format", "inputs", "parent_build"} as digest() would; all but parent_build is fixed.
+        object.__setattr__(self, "_identity_head", f'{{"format": {FORMAT}, "inputs": {json.dumps(self.inputs, sort_keys=True)}, ')
 
     @property
     def task(self) -> str:
@@ -41,11 +48,8 @@ class Layer:
 
     def identity(self, parent_build: str | None) -> str:
         """The layer's identity given its parent's current build id."""
-        return digest({"format": FORMAT, "inputs": self.inputs, "parent_build": parent_build}, 16)
-
-    @property
-    def settings_hash(self) -> str:
-        return digest(self.settings, 10)
+        text = f'{self._identity_head}"parent_build": {json.dumps(parent_build)}}}'  # type: ignore[attr-defined]
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def net0(estate: Estate, ctid: int) -> str | None:
@@ -112,6 +116,14 @@ def in_place_settings(estate: Estate, ctid: int) -> dict[str, Any]:
     }
 
 
+def describe(estate: Estate, ctid: int, role: str) -> str:
+    """One line on a layer: 'vllmQwen3Coder: app, clone of ct920; runs vllm_qwen3.sh'."""
+    g = estate.guests[ctid]
+    origin = f"clone of ct{g.clone_from_ctid}" if g.clone_from_ctid else f"from {estate.os_template(ctid).volume.split('/')[-1]}"
+    scripts = ", ".join([*g.features, *([g.application_script] if g.application_script else [])]) or "no scripts"
+    return f"{g.name}: {role}, {origin}; runs {scripts}"
+
+
 def layers(estate: Estate) -> dict[int, Layer]:
     """Every layer of the estate, parents first."""
     out = {}
@@ -119,5 +131,5 @@ def layers(estate: Estate) -> dict[int, Layer]:
         g = estate.guests[ctid]
         role = "template" if g.is_template_layer or estate.children(ctid) else "app"
         out[ctid] = Layer(ctid, g.name, g.clone_from_ctid, role, build_inputs(estate, ctid),
-                          in_place_settings(estate, ctid))
+                          in_place_settings(estate, ctid), describe(estate, ctid, role))
     return out

@@ -19,7 +19,9 @@ from typing import Any, TextIO
 
 from . import facts as F
 from .build import Builder
-from .config.estate import Estate, load_estate
+from .config.estate import HYPERVISOR, LXC, Estate, load_estate
+from .config.hypervisor import HypervisorConfig
+from .config.load import SUFFIXES
 from .errors import PhoenixError, UnsafeOperation
 from .layers import Layer, layers
 from .plan import Action, Decision, decide
@@ -28,10 +30,13 @@ from .transport.base import NodeFacts, NodeTransport
 
 
 def model_key(config_dir: Path, images_dir: Path) -> str:
-    """Digest of everything the validated estate is made from: config files, scripts, and Phoenix's own model code."""
+    """Digest of everything the validated estate is made from: config files, scripts, and Phoenix's own model code.
+
+    Secret files are not in it: they are read when a script needs them, never validated or hashed."""
     h = hashlib.sha256(f"{config_dir.resolve()}|{images_dir.resolve()}".encode())
     package = Path(__file__).parent
-    sources = [*sorted(config_dir.glob("phoenix_*")), *sorted(p for p in images_dir.rglob("*") if p.is_file()),
+    configs = [config_dir / f"{stem}{suffix}" for stem in (HYPERVISOR, LXC) for suffix in SUFFIXES]
+    sources = [*(p for p in configs if p.exists()), *sorted(p for p in images_dir.rglob("*") if p.is_file()),
                *sorted(package.glob("config/*.py")), package / "layers.py", package / "features.py"]
     for path in sources:
         h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -47,6 +52,13 @@ def sim_options_from_env() -> dict[str, Any]:
         pairs = (item.split("=", 1) for item in os.environ["PHOENIX_SIM_TASK_SECONDS"].split(",") if "=" in item)
         out["ct_secs"] = {k.strip(): float(v) for k, v in pairs}
     return out
+
+
+def dumps_last_run(data: dict[str, Any]) -> str:
+    """last-run.json with one line per task: readable, and written by json's fast encoder."""
+    head = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in data.items() if k != "tasks")
+    tasks = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in data["tasks"].items())
+    return f"{{\n{head},\n  \"tasks\": {{\n{tasks}\n  }}\n}}\n" if tasks else f"{{\n{head},\n  \"tasks\": {{}}\n}}\n"
 
 
 class Run:
@@ -68,51 +80,71 @@ class Run:
         self.started = time.monotonic()
         self._node_facts: NodeFacts | None = None
         self._sim = None
-        self._forced: set[int] | None = None
+        self._forced: frozenset[int] | None = None
         self._clone_locks: dict[int, threading.Lock] = {}
 
     # ------------------------------------------------------------- config
 
     @cached_property
-    def _model(self) -> tuple[Estate, dict[int, Layer]]:
-        """The validated estate and its layers; reused from .cache/ while no input byte has changed."""
+    def _model(self) -> dict[str, Any]:
+        """The layers and the hypervisor settings, reused from .cache/ while no input byte has changed.
+
+        The validated estate is kept there too, pickled on its own: a run that only checks layers never unpickles it.
+        """
         key = model_key(self.config_dir, self.images_dir)
         path = self.cache / "estate.pickle"
         try:
             cached = pickle.loads(path.read_bytes())
             if cached["key"] == key:
-                return cached["estate"], cached["layers"]
+                return cached
         except Exception:  # a missing, old or damaged cache is rebuilt
             pass
         estate = load_estate(self.config_dir, self.images_dir)
-        lay = layers(estate)
+        model = {"key": key, "layers": layers(estate), "hypervisor": estate.hypervisor, "estate": pickle.dumps(estate)}
         try:
             self.cache.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(pickle.dumps({"key": key, "estate": estate, "layers": lay}))
+            tmp.write_bytes(pickle.dumps(model))
             os.replace(tmp, path)
         except OSError:
             pass
-        return estate, lay
+        self.__dict__["estate"] = estate
+        return model
 
-    @property
+    @cached_property
     def estate(self) -> Estate:
-        return self._model[0]
+        """The validated estate (config, scripts): what a bake or an explanation needs."""
+        model = self._model
+        if "estate" in self.__dict__:  # validated just now
+            return self.__dict__["estate"]
+        try:
+            return pickle.loads(model["estate"])
+        except Exception:
+            return load_estate(self.config_dir, self.images_dir)
 
     @property
     def layers(self) -> dict[int, Layer]:
-        return self._model[1]
+        return self._model["layers"]
+
+    @property
+    def hypervisor(self) -> HypervisorConfig:
+        return self._model["hypervisor"]
+
+    def resolve(self, path: str) -> Path:
+        """A path from the hypervisor config: ~ expanded, relative to the config dir."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.config_dir / p
 
     @property
     def simulated(self) -> bool:
-        return self.estate.hypervisor.proxmox.target == "simulated"
+        return self.hypervisor.proxmox.target == "simulated"
 
     @property
     def target(self) -> str:
         if self.simulated:
             return "sim"
         from urllib.parse import urlsplit
-        return urlsplit(self.estate.hypervisor.proxmox.api_url or "").hostname or "?"
+        return urlsplit(self.hypervisor.proxmox.api_url or "").hostname or "?"
 
     # ------------------------------------------------------------- output
 
@@ -132,8 +164,8 @@ class Run:
     def pve(self) -> Pve:
         from .transport.secrets import read_secret
 
-        prox = self.estate.hypervisor.proxmox
-        retries = self.estate.hypervisor.behavior.api_retries
+        prox = self.hypervisor.proxmox
+        retries = self.hypervisor.behavior.api_retries
         if self.simulated:
             from .sim.host import served, shared
 
@@ -153,8 +185,8 @@ class Run:
                        timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=retries)
         verify: bool | str = prox.verify_tls
         if prox.ca_file:
-            verify = str(self.estate.resolve(prox.ca_file))
-        secret = read_secret(self.estate.resolve(prox.token_file or ""))
+            verify = str(self.resolve(prox.ca_file))
+        secret = read_secret(self.resolve(prox.token_file or ""))
         return Pve(prox.api_url or "", prox.node, prox.token_id, secret, verify=verify, fingerprint=prox.fingerprint,
                    timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=retries)
 
@@ -168,7 +200,7 @@ class Run:
 
         from .transport.ssh import SshTransport
 
-        hyp = self.estate.hypervisor
+        hyp = self.hypervisor
         return SshTransport(hyp.ssh, urlsplit(hyp.proxmox.api_url or "").hostname or "", hyp.proxmox.node)
 
     def node_facts(self) -> NodeFacts:
@@ -183,12 +215,12 @@ class Run:
 
         out = {}
         for name in names:
-            configured = getattr(self.estate.hypervisor.secrets, f"{name}_file")
+            configured = getattr(self.hypervisor.secrets, f"{name}_file")
             if configured is None:
                 if name in required:
                     raise PhoenixError(f"secret {name} is needed: set secrets.{name}_file in {self.estate.hypervisor_file}")
                 continue
-            path = self.estate.resolve(configured)
+            path = self.resolve(configured)
             if self.simulated and not path.exists():
                 ensure_placeholder_secret(path, name)
                 self.say(f"phoenix: created a placeholder secret {path} (mode 0600) for the simulated host")
@@ -226,13 +258,16 @@ class Run:
 
     def forced(self) -> set[int]:
         """Layers `doit forget` asked to rebake (a request kept in .cache until the rebake is done)."""
+        return set(self._forced_now())
+
+    def _forced_now(self) -> frozenset[int]:
         with self.lock:
             if self._forced is None:
                 try:
-                    self._forced = set(json.loads(self.forced_file.read_text()))
+                    self._forced = frozenset(json.loads(self.forced_file.read_text()))
                 except (OSError, ValueError):
-                    self._forced = set()
-            return set(self._forced)
+                    self._forced = frozenset()
+            return self._forced
 
     def clone_lock(self, parent: int) -> threading.Lock:
         """Proxmox locks a clone's source for the whole clone: clones of one parent go one at a time."""
@@ -245,15 +280,16 @@ class Run:
             tmp = self.forced_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(sorted(ctids)))
             os.replace(tmp, self.forced_file)
-            self._forced = set(ctids)
+            self._forced = frozenset(ctids)
 
     # ------------------------------------------------------------ decide
 
     def decide(self, ctid: int, record: dict[str, Any] | None = None) -> Decision:
         """What the layer needs now, against the host as this run knows it (record: to explain a change)."""
-        layer = self.layers[ctid]
-        return decide(layer, self.guests().get(ctid), parent_build=self.build_id(layer.parent),
-                      forced=ctid in self.forced(), record=record)
+        layer, view = self.layers[ctid], self.guests()
+        parent = view.get(layer.parent) if layer.parent is not None else None
+        return decide(layer, view.get(ctid), parent_build=parent.build_id if parent else None,
+                      forced=ctid in self._forced_now(), record=record)
 
     def explain(self, decision: Decision) -> Decision:
         """Add the reasons only the guest's record can give (one GET, for stale layers only)."""
@@ -313,7 +349,7 @@ class Run:
         data = self.summary()
         self.cache.mkdir(parents=True, exist_ok=True)
         tmp = self.cache / "last-run.json.tmp"
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(dumps_last_run(data))
         os.replace(tmp, self.cache / "last-run.json")
         return data
 

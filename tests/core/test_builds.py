@@ -64,6 +64,8 @@ def test_second_run_is_a_noop_with_at_most_3_requests(built: Checkout):
     assert result.last_run["api_requests"] <= 3
     assert result.outcomes() == dict.fromkeys(ALL, "up-to-date")
     assert "nothing to do" in result.output
+    # a no-op decides from the cached layers alone: the validated estate is never unpickled
+    assert "estate" not in result.run.__dict__
 
 
 def test_vllm_feature_change_rebakes_920_and_950_only(built: Checkout):

@@ -137,3 +137,29 @@ def test_create_and_clone_parameters(example):
     assert P.clone_params(950, "x", snapname="s", linked=False, storage="local-lvm", description="d") == {
         "newid": 950, "hostname": "x", "description": "d", "snapname": "s", "full": 1, "storage": "local-lvm"}
     assert P.clone_params(950, "x", snapname=None, linked=True, storage="local-lvm", description="d")["full"] == 0
+
+
+def test_identity_is_the_digest_of_format_inputs_and_parent_build(example):
+    # The identity is recorded on every built guest: a change to how it is computed rebuilds every estate.
+    from phoenix.layers import FORMAT, digest
+
+    for layer in example.values():
+        for parent_build in (None, "0123abcd"):
+            want = digest({"format": FORMAT, "inputs": layer.inputs, "parent_build": parent_build}, 16)
+            assert layer.identity(parent_build) == want
+    assert example[920].identity("a") != example[920].identity("b")
+    assert example[950].settings_hash == digest(example[950].settings, 10)
+
+
+def test_last_run_json_is_one_line_per_task_and_parses_back():
+    import json
+
+    from phoenix.runtime import dumps_last_run
+
+    data = {"target": "sim", "api_requests": 1, "wall_seconds": 0.02,
+            "tasks": {"ct900": {"outcome": "up-to-date", "seconds": 0.0, "identity": "ab12"},
+                      "ct901": {"outcome": "failed", "seconds": 1.5, "identity": None}}}
+    text = dumps_last_run(data)
+    assert json.loads(text) == data
+    assert '    "ct901": {"outcome": "failed", "seconds": 1.5, "identity": null}' in text.splitlines()
+    assert json.loads(dumps_last_run({**data, "tasks": {}}))["tasks"] == {}
