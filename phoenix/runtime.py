@@ -181,8 +181,9 @@ class Run:
                     self._sim = sim  # started by this run, so stopped (and saved) by it
                 ep = sim.start()
                 self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {sim.dir})")
+            # the simulator's clock runs time_scale real seconds per PVE second: tasks are polled on it
             return Pve(ep.url, ep.node, ep.token_id, read_secret(ep.token_file), verify=str(ep.ca_file),
-                       timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=retries)
+                       timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=retries, clock=ep.time_scale)
         verify: bool | str = prox.verify_tls
         if prox.ca_file:
             verify = str(self.resolve(prox.ca_file))

@@ -24,6 +24,9 @@ from ..errors import PhoenixError, TaskFailed, TaskTimeout
 
 TRANSIENT_MESSAGES = ("is locked", "can't lock file", "got timeout", "no quorum", "temporarily unavailable")
 TRANSIENT_STATUS = (502, 503, 595, 596, 599)
+# A task's status is polled after POLL_FIRST host seconds, then each interval 1.3x the last, up to one a second.
+POLL_FIRST, POLL_GROWTH, POLL_MAX = 0.02, 1.3, 1.0
+POLL_FLOOR = 0.001  # real seconds: never a busy loop, even on a simulator whose tasks take no time
 
 
 class ApiError(PhoenixError):
@@ -92,13 +95,14 @@ class Pve:
 
     def __init__(self, url: str, node: str, token_id: str, token_secret: str, *, verify: bool | str = True,
                  fingerprint: str | None = None, timeout: float = 30, task_timeout: float = 1800, retries: int = 4,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, clock: float = 1.0):
+        """clock: real seconds per host second, for task polling (a simulated host may run faster than real time)."""
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise PhoenixError(f"API URL must be https://host:port, got {url!r}")
         user, _, name = token_id.partition("!")
         self.url, self.node = url, node
-        self.task_timeout, self.retries, self.sleep = task_timeout, retries, sleep
+        self.task_timeout, self.retries, self.sleep, self.clock = task_timeout, retries, sleep, clock
         self.counters = Counters()
         # With a pinned fingerprint the certificate is still checked, by _FingerprintAdapter: it must be exactly
         # that one. Only the CA chain is not asked for (a node's self-signed certificate has none).
@@ -150,7 +154,7 @@ class Pve:
         """Wait for a task; TaskFailed carries its log, TaskTimeout says it still runs on the node."""
         node = upid.split(":")[1] if upid.startswith("UPID:") else self.node
         deadline = time.monotonic() + (timeout or self.task_timeout)
-        delay = 0.02
+        delay = POLL_FIRST
         while True:
             status = self.get(f"nodes/{node}/tasks/{upid}/status")
             if status.get("status") == "stopped":
@@ -162,8 +166,8 @@ class Pve:
             if time.monotonic() > deadline:
                 raise TaskTimeout(f"Proxmox task {upid} still runs after {timeout or self.task_timeout:.0f}s; it goes on "
                                   "on the node. Check it in the node's task log; a rerun converges once it ends.")
-            self.sleep(delay)
-            delay = min(1.0, delay * 1.3)
+            self.sleep(max(POLL_FLOOR, delay * self.clock))
+            delay = min(POLL_MAX, delay * POLL_GROWTH)
 
     def run(self, method: str, path: str, *, timeout: float | None = None, idempotent: bool = False,
             retry_locked: bool = False, **data: Any) -> None:

@@ -34,6 +34,7 @@ class Endpoint:
     token_id: str
     token_file: Path
     ca_file: Path
+    time_scale: float = 0.0  # real seconds per simulated PVE second
 
 
 def _fakepve():
@@ -149,7 +150,7 @@ class SimHost:
             ready.wait(30)
             if failure or not ready.is_set():
                 raise PhoenixError(f"the simulated host did not start: {failure[0] if failure else 'timeout'}")
-            self.endpoint = Endpoint(pve.url, "pve1", TOKEN_ID, token_file, certfile)
+            self.endpoint = Endpoint(pve.url, "pve1", TOKEN_ID, token_file, certfile, self.time_scale)
             return self.endpoint
 
     def stop(self) -> None:
@@ -223,7 +224,8 @@ def served(state_dir: Path) -> tuple[Endpoint, int] | None:
         cmdline = Path(f"/proc/{pid}/cmdline")
         if cmdline.exists() and b"phoenix.sim" not in cmdline.read_bytes():
             return None  # the pid was reused: the server died without removing its file
-        return Endpoint(data["url"], data["node"], data["token_id"], Path(data["token_file"]), Path(data["ca_file"])), pid
+        return Endpoint(data["url"], data["node"], data["token_id"], Path(data["token_file"]), Path(data["ca_file"]),
+                        float(data.get("time_scale", 0.0))), pid
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -233,7 +235,7 @@ def advertise(host: SimHost, endpoint: Endpoint) -> Path:
     path = host.dir / SERVER_FILE
     _write_private(path, json.dumps({"pid": os.getpid(), "url": endpoint.url, "node": endpoint.node,
                                      "token_id": endpoint.token_id, "token_file": str(endpoint.token_file),
-                                     "ca_file": str(endpoint.ca_file)}) + "\n")
+                                     "ca_file": str(endpoint.ca_file), "time_scale": endpoint.time_scale}) + "\n")
     return path
 
 

@@ -178,3 +178,31 @@ def test_pinned_fingerprint_is_checked(checkout: Checkout):
         Pve(ep.url, ep.node, ep.token_id, token, fingerprint=wrong, retries=0).get("version")
     with pytest.raises(PhoenixError, match="cannot reach Proxmox"):  # and no fingerprint: the CA is checked
         Pve(ep.url, ep.node, ep.token_id, token, retries=0).get("version")
+
+
+@pytest.mark.parametrize("clock", [1.0, 0.01])
+def test_tasks_are_polled_on_the_hosts_clock(tmp_path, clock: float):
+    """The poll schedule is in host seconds: 20 ms, then 1.3x longer each time, at most 1 s; a simulator whose
+    PVE second lasts 10 ms is polled 100 times as often (never more often than every millisecond)."""
+    from phoenix.pve.client import Pve
+    from phoenix.sim.host import SimHost
+    from phoenix.transport.secrets import read_secret
+
+    sim = SimHost(tmp_path / "sim", time_scale=0.01, ct_secs={"start": 30})  # a start takes 0.3 s
+    ep = sim.start()
+    try:
+        sim.pve.add_ct(990, node="pve1", status="stopped", config={"hostname": "poll", "memory": 512})
+        naps: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            naps.append(seconds)
+            time.sleep(min(seconds, 0.05))
+
+        pve = Pve(ep.url, ep.node, ep.token_id, read_secret(ep.token_file), verify=str(ep.ca_file), sleep=sleep, clock=clock)
+        pve.run("POST", "nodes/pve1/lxc/990/status/start")
+        assert sim.pve.ct(990).status == "running"
+        want = [max(0.001, 0.02 * 1.3 ** i * clock) for i in range(3)]
+        assert naps[:3] == pytest.approx(want)
+        assert max(naps) <= max(0.001, 1.0 * clock)
+    finally:
+        sim.stop()
