@@ -28,12 +28,14 @@ from .plan import Action, Decision, decide
 from .pve.client import Pve
 from .transport.base import NodeFacts, NodeTransport
 
+MODEL_CACHE_FORMAT = 2  # bump when what .cache/estate.pickle holds changes
+
 
 def model_key(config_dir: Path, images_dir: Path) -> str:
     """Digest of everything the validated estate is made from: config files, scripts, and Phoenix's own model code.
 
     Secret files are not in it: they are read when a script needs them, never validated or hashed."""
-    h = hashlib.sha256(f"{config_dir.resolve()}|{images_dir.resolve()}".encode())
+    h = hashlib.sha256(f"{MODEL_CACHE_FORMAT}|{config_dir.resolve()}|{images_dir.resolve()}".encode())
     package = Path(__file__).parent
     configs = [config_dir / f"{stem}{suffix}" for stem in (HYPERVISOR, LXC) for suffix in SUFFIXES]
     sources = [*(p for p in configs if p.exists()), *sorted(p for p in images_dir.rglob("*") if p.is_file()),
