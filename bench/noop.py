@@ -1,17 +1,19 @@
 """No-op benchmark: a second `doit` on an estate that is already built, at 6, 50 and 200 guests.
 
 For each size: generate the estate (the example estate of etc/ plus app containers cloned from 902 and 920),
-build it once on the embedded simulator (time_scale 0), then time the no-op run (median of --repeat) and
-count its API requests. The same is done for a bare doit with the same number of tasks and the same
-task_dep shape (uptodate [True], a trivial action). Everything runs in this process, loopback only.
+build it once on the simulator (time_scale 0, served in its own process as a real host is), then time
+no-op runs and count their API requests. Each Phoenix no-op is followed by a bare doit no-op with the
+same number of tasks and the same task_dep shape (uptodate [True], a trivial action); the figure is the
+median of the per-pair ratios. doit runs in this process; everything is on loopback.
 
-    python bench/noop.py [--sizes 6,50,200] [--repeat 5] [--jobs 4]
-"""
+    python bench/noop.py [--sizes 6,50,200] [--repeat 7] [--jobs 4] [--in-process]"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import gc
 import os
 import platform
 import time
@@ -44,60 +46,63 @@ def bare_config(dep_file: Path, shape: dict[int, int | None]) -> dict[str, Any]:
             "default_tasks": [f"ct{c}" for c in shape], "verbosity": 2}
 
 
-def bare_noop(work: Path, shape: dict[int, int | None], jobs: int, repeat: int) -> tuple[float, list[float]]:
-    config, gen = bare_config(work / "bare.db", shape), bare_tasks(shape)
-    out = work / "bare.txt"
-    if run_doit(config, gen, jobs, out) != 0:  # first run: executes every task once
-        raise SystemExit(f"bare doit first run failed:\n{out.read_text()}")
-    times = []
-    run_doit(config, gen, jobs, out)  # one untimed no-op first, as for Phoenix
-    for _ in range(repeat):
+class Bare:
+    """The bare doit: built once, then timed no-op runs."""
+
+    def __init__(self, work: Path, shape: dict[int, int | None], jobs: int):
+        self.config, self.gen, self.jobs = bare_config(work / "bare.db", shape), bare_tasks(shape), jobs
+        self.out, self.tasks = work / "bare.txt", len(shape)
+        if run_doit(self.config, self.gen, jobs, self.out) != 0:  # first run: executes every task once
+            raise SystemExit(f"bare doit first run failed:\n{self.out.read_text()}")
+
+    def noop(self) -> float:
+        gc.collect()
         t0 = time.perf_counter()
-        rc = run_doit(config, gen, jobs, out)
-        times.append(time.perf_counter() - t0)
-        text = out.read_text()
-        if rc != 0 or text.count("-- ") != len(shape) or ".  " in text:
+        rc = run_doit(self.config, self.gen, self.jobs, self.out)
+        seconds = time.perf_counter() - t0
+        text = self.out.read_text()
+        if rc != 0 or text.count("-- ") != self.tasks or ".  " in text:
             raise SystemExit(f"bare doit no-op did not skip every task:\n{text}")
-    return median(times), times
+        return seconds
 
 
-def phoenix_noop(work: Path, guests: int, jobs: int, repeat: int, in_process: bool) -> dict[str, Any]:
+def measure(work: Path, guests: int, jobs: int, repeat: int, in_process: bool) -> dict[str, Any]:
+    """Build once, then alternate Phoenix and bare no-op runs, so a machine that speeds up or slows down
+    during the benchmark affects both sides of each pair alike."""
     cache = work / "cache"
-    if in_process:
-        return _phoenix_noop(work, guests, jobs, repeat, prestart=True)
-    with served_sim(cache):
-        return _phoenix_noop(work, guests, jobs, repeat, prestart=False)
-
-
-def _phoenix_noop(work: Path, guests: int, jobs: int, repeat: int, prestart: bool) -> dict[str, Any]:
-    config_dir = write_config_dir(work / "etc", guests)
-    cache = work / "cache"
-    sim = {"time_scale": 0}
-    t0 = time.perf_counter()
-    first = phoenix_run(config_dir, cache, jobs, sim, work / "build.log")
-    build_s = time.perf_counter() - t0
-    outcomes = {t["outcome"] for t in first["last_run"]["tasks"].values()}
-    if first["rc"] != 0 or outcomes != {"built"} or len(first["last_run"]["tasks"]) != guests:
-        raise SystemExit(f"the first build of {guests} guests failed (rc {first['rc']}):\n{first['doit_output'][-3000:]}")
-    shape = {ctid: layer.parent for ctid, layer in phoenix_tasks.current().layers.items()}
-    phoenix_run(config_dir, cache, jobs, sim, work / "warmup.log", prestart=prestart)  # one untimed no-op first
-    runs = []
-    for i in range(repeat):
-        r = phoenix_run(config_dir, cache, jobs, sim, work / f"noop{i}.log", prestart=prestart)
-        tasks = r["last_run"]["tasks"]
-        if r["rc"] != 0 or len(tasks) != guests or any(t["outcome"] != "up-to-date" for t in tasks.values()):
-            raise SystemExit(f"the no-op run of {guests} guests was not a no-op:\n{r['doit_output'][-3000:]}")
-        runs.append(r)
-    return {"build_s": build_s, "build_requests": first["requests"], "shape": shape,
-            "seconds": median([r["seconds"] for r in runs]), "all_seconds": [r["seconds"] for r in runs],
+    with contextlib.nullcontext() if in_process else served_sim(cache):
+        config_dir = write_config_dir(work / "etc", guests)
+        sim = {"time_scale": 0}
+        t0 = time.perf_counter()
+        first = phoenix_run(config_dir, cache, jobs, sim, work / "build.log")
+        build_s = time.perf_counter() - t0
+        outcomes = {t["outcome"] for t in first["last_run"]["tasks"].values()}
+        if first["rc"] != 0 or outcomes != {"built"} or len(first["last_run"]["tasks"]) != guests:
+            raise SystemExit(f"the first build of {guests} guests failed (rc {first['rc']}):\n{first['doit_output'][-3000:]}")
+        shape = {ctid: layer.parent for ctid, layer in phoenix_tasks.current().layers.items()}
+        bare = Bare(work, shape, jobs)
+        phoenix_run(config_dir, cache, jobs, sim, work / "warmup.log", prestart=in_process)  # one untimed no-op each
+        bare.noop()
+        runs, bare_times = [], []
+        for i in range(repeat):
+            gc.collect()  # each timed run starts with no garbage left by the one before
+            r = phoenix_run(config_dir, cache, jobs, sim, work / f"noop{i}.log", prestart=in_process)
+            tasks = r["last_run"]["tasks"]
+            if r["rc"] != 0 or len(tasks) != guests or any(t["outcome"] != "up-to-date" for t in tasks.values()):
+                raise SystemExit(f"the no-op run of {guests} guests was not a no-op:\n{r['doit_output'][-3000:]}")
+            runs.append(r)
+            bare_times.append(bare.noop())
+    seconds = [r["seconds"] for r in runs]
+    return {"build_s": build_s, "build_requests": first["requests"], "seconds": median(seconds), "all_seconds": seconds,
             "setup_s": median([r["setup_s"] for r in runs]), "sim_start_s": median([r["sim_start_s"] for r in runs]),
-            "requests": sorted({r["requests"] for r in runs})}
+            "requests": sorted({r["requests"] for r in runs}), "bare_s": median(bare_times), "bare_all": bare_times,
+            "ratio": median([p / b for p, b in zip(seconds, bare_times, strict=True)])}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="6,50,200", help="estate sizes (guests), comma-separated")
-    parser.add_argument("--repeat", type=int, default=5, help="timed no-op runs per size (median)")
+    parser.add_argument("--repeat", type=int, default=7, help="timed no-op pairs per size (median)")
     parser.add_argument("--jobs", type=int, default=4, help="doit -n")
     parser.add_argument("--in-process", action="store_true",
                         help="run the simulator in this process (as `doit` does) instead of its own process")
@@ -107,21 +112,20 @@ def main() -> None:
           f"{platform.python_version()}, {os.cpu_count()} CPUs, doit -n {args.jobs}, median of {args.repeat}")
     rows = []
     for guests in sizes:
-        work = scratch(f"noop{guests}")
-        p = phoenix_noop(work, guests, args.jobs, args.repeat, args.in_process)
-        bare_s, bare_all = bare_noop(work, p["shape"], args.jobs, args.repeat)
-        rows.append((guests, p, bare_s))
+        p = measure(scratch(f"noop{guests}"), guests, args.jobs, args.repeat, args.in_process)
+        rows.append((guests, p))
         print(f"  {guests} guests: first build {p['build_s']:.2f}s ({p['build_requests']} requests); no-op runs "
               f"{', '.join(f'{s:.3f}' for s in p['all_seconds'])}s (setup {p['setup_s']:.3f}s, simulator start "
-              f"{p['sim_start_s']:.3f}s not counted); bare {', '.join(f'{s:.3f}' for s in bare_all)}s")
+              f"{p['sim_start_s']:.3f}s not counted); bare, each right after: {', '.join(f'{s:.3f}' for s in p['bare_all'])}s")
     print()
     print(f"{'guests':>6}  {'requests':>8}  {'phoenix no-op s':>15}  {'bare doit no-op s':>17}  {'ratio':>5}")
-    for guests, p, bare_s in rows:
+    for guests, p in rows:
         requests = "/".join(map(str, p["requests"]))
-        print(f"{guests:>6}  {requests:>8}  {p['seconds']:>15.3f}  {bare_s:>17.3f}  {p['seconds'] / bare_s:>5.2f}")
+        print(f"{guests:>6}  {requests:>8}  {p['seconds']:>15.3f}  {p['bare_s']:>17.3f}  {p['ratio']:>5.2f}")
+    print("(ratio: the median of the ratios of each Phoenix run to the bare run right after it)")
     print()
-    counts = {r for _, p, _ in rows for r in p["requests"]}
-    worst = max(p["seconds"] / bare_s for _, p, bare_s in rows)
+    counts = {r for _, p in rows for r in p["requests"]}
+    worst = max(p["ratio"] for _, p in rows)
     print(f"target: requests do not grow with guests (expect 1): {'MET' if counts == {1} else 'MISSED'} "
           f"(counts {sorted(counts)})")
     print(f"target: phoenix no-op within 2x of bare doit: {'MET' if worst <= 2 else 'MISSED'} (worst ratio {worst:.2f})")
