@@ -335,10 +335,8 @@ class Run:
     def up_to_date(self, ctid: int) -> Decision:
         """doit's uptodate check; an up-to-date layer is noted in the run's outcomes."""
         decision = self.decide(ctid)
-        if decision.action == Action.OK:
-            facts = self.guests().get(ctid)
-            self.outcomes[f"ct{ctid}"] = {"outcome": "up-to-date", "seconds": 0.0,
-                                          "identity": facts.identity if facts else None}
+        if decision.action == Action.OK:  # so the guest is on the host, with its identity
+            self.outcomes[f"ct{ctid}"] = {"outcome": "up-to-date", "seconds": 0.0, "identity": self.view[ctid].identity}
         return decision
 
     # ------------------------------------------------------------- finish

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..plan import Action
+from ..plan import Action, Decision
 from ..runtime import Run
 from .reporter import PhoenixReporter
 
@@ -30,15 +30,15 @@ class LayerCheck:
     __signature__ = inspect.Signature()
 
     def __init__(self, run: Run, ctid: int):
-        self.run, self.ctid, self.why = run, ctid, f"ct{ctid} compared with the host"
+        self.run, self.ctid = run, ctid
+        self.decision: Decision | None = None
 
     def __call__(self) -> bool:
-        decision = self.run.up_to_date(self.ctid)
-        self.why = decision.summary
-        return decision.action == Action.OK
+        self.decision = self.run.up_to_date(self.ctid)
+        return self.decision.action == Action.OK
 
     def __str__(self) -> str:
-        return self.why
+        return self.decision.summary if self.decision else f"ct{self.ctid} compared with the host"
 
 
 def layer_tasks(run: Run) -> list[dict[str, Any]]:
