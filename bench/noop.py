@@ -14,8 +14,11 @@ import argparse
 import contextlib
 import datetime
 import gc
+import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -96,7 +99,10 @@ def measure(work: Path, guests: int, jobs: int, repeat: int, in_process: bool) -
     return {"build_s": build_s, "build_requests": first["requests"], "seconds": median(seconds), "all_seconds": seconds,
             "setup_s": median([r["setup_s"] for r in runs]), "sim_start_s": median([r["sim_start_s"] for r in runs]),
             "requests": sorted({r["requests"] for r in runs}), "bare_s": median(bare_times), "bare_all": bare_times,
-            "ratio": median([p / b for p, b in zip(seconds, bare_times, strict=True)])}
+            "ratio": median([p / b for p, b in zip(seconds, bare_times, strict=True)]),
+            "api_s": median([r["last_run"]["api_seconds"] for r in runs]),
+            "own_ratio": median([(p - r["last_run"]["api_seconds"]) / b
+                                 for p, r, b in zip(seconds, runs, bare_times, strict=True)])}
 
 
 def main() -> None:
@@ -106,23 +112,37 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=4, help="doit -n")
     parser.add_argument("--in-process", action="store_true",
                         help="run the simulator in this process (as `doit` does) instead of its own process")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(scratch(f"noop{args.one}"), args.one, args.jobs, args.repeat, args.in_process)))
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"phoenix no-op benchmark, {datetime.date.today()}, {platform.python_implementation()} "
-          f"{platform.python_version()}, {os.cpu_count()} CPUs, doit -n {args.jobs}, median of {args.repeat}")
+          f"{platform.python_version()}, {os.cpu_count()} CPUs, doit -n {args.jobs}, median of {args.repeat}; "
+          "each size in a fresh process")
     rows = []
     for guests in sizes:
-        p = measure(scratch(f"noop{guests}"), guests, args.jobs, args.repeat, args.in_process)
+        # A fresh process per size: a run does not inherit the state of the sizes measured before it.
+        cmd = [sys.executable, __file__, "--one", str(guests), "--repeat", str(args.repeat), "--jobs", str(args.jobs),
+               *(["--in-process"] if args.in_process else [])]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"measuring {guests} guests failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        p = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append((guests, p))
         print(f"  {guests} guests: first build {p['build_s']:.2f}s ({p['build_requests']} requests); no-op runs "
               f"{', '.join(f'{s:.3f}' for s in p['all_seconds'])}s (setup {p['setup_s']:.3f}s, simulator start "
               f"{p['sim_start_s']:.3f}s not counted); bare, each right after: {', '.join(f'{s:.3f}' for s in p['bare_all'])}s")
     print()
-    print(f"{'guests':>6}  {'requests':>8}  {'phoenix no-op s':>15}  {'bare doit no-op s':>17}  {'ratio':>5}")
+    print(f"{'guests':>6}  {'requests':>8}  {'phoenix no-op s':>15}  {'of which API s':>14}  {'bare doit no-op s':>17}  "
+          f"{'ratio':>5}  {'ratio without API wait':>22}")
     for guests, p in rows:
         requests = "/".join(map(str, p["requests"]))
-        print(f"{guests:>6}  {requests:>8}  {p['seconds']:>15.3f}  {p['bare_s']:>17.3f}  {p['ratio']:>5.2f}")
-    print("(ratio: the median of the ratios of each Phoenix run to the bare run right after it)")
+        print(f"{guests:>6}  {requests:>8}  {p['seconds']:>15.3f}  {p['api_s']:>14.3f}  {p['bare_s']:>17.3f}  "
+              f"{p['ratio']:>5.2f}  {p['own_ratio']:>22.2f}")
+    print("(ratio: the median of the ratios of each Phoenix run to the bare run right after it; API s: the time the run")
+    print(" waited for the simulator's responses, TLS connection included, from last-run.json api_seconds)")
     print()
     counts = {r for _, p in rows for r in p["requests"]}
     worst = max(p["ratio"] for _, p in rows)

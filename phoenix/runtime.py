@@ -342,8 +342,9 @@ class Run:
     # ------------------------------------------------------------- finish
 
     def summary(self) -> dict[str, Any]:
-        requests = self.pve.counters.total if "pve" in self.__dict__ else 0
-        return {"target": self.target if "_model" in self.__dict__ else "?", "api_requests": requests,
+        counters = self.pve.counters if "pve" in self.__dict__ else None
+        return {"target": self.target if "_model" in self.__dict__ else "?", "api_requests": counters.total if counters else 0,
+                "api_seconds": round(counters.seconds, 3) if counters else 0.0,
                 "wall_seconds": round(time.monotonic() - self.started, 3), "tasks": dict(sorted(self.outcomes.items()))}
 
     def write_last_run(self) -> dict[str, Any]:

@@ -45,18 +45,20 @@ class Counters:
     reads: int = 0
     writes: int = 0
     retries: int = 0
+    seconds: float = 0.0  # waiting for responses, connections included
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def total(self) -> int:
         return self.reads + self.writes
 
-    def add(self, method: str) -> None:
+    def add(self, method: str, seconds: float = 0.0) -> None:
         with self.lock:
             if method == "GET":
                 self.reads += 1
             else:
                 self.writes += 1
+            self.seconds += seconds
 
 
 class _FingerprintAdapter(HTTPAdapter):
@@ -109,7 +111,7 @@ class Pve:
         self.api = ProxmoxAPI(parts.hostname, port=parts.port or 8006, user=user, token_name=name,
                               token_value=token_secret, verify_ssl=False if fingerprint else verify, timeout=timeout)
         session: requests.Session = self.api._store["session"]
-        session.hooks["response"].append(lambda r, *a, **k: self.counters.add(r.request.method))
+        session.hooks["response"].append(lambda r, *a, **k: self.counters.add(r.request.method, r.elapsed.total_seconds()))
         if fingerprint:
             session.mount("https://", _FingerprintAdapter(fingerprint))
 
