@@ -63,21 +63,25 @@ class Builder:
 
     # ------------------------------------------------------------ destroy
 
-    def check_destroyable(self, ctids: list[int]) -> None:
-        """Refuse before touching anything if any of these existing guests is protected or foreign."""
+    def check_destroyable(self, ctids: list[int]) -> dict[int, dict[str, Any]]:
+        """Refuse before touching anything if any of these existing guests is protected or foreign.
+
+        Returns the configs read, by CTID, for destroy()."""
+        configs = {}
         for ctid in ctids:
             facts = self.run.view.get(ctid)
             if facts is None:
                 continue
             if not facts.managed:
                 raise UnsafeOperation(f"CT {ctid} is not managed by Phoenix (no 'phoenix' tag): refusing to destroy it")
-            config = self.pve.get(self.lxc(ctid, "/config"))
+            config = configs[ctid] = self.pve.get(self.lxc(ctid, "/config"))
             if config.get("protection") and not protected_allowed(ctid):
                 raise UnsafeOperation(
                     f"CT {ctid} has protection set, and rebuilding it would destroy it. Nothing was changed. "
                     f"To allow it for this run: {ALLOW_PROTECTED}={ctid} doit ...; or clear the flag: "
                     f"pct set {ctid} --protection 0 (and remove protection from its config). Data on "
                     f"host_path mount points survives a rebuild; data inside the container does not.")
+        return configs
 
     def explain_lock(self, ctid: int, lock: str) -> None:
         """A locked guest is never forced: say whether a task still holds it or a dead one left it."""
@@ -89,12 +93,9 @@ class Builder:
         raise PhoenixError(f"CT {ctid} is locked ({lock}) but no task is running: an interrupted operation left the lock. "
                            f"Check the guest, then run `pct unlock {ctid}` on the node and rerun.")
 
-    def destroy(self, ctid: int, steps: Steps) -> None:
-        facts = self.run.view.get(ctid)
-        if facts is None:
-            return
+    def destroy(self, ctid: int, config: dict[str, Any], steps: Steps) -> None:
+        """Destroy a guest check_destroyable() allowed, given the config it read."""
         with steps.step(f"destroy CT {ctid} (was built from other inputs)"):
-            config = self.pve.get(self.lxc(ctid, "/config"))
             if config.get("protection"):
                 self.pve.put(self.lxc(ctid, "/config"), protection=0)
             if config.get("lock"):
@@ -114,10 +115,10 @@ class Builder:
         old = self.run.view.get(layer.ctid)
         if old is not None:
             linked = [c for c in self.estate.descendants(layer.ctid) if c in self.run.view] if g.convert_to_template else []
-            self.check_destroyable([*linked, layer.ctid])
+            configs = self.check_destroyable([*linked, layer.ctid])
             for child in reversed(linked):  # linked clones hold the template's base volume: deepest first
-                self.destroy(child, steps)
-            self.destroy(layer.ctid, steps)
+                self.destroy(child, configs[child], steps)
+            self.destroy(layer.ctid, configs[layer.ctid], steps)
         parent_build = self.run.build_id(layer.parent) if layer.parent is not None else None
         identity = layer.identity(parent_build)
         build_id = new_build_id(identity)
