@@ -22,7 +22,8 @@ from doit.cmd_base import ModuleTaskLoader  # noqa: E402
 from doit.doit_cmd import DoitMain  # noqa: E402
 
 import phoenix.doitx.tasks as phoenix_tasks  # noqa: E402
-from phoenix.sim.host import served  # noqa: E402
+from phoenix.errors import PhoenixError  # noqa: E402
+from phoenix.sim.host import spawn  # noqa: E402
 
 
 def scratch(prefix: str) -> Path:
@@ -102,18 +103,16 @@ def served_sim(cache_dir: Path, time_scale: float = 0.0, task_seconds: dict[str,
 
     Phoenix runs with this cache dir use it. Yields the server's pid; stops it (and so saves its state) after.
     """
-    state = cache_dir / "sim"
-    args = [sys.executable, "-m", "phoenix.sim", "--state-dir", str(state), "--time-scale", str(time_scale)]
+    args = ["--time-scale", str(time_scale)]
     if task_seconds:
         args += ["--task-seconds", ",".join(f"{k}={v}" for k, v in task_seconds.items())]
     log = (cache_dir.parent / "sim-server.log").open("a")
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while not (found := served(state)) or found[1] != proc.pid:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the simulator server did not start; see {log.name}")
-            time.sleep(0.02)
+        proc = spawn(cache_dir / "sim", *args, stdout=log, stderr=subprocess.STDOUT)
+    except PhoenixError as e:
+        log.close()
+        raise SystemExit(f"{e}; see {log.name}") from None
+    try:
         yield proc.pid
     finally:
         proc.terminate()

@@ -51,8 +51,12 @@ def sim_options_from_env() -> dict[str, Any]:
     if os.environ.get("PHOENIX_SIM_TIME_SCALE"):
         out["time_scale"] = float(os.environ["PHOENIX_SIM_TIME_SCALE"])
     if os.environ.get("PHOENIX_SIM_TASK_SECONDS"):
-        pairs = (item.split("=", 1) for item in os.environ["PHOENIX_SIM_TASK_SECONDS"].split(",") if "=" in item)
-        out["ct_secs"] = {k.strip(): float(v) for k, v in pairs}
+        from .sim.host import parse_task_seconds
+
+        try:
+            out["ct_secs"] = parse_task_seconds(os.environ["PHOENIX_SIM_TASK_SECONDS"])
+        except ValueError as e:
+            raise PhoenixError(f"PHOENIX_SIM_TASK_SECONDS: {e}") from None
     return out
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PhoenixError
 from ..plan import Action, Decision
 from ..runtime import Run
 from .reporter import PhoenixReporter
@@ -62,7 +62,11 @@ def setup(root: Path, *, process: bool = True, **kwargs: Any) -> tuple[dict[str,
     process=False (tests running doit in-process) leaves signal handlers and atexit alone.
     """
     global RUN
-    RUN = Run(root, **kwargs)
+    try:
+        RUN = Run(root, **kwargs)
+    except PhoenixError as e:  # e.g. a malformed PHOENIX_SIM_TASK_SECONDS
+        print(f"phoenix: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     cache = RUN.cache
     cache.mkdir(parents=True, exist_ok=True)
     if process:

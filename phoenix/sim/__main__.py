@@ -14,18 +14,14 @@ import threading
 from pathlib import Path
 
 from ..errors import PhoenixError
-from .host import SimHost, advertise, served
+from .host import SimHost, advertise, parse_task_seconds, served
 
 
 def parse_seconds(text: str) -> dict[str, float]:
-    """'create=20,clone=10' -> {'create': 20.0, 'clone': 10.0}."""
-    out = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"expected name=seconds, got {item!r}")
-        out[name.strip()] = float(value)
-    return out
+    try:
+        return parse_task_seconds(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,8 @@ import asyncio
 import json
 import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +37,17 @@ class Endpoint:
     token_file: Path
     ca_file: Path
     time_scale: float = 0.0  # real seconds per simulated PVE second
+
+
+def parse_task_seconds(text: str) -> dict[str, float]:
+    """'create=20,clone=10' -> {'create': 20.0, 'clone': 10.0} (ValueError on a malformed item)."""
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected name=seconds, got {item!r}")
+        out[name.strip()] = float(value)
+    return out
 
 
 def _fakepve():
@@ -237,6 +250,20 @@ def advertise(host: SimHost, endpoint: Endpoint) -> Path:
                                      "token_id": endpoint.token_id, "token_file": str(endpoint.token_file),
                                      "ca_file": str(endpoint.ca_file), "time_scale": endpoint.time_scale}) + "\n")
     return path
+
+
+def spawn(state_dir: Path, *args: str, timeout: float = 30, **popen: Any) -> subprocess.Popen:
+    """Start `python -m phoenix.sim --state-dir DIR ARGS` and return once it serves (it has advertised itself)."""
+    proc = subprocess.Popen([sys.executable, "-m", "phoenix.sim", "--state-dir", str(state_dir), *args],
+                            cwd=Path(__file__).resolve().parents[2], **popen)
+    deadline = time.monotonic() + timeout
+    while not (found := served(state_dir)) or found[1] != proc.pid:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise PhoenixError(f"the simulator server for {state_dir} did not start (exit status {proc.returncode})")
+        time.sleep(0.02)
+    return proc
 
 
 _HOSTS: dict[Path, SimHost] = {}

@@ -6,13 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from phoenix.errors import PhoenixError
-from phoenix.sim.host import SERVER_FILE, SimHost, served
+from phoenix.sim.host import SERVER_FILE, SimHost, served, spawn
 
 from .conftest import REPO, Checkout
 
@@ -20,13 +19,7 @@ ALL = ("ct900", "ct901", "ct902", "ct910", "ct920", "ct950")
 
 
 def serve(state: Path, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "phoenix.sim", "--state-dir", str(state), *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while not (found := served(state)) or found[1] != proc.pid:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
-        time.sleep(0.05)
-    return proc
+    return spawn(state, *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def stop(proc: subprocess.Popen) -> str:
@@ -97,3 +90,18 @@ def test_unknown_task_durations_are_refused(tmp_path: Path):
     bad = subprocess.run([sys.executable, "-m", "phoenix.sim", "--state-dir", str(tmp_path), "--task-seconds", "boot=5"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown simulated task boot" in bad.stdout
+    with pytest.raises(PhoenixError, match="did not start"):  # spawn() says so instead of waiting forever
+        spawn(tmp_path / "sim", "--task-seconds", "boot=5", stdout=subprocess.DEVNULL)
+
+
+def test_task_seconds_from_the_environment_are_checked(tmp_path: Path, monkeypatch, capsys):
+    from phoenix.doitx import tasks
+    from phoenix.runtime import sim_options_from_env
+
+    monkeypatch.setenv("PHOENIX_SIM_TASK_SECONDS", "create=20, clone=10")
+    assert sim_options_from_env()["ct_secs"] == {"create": 20.0, "clone": 10.0}
+    monkeypatch.setenv("PHOENIX_SIM_TASK_SECONDS", "create20")
+    with pytest.raises(SystemExit) as stop:
+        tasks.setup(REPO, process=False, cache_dir=tmp_path / ".cache")
+    assert stop.value.code == 2
+    assert "PHOENIX_SIM_TASK_SECONDS: expected name=seconds, got 'create20'" in capsys.readouterr().err
