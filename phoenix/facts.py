@@ -9,15 +9,16 @@ every input, for people and for explaining a rebuild.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 MANAGED = "phoenix"
 BUILDING = "phx-building"
 RECORD_MARK = "phoenix-record: "
 DESCRIPTION_RULE = "\n\n---\nManaged by Phoenix: the record below says what this layer was built from.\n"
+
+
+_RECORD_TAGS = {"id": "identity", "b": "build_id", "s": "settings_hash"}  # phx-<key>-<value>
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,18 @@ class GuestFacts:
     maxmem: int = 0
     maxcpu: int = 0
     maxdisk: int = 0
+    # From the tags, read once here: a no-op run asks each guest for them.
+    identity: str | None = field(init=False, default=None, compare=False)
+    build_id: str | None = field(init=False, default=None, compare=False)
+    settings_hash: str | None = field(init=False, default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        for tag in self.tags:
+            if tag.startswith("phx-"):
+                key, _, value = tag[4:].partition("-")
+                name = _RECORD_TAGS.get(key)
+                if name and value and getattr(self, name) is None:  # the first one counts
+                    object.__setattr__(self, name, value)
 
     @property
     def managed(self) -> bool:
@@ -41,28 +54,14 @@ class GuestFacts:
     def building(self) -> bool:
         return BUILDING in self.tags
 
-    def _tag(self, prefix: str) -> str | None:
-        return next((t[len(prefix):] for t in self.tags if t.startswith(prefix)), None)
-
-    @cached_property
-    def identity(self) -> str | None:
-        return self._tag("phx-id-")
-
-    @cached_property
-    def build_id(self) -> str | None:
-        return self._tag("phx-b-")
-
-    @cached_property
-    def settings_hash(self) -> str | None:
-        return self._tag("phx-s-")
-
     @property
     def user_tags(self) -> tuple[str, ...]:
         return tuple(t for t in self.tags if t != MANAGED and not t.startswith("phx-"))
 
 
 def split_tags(value: str | None) -> tuple[str, ...]:
-    return tuple(t for t in re.split(r"[;, ]+", value or "") if t)
+    """PVE's tag list: separated by ';' (also ',' or spaces)."""
+    return tuple(t for t in (value or "").replace(",", ";").replace(" ", ";").split(";") if t)
 
 
 def parse_resources(items: list[dict[str, Any]], node: str) -> dict[int, GuestFacts]:

@@ -103,6 +103,18 @@ def test_listing_parse_and_record_round_trip():
     assert parse_record("hand-written text") == {}
 
 
+@pytest.mark.parametrize("tags, expected", [
+    ("phoenix;phx-id-abc;phx-b-def;phx-s-123", ("abc", "def", "123", True, False)),
+    ("phoenix, phx-b-def phx-id-abc,phx-id-zzz", ("abc", "def", None, True, False)),  # any separator; the first counts
+    ("phoenix;phx-building;phx-id-", (None, None, None, True, True)),                 # an empty value is no value
+    ("mine;phx-idx-abc", (None, None, None, False, False)),
+    (None, (None, None, None, False, False)),
+])
+def test_record_tags_are_read_once_from_the_listing(tags, expected):
+    g = parse_resources([{"vmid": 1, "type": "lxc", "node": "pve1", "tags": tags}], "pve1")[1]
+    assert (g.identity, g.build_id, g.settings_hash, g.managed, g.building) == expected
+
+
 @pytest.mark.parametrize("gpus, devices, expected", [
     ([0, 1], ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"),
      {"dev0": "/dev/nvidia0", "dev1": "/dev/nvidia1", "dev2": "/dev/nvidiactl", "dev3": "/dev/nvidia-uvm"}),
