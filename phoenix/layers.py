@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config.estate import Estate
-from .config.lxc import LxcGuest
+if TYPE_CHECKING:  # the config models (pydantic) are needed to make layers, not to check them
+    from .config.estate import Estate
 
 FORMAT = 1  # bump when the way layers are built changes: every layer rebuilds
-APP_KEYS = tuple(k for k in LxcGuest.model_fields if k.startswith(("vllm_", "portainer_")))
 
 
 def digest(value: Any, n: int = 12) -> str:
@@ -84,7 +83,7 @@ def build_inputs(estate: Estate, ctid: int) -> dict[str, str]:
         "user": g.user_config.model_dump() if g.user_config else None, "timezone": hyp.timezone,
         "driver": hyp.nvidia.driver_version,
     })
-    app_keys = {k: getattr(g, k) for k in APP_KEYS}
+    app_keys = {k: getattr(g, k) for k in type(g).model_fields if k.startswith(("vllm_", "portainer_"))}
     if g.application_script:
         inputs["app_config"] = digest(app_keys)
     inputs["lib"] = lib.lib_sha256()[:12]

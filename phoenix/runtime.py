@@ -15,20 +15,22 @@ import threading
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import facts as F
-from .build import Builder
-from .config.estate import HYPERVISOR, LXC, Estate, load_estate
-from .config.hypervisor import HypervisorConfig
-from .config.load import SUFFIXES
+from .config.files import HYPERVISOR, LXC, SUFFIXES
 from .errors import PhoenixError, UnsafeOperation
-from .layers import Layer, layers
+from .layers import Layer
 from .plan import Action, Decision, decide
-from .pve.client import Pve
-from .transport.base import NodeFacts, NodeTransport
+from .pve.settings import ApiSettings
 
-MODEL_CACHE_FORMAT = 2  # bump when what .cache/estate.pickle holds changes
+if TYPE_CHECKING:  # a run that only checks layers imports none of these (no pydantic, no requests)
+    from .config.estate import Estate
+    from .config.hypervisor import HypervisorConfig
+    from .pve.client import Pve
+    from .transport.base import NodeFacts, NodeTransport
+
+MODEL_CACHE_FORMAT = 3  # bump when what .cache/estate.pickle holds changes
 
 
 def model_key(config_dir: Path, images_dir: Path) -> str:
@@ -93,9 +95,10 @@ class Run:
 
     @cached_property
     def _model(self) -> dict[str, Any]:
-        """The layers and the hypervisor settings, reused from .cache/ while no input byte has changed.
+        """The layers and the API settings, reused from .cache/ while no input byte has changed.
 
-        The validated estate is kept there too, pickled on its own: a run that only checks layers never unpickles it.
+        The validated estate is kept there too, pickled on its own: a run that only checks layers never
+        unpickles it, and so never imports the config models.
         """
         key = model_key(self.config_dir, self.images_dir)
         path = self.cache / "estate.pickle"
@@ -105,8 +108,12 @@ class Run:
                 return cached
         except Exception:  # a missing, old or damaged cache is rebuilt
             pass
+        from .config.estate import load_estate
+        from .layers import layers
+
         estate = load_estate(self.config_dir, self.images_dir)
-        model = {"key": key, "layers": layers(estate), "hypervisor": estate.hypervisor, "estate": pickle.dumps(estate)}
+        model = {"key": key, "layers": layers(estate), "api": ApiSettings.of(estate.hypervisor),
+                 "estate": pickle.dumps(estate)}
         try:
             self.cache.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -126,6 +133,8 @@ class Run:
         try:
             return pickle.loads(model["estate"])
         except Exception:
+            from .config.estate import load_estate
+
             return load_estate(self.config_dir, self.images_dir)
 
     @property
@@ -133,8 +142,13 @@ class Run:
         return self._model["layers"]
 
     @property
+    def api(self) -> ApiSettings:
+        return self._model["api"]
+
+    @property
     def hypervisor(self) -> HypervisorConfig:
-        return self._model["hypervisor"]
+        """The whole hypervisor config (from the estate: for bakes, SSH and secrets)."""
+        return self.estate.hypervisor
 
     def resolve(self, path: str) -> Path:
         """A path from the hypervisor config: ~ expanded, relative to the config dir."""
@@ -143,14 +157,14 @@ class Run:
 
     @property
     def simulated(self) -> bool:
-        return self.hypervisor.proxmox.target == "simulated"
+        return self.api.simulated
 
     @property
     def target(self) -> str:
         if self.simulated:
             return "sim"
         from urllib.parse import urlsplit
-        return urlsplit(self.hypervisor.proxmox.api_url or "").hostname or "?"
+        return urlsplit(self.api.api_url or "").hostname or "?"
 
     # ------------------------------------------------------------- output
 
@@ -168,10 +182,11 @@ class Run:
 
     @cached_property
     def pve(self) -> Pve:
+        from .pve.client import Pve
         from .transport.secrets import read_secret
 
-        prox = self.hypervisor.proxmox
-        retries = self.hypervisor.behavior.api_retries
+        prox = self.api
+        retries = prox.retries
         if self.simulated:
             from .sim.host import served, shared
 
@@ -310,6 +325,8 @@ class Run:
 
     def execute(self, ctid: int) -> dict[str, Any]:
         """The doit action of a layer: bake, rebuild or update it as needed; returns what doit saves."""
+        from .build import Builder  # doit runs the action only when the layer is not up to date
+
         layer = self.layers[ctid]
         t0 = time.monotonic()
         decision = self.explain(self.decide(ctid))

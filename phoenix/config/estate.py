@@ -8,12 +8,10 @@ from pathlib import Path
 
 from ..errors import ConfigError, Problem
 from ..features import Library
+from .files import HYPERVISOR, LXC
 from .hypervisor import HypervisorConfig
 from .load import find, load_model
 from .lxc import LxcConfigs, LxcGuest
-
-HYPERVISOR = "phoenix_hypervisor_config"
-LXC = "phoenix_lxc_configs"
 
 
 @dataclass

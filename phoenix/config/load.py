@@ -11,9 +11,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, Problem
+from .files import SUFFIXES
 
 M = TypeVar("M", bound=BaseModel)
-SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def find(config_dir: Path, stem: str) -> Path:

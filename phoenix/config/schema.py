@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .estate import HYPERVISOR, LXC
+from .files import HYPERVISOR, LXC
 from .hypervisor import HypervisorConfig
 from .lxc import LxcConfigs
 

@@ -8,7 +8,6 @@ fakepve is AGPL-licensed and optional (`pip install phoenix[sim]`); only this pa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -18,9 +17,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PhoenixError
+
+if TYPE_CHECKING:  # a run whose simulator is served by another process imports no asyncio
+    import asyncio
 
 TOKEN_ID = "root@pam!phoenix"
 OS_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "debian-12-standard_12.7-1_amd64.tar.zst")
@@ -143,6 +145,8 @@ class SimHost:
                 pve.store_file("local", name, 200 * 1024 ** 2, content="vztmpl")
             self.pve = pve
             self._load()
+            import asyncio
+
             self._loop = asyncio.new_event_loop()
             ready = threading.Event()
             failure: list[BaseException] = []
@@ -170,6 +174,8 @@ class SimHost:
         with self._lock:
             if not self.endpoint or not self._loop:
                 return
+            import asyncio
+
             fut = asyncio.run_coroutine_threadsafe(self.pve.stop(), self._loop)
             try:
                 fut.result(10)

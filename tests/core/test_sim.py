@@ -58,6 +58,25 @@ def test_runs_use_a_served_simulator_and_its_state_outlives_it(tmp_path: Path):
         co.stop_sim()
 
 
+def test_a_noop_doit_imports_no_config_models_and_no_simulator(tmp_path: Path):
+    """`doit` on a built estate decides from .cache/ and one listing: no pydantic, YAML, Jinja or SSH imports."""
+    co = Checkout(tmp_path / "phoenix")
+    proc = serve(co.cache / "sim")
+    try:
+        assert co.doit(own_sim=False).rc == 0
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "-n", "2"], cwd=co.root, env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        stop(proc)
+    assert done.returncode == 0 and "nothing to do" in done.stdout, done.stdout + done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert {"doit", "phoenix.runtime", "phoenix.pve.client"} <= imported  # the listing of -X importtime is read right
+    heavy = {"pydantic", "yaml", "jinja2", "paramiko", "fakepve", "aiohttp", "asyncio",
+             "phoenix.config.estate", "phoenix.build", "phoenix.transport.ssh"}
+    assert not heavy & imported
+
+
 def test_a_stale_server_file_is_ignored(tmp_path: Path):
     state = tmp_path / "sim"
     state.mkdir()

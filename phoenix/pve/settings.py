@@ -1,0 +1,38 @@
+"""How a run reaches the Proxmox API, as plain data.
+
+The `proxmox` section of the hypervisor config and the retry count, copied out of the validated
+model: this is what a run that only checks layers needs, and it unpickles without pydantic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config.hypervisor import HypervisorConfig
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    target: str                # "simulated" or "remote"
+    api_url: str | None
+    node: str
+    token_id: str
+    token_file: str | None
+    verify_tls: bool
+    ca_file: str | None
+    fingerprint: str | None
+    timeout_s: float
+    task_timeout_s: float
+    retries: int
+
+    @classmethod
+    def of(cls, hypervisor: HypervisorConfig) -> ApiSettings:
+        p = hypervisor.proxmox
+        return cls(p.target, p.api_url, p.node, p.token_id, p.token_file, p.verify_tls, p.ca_file, p.fingerprint,
+                   p.timeout_s, p.task_timeout_s, hypervisor.behavior.api_retries)
+
+    @property
+    def simulated(self) -> bool:
+        return self.target == "simulated"
