@@ -24,11 +24,19 @@ class Action(StrEnum):
         return self in (Action.BUILD, Action.REBUILD)
 
 
+GENERIC_REASONS = (("build inputs changed",), ("settings changed",))  # what decide() says without the record
+
+
 @dataclass(frozen=True)
 class Decision:
     ctid: int
     action: Action
     reasons: tuple[str, ...] = ()
+
+    @property
+    def needs_record(self) -> bool:
+        """Only the guest's record (its description) can say which input or setting changed."""
+        return self.reasons in GENERIC_REASONS
 
     @property
     def summary(self) -> str:

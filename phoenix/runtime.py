@@ -315,11 +315,12 @@ class Run:
 
     def explain(self, decision: Decision) -> Decision:
         """Add the reasons only the guest's record can give (one GET, for stale layers only)."""
-        if decision.action not in (Action.REBUILD, Action.UPDATE) or decision.reasons not in (
-                ("build inputs changed",), ("settings changed",)):
-            return decision
-        config = self.pve.get(f"nodes/{self.pve.node}/lxc/{decision.ctid}/config")
-        return self.decide(decision.ctid, F.parse_record(config.get("description")))
+        return self.decide(decision.ctid, self.record(decision.ctid)) if decision.needs_record else decision
+
+    def record(self, ctid: int) -> dict[str, Any]:
+        """The record Phoenix wrote into the guest's description: the digest of every input (one GET)."""
+        config = self.pve.get(f"nodes/{self.pve.node}/lxc/{ctid}/config")
+        return F.parse_record(config.get("description"))
 
     # ----------------------------------------------------------- execute
 

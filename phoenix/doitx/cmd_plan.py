@@ -1,14 +1,13 @@
 """`doit plan`: what a run would do to each layer and why, with staleness carried down the chain.
 
 doit's own `list --status` does not propagate staleness from a parent to its children; this does.
-It reads the host (one listing, plus the record of each stale guest) and changes nothing.
+It reads the host (one listing, plus the record of a stale guest when only that can say why) and changes nothing.
 """
 
 from __future__ import annotations
 
 from doit.cmd_base import DoitCmdBase
 
-from .. import facts as F
 from ..plan import Action, plan
 
 
@@ -22,18 +21,18 @@ class Plan(DoitCmdBase):
         from .tasks import current
 
         run = current()
-        guests = run.guests()
-        decisions = plan(run.layers, guests, run.forced())
-        stale = [c for c, d in decisions.items() if d.action in (Action.REBUILD, Action.UPDATE) and c in guests
-                 and not d.reasons[0].startswith("parent ")]
-        records = {c: F.parse_record(run.pve.get(f"nodes/{run.pve.node}/lxc/{c}/config").get("description"))
-                   for c in stale}
-        decisions = plan(run.layers, guests, run.forced(), records)
+        layers, guests = run.layers, run.guests()
+        decisions = plan(layers, guests, run.forced())
+        records = {c: run.record(c) for c, d in decisions.items() if d.needs_record}
+        if records:
+            decisions = plan(layers, guests, run.forced(), records)
         wanted = {int(t.removeprefix("ct")) for t in (pos_args or []) if t.removeprefix("ct").isdigit()}
         if wanted:
             keep = set()
-            for c in wanted:
-                keep |= {c, *run.estate.ancestors(c)}
+            for c in wanted & set(layers):
+                while c is not None:  # the layer and its ancestors
+                    keep.add(c)
+                    c = layers[c].parent
             decisions = {c: d for c, d in decisions.items() if c in keep}
         width = max((len(f"ct{c}") for c in decisions), default=5)
         for ctid, d in decisions.items():

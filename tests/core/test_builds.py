@@ -99,6 +99,22 @@ def test_memory_change_is_one_config_update_and_no_rebuild(built: Checkout):
     assert all(v == "up-to-date" for k, v in result.outcomes().items() if k != "ct950")
 
 
+def test_plan_reads_a_record_only_when_the_listing_cannot_say_why(built: Checkout):
+    built.edit_guest(950, onboot=False)  # not in the listing: only the record in the description says what changed
+    mark = built.mark()
+    plan = built.doit("plan", "ct950")
+    assert re.search(r"ct950\s+update: onboot 1 -> 0$", plan.output, re.M), plan.output
+    # the layer and its ancestors only; one listing and one record read, nothing written
+    assert re.findall(r"^ct(\d+) ", plan.output, re.M) == ["900", "901", "920", "950"]
+    assert [(m, p) for m, p, _ in built.pve.requests[mark:]] == [("GET", "/api2/json/cluster/resources"),
+                                                                 ("GET", f"{NODE}/lxc/950/config")]
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc == 0 and result.outcomes()["ct950"] == "updated", result.output
+    assert built.writes(mark) == [("PUT", f"{NODE}/lxc/950/config")]
+    assert built.ct(950).config["onboot"] in (0, "0")
+
+
 def test_forget_forces_rebake_of_layer_and_children(built: Checkout):
     result = built.doit("forget", "ct920")
     assert result.rc == 0 and "ct920 will be rebaked" in result.output
