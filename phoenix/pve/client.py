@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -21,6 +21,8 @@ from proxmoxer.core import ResourceException
 from requests.adapters import HTTPAdapter
 
 from ..errors import PhoenixError, TaskFailed, TaskTimeout
+
+T = TypeVar("T")
 
 TRANSIENT_MESSAGES = ("is locked", "can't lock file", "got timeout", "no quorum", "temporarily unavailable")
 TRANSIENT_STATUS = (502, 503, 595, 596, 599)
@@ -117,25 +119,33 @@ class Pve:
 
     # ------------------------------------------------------------------ calls
 
-    def _call(self, method: str, path: str, idempotent: bool, retry_locked: bool = False, **args: Any) -> Any:
-        """One API call. Idempotent calls are retried on lock and network errors; others only on a lock
-        refusal when retry_locked (Proxmox refused before doing anything), never on a network error."""
+    def _retrying(self, once: Callable[[], T], retry: Callable[[Exception], bool], base: float) -> T:
+        """once(), again after a growing, jittered pause while retry(error) says so, at most self.retries times."""
         attempt = 0
         while True:
             try:
-                resource = self.api(path)
-                return getattr(resource, method.lower())(**args)
-            except (ResourceException, requests.RequestException) as e:
-                retry = _transient(e) if idempotent else (retry_locked and _lock_refusal(e))
-                if retry and attempt < self.retries:
-                    attempt += 1
-                    with self.counters.lock:
-                        self.counters.retries += 1
-                    self.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
-                    continue
-                if isinstance(e, ResourceException):
-                    raise ApiError(method, path, e.status_code, str(e.content or e.status_message), e.errors) from None
-                raise PhoenixError(f"cannot reach Proxmox at {self.url} ({method} /{path}): {e}") from None
+                return once()
+            except Exception as e:
+                if not retry(e) or attempt >= self.retries:
+                    raise
+                attempt += 1
+                with self.counters.lock:
+                    self.counters.retries += 1
+                self.sleep(min(5.0, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+
+    def _call(self, method: str, path: str, idempotent: bool, retry_locked: bool = False, **args: Any) -> Any:
+        """One API call. Idempotent calls are retried on lock and network errors; others only on a lock
+        refusal when retry_locked (Proxmox refused before doing anything), never on a network error."""
+
+        def retry(e: Exception) -> bool:
+            return _transient(e) if idempotent else (retry_locked and _lock_refusal(e))
+
+        try:
+            return self._retrying(lambda: getattr(self.api(path), method.lower())(**args), retry, 0.2)
+        except ResourceException as e:
+            raise ApiError(method, path, e.status_code, str(e.content or e.status_message), e.errors) from None
+        except requests.RequestException as e:
+            raise PhoenixError(f"cannot reach Proxmox at {self.url} ({method} /{path}): {e}") from None
 
     def get(self, path: str, **params: Any) -> Any:
         return self._call("GET", path, True, **params)
@@ -174,24 +184,13 @@ class Pve:
     def run(self, method: str, path: str, *, timeout: float | None = None, idempotent: bool = False,
             retry_locked: bool = False, **data: Any) -> None:
         """A call that starts a task, and the wait for it. An idempotent task that failed on a lock is run again."""
-        attempt = 0
-        while True:
+
+        def once() -> None:
             upid = self._call(method, path, idempotent, retry_locked, **data)
-            if not (isinstance(upid, str) and upid.startswith("UPID:")):
-                return
-            try:
+            if isinstance(upid, str) and upid.startswith("UPID:"):
                 self.wait(upid, timeout)
-                return
-            except TaskFailed as e:
-                locked = any(m in e.exitstatus.lower() for m in TRANSIENT_MESSAGES)
-                if not (idempotent and locked and attempt < self.retries):
-                    raise
-                attempt += 1
-                with self.counters.lock:
-                    self.counters.retries += 1
-                self.sleep(min(5.0, 0.5 * 2 ** (attempt - 1)))
 
+        def retry(e: Exception) -> bool:
+            return idempotent and isinstance(e, TaskFailed) and any(m in e.exitstatus.lower() for m in TRANSIENT_MESSAGES)
 
-def is_transient(exc: BaseException) -> bool:
-    """For callers that classify errors themselves (tests, retries of task submissions)."""
-    return _transient(exc)
+        self._retrying(once, retry, 0.5)
