@@ -232,12 +232,8 @@ class Builder:
         record = {"layer": layer.task, "identity": identity, "build": build_id, "parent_build": parent_build,
                   "inputs": layer.inputs, "settings": layer.settings, "built_at": int(time.time())}
         with steps.step("record layer identity"):
-            put = P.config_params(layer.settings, tags=tags, description=F.description(g.description, record))
-            put.pop("features", None)
-            put.pop("delete", None)
-            for key in [k for k in put if k.startswith("mp")]:
-                put.pop(key)
-            self.pve.put(self.lxc(layer.ctid, "/config"), **put)
+            self.pve.put(self.lxc(layer.ctid, "/config"),
+                         **P.record_params(layer.settings, tags=tags, description=F.description(g.description, record)))
         old = self.run.view.get(layer.ctid) or F.GuestFacts(layer.ctid)
         self.run.view[layer.ctid] = replace(old, name=g.name, tags=F.split_tags(tags), maxmem=g.memory_mb * 1024 ** 2,
                                             maxcpu=g.cores, maxdisk=g.storage_size_gb * GIB,

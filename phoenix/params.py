@@ -69,6 +69,11 @@ def config_params(settings: dict[str, Any], *, tags: str, description: str) -> d
     return params
 
 
+def record_params(settings: dict[str, Any], *, tags: str, description: str) -> dict[str, Any]:
+    """The PUT /lxc/{vmid}/config that ends a bake: the record, and onboot (held at 0 while half-built)."""
+    return {"tags": tags, "description": description, "onboot": settings["onboot"]}
+
+
 def root_options(settings: dict[str, Any], devices: dict[str, str]) -> dict[str, str]:
     """What only root@pam may set, for `pct set` over the node transport."""
     out: dict[str, str] = {}

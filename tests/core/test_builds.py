@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl
 
 from .conftest import NODE, Checkout
 
@@ -49,6 +50,12 @@ def test_first_build_calls_in_dependency_order(checkout: Checkout):
         assert any(t.startswith("phx-id-") for t in tags)
     assert checkout.ct(950).config["memory"] == 40960 and checkout.ct(950).config["cores"] == 8
     assert checkout.ct(950).config["rootfs"].endswith("size=128G")
+    # a half-built guest never starts with the node: onboot is held at 0 until the record is written
+    assert [str(checkout.ct(c).config.get("onboot")) for c in (900, 950)] == ["0", "1"]  # as configured
+    configure, *_, record = [dict(parse_qsl(b.decode())) for m, p, b in checkout.pve.requests
+                             if m == "PUT" and p == f"{NODE}/lxc/950/config"]
+    assert str(configure["onboot"]) == "0" and "phx-building" in configure["tags"]
+    assert sorted(record) == ["description", "onboot", "tags"] and "phx-id-" in record["tags"]
     assert "target is the SIMULATED Proxmox host" in result.output
     last = result.last_run
     assert last["target"] == "sim" and last["api_requests"] > 0
