@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import facts as F
-from .config.files import HYPERVISOR, LXC, SUFFIXES
+from .config.files import HYPERVISOR, LXC, SUFFIXES, resolve
 from .errors import PhoenixError, UnsafeOperation
 from .layers import Layer
 from .plan import Action, Decision, decide
@@ -152,8 +152,7 @@ class Run:
 
     def resolve(self, path: str) -> Path:
         """A path from the hypervisor config: ~ expanded, relative to the config dir."""
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else self.config_dir / p
+        return resolve(self.config_dir, path)
 
     @property
     def simulated(self) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, Problem
 from ..features import Library
-from .files import HYPERVISOR, LXC
+from .files import HYPERVISOR, LXC, resolve
 from .hypervisor import HypervisorConfig
 from .load import find, load_model
 from .lxc import LxcConfigs, LxcGuest
@@ -27,8 +27,7 @@ class Estate:
 
     def resolve(self, path: str) -> Path:
         """A path from the config: ~ expanded, relative to the config dir."""
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else self.config_dir / p
+        return resolve(self.config_dir, path)
 
     def parent(self, ctid: int) -> int | None:
         return self.guests[ctid].clone_from_ctid
