@@ -160,10 +160,7 @@ class Run:
 
     @property
     def target(self) -> str:
-        if self.simulated:
-            return "sim"
-        from urllib.parse import urlsplit
-        return urlsplit(self.api.api_url or "").hostname or "?"
+        return "sim" if self.simulated else self.api.host or "?"
 
     # ------------------------------------------------------------- output
 
@@ -217,12 +214,9 @@ class Run:
             from .transport.simulated import SimulatedTransport
 
             return SimulatedTransport(self.cache / "sim" / "runs.jsonl")
-        from urllib.parse import urlsplit
-
         from .transport.ssh import SshTransport
 
-        hyp = self.hypervisor
-        return SshTransport(hyp.ssh, urlsplit(hyp.proxmox.api_url or "").hostname or "", hyp.proxmox.node)
+        return SshTransport(self.hypervisor.ssh, self.api.host, self.api.node)
 
     def node_facts(self) -> NodeFacts:
         with self.lock:

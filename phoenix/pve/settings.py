@@ -36,3 +36,10 @@ class ApiSettings:
     @property
     def simulated(self) -> bool:
         return self.target == "simulated"
+
+    @property
+    def host(self) -> str:
+        """The node's host name, from api_url ("" if there is none)."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.api_url or "").hostname or ""
