@@ -8,7 +8,6 @@ import secrets as _random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import facts as F
@@ -16,7 +15,7 @@ from . import params as P
 from .context import build_context
 from .errors import PhoenixError, ScriptFailed, UnsafeOperation
 from .layers import Layer
-from .plan import GIB, Decision
+from .plan import GIB, MIB, Decision
 from .transport.base import ScriptRun
 
 if TYPE_CHECKING:
@@ -235,9 +234,8 @@ class Builder:
             self.pve.put(self.lxc(layer.ctid, "/config"),
                          **P.record_params(layer.settings, tags=tags, description=F.description(g.description, record)))
         old = self.run.view.get(layer.ctid) or F.GuestFacts(layer.ctid)
-        self.run.view[layer.ctid] = replace(old, name=g.name, tags=F.split_tags(tags), maxmem=g.memory_mb * 1024 ** 2,
-                                            maxcpu=g.cores, maxdisk=g.storage_size_gb * GIB,
-                                            template=g.convert_to_template)
+        self.run.view[layer.ctid] = F.with_tags(old, tags, name=g.name, maxmem=g.memory_mb * MIB, maxcpu=g.cores,
+                                                maxdisk=g.storage_size_gb * GIB, template=g.convert_to_template)
 
     # ------------------------------------------------------------- update
 
@@ -274,8 +272,8 @@ class Builder:
                 keys = ", ".join(sorted({p["key"] for p in pending} | set(wanted_root)))
                 with steps.step(f"restart: Proxmox applies {keys} only at the next start"):
                     self.pve.run("POST", self.lxc(layer.ctid, "/status/reboot"), idempotent=True)
-        self.run.view[layer.ctid] = replace(facts, tags=F.split_tags(tags), maxmem=g.memory_mb * 1024 ** 2, maxcpu=g.cores,
-                                            maxdisk=max(facts.maxdisk, g.storage_size_gb * GIB))
+        self.run.view[layer.ctid] = F.with_tags(facts, tags, maxmem=g.memory_mb * MIB, maxcpu=g.cores,
+                                                maxdisk=max(facts.maxdisk, g.storage_size_gb * GIB))
 
 
 def new_build_id(identity: str) -> str:

@@ -103,10 +103,3 @@ def parse_record(description_text: str | None) -> dict[str, Any]:
             except ValueError:
                 return {}
     return {}
-
-
-@dataclass
-class HostView:
-    """The guests as this run knows them: one listing, then updated by what the run itself does."""
-
-    guests: dict[int, GuestFacts] = field(default_factory=dict)
