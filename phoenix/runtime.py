@@ -6,6 +6,7 @@ bulk, and every bake or update updates that view itself, so a child sees its par
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -69,6 +70,14 @@ def dumps_last_run(data: dict[str, Any]) -> str:
     return f"{{\n{head},\n  \"tasks\": {{\n{tasks}\n  }}\n}}\n" if tasks else f"{{\n{head},\n  \"tasks\": {{}}\n}}\n"
 
 
+def write_whole(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all: a temporary file (one per process), then a rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 class Run:
     """Everything a run shares. Cheap to create: nothing is read or connected until needed."""
 
@@ -114,13 +123,8 @@ class Run:
         estate = load_estate(self.config_dir, self.images_dir)
         model = {"key": key, "layers": layers(estate), "api": ApiSettings.of(estate.hypervisor),
                  "estate": pickle.dumps(estate)}
-        try:
-            self.cache.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(pickle.dumps(model))
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):  # a cache: a run without one is only slower
+            write_whole(path, pickle.dumps(model))
         self.__dict__["estate"] = estate
         return model
 
@@ -291,10 +295,7 @@ class Run:
 
     def set_forced(self, ctids: set[int]) -> None:
         with self.lock:
-            self.cache.mkdir(parents=True, exist_ok=True)
-            tmp = self.forced_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(sorted(ctids)))
-            os.replace(tmp, self.forced_file)
+            write_whole(self.forced_file, json.dumps(sorted(ctids)).encode())
             self._forced = frozenset(ctids)
 
     # ------------------------------------------------------------ decide
@@ -364,10 +365,7 @@ class Run:
 
     def write_last_run(self) -> dict[str, Any]:
         data = self.summary()
-        self.cache.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache / "last-run.json.tmp"
-        tmp.write_text(dumps_last_run(data))
-        os.replace(tmp, self.cache / "last-run.json")
+        write_whole(self.cache / "last-run.json", dumps_last_run(data).encode())
         return data
 
     def close(self) -> None:
