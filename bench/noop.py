@@ -25,30 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bare import bare_config, bare_tasks
 from common import ROOT, median, phoenix_run, run_doit, scratch, served_sim, write_config_dir
 
 import phoenix.doitx.tasks as phoenix_tasks
-
-
-def bare_tasks(shape: dict[int, int | None]):
-    """A dodo with one task per guest, the same task_dep shape, up to date once it has run."""
-
-    def action() -> None:
-        return None
-
-    def task_layers():
-        """Bare tasks."""
-        for ctid, parent in shape.items():
-            yield {"basename": f"ct{ctid}", "doc": f"bare task {ctid}", "actions": [(action, [])],
-                   "task_dep": [f"ct{parent}"] if parent is not None else [], "uptodate": [True], "verbosity": 2}
-
-    return task_layers
-
-
-def bare_config(dep_file: Path, shape: dict[int, int | None]) -> dict[str, Any]:
-    # Phoenix's doit settings (sqlite3 dep file, threads), with doit's own reporter.
-    return {"dep_file": str(dep_file), "backend": "sqlite3", "par_type": "thread",
-            "default_tasks": [f"ct{c}" for c in shape], "verbosity": 2}
 
 
 class Bare:
@@ -73,19 +53,14 @@ class Bare:
 
 BARE_DODO = """\
 import json
-DOIT_CONFIG = {{"dep_file": {dep!r}, "backend": "sqlite3", "par_type": "thread", "verbosity": 2}}
-SHAPE = json.loads({shape!r})
+import sys
 
+sys.path.insert(0, {bench!r})
+from bare import bare_config, bare_tasks
 
-def _action():
-    return None
-
-
-def task_layers():
-    \"\"\"Bare tasks.\"\"\"
-    for ctid, parent in SHAPE:
-        yield {{"basename": f"ct{{ctid}}", "doc": f"bare task {{ctid}}", "actions": [(_action, [])],
-               "task_dep": [f"ct{{parent}}"] if parent is not None else [], "uptodate": [True], "verbosity": 2}}
+SHAPE = {{int(ctid): parent for ctid, parent in json.loads({shape!r}).items()}}
+DOIT_CONFIG = bare_config({dep!r}, SHAPE)
+task_layers = bare_tasks(SHAPE)
 """
 
 
@@ -97,7 +72,8 @@ def cli_pairs(work: Path, config_dir: Path, cache: Path, shape: dict[int, int | 
     whatever PYTHONDONTWRITEBYTECODE says here; one untimed run of each first writes it.
     """
     bare_dodo = work / "bare_dodo.py"
-    bare_dodo.write_text(BARE_DODO.format(dep=str(work / "bare-cli.db"), shape=json.dumps(list(shape.items()))))
+    bare_dodo.write_text(BARE_DODO.format(bench=str(Path(__file__).resolve().parent), dep=str(work / "bare-cli.db"),
+                                          shape=json.dumps(shape)))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE",) and not k.startswith("PHOENIX_")}
     env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     phoenix_cmd = ([sys.executable, "-m", "doit", "-n", str(jobs)], ROOT,
