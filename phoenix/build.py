@@ -143,9 +143,7 @@ class Builder:
                              **P.clone_params(layer.ctid, g.name, snapname=snap, linked=linked, storage=storage,
                                               description=temp_desc))
             with steps.step("configure"):
-                put = P.config_params(settings, tags=building, description=temp_desc)
-                put["onboot"] = 0
-                self.pve.put(self.lxc(layer.ctid, "/config"), **put)
+                self.pve.put(self.lxc(layer.ctid, "/config"), **P.building_params(settings, tags=building, description=temp_desc))
         self.run.view[layer.ctid] = F.GuestFacts(layer.ctid, g.name, tags=F.split_tags(building))
         self.resize_if_needed(layer, parent_gb=self.estate.guests[layer.parent].storage_size_gb if layer.parent else None,
                               steps=steps)

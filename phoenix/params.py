@@ -69,6 +69,11 @@ def config_params(settings: dict[str, Any], *, tags: str, description: str) -> d
     return params
 
 
+def building_params(settings: dict[str, Any], *, tags: str, description: str) -> dict[str, Any]:
+    """The config of a layer while it is built: onboot is held at 0, a half-built guest never starts with the node."""
+    return {**config_params(settings, tags=tags, description=description), "onboot": 0}
+
+
 def record_params(settings: dict[str, Any], *, tags: str, description: str) -> dict[str, Any]:
     """The PUT /lxc/{vmid}/config that ends a bake: the record, and onboot (held at 0 while half-built)."""
     return {"tags": tags, "description": description, "onboot": settings["onboot"]}
@@ -90,9 +95,8 @@ def create_params(ctid: int, settings: dict[str, Any], *, ostemplate: str, stora
     """POST /nodes/{node}/lxc for a root layer."""
     params = {"vmid": ctid, "ostemplate": ostemplate, "storage": storage,
               "rootfs": f"{storage}:{settings['rootfs_gb']}", "unprivileged": int(unprivileged)}
-    put = config_params(settings, tags=tags, description=description)
-    put.pop("delete", None)
-    put["onboot"] = 0  # a half-built guest never starts with the node
+    put = building_params(settings, tags=tags, description=description)
+    put.pop("delete", None)  # nothing to delete on a new guest
     return {**params, **put}
 
 
