@@ -81,14 +81,14 @@ def phoenix_run(config_dir: Path, cache_dir: Path, jobs: int, sim_options: dict[
     sim_start_s = 0.0
     if prestart:
         t1 = time.perf_counter()
-        run.pve  # noqa: B018 - starts the simulator (owned, so stopped and saved, by this run); sends no request
+        run.endpoint  # noqa: B018 - starts the simulator (owned, so stopped and saved, by this run); sends no request
         sim_start_s = time.perf_counter() - t1
-    requests_before = run.pve.counters.total if "pve" in run.__dict__ else 0
+    requests_before = run.counters.total
     t2 = time.perf_counter()
     try:
         rc = run_doit(config, generator, jobs, log.with_suffix(".doit.txt"))
         doit_s = time.perf_counter() - t2
-        requests = (run.pve.counters.total if "pve" in run.__dict__ else 0) - requests_before
+        requests = run.counters.total - requests_before
     finally:
         run.close()
         run.out.close()

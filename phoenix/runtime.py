@@ -23,7 +23,8 @@ from .config.files import HYPERVISOR, LXC, SUFFIXES, resolve
 from .errors import PhoenixError, UnsafeOperation
 from .layers import Layer
 from .plan import Action, Decision, decide
-from .pve.settings import ApiSettings
+from .pve.counters import Counters
+from .pve.settings import ApiSettings, Endpoint
 
 if TYPE_CHECKING:  # a run that only checks layers imports none of these (no pydantic, no requests)
     from .config.estate import Estate
@@ -99,6 +100,7 @@ class Run:
         self._sim = None
         self._forced: frozenset[int] | None = None
         self._clone_locks: dict[int, threading.Lock] = {}
+        self.counters = Counters()  # every request of the run, whichever client made it
 
     # ------------------------------------------------------------- config
 
@@ -181,12 +183,11 @@ class Run:
     # ---------------------------------------------------------- endpoints
 
     @cached_property
-    def pve(self) -> Pve:
-        from .pve.client import Pve
+    def endpoint(self) -> Endpoint:
+        """The API this run calls; on the simulated host, the served simulator or one started now."""
         from .transport.secrets import read_secret
 
         prox = self.api
-        retries = prox.retries
         if self.simulated:
             from .sim.host import served, shared
 
@@ -203,14 +204,19 @@ class Run:
                 ep = sim.start()
                 self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {sim.dir})")
             # the simulator's clock runs time_scale real seconds per PVE second: tasks are polled on it
-            return Pve(ep.url, ep.node, ep.token_id, read_secret(ep.token_file), verify=str(ep.ca_file),
-                       timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=retries, clock=ep.time_scale)
-        verify: bool | str = prox.verify_tls
-        if prox.ca_file:
-            verify = str(self.resolve(prox.ca_file))
-        secret = read_secret(self.resolve(prox.token_file or ""))
-        return Pve(prox.api_url or "", prox.node, prox.token_id, secret, verify=verify, fingerprint=prox.fingerprint,
-                   timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=retries)
+            return Endpoint(ep.url, ep.node, ep.token_id, read_secret(ep.token_file), verify=str(ep.ca_file),
+                            timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=prox.retries,
+                            clock=ep.time_scale)
+        verify: bool | str = str(self.resolve(prox.ca_file)) if prox.ca_file else prox.verify_tls
+        return Endpoint(prox.api_url or "", prox.node, prox.token_id, read_secret(self.resolve(prox.token_file or "")),
+                        verify=verify, fingerprint=prox.fingerprint, timeout=prox.timeout_s,
+                        task_timeout=prox.task_timeout_s, retries=prox.retries)
+
+    @cached_property
+    def pve(self) -> Pve:
+        from .pve.client import Pve
+
+        return Pve.of(self.endpoint, self.counters)
 
     @cached_property
     def transport(self) -> NodeTransport:
@@ -255,7 +261,7 @@ class Run:
         with self.lock:
             if not self._listed:
                 items = self.pve.get("cluster/resources", type="vm")
-                self.view = F.parse_resources(items, self.pve.node)
+                self.view = F.parse_resources(items, self.endpoint.node)
                 self._listed = True
             return self.view
 
@@ -313,7 +319,7 @@ class Run:
 
     def record(self, ctid: int) -> dict[str, Any]:
         """The record Phoenix wrote into the guest's description: the digest of every input (one GET)."""
-        config = self.pve.get(f"nodes/{self.pve.node}/lxc/{ctid}/config")
+        config = self.pve.get(f"nodes/{self.endpoint.node}/lxc/{ctid}/config")
         return F.parse_record(config.get("description"))
 
     # ----------------------------------------------------------- execute
@@ -358,9 +364,8 @@ class Run:
     # ------------------------------------------------------------- finish
 
     def summary(self) -> dict[str, Any]:
-        counters = self.pve.counters if "pve" in self.__dict__ else None
-        return {"target": self.target if "_model" in self.__dict__ else "?", "api_requests": counters.total if counters else 0,
-                "api_seconds": round(counters.seconds, 3) if counters else 0.0,
+        return {"target": self.target if "_model" in self.__dict__ else "?", "api_requests": self.counters.total,
+                "api_seconds": round(self.counters.seconds, 3),
                 "wall_seconds": round(time.monotonic() - self.started, 3), "tasks": dict(sorted(self.outcomes.items()))}
 
     def write_last_run(self) -> dict[str, Any]:

@@ -44,5 +44,5 @@ class Plan(DoitCmdBase):
             self.outstream.write(f"ct{ctid:<{width - 2}}  {text}\n")
         todo = sum(1 for d in decisions.values() if d.action != Action.OK)
         self.outstream.write(f"phoenix plan: {todo} of {len(decisions)} layers to change; "
-                             f"{run.pve.counters.total} API requests (target: {run.target})\n")
+                             f"{run.counters.total} API requests (target: {run.target})\n")
         return 0

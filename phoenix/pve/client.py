@@ -8,10 +8,8 @@ the task's own log.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -21,6 +19,8 @@ from proxmoxer.core import ResourceException
 from requests.adapters import HTTPAdapter
 
 from ..errors import PhoenixError, TaskFailed, TaskTimeout
+from .counters import Counters
+from .settings import Endpoint, fingerprint_hex
 
 T = TypeVar("T")
 
@@ -40,34 +40,11 @@ class ApiError(PhoenixError):
         super().__init__(f"Proxmox refused {method} /{path}: HTTP {status} {message}{detail}")
 
 
-@dataclass
-class Counters:
-    """Requests made in this run (thread-safe)."""
-
-    reads: int = 0
-    writes: int = 0
-    retries: int = 0
-    seconds: float = 0.0  # waiting for responses, connections included
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def total(self) -> int:
-        return self.reads + self.writes
-
-    def add(self, method: str, seconds: float = 0.0) -> None:
-        with self.lock:
-            if method == "GET":
-                self.reads += 1
-            else:
-                self.writes += 1
-            self.seconds += seconds
-
-
 class _FingerprintAdapter(HTTPAdapter):
     """Accept exactly the certificate with this SHA-256 fingerprint (self-signed PVE nodes)."""
 
     def __init__(self, fingerprint: str):
-        self._fingerprint = fingerprint.replace(":", "").lower()
+        self._fingerprint = fingerprint_hex(fingerprint)
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -99,15 +76,16 @@ class Pve:
 
     def __init__(self, url: str, node: str, token_id: str, token_secret: str, *, verify: bool | str = True,
                  fingerprint: str | None = None, timeout: float = 30, task_timeout: float = 1800, retries: int = 4,
-                 sleep: Callable[[float], None] = time.sleep, clock: float = 1.0):
-        """clock: real seconds per host second, for task polling (a simulated host may run faster than real time)."""
+                 sleep: Callable[[float], None] = time.sleep, clock: float = 1.0, counters: Counters | None = None):
+        """clock: real seconds per host second, for task polling (a simulated host may run faster than real time);
+        counters: the run's, shared with its other clients."""
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise PhoenixError(f"API URL must be https://host:port, got {url!r}")
         user, _, name = token_id.partition("!")
         self.url, self.node = url, node
         self.task_timeout, self.retries, self.sleep, self.clock = task_timeout, retries, sleep, clock
-        self.counters = Counters()
+        self.counters = counters if counters is not None else Counters()
         # With a pinned fingerprint the certificate is still checked, by _FingerprintAdapter: it must be exactly
         # that one. Only the CA chain is not asked for (a node's self-signed certificate has none).
         self.api = ProxmoxAPI(parts.hostname, port=parts.port or 8006, user=user, token_name=name,
@@ -116,6 +94,11 @@ class Pve:
         session.hooks["response"].append(lambda r, *a, **k: self.counters.add(r.request.method, r.elapsed.total_seconds()))
         if fingerprint:
             session.mount("https://", _FingerprintAdapter(fingerprint))
+
+    @classmethod
+    def of(cls, ep: Endpoint, counters: Counters | None = None) -> Pve:
+        return cls(ep.url, ep.node, ep.token_id, ep.secret, verify=ep.verify, fingerprint=ep.fingerprint,
+                   timeout=ep.timeout, task_timeout=ep.task_timeout, retries=ep.retries, clock=ep.clock, counters=counters)
 
     # ------------------------------------------------------------------ calls
 
@@ -129,8 +112,7 @@ class Pve:
                 if not retry(e) or attempt >= self.retries:
                     raise
                 attempt += 1
-                with self.counters.lock:
-                    self.counters.retries += 1
+                self.counters.retried()
                 self.sleep(min(5.0, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
 
     def _call(self, method: str, path: str, idempotent: bool, retry_locked: bool = False, **args: Any) -> Any:

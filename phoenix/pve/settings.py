@@ -1,12 +1,13 @@
 """How a run reaches the Proxmox API, as plain data.
 
-The `proxmox` section of the hypervisor config and the retry count, copied out of the validated
-model: this is what a run that only checks layers needs, and it unpickles without pydantic.
+ApiSettings: the `proxmox` section of the hypervisor config and the retry count, copied out of the
+validated model: this is what a run that only checks layers needs, and it unpickles without pydantic.
+Endpoint: the same, resolved for this run (the simulator's address, paths, the token's secret).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -43,3 +44,24 @@ class ApiSettings:
         from urllib.parse import urlsplit
 
         return urlsplit(self.api_url or "").hostname or ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The API as this run calls it: URL, node, token and secret, how its certificate is checked, timeouts."""
+
+    url: str
+    node: str
+    token_id: str
+    secret: str = field(repr=False)
+    verify: bool | str = True   # True: the default CAs; False: not checked (the user said so); a path: this CA file
+    fingerprint: str | None = None  # pinned instead of a CA chain
+    timeout: float = 30
+    task_timeout: float = 1800
+    retries: int = 4
+    clock: float = 1.0          # real seconds per host second (a simulator may run faster)
+
+
+def fingerprint_hex(fingerprint: str) -> str:
+    """A SHA-256 fingerprint as lowercase hex, from 'AB:CD:…' or 'abcd…'."""
+    return fingerprint.replace(":", "").lower()

@@ -41,14 +41,14 @@ def test_locked_config_update_is_retried(built: Checkout):
     result = built.doit()
     assert result.rc == 0, result.output
     assert built.ct(950).config["memory"] == 45056
-    assert result.run.pve.counters.retries == 2
+    assert result.run.counters.retries == 2
 
 
 def test_locked_start_task_is_retried(checkout: Checkout):
     checkout.pve.fail("POST", f"{NODE}/lxc/900/status/start", error="locked", times=1)
     result = checkout.doit("ct900")
     assert result.rc == 0, result.output
-    assert result.run.pve.counters.retries >= 1
+    assert result.run.counters.retries >= 1
 
 
 def test_non_idempotent_call_is_not_retried(checkout: Checkout):
@@ -64,7 +64,7 @@ def test_clone_refused_for_a_lock_is_retried_since_nothing_happened(checkout: Ch
     checkout.pve.fail("POST", f"{NODE}/lxc/900/clone", 500, "CT is locked (backup)", times=1)
     result = checkout.doit("ct901")
     assert result.rc == 0, result.output
-    assert result.run.pve.counters.retries == 1
+    assert result.run.counters.retries == 1
 
 
 def test_parallel_cold_build_with_real_task_durations(tmp_path):
@@ -112,7 +112,7 @@ def test_dropped_connections_are_retried_on_reads(built: Checkout):
         built.pve.flaky_network()
     assert result.rc == 0, result.output
     assert result.outcomes() == dict.fromkeys(ALL_TASKS, "up-to-date")
-    assert result.run.pve.counters.retries >= 1
+    assert result.run.counters.retries >= 1
 
 
 def test_dropped_connection_during_a_bake_converges_on_rerun(checkout: Checkout):
@@ -120,7 +120,7 @@ def test_dropped_connection_during_a_bake_converges_on_rerun(checkout: Checkout)
     first = checkout.doit("-n", "4")
     checkout.pve.flaky_network()
     # drops on reads are retried; a drop on a write fails the layer, which is then not recorded
-    assert first.rc != 0 or first.run.pve.counters.retries > 0, first.output
+    assert first.rc != 0 or first.run.counters.retries > 0, first.output
     for task, outcome in first.outcomes().items():
         if outcome == "failed":
             assert not any(t.startswith("phx-id-") for t in checkout.tags(int(task[2:]))) if checkout.ct(int(task[2:])) else True
