@@ -260,7 +260,13 @@ class Run:
         """The host's guests: one bulk listing per run, then kept current by the run itself."""
         with self.lock:
             if not self._listed:
-                items = self.pve.get("cluster/resources", type="vm")
+                items = None
+                if "pve" not in self.__dict__:  # no connection yet: the standard library's GET, without requests
+                    from .pve import reader
+
+                    items = reader.get(self.endpoint, self.counters, "cluster/resources", type="vm")
+                if items is None:
+                    items = self.pve.get("cluster/resources", type="vm")
                 self.view = F.parse_resources(items, self.endpoint.node)
                 self._listed = True
             return self.view

@@ -74,6 +74,8 @@ def test_second_run_is_a_noop_with_at_most_3_requests(built: Checkout):
     assert "nothing to do" in result.output
     # a no-op decides from the cached layers alone: the validated estate is never unpickled
     assert "estate" not in result.run.__dict__
+    # and it lists the host with the standard library's GET: Pve (requests, proxmoxer) is never made
+    assert "pve" not in result.run.__dict__ and result.run.counters.retries == 0
 
 
 def test_vllm_feature_change_rebakes_920_and_950_only(built: Checkout):
