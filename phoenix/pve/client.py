@@ -126,7 +126,7 @@ class Pve:
             return self._retrying(lambda: getattr(self.api(path), method.lower())(**args), retry, 0.2)
         except ResourceException as e:
             raise ApiError(method, path, e.status_code, str(e.content or e.status_message), e.errors) from None
-        except requests.RequestException as e:
+        except OSError as e:  # requests' own errors, and a CA file that is gone
             raise PhoenixError(f"cannot reach Proxmox at {self.url} ({method} /{path}): {e}") from None
 
     def get(self, path: str, **params: Any) -> Any:

@@ -48,7 +48,11 @@ def get(ep: Endpoint, counters: Counters, path: str, **params: Any) -> Any | Non
     if not usable(ep):
         return None
     url = urlsplit(ep.url)
-    conn = http.client.HTTPSConnection(url.hostname or "", url.port or 8006, context=_context(ep), timeout=ep.timeout)
+    try:
+        context = _context(ep)  # a missing or malformed CA file: Pve says so, as it does for its own calls
+    except (OSError, ValueError):
+        return None
+    conn = http.client.HTTPSConnection(url.hostname or "", url.port or 8006, context=context, timeout=ep.timeout)
     t0 = time.monotonic()
     try:
         conn.connect()

@@ -116,3 +116,13 @@ def test_a_dropped_connection_is_left_to_pve(sim: SimHost, ep: Endpoint):
         assert (counters.reads, counters.retries) == (1, 1)
     finally:
         sim.pve.flaky_network()
+
+
+def test_a_missing_ca_file_is_left_to_pve_which_names_it(sim: SimHost, ep: Endpoint, tmp_path: Path):
+    from phoenix.errors import PhoenixError
+
+    missing = dataclasses.replace(ep, verify=str(tmp_path / "no-such-ca.pem"))
+    counters = Counters()
+    assert listed(sim, missing, counters) == (None, 0)
+    with pytest.raises(PhoenixError, match=r"cannot reach Proxmox .*no-such-ca\.pem"):
+        Pve.of(missing, counters).get("cluster/resources", type="vm")
