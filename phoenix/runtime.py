@@ -247,8 +247,10 @@ class Run:
                 continue
             path = self.resolve(configured)
             if self.simulated and not path.exists():
-                ensure_placeholder_secret(path, name)
-                self.say(f"phoenix: created a placeholder secret {path} (mode 0600) for the simulated host")
+                with self.lock:  # bakes in parallel may need it at once: one creates it and says so
+                    if not path.exists():
+                        ensure_placeholder_secret(path, name)
+                        self.say(f"phoenix: created a placeholder secret {path} (mode 0600) for the simulated host")
             if not path.exists() and name not in required:
                 continue
             out[name] = read_secret(path)

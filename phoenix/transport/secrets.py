@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from ..errors import PhoenixError
@@ -66,8 +67,8 @@ def ensure_placeholder_secret(path: str | os.PathLike[str], name: str) -> Path:
     if p.exists():
         return p
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    # a new name for each caller (threads of one `doit -n 4` may ask at once), created O_EXCL and 0600
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         os.fchmod(fd, 0o600)  # the umask may have removed bits we want (e.g. 0o277); never more than 0600
         os.write(fd, f"{PLACEHOLDER_PREFIX}-{name}\n".encode())

@@ -242,3 +242,26 @@ def test_damaged_estate_cache_is_rebuilt(built: Checkout):
     assert result.rc == 0 and result.outcomes() == dict.fromkeys(ALL, "up-to-date")
     built.edit_guest(950, cores=10)  # a config change is never hidden by the cache
     assert built.doit().outcomes()["ct950"] == "updated"
+
+
+
+def test_bakes_that_need_a_missing_secret_at_once_get_one_placeholder(checkout: Checkout):
+    """`doit -n 4` bakes Portainer containers side by side; each asks the run for the same secret."""
+    import io
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from phoenix.runtime import Run
+
+    out = io.StringIO()
+    run = Run(checkout.root, cache_dir=checkout.cache, out=out)
+    start = threading.Barrier(8)
+
+    def ask(_: int) -> dict[str, str]:
+        start.wait()
+        return run.secrets(("portainer_password",), required=("portainer_password",))
+
+    with ThreadPoolExecutor(8) as pool:
+        values = list(pool.map(ask, range(8)))
+    assert len({v["portainer_password"] for v in values}) == 1
+    assert out.getvalue().count("created a placeholder secret") == 1, out.getvalue()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,23 @@ def test_placeholder_umask_cannot_widen(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(p.stat().st_mode) == 0o600
+
+
+def test_placeholder_created_by_many_threads_at_once(tmp_path):
+    """`doit -n 4` bakes several app containers that need the same secret: each asks for the placeholder."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    target = tmp_path / "etc" / "portainer_password.conf"
+    for _ in range(20):  # the race is between the existence check and the temporary file: try it many times
+        target.unlink(missing_ok=True)
+        start = threading.Barrier(8)
+
+        def create(start: threading.Barrier = start) -> Path:
+            start.wait()
+            return ensure_placeholder_secret(target, "portainer_password")
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(lambda _: create(), range(8))) == {target}
+        assert read_secret(target) == f"{PLACEHOLDER_PREFIX}-portainer_password"
+        assert [x.name for x in target.parent.iterdir()] == [target.name]  # no temporary file left behind
