@@ -72,9 +72,9 @@ def dumps_last_run(data: dict[str, Any]) -> str:
 
 
 def write_whole(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all: a temporary file (one per process), then a rename over it."""
+    """Write a file whole or not at all: a temporary file (one per process and thread), then a rename over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
