@@ -138,7 +138,7 @@ class Builder:
             linked = parent.convert_to_template
             snap = None if linked else parent.template_snapshot_name
             what = f"linked clone of template ct{layer.parent}" if linked else f"clone from ct{layer.parent}@{snap}"
-            with self.run.clone_lock(layer.parent), steps.step(what):
+            with self.run.clones.turn(layer.ctid), steps.step(what):
                 self.pve.run("POST", self.lxc(layer.parent, "/clone"), retry_locked=True,
                              **P.clone_params(layer.ctid, g.name, snapname=snap, linked=linked, storage=storage,
                                               description=temp_desc))

@@ -27,6 +27,7 @@ from .pve.counters import Counters
 from .pve.settings import ApiSettings, Endpoint
 
 if TYPE_CHECKING:  # a run that only checks layers imports none of these (no pydantic, no requests)
+    from .clones import CloneTurns
     from .config.estate import Estate
     from .config.hypervisor import HypervisorConfig
     from .pve.client import Pve
@@ -99,8 +100,8 @@ class Run:
         self._node_facts: NodeFacts | None = None
         self._sim = None
         self._forced: frozenset[int] | None = None
-        self._clone_locks: dict[int, threading.Lock] = {}
         self.counters = Counters()  # every request of the run, whichever client made it
+        self.scope: set[int] = set()  # the layers doit will run (set_scope)
 
     # ------------------------------------------------------------- config
 
@@ -302,15 +303,17 @@ class Run:
                     self._forced = frozenset()
             return self._forced
 
-    def clone_lock(self, parent: int) -> threading.Lock:
-        """Proxmox locks a clone's source for the whole clone: clones of one parent go one at a time."""
-        with self.lock:
-            return self._clone_locks.setdefault(parent, threading.Lock())
-
     def set_forced(self, ctids: set[int]) -> None:
         with self.lock:
             write_whole(self.forced_file, json.dumps(sorted(ctids)).encode())
             self._forced = frozenset(ctids)
+
+    @cached_property
+    def clones(self) -> CloneTurns:
+        """Clones of one parent one at a time, the child with the longest chain below it first."""
+        from .clones import CloneTurns
+
+        return CloneTurns({ctid: layer.parent for ctid, layer in self.layers.items()})
 
     # ------------------------------------------------------------ decide
 
@@ -338,13 +341,14 @@ class Run:
 
         layer = self.layers[ctid]
         t0 = time.monotonic()
-        decision = self.explain(self.decide(ctid))
         outcome = "up-to-date"
         try:
+            decision = self.explain(self.decide(ctid))
             if decision.action == Action.BLOCKED:
                 raise UnsafeOperation("; ".join(decision.reasons))
             if decision.action.bakes:
                 self.say(f"{layer.task:<6} {decision.action}: {'; '.join(decision.reasons)}")
+                self.clones.started(ctid)
                 Builder(self).bake(layer)
                 outcome = "built"
                 forced = self.forced()
@@ -357,6 +361,9 @@ class Run:
             self.outcomes[layer.task] = {"outcome": "failed", "seconds": round(time.monotonic() - t0, 3),
                                          "identity": None}
             raise
+        finally:
+            if "clones" in self.__dict__:
+                self.clones.finished(ctid)  # a sibling waiting to clone from the same parent need not wait for it
         facts = self.guests().get(ctid)
         self.outcomes[layer.task] = {"outcome": outcome, "seconds": round(time.monotonic() - t0, 3),
                                      "identity": facts.identity if facts else None}
@@ -367,7 +374,32 @@ class Run:
         decision = self.decide(ctid)
         if decision.action == Action.OK:  # so the guest is on the host, with its identity
             self.outcomes[f"ct{ctid}"] = {"outcome": "up-to-date", "seconds": 0.0, "identity": self.view[ctid].identity}
+        elif decision.action.bakes:  # doit checks in its main thread, before a worker starts the bake
+            self.announce_clone(ctid)
+        elif "clones" in self.__dict__:
+            self.clones.finished(ctid)  # announced by a sibling, but it has nothing to bake
         return decision
+
+    def set_scope(self, tasks: list[str]) -> None:
+        """The layers doit will run: the tasks asked for and their ancestors (told by the reporter at the start)."""
+        scope: set[int] = set()
+        for name in tasks:
+            ctid = int(name[2:]) if name.startswith("ct") and name[2:].isdigit() else None
+            while ctid is not None and ctid in self.layers and ctid not in scope:
+                scope.add(ctid)
+                ctid = self.layers[ctid].parent
+        self.scope = scope
+
+    def announce_clone(self, ctid: int) -> None:
+        """A layer is about to be cloned, and so are its siblings that this run will bake: whichever of them
+        doit checks first, all are announced before any starts, so the one with the longest chain clones first."""
+        parent = self.layers[ctid].parent
+        if parent is None:
+            return
+        self.clones.expect(ctid)
+        for sibling in self.scope:
+            if sibling != ctid and self.layers[sibling].parent == parent and self.decide(sibling).action.bakes:
+                self.clones.expect(sibling)
 
     # ------------------------------------------------------------- finish
 

@@ -8,6 +8,13 @@ from doit.reporter import ConsoleReporter
 
 
 class PhoenixReporter(ConsoleReporter):
+    def initialize(self, tasks, selected_tasks):
+        super().initialize(tasks, selected_tasks)
+        from .tasks import RUN
+
+        if RUN is not None:
+            RUN.set_scope(list(selected_tasks))
+
     def execute_task(self, task):
         if task.actions and task.name[0] != "_":
             self.write(f".  {task.name}: {task.doc.split(':')[0] if task.doc else ''}\n")

@@ -141,9 +141,12 @@ def test_forget_without_a_task_forces_nothing(built: Checkout):
 
 
 def test_target_task_builds_only_it_and_its_stale_ancestors(checkout: Checkout):
-    result = checkout.doit("ct910")
+    result = checkout.doit("-n", "4", "ct910")
     assert result.rc == 0, result.output
     assert {c.vmid for c in checkout.pve.cts} == {900, 902, 910}
+    # only these are the run's: 902 never waits for a clone of 901, which outranks it but is not asked for
+    assert result.run.scope == {900, 902, 910}
+    assert result.last_run["wall_seconds"] < 3
 
 
 def test_guest_deleted_by_hand_is_rebuilt_and_its_children_follow(built: Checkout):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -74,6 +75,10 @@ def test_parallel_cold_build_with_real_task_durations(tmp_path):
         result = co.doit("-n", "4")
         assert result.rc == 0, result.output
         assert set(result.outcomes().values()) == {"built"}
+        # 901 clones first: 920 and 950 wait for it, only 910 waits for 902
+        clones = [re.search(r"newid=(\d+)", str(body)) for m, p, body in co.pve.requests
+                  if m == "POST" and p.endswith("/lxc/900/clone")]
+        assert [int(c.group(1)) for c in clones if c] == [901, 902]
         assert co.doit("-n", "4").outcomes() == dict.fromkeys(ALL_TASKS, "up-to-date")
     finally:
         co.stop_sim()

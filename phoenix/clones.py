@@ -1,0 +1,93 @@
+"""Whose turn it is to clone from a parent.
+
+Proxmox locks a container for the whole of a full clone from it, so the clones of one parent run one at
+a time. When several children of one parent are baked in the same run (`doit -n 4`), the child with the
+longest chain of layers below it clones first: that chain is the run's critical path (in the example
+estate 901 goes before 902, because 920 and 950 wait for 901 and only 910 waits for 902).
+
+A run announces each layer it is about to bake (`expect`, from doit's uptodate check, which doit makes in
+its main thread before it hands the task to a worker), marks it started when its action begins, and
+withdraws it when the action ends, however it ends. A clone waits while a sibling that ranks higher is
+announced and has not cloned yet. A sibling announced but never started (doit stopped on a failure
+elsewhere) is waited for at most `grace` seconds, so no one waits forever.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+
+
+def chain_lengths(parents: Mapping[int, int | None]) -> dict[int, int]:
+    """Layers on the longest chain from each layer down to a leaf, the layer itself included."""
+    children: dict[int, list[int]] = {}
+    for ctid, parent in parents.items():
+        if parent is not None:
+            children.setdefault(parent, []).append(ctid)
+    lengths: dict[int, int] = {}
+
+    def length(ctid: int) -> int:
+        if ctid not in lengths:
+            lengths[ctid] = 1 + max((length(c) for c in children.get(ctid, ())), default=0)
+        return lengths[ctid]
+
+    for ctid in parents:
+        length(ctid)
+    return lengths
+
+
+class CloneTurns:
+    """One clone per parent at a time; among siblings waiting to clone, the longest chain first."""
+
+    def __init__(self, parents: Mapping[int, int | None], grace: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.parents = dict(parents)
+        self._rank = {c: (n, -c) for c, n in chain_lengths(self.parents).items()}  # ties: the lower CTID first
+        self.grace, self.clock = grace, clock
+        self._cond = threading.Condition()
+        self._expected: dict[int, float] = {}  # announced, not cloned yet -> when announced
+        self._started: set[int] = set()
+        self._cloning: set[int] = set()        # parents a clone is being made from
+
+    def expect(self, ctid: int) -> None:
+        """The layer will be baked in this run (a clone if it has a parent)."""
+        if self.parents.get(ctid) is not None:
+            with self._cond:
+                self._expected.setdefault(ctid, self.clock())
+
+    def started(self, ctid: int) -> None:
+        with self._cond:
+            self._started.add(ctid)
+
+    def finished(self, ctid: int) -> None:
+        """The layer's action ended (built, failed or nothing to clone): it holds no one up any more."""
+        with self._cond:
+            self._expected.pop(ctid, None)
+            self._started.discard(ctid)
+            self._cond.notify_all()
+
+    def _ahead(self, ctid: int) -> list[int]:
+        """Siblings to let clone first: announced, ranked higher, and started or announced within the grace."""
+        parent, now = self.parents[ctid], self.clock()
+        return [s for s, since in self._expected.items()
+                if s != ctid and self.parents.get(s) == parent and self._rank[s] > self._rank[ctid]
+                and (s in self._started or now - since < self.grace)]
+
+    @contextmanager
+    def turn(self, ctid: int) -> Iterator[None]:
+        """Hold the parent's clone turn for the duration of the block."""
+        parent = self.parents[ctid]
+        assert parent is not None, f"ct{ctid} has no parent to clone from"
+        with self._cond:
+            while parent in self._cloning or self._ahead(ctid):
+                self._cond.wait(timeout=min(self.grace, 0.5))  # woken on every change; the timeout ends a grace
+            self._cloning.add(parent)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._cloning.discard(parent)
+                self._expected.pop(ctid, None)
+                self._cond.notify_all()

@@ -1,0 +1,92 @@
+"""Clone turns: one clone per parent at a time, the child with the longest chain below it first."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from phoenix.clones import CloneTurns, chain_lengths
+
+# the example estate: 900 -> 901 -> 920 -> 950, 900 -> 902 -> 910
+PARENTS = {900: None, 901: 900, 902: 900, 920: 901, 910: 902, 950: 920}
+
+
+def test_chain_lengths():
+    assert chain_lengths(PARENTS) == {900: 4, 901: 3, 920: 2, 950: 1, 902: 2, 910: 1}
+    assert chain_lengths({1: None}) == {1: 1}
+
+
+def bake(turns: CloneTurns, ctid: int, order: list[int], delay: float = 0.0, hold: float = 0.05) -> threading.Thread:
+    """A worker as Run.execute runs it: started, its clone turn, finished."""
+
+    def work() -> None:
+        time.sleep(delay)
+        turns.started(ctid)
+        try:
+            with turns.turn(ctid):
+                order.append(ctid)
+                time.sleep(hold)
+                order.append(-ctid)  # the clone is done
+        finally:
+            turns.finished(ctid)
+
+    t = threading.Thread(target=work)
+    t.start()
+    return t
+
+
+def test_the_longer_chain_clones_first_even_when_it_asks_last():
+    turns, order = CloneTurns(PARENTS), []
+    turns.expect(901)
+    turns.expect(902)
+    late, early = bake(turns, 901, order, delay=0.1), bake(turns, 902, order)
+    early.join(5)
+    late.join(5)
+    assert order == [901, -901, 902, -902]
+
+
+def test_one_clone_per_parent_at_a_time_and_other_parents_are_not_held_up():
+    turns, order = CloneTurns({1: None, 2: 1, 3: 1, 4: None, 5: 4}), []
+    for c in (2, 3, 5):
+        turns.expect(c)
+    threads = [bake(turns, c, order, hold=0.2) for c in (2, 3, 5)]
+    for t in threads:
+        t.join(5)
+    assert order.index(-2) < order.index(3)  # 3 waited for 2 (same parent, equal chains: the lower CTID first)
+    assert order.index(5) < order.index(-2)  # 5 (another parent) cloned meanwhile
+
+
+def test_a_sibling_that_ends_without_cloning_holds_no_one_up():
+    turns, order = CloneTurns(PARENTS), []
+    turns.expect(901)
+    turns.expect(902)
+    t0 = time.monotonic()
+    waiting = bake(turns, 902, order)
+    time.sleep(0.1)
+    turns.started(901)
+    turns.finished(901)  # e.g. its bake failed before the clone
+    waiting.join(5)
+    assert order == [902, -902] and time.monotonic() - t0 < 1
+
+
+def test_a_sibling_announced_but_never_started_is_waited_for_only_the_grace():
+    turns, order = CloneTurns(PARENTS, grace=0.3), []
+    turns.expect(901)  # doit checked it, then stopped on a failure elsewhere and never ran it
+    turns.expect(902)
+    t0 = time.monotonic()
+    bake(turns, 902, order).join(5)
+    assert order == [902, -902] and 0.25 <= time.monotonic() - t0 < 2
+
+
+def test_a_started_sibling_is_waited_for_past_the_grace():
+    turns, order = CloneTurns(PARENTS, grace=0.1), []
+    turns.expect(901)
+    turns.expect(902)
+    turns.started(901)  # its worker runs (say, still destroying its old guest)
+    waiting = bake(turns, 902, order)
+    time.sleep(0.4)
+    assert order == []
+    first = bake(turns, 901, order)
+    first.join(5)
+    waiting.join(5)
+    assert order == [901, -901, 902, -902]
