@@ -1,15 +1,18 @@
 """Whose turn it is to clone from a parent.
 
 Proxmox locks a container for the whole of a full clone from it, so the clones of one parent run one at
-a time. When several children of one parent are baked in the same run (`doit -n 4`), the child with the
-longest chain of layers below it clones first: that chain is the run's critical path (in the example
-estate 901 goes before 902, because 920 and 950 wait for 901 and only 910 waits for 902).
+a time. When several children of one parent are baked in the same run (`doit -n 4`), a child with a
+longer chain of layers below it clones before one with a shorter chain: that chain is the run's critical
+path (in the example estate 901 goes before 902, because 920 and 950 wait for 901 and only 910 waits for
+902). Children with chains of the same length take turns as they come.
 
-A run announces each layer it is about to bake (`expect`, from doit's uptodate check, which doit makes in
-its main thread before it hands the task to a worker), marks it started when its action begins, and
-withdraws it when the action ends, however it ends. A clone waits while a sibling that ranks higher is
-announced and has not cloned yet. A sibling announced but never started (doit stopped on a failure
-elsewhere) is waited for at most `grace` seconds, so no one waits forever.
+A run announces the layers it is about to bake (`expect`: from doit's uptodate check, which doit makes in
+its main thread before it hands the task to a worker, for the layer and its siblings in the run's scope),
+marks each started when its action begins, and withdraws it when the action ends, however it ends. A clone
+waits while a sibling with a longer chain is announced and has not cloned yet, but for one that has not
+started only `grace` seconds after it was announced: doit may have no worker free for it, or may have
+stopped on a failure elsewhere. In doit's main thread (`-n 1`) nothing else can start meanwhile, so a
+sibling that has not started is not waited for at all.
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ def chain_lengths(parents: Mapping[int, int | None]) -> dict[int, int]:
 class CloneTurns:
     """One clone per parent at a time; among siblings waiting to clone, the longest chain first."""
 
-    def __init__(self, parents: Mapping[int, int | None], grace: float = 5.0,
+    def __init__(self, parents: Mapping[int, int | None], grace: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
         self.parents = dict(parents)
-        self._rank = {c: (n, -c) for c, n in chain_lengths(self.parents).items()}  # ties: the lower CTID first
+        self._chain = chain_lengths(self.parents)
         self.grace, self.clock = grace, clock
         self._cond = threading.Condition()
         self._expected: dict[int, float] = {}  # announced, not cloned yet -> when announced
@@ -68,20 +71,22 @@ class CloneTurns:
             self._started.discard(ctid)
             self._cond.notify_all()
 
-    def _ahead(self, ctid: int) -> list[int]:
-        """Siblings to let clone first: announced, ranked higher, and started or announced within the grace."""
+    def _ahead(self, ctid: int, unstarted: bool) -> list[int]:
+        """Siblings to let clone first: announced, with a longer chain, and started (or, if `unstarted`,
+        announced less than the grace ago)."""
         parent, now = self.parents[ctid], self.clock()
         return [s for s, since in self._expected.items()
-                if s != ctid and self.parents.get(s) == parent and self._rank[s] > self._rank[ctid]
-                and (s in self._started or now - since < self.grace)]
+                if self.parents.get(s) == parent and self._chain[s] > self._chain[ctid]
+                and (s in self._started or (unstarted and now - since < self.grace))]
 
     @contextmanager
     def turn(self, ctid: int) -> Iterator[None]:
         """Hold the parent's clone turn for the duration of the block."""
         parent = self.parents[ctid]
         assert parent is not None, f"ct{ctid} has no parent to clone from"
+        unstarted = threading.current_thread() is not threading.main_thread()  # see the module's doc
         with self._cond:
-            while parent in self._cloning or self._ahead(ctid):
+            while parent in self._cloning or self._ahead(ctid, unstarted):
                 self._cond.wait(timeout=min(self.grace, 0.5))  # woken on every change; the timeout ends a grace
             self._cloning.add(parent)
         try:

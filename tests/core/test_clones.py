@@ -52,8 +52,9 @@ def test_one_clone_per_parent_at_a_time_and_other_parents_are_not_held_up():
     threads = [bake(turns, c, order, hold=0.2) for c in (2, 3, 5)]
     for t in threads:
         t.join(5)
-    assert order.index(-2) < order.index(3)  # 3 waited for 2 (same parent, equal chains: the lower CTID first)
-    assert order.index(5) < order.index(-2)  # 5 (another parent) cloned meanwhile
+    first, second = (2, 3) if order.index(2) < order.index(3) else (3, 2)  # equal chains: as they come
+    assert order.index(-first) < order.index(second)  # one clone of parent 1 at a time
+    assert order.index(5) < order.index(-first)  # 5 (another parent) cloned meanwhile
 
 
 def test_a_sibling_that_ends_without_cloning_holds_no_one_up():
@@ -90,3 +91,25 @@ def test_a_started_sibling_is_waited_for_past_the_grace():
     first.join(5)
     waiting.join(5)
     assert order == [901, -901, 902, -902]
+
+
+def test_siblings_with_equal_chains_do_not_wait_for_each_other():
+    """200 app containers cloned from one parent: none waits for one that has no worker yet."""
+    turns, order = CloneTurns({1: None, **{c: 1 for c in range(10, 20)}}, grace=30), []
+    for c in range(10, 20):
+        turns.expect(c)
+    t0 = time.monotonic()
+    bake(turns, 19, order).join(5)
+    assert order == [19, -19] and time.monotonic() - t0 < 1
+
+
+def test_in_doits_main_thread_an_unstarted_sibling_is_not_waited_for():
+    """`doit -n 1` checks and runs tasks in its main thread: nothing else can start while 902 waits."""
+    turns, order = CloneTurns(PARENTS, grace=30), []
+    turns.expect(901)
+    turns.expect(902)
+    t0 = time.monotonic()
+    turns.started(902)
+    with turns.turn(902):
+        order.append(902)
+    assert order == [902] and time.monotonic() - t0 < 1
