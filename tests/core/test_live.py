@@ -1,4 +1,5 @@
-"""Against a real Proxmox host, when one is configured (PHOENIX_PVE_URL, _NODE, _TOKEN_ID, _TOKEN_FILE, _CA_FILE)."""
+"""Against a real Proxmox host, when one is configured (PHOENIX_PVE_URL, _NODE, _TOKEN_ID, _TOKEN_FILE, _CA_FILE,
+_FINGERPRINT)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import os
 import pytest
 
 from phoenix.facts import parse_resources
+from phoenix.pve import reader
 from phoenix.pve.client import Pve
+from phoenix.pve.counters import Counters
+from phoenix.pve.settings import Endpoint
 from phoenix.transport.secrets import read_secret
 
 LIVE = all(os.environ.get(f"PHOENIX_PVE_{k}") for k in ("URL", "TOKEN_ID", "TOKEN_FILE"))
@@ -15,10 +19,16 @@ pytestmark = [pytest.mark.live, pytest.mark.skipif(not LIVE, reason="no real Pro
 
 
 @pytest.fixture
-def pve() -> Pve:
+def endpoint() -> Endpoint:
     env = os.environ
-    return Pve(env["PHOENIX_PVE_URL"], env.get("PHOENIX_PVE_NODE", "pve1"), env["PHOENIX_PVE_TOKEN_ID"],
-               read_secret(env["PHOENIX_PVE_TOKEN_FILE"]), verify=env.get("PHOENIX_PVE_CA_FILE") or True)
+    return Endpoint(env["PHOENIX_PVE_URL"], env.get("PHOENIX_PVE_NODE", "pve1"), env["PHOENIX_PVE_TOKEN_ID"],
+                    read_secret(env["PHOENIX_PVE_TOKEN_FILE"]), verify=env.get("PHOENIX_PVE_CA_FILE") or True,
+                    fingerprint=env.get("PHOENIX_PVE_FINGERPRINT") or None)
+
+
+@pytest.fixture
+def pve(endpoint: Endpoint) -> Pve:
+    return Pve.of(endpoint)
 
 
 def test_listing_is_one_request_and_parses(pve: Pve):
@@ -33,3 +43,12 @@ def test_task_log_of_a_failed_task_is_shown(pve: Pve):
 
     with pytest.raises((TaskFailed, Exception)):
         pve.run("POST", f"nodes/{pve.node}/lxc/999999999/status/start")
+
+
+def test_the_readers_listing_is_pves(endpoint: Endpoint, pve: Pve):
+    if not reader.usable(endpoint):
+        pytest.skip("the reader needs PHOENIX_PVE_CA_FILE or PHOENIX_PVE_FINGERPRINT, and no proxy")
+    counters = Counters()
+    items = reader.get(endpoint, counters, "cluster/resources", type="vm")
+    assert items is not None and (counters.reads, counters.retries) == (1, 0)
+    assert sorted(i["vmid"] for i in items) == sorted(i["vmid"] for i in pve.get("cluster/resources", type="vm"))
