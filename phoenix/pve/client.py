@@ -52,7 +52,9 @@ class _FingerprintAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        super().cert_verify(conn, url, False, cert)  # the fingerprint is the check; no CA chain needed
+        # The fingerprint (assert_fingerprint, above) is the check: a node's self-signed certificate has no CA
+        # chain to verify. This is the one place a CA check is replaced, and only by the pin.
+        super().cert_verify(conn, url, False, cert)
 
 
 def _lock_refusal(exc: BaseException) -> bool:
@@ -86,13 +88,11 @@ class Pve:
         self.url, self.node = url, node
         self.task_timeout, self.retries, self.sleep, self.clock = task_timeout, retries, sleep, clock
         self.counters = counters if counters is not None else Counters()
-        # With a pinned fingerprint the certificate is still checked, by _FingerprintAdapter: it must be exactly
-        # that one. Only the CA chain is not asked for (a node's self-signed certificate has none).
         self.api = ProxmoxAPI(parts.hostname, port=parts.port or 8006, user=user, token_name=name,
-                              token_value=token_secret, verify_ssl=False if fingerprint else verify, timeout=timeout)
+                              token_value=token_secret, verify_ssl=verify, timeout=timeout)
         session: requests.Session = self.api._store["session"]
         session.hooks["response"].append(lambda r, *a, **k: self.counters.add(r.request.method, r.elapsed.total_seconds()))
-        if fingerprint:
+        if fingerprint:  # the certificate must be exactly this one; the adapter checks it instead of a CA chain
             session.mount("https://", _FingerprintAdapter(fingerprint))
 
     @classmethod
