@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,22 @@ class Layer:
         """The layer's identity given its parent's current build id."""
         text = f'{self._identity_head}"parent_build": {json.dumps(parent_build)}}}'  # type: ignore[attr-defined]
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def task_ctid(name: str) -> int | None:
+    """The CTID of a layer's doit task name ('ct950' -> 950; the inverse of Layer.task), None for another name."""
+    return int(name[2:]) if name.startswith("ct") and name[2:].isdigit() else None
+
+
+def with_ancestors(layers: Mapping[int, Layer], ctids: Iterable[int]) -> set[int]:
+    """These layers (those that exist) and every layer they are cloned from."""
+    out: set[int] = set()
+    for ctid in ctids:
+        c: int | None = ctid
+        while c is not None and c in layers and c not in out:
+            out.add(c)
+            c = layers[c].parent
+    return out
 
 
 def net0(estate: Estate, ctid: int) -> str | None:

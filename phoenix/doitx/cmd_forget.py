@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from doit.cmd_forget import Forget as DoitForget
 
+from ..layers import task_ctid
+
 
 class Forget(DoitForget):
     doc_purpose = "force a rebake of these layers (and so their children) at the next run"
@@ -24,7 +26,7 @@ class Forget(DoitForget):
             return 0
         else:
             names = list(self.sel_tasks or [])
-        ctids = {int(n[2:]) for n in names if n.startswith("ct") and n[2:].isdigit() and int(n[2:]) in run.layers}
+        ctids = {c for c in map(task_ctid, names) if c in run.layers}
         if ctids:
             run.set_forced(run.forced() | ctids)
             self.outstream.write(f"phoenix: {', '.join(f'ct{c}' for c in sorted(ctids))} will be rebaked at the next run "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from doit.cmd_base import DoitCmdBase
 
+from ..layers import with_ancestors
 from ..plan import Action, plan
 
 
@@ -28,11 +29,7 @@ class Plan(DoitCmdBase):
             decisions = plan(layers, guests, run.forced(), records)
         wanted = {int(t.removeprefix("ct")) for t in (pos_args or []) if t.removeprefix("ct").isdigit()}
         if wanted:
-            keep = set()
-            for c in wanted & set(layers):
-                while c is not None:  # the layer and its ancestors
-                    keep.add(c)
-                    c = layers[c].parent
+            keep = with_ancestors(layers, wanted)
             decisions = {c: d for c, d in decisions.items() if c in keep}
         width = max((len(f"ct{c}") for c in decisions), default=5)
         for ctid, d in decisions.items():

@@ -175,3 +175,14 @@ def test_last_run_json_is_one_line_per_task_and_parses_back():
     assert json.loads(text) == data
     assert '    "ct901": {"outcome": "failed", "seconds": 1.5, "identity": null}' in text.splitlines()
     assert json.loads(dumps_last_run({**data, "tasks": {}}))["tasks"] == {}
+
+
+def test_task_names_and_ancestors():
+    from phoenix.layers import Layer, task_ctid, with_ancestors
+
+    assert [task_ctid(n) for n in ("ct950", "ct", "950", "ctx1", "plan")] == [950, None, None, None, None]
+    chain = {900: None, 901: 900, 902: 900, 920: 901, 950: 920, 910: 902}
+    graph = {c: Layer(c, f"l{c}", p, "template", {}, {}) for c, p in chain.items()}
+    assert with_ancestors(graph, [950]) == {950, 920, 901, 900}
+    assert with_ancestors(graph, [910, 920, 4242]) == {910, 902, 920, 901, 900}  # 4242: no such layer
+    assert with_ancestors(graph, []) == set()
