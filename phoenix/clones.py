@@ -6,7 +6,7 @@ longer chain of layers below it clones before one with a shorter chain: that cha
 path (in the example estate 901 goes before 902, because 920 and 950 wait for 901 and only 910 waits for
 902). Children with chains of the same length take turns as they come.
 
-A run announces the layers it is about to bake (`expect`: from doit's uptodate check, which doit makes in
+A run announces the layers it is about to bake (`announce`: from doit's uptodate check, which doit makes in
 its main thread before it hands the task to a worker, for the layer and its siblings in the run's scope),
 marks each started when its action begins, and withdraws it when the action ends, however it ends. A clone
 waits while a sibling with a longer chain is announced and has not cloned yet, but for one that has not
@@ -19,16 +19,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 
 
-def chain_lengths(parents: Mapping[int, int | None]) -> dict[int, int]:
-    """Layers on the longest chain from each layer down to a leaf, the layer itself included."""
+def children_of(parents: Mapping[int, int | None]) -> dict[int, list[int]]:
+    """Each layer's children (layers without children are left out)."""
     children: dict[int, list[int]] = {}
     for ctid, parent in parents.items():
         if parent is not None:
             children.setdefault(parent, []).append(ctid)
+    return children
+
+
+def chain_lengths(parents: Mapping[int, int | None]) -> dict[int, int]:
+    """Layers on the longest chain from each layer down to a leaf, the layer itself included."""
+    children = children_of(parents)
     lengths: dict[int, int] = {}
 
     def length(ctid: int) -> int:
@@ -47,18 +53,34 @@ class CloneTurns:
     def __init__(self, parents: Mapping[int, int | None], grace: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
         self.parents = dict(parents)
+        self._children = children_of(self.parents)
         self._chain = chain_lengths(self.parents)
         self.grace, self.clock = grace, clock
         self._cond = threading.Condition()
         self._expected: dict[int, float] = {}  # announced, not cloned yet -> when announced
         self._started: set[int] = set()
         self._cloning: set[int] = set()        # parents a clone is being made from
+        self._announced: set[int] = set()      # parents whose children have been announced
 
     def expect(self, ctid: int) -> None:
         """The layer will be baked in this run (a clone if it has a parent)."""
         if self.parents.get(ctid) is not None:
             with self._cond:
                 self._expected.setdefault(ctid, self.clock())
+
+    def announce(self, ctid: int, scope: Collection[int], bakes: Callable[[int], bool]) -> None:
+        """The layer will be baked, and so will each sibling in the run's scope that `bakes` says: doit checks
+        them one by one, and the first check of a parent's children announces them all (once per parent)."""
+        parent = self.parents.get(ctid)
+        if parent is None:
+            return
+        self.expect(ctid)
+        with self._cond:
+            first = parent not in self._announced
+            self._announced.add(parent)
+        for sibling in self._children[parent] if first else ():
+            if sibling != ctid and sibling in scope and bakes(sibling):  # bakes() is called outside the lock
+                self.expect(sibling)
 
     def started(self, ctid: int) -> None:
         with self._cond:

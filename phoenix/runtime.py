@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from . import facts as F
 from .config.files import HYPERVISOR, LXC, SUFFIXES, resolve
 from .errors import PhoenixError, UnsafeOperation
-from .layers import Layer
+from .layers import Layer, task_ctid, with_ancestors
 from .plan import Action, Decision, decide
 from .pve.counters import Counters
 from .pve.settings import ApiSettings, Endpoint
@@ -189,6 +189,7 @@ class Run:
         from .transport.secrets import read_secret
 
         prox = self.api
+        limits = {"timeout": prox.timeout_s, "task_timeout": prox.task_timeout_s, "retries": prox.retries}
         if self.simulated:
             from .sim.host import served, shared
 
@@ -206,12 +207,10 @@ class Run:
                 self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {sim.dir})")
             # the simulator's clock runs time_scale real seconds per PVE second: tasks are polled on it
             return Endpoint(ep.url, ep.node, ep.token_id, read_secret(ep.token_file), verify=str(ep.ca_file),
-                            timeout=prox.timeout_s, task_timeout=prox.task_timeout_s, retries=prox.retries,
-                            clock=ep.time_scale)
+                            clock=ep.time_scale, **limits)
         verify: bool | str = str(self.resolve(prox.ca_file)) if prox.ca_file else prox.verify_tls
         return Endpoint(prox.api_url or "", prox.node, prox.token_id, read_secret(self.resolve(prox.token_file or "")),
-                        verify=verify, fingerprint=prox.fingerprint, timeout=prox.timeout_s,
-                        task_timeout=prox.task_timeout_s, retries=prox.retries)
+                        verify=verify, fingerprint=prox.fingerprint, **limits)
 
     @cached_property
     def pve(self) -> Pve:
@@ -375,31 +374,14 @@ class Run:
         if decision.action == Action.OK:  # so the guest is on the host, with its identity
             self.outcomes[f"ct{ctid}"] = {"outcome": "up-to-date", "seconds": 0.0, "identity": self.view[ctid].identity}
         elif decision.action.bakes:  # doit checks in its main thread, before a worker starts the bake
-            self.announce_clone(ctid)
+            self.clones.announce(ctid, self.scope, lambda sibling: self.decide(sibling).action.bakes)
         elif "clones" in self.__dict__:
             self.clones.finished(ctid)  # announced by a sibling, but it has nothing to bake
         return decision
 
     def set_scope(self, tasks: list[str]) -> None:
         """The layers doit will run: the tasks asked for and their ancestors (told by the reporter at the start)."""
-        scope: set[int] = set()
-        for name in tasks:
-            ctid = int(name[2:]) if name.startswith("ct") and name[2:].isdigit() else None
-            while ctid is not None and ctid in self.layers and ctid not in scope:
-                scope.add(ctid)
-                ctid = self.layers[ctid].parent
-        self.scope = scope
-
-    def announce_clone(self, ctid: int) -> None:
-        """A layer is about to be cloned, and so are its siblings that this run will bake: whichever of them
-        doit checks first, all are announced before any starts, so the one with the longest chain clones first."""
-        parent = self.layers[ctid].parent
-        if parent is None:
-            return
-        self.clones.expect(ctid)
-        for sibling in self.scope:
-            if sibling != ctid and self.layers[sibling].parent == parent and self.decide(sibling).action.bakes:
-                self.clones.expect(sibling)
+        self.scope = with_ancestors(self.layers, (c for c in map(task_ctid, tasks) if c is not None))
 
     # ------------------------------------------------------------- finish
 

@@ -113,3 +113,29 @@ def test_in_doits_main_thread_an_unstarted_sibling_is_not_waited_for():
     with turns.turn(902):
         order.append(902)
     assert order == [902] and time.monotonic() - t0 < 1
+
+
+def test_the_first_check_of_a_parents_children_announces_those_in_scope_that_bake():
+    """doit may check 902 before 901: its check announces 901 too, so 901 still clones first."""
+    turns, order, asked = CloneTurns(PARENTS), [], []
+
+    def bakes(ctid: int) -> bool:
+        asked.append(ctid)
+        return True
+
+    turns.announce(902, {900, 901, 902, 920, 950, 910}, bakes)
+    turns.announce(901, {900, 901, 902, 920, 950, 910}, bakes)  # the sibling's own check asks no one again
+    assert asked == [901]
+    late, early = bake(turns, 901, order, delay=0.1), bake(turns, 902, order)
+    early.join(5)
+    late.join(5)
+    assert order == [901, -901, 902, -902]
+
+
+def test_a_sibling_outside_the_scope_or_with_nothing_to_bake_is_not_announced():
+    for scope, bakes in (({900, 902, 910}, lambda c: True), (set(PARENTS), lambda c: False)):
+        turns, order = CloneTurns(PARENTS, grace=30), []
+        turns.announce(902, scope, bakes)
+        t0 = time.monotonic()
+        bake(turns, 902, order).join(5)
+        assert order == [902, -902] and time.monotonic() - t0 < 1
