@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from . import facts as F
 from . import params as P
 from .context import build_context
 from .errors import PhoenixError, ScriptFailed, UnsafeOperation
+from .facts import guests as F
 from .layers import Layer
 from .plan import GIB, MIB, Decision
 from .transport.base import ScriptRun

@@ -8,7 +8,7 @@ import shlex
 from typing import Any
 
 from .config.estate import Estate
-from .transport.base import NodeFacts
+from .facts.node import NodeFacts
 
 SECRET_NAMES = ("hf_token", "docker_token", "portainer_password")
 

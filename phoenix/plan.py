@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .facts import GuestFacts
+from .facts.guests import GuestFacts
 from .layers import Layer
 
 MIB, GIB = 1024 ** 2, 1024 ** 3

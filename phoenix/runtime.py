@@ -18,9 +18,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import facts as F
 from .config.files import HYPERVISOR, LXC, SUFFIXES, resolve
 from .errors import PhoenixError, UnsafeOperation
+from .facts import guests as F
 from .layers import Layer, task_ctid, with_ancestors
 from .plan import Action, Decision, decide
 from .pve.counters import Counters
@@ -30,8 +30,9 @@ if TYPE_CHECKING:  # a run that only checks layers imports none of these (no pyd
     from .clones import CloneTurns
     from .config.estate import Estate
     from .config.hypervisor import HypervisorConfig
+    from .facts.node import NodeFacts
     from .pve.client import Pve
-    from .transport.base import NodeFacts, NodeTransport
+    from .transport.base import NodeTransport
 
 MODEL_CACHE_FORMAT = 3  # bump when what .cache/estate.pickle holds changes
 

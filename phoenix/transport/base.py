@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ..facts.node import NodeFacts
+
 CONTEXT_JSON = "/etc/phoenix/context.json"
 CONTEXT_ENV = "/etc/phoenix/context.env"
 SECRETS_DIR = "/etc/phoenix/secrets"
@@ -63,15 +65,6 @@ class ExecResult:
     tail: tuple[str, ...] = ()      # last lines of output, for the error message
     simulated: bool = False
     timed_out: bool = False
-
-
-@dataclass(frozen=True)
-class NodeFacts:
-    """What Phoenix reads on the node itself."""
-
-    nvidia_driver_version: str | None = None
-    nvidia_devices: tuple[str, ...] = ()   # /dev/nvidia0, /dev/nvidiactl, /dev/nvidia-uvm, ...
-    simulated: bool = False
 
 
 Output = Callable[[str], None]

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PhoenixError
-from .base import ExecResult, NodeFacts, Output, ScriptRun
+from ..facts.node import NodeFacts
+from .base import ExecResult, Output, ScriptRun
 
 SIMULATED_DEVICES = ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from phoenix.facts import parse_resources
+from phoenix.facts.guests import parse_resources
 from phoenix.pve import reader
 from phoenix.pve.client import Pve
 from phoenix.pve.counters import Counters

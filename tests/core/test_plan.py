@@ -7,7 +7,7 @@ import pytest
 from phoenix import params as P
 from phoenix.config.estate import load_estate
 from phoenix.errors import PhoenixError
-from phoenix.facts import GuestFacts, parse_record, parse_resources, record_tags, split_tags
+from phoenix.facts.guests import GuestFacts, parse_record, parse_resources, record_tags, split_tags
 from phoenix.layers import layers
 from phoenix.plan import MIB, Action, plan
 
@@ -98,7 +98,7 @@ def test_listing_parse_and_record_round_trip():
     assert list(guests) == [950]
     g = guests[950]
     assert (g.managed, g.identity, g.build_id, g.settings_hash, g.user_tags) == (True, "abc", "def", "123", ("gpu",))
-    from phoenix.facts import description
+    from phoenix.facts.guests import description
     assert parse_record(description("Serves Qwen", {"identity": "abc"})) == {"identity": "abc"}
     assert parse_record("hand-written text") == {}
 

@@ -13,18 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from phoenix.errors import PhoenixError
-from phoenix.transport.base import NodeFacts
-from phoenix.transport.ssh import (
-    NODE_FACTS_SCRIPT,
-    check_host_key,
-    delivery,
-    fingerprint,
-    parse_driver_version,
-    parse_node_facts,
-    parse_nvidia_devices,
-    preferred_key_types,
-    q,
-)
+from phoenix.facts.node import NODE_FACTS_SCRIPT, NodeFacts, parse_driver_version, parse_node_facts, parse_nvidia_devices
+from phoenix.transport.ssh import check_host_key, delivery, fingerprint, preferred_key_types, q
 
 # `nvidia-smi --query-gpu=driver_version --format=csv,noheader` on a 2-GPU node: one line per GPU
 SMI_TWO_GPUS = "550.54.14\n550.54.14\n"

@@ -1,0 +1,72 @@
+"""The Proxmox node itself: its NVIDIA driver and device nodes (the query to run on the node, and its parser; pure)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What Phoenix reads on the node itself."""
+
+    nvidia_driver_version: str | None = None
+    nvidia_devices: tuple[str, ...] = ()   # /dev/nvidia0, /dev/nvidiactl, /dev/nvidia-uvm, ...
+    simulated: bool = False
+
+
+_VERSION = re.compile(r"^\d+\.\d+(?:\.\d+)?$")
+_PROC_VERSION = re.compile(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+\.\d+(?:\.\d+)?)\s")
+_DEVICE = re.compile(r"^/dev/(?:nvidia(\d+)|nvidiactl|nvidia-uvm|nvidia-uvm-tools|nvidia-modeset|nvidia-caps/[A-Za-z0-9_.-]+)$")
+_DEVICE_ORDER = {"/dev/nvidiactl": 1, "/dev/nvidia-uvm": 2, "/dev/nvidia-uvm-tools": 3, "/dev/nvidia-modeset": 4}
+
+
+def parse_driver_version(nvidia_smi: str, proc_version: str = "") -> str | None:
+    """The driver version from `nvidia-smi --query-gpu=driver_version --format=csv,noheader` (one line per GPU),
+    else from /proc/driver/nvidia/version; None when neither has one (no driver, nvidia-smi failing)."""
+    for line in nvidia_smi.splitlines():
+        if _VERSION.match(line.strip()):
+            return line.strip()
+    m = _PROC_VERSION.search(proc_version)
+    return m.group(1) if m else None
+
+
+def parse_nvidia_devices(listing: str) -> tuple[str, ...]:
+    """The NVIDIA character devices from a list of paths (one per line), GPUs in numeric order first."""
+    found = {line.strip() for line in listing.splitlines() if _DEVICE.match(line.strip())}
+
+    def order(path: str) -> tuple[int, int, str]:
+        m = _DEVICE.match(path)
+        if m and m.group(1) is not None:
+            return (0, int(m.group(1)), path)
+        return (1, _DEVICE_ORDER.get(path, 9), path)
+
+    return tuple(sorted(found, key=order))
+
+
+NODE_FACTS_SCRIPT = """\
+echo '--- nvidia-smi'
+nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null
+echo '--- proc'
+cat /proc/driver/nvidia/version 2>/dev/null
+echo '--- devices'
+for f in /dev/nvidia* /dev/nvidia-caps/*; do [ -c "$f" ] && echo "$f"; done
+exit 0
+"""
+
+
+def parse_node_facts(output: str) -> NodeFacts:
+    """NodeFacts from the output of NODE_FACTS_SCRIPT."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in output.splitlines():
+        if line.startswith("--- ") and line[4:].strip() in ("nvidia-smi", "proc", "devices"):
+            current = line[4:].strip()
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    text = {k: "\n".join(v) for k, v in sections.items()}
+    return NodeFacts(
+        nvidia_driver_version=parse_driver_version(text.get("nvidia-smi", ""), text.get("proc", "")),
+        nvidia_devices=parse_nvidia_devices(text.get("devices", "")),
+    )
