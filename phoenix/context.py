@@ -9,8 +9,7 @@ from typing import Any
 
 from .config.estate import Estate
 from .facts.node import NodeFacts
-
-SECRET_NAMES = ("hf_token", "docker_token", "portainer_password")
+from .secrets import SECRET_NAMES
 
 
 def os_of(volume: str) -> dict[str, str]:

@@ -17,9 +17,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .secrets import SECRET_NAMES
+
 DIRECTIVE = re.compile(r"^#\s*@phoenix\s+([a-z-]+)\s*:\s*(.+?)\s*$")
 REQUIREMENTS = ("nesting", "gpu")
-SECRETS = ("hf_token", "docker_token", "portainer_password")
 LIB = Path("lib/phoenix-common.sh")
 
 
@@ -55,7 +56,7 @@ def parse_script(name: str, path: Path) -> Script:
             after.append(value)
         elif key == "secret":
             secret, _, flag = value.partition(" ")
-            if secret not in SECRETS:
+            if secret not in SECRET_NAMES:
                 problems.append(f"unknown secret {secret!r}")
             (optional if flag.strip() == "optional" else secrets).append(secret)
         else:

@@ -7,6 +7,7 @@ bulk, and every bake or update updates that view itself, so a child sees its par
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from .facts import guests as F
 from .layers import Layer, task_ctid, with_ancestors
 from .plan import Action, Decision, decide
 from .pve.counters import Counters
-from .pve.settings import ApiSettings, Endpoint
+from .pve.endpoint import Endpoint
 
 if TYPE_CHECKING:  # a run that only checks layers imports none of these (no pydantic, no requests)
     from .clones import CloneTurns
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # a run that only checks layers imports none of these (no pyd
     from .pve.client import Pve
     from .transport.base import NodeTransport
 
-MODEL_CACHE_FORMAT = 3  # bump when what .cache/estate.pickle holds changes
+MODEL_CACHE_FORMAT = 4  # bump when what .cache/estate.pickle holds changes
 
 
 def model_key(config_dir: Path, images_dir: Path) -> str:
@@ -125,7 +126,7 @@ class Run:
         from .layers import layers
 
         estate = load_estate(self.config_dir, self.images_dir)
-        model = {"key": key, "layers": layers(estate), "api": ApiSettings.of(estate.hypervisor),
+        model = {"key": key, "layers": layers(estate), "api": Endpoint.of(estate.hypervisor, self.config_dir),
                  "estate": pickle.dumps(estate)}
         with contextlib.suppress(OSError):  # a cache: a run without one is only slower
             write_whole(path, pickle.dumps(model))
@@ -150,7 +151,8 @@ class Run:
         return self._model["layers"]
 
     @property
-    def api(self) -> ApiSettings:
+    def api(self) -> Endpoint:
+        """The API as the config names it (on the simulated host, filled in when the simulator serves)."""
         return self._model["api"]
 
     @property
@@ -168,7 +170,7 @@ class Run:
 
     @property
     def target(self) -> str:
-        return "sim" if self.simulated else self.api.host or "?"
+        return self.api.target
 
     # ------------------------------------------------------------- output
 
@@ -187,31 +189,25 @@ class Run:
     @cached_property
     def endpoint(self) -> Endpoint:
         """The API this run calls; on the simulated host, the served simulator or one started now."""
-        from .transport.secrets import read_secret
-
         prox = self.api
-        limits = {"timeout": prox.timeout_s, "task_timeout": prox.task_timeout_s, "retries": prox.retries}
-        if self.simulated:
-            from .sim.host import served, shared
+        if not self.simulated:
+            return prox
+        from .sim.host import served, shared
 
-            state = self.cache / "sim"
-            elsewhere = served(state)
-            if elsewhere:
-                ep, pid = elsewhere
-                self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve served by process {pid}; "
-                         f"state in {state})")
-            else:
-                sim = shared(state, **self.sim_options)
-                if sim.endpoint is None:
-                    self._sim = sim  # started by this run, so stopped (and saved) by it
-                ep = sim.start()
-                self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {sim.dir})")
-            # the simulator's clock runs time_scale real seconds per PVE second: tasks are polled on it
-            return Endpoint(ep.url, ep.node, ep.token_id, read_secret(ep.token_file), verify=str(ep.ca_file),
-                            clock=ep.time_scale, **limits)
-        verify: bool | str = str(self.resolve(prox.ca_file)) if prox.ca_file else prox.verify_tls
-        return Endpoint(prox.api_url or "", prox.node, prox.token_id, read_secret(self.resolve(prox.token_file or "")),
-                        verify=verify, fingerprint=prox.fingerprint, **limits)
+        state = self.cache / "sim"
+        elsewhere = served(state)
+        if elsewhere:
+            ep, pid = elsewhere
+            self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve served by process {pid}; "
+                     f"state in {state})")
+        else:
+            sim = shared(state, **self.sim_options)
+            if sim.endpoint is None:
+                self._sim = sim  # started by this run, so stopped (and saved) by it
+            ep = sim.start()
+            self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {sim.dir})")
+        # the simulator's clock runs time_scale real seconds per PVE second: tasks are polled on it
+        return dataclasses.replace(ep, timeout=prox.timeout, task_timeout=prox.task_timeout, retries=prox.retries)
 
     @cached_property
     def pve(self) -> Pve:
@@ -237,7 +233,7 @@ class Run:
 
     def secrets(self, names: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, str]:
         """Secret values for a script, from the 0600 token files of the hypervisor config."""
-        from .transport.secrets import ensure_placeholder_secret, read_secret
+        from .secrets import ensure_placeholder_secret, read_secret
 
         out = {}
         for name in names:

@@ -20,7 +20,7 @@ from requests.adapters import HTTPAdapter
 
 from ..errors import PhoenixError, TaskFailed, TaskTimeout
 from .counters import Counters
-from .settings import Endpoint, fingerprint_hex
+from .endpoint import Endpoint, fingerprint_hex
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ class Pve:
 
     @classmethod
     def of(cls, ep: Endpoint, counters: Counters | None = None) -> Pve:
-        return cls(ep.url, ep.node, ep.token_id, ep.secret, verify=ep.verify, fingerprint=ep.fingerprint,
+        return cls(ep.url, ep.node, ep.token_id, ep.secret(), verify=ep.verify, fingerprint=ep.fingerprint,
                    timeout=ep.timeout, task_timeout=ep.task_timeout, retries=ep.retries, clock=ep.clock, counters=counters)
 
     # ------------------------------------------------------------------ calls

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from .counters import Counters
-from .settings import Endpoint, fingerprint_hex
+from .endpoint import Endpoint, fingerprint_hex
 
 PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 
@@ -48,6 +48,7 @@ def get(ep: Endpoint, counters: Counters, path: str, **params: Any) -> Any | Non
     if not usable(ep):
         return None
     url = urlsplit(ep.url)
+    secret = ep.secret()  # a token file that is missing, empty or readable by others: said now, whoever asks
     try:
         context = _context(ep)  # a missing or malformed CA file: Pve says so, as it does for its own calls
     except (OSError, ValueError):
@@ -63,7 +64,7 @@ def get(ep: Endpoint, counters: Counters, path: str, **params: Any) -> Any | Non
                 return None  # not the pinned certificate: the token is not sent
         query = f"?{urlencode(params)}" if params else ""
         conn.request("GET", f"/api2/json/{path}{query}",
-                     headers={"Authorization": f"PVEAPIToken={ep.token_id}={ep.secret}", "Accept": "application/json"})
+                     headers={"Authorization": f"PVEAPIToken={ep.token_id}={secret}", "Accept": "application/json"})
         try:
             response = conn.getresponse()
             body = response.read()

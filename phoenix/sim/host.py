@@ -15,11 +15,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PhoenixError
+from ..pve.endpoint import Endpoint
 
 if TYPE_CHECKING:  # a run whose simulator is served by another process imports no asyncio
     import asyncio
@@ -29,16 +29,6 @@ OS_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "debian-12-standa
 CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate")
 CT_POWER = ("start", "shutdown", "stop")  # per-container durations in fakepve, applied here to every container
 SERVER_FILE = "server.json"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    url: str
-    node: str
-    token_id: str
-    token_file: Path
-    ca_file: Path
-    time_scale: float = 0.0  # real seconds per simulated PVE second
 
 
 def parse_task_seconds(text: str) -> dict[str, float]:
@@ -167,7 +157,8 @@ class SimHost:
             ready.wait(30)
             if failure or not ready.is_set():
                 raise PhoenixError(f"the simulated host did not start: {failure[0] if failure else 'timeout'}")
-            self.endpoint = Endpoint(pve.url, "pve1", TOKEN_ID, token_file, certfile, self.time_scale)
+            self.endpoint = Endpoint(pve.url, "pve1", TOKEN_ID, token_file, verify=str(certfile), clock=self.time_scale,
+                                     simulated=True)
             return self.endpoint
 
     def stop(self) -> None:
@@ -243,8 +234,7 @@ def served(state_dir: Path) -> tuple[Endpoint, int] | None:
         cmdline = Path(f"/proc/{pid}/cmdline")
         if cmdline.exists() and b"phoenix.sim" not in cmdline.read_bytes():
             return None  # the pid was reused: the server died without removing its file
-        return Endpoint(data["url"], data["node"], data["token_id"], Path(data["token_file"]), Path(data["ca_file"]),
-                        float(data.get("time_scale", 0.0))), pid
+        return Endpoint.from_json(data["endpoint"]), pid
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -252,9 +242,7 @@ def served(state_dir: Path) -> tuple[Endpoint, int] | None:
 def advertise(host: SimHost, endpoint: Endpoint) -> Path:
     """Write server.json, so runs of this state dir use this process's simulator."""
     path = host.dir / SERVER_FILE
-    _write_private(path, json.dumps({"pid": os.getpid(), "url": endpoint.url, "node": endpoint.node,
-                                     "token_id": endpoint.token_id, "token_file": str(endpoint.token_file),
-                                     "ca_file": str(endpoint.ca_file), "time_scale": endpoint.time_scale}) + "\n")
+    _write_private(path, json.dumps({"pid": os.getpid(), "endpoint": endpoint.to_json()}) + "\n")
     return path
 
 

@@ -37,8 +37,8 @@ from ..config.hypervisor import SshConfig
 from ..context import to_env, to_json
 from ..errors import PhoenixError
 from ..facts.node import NODE_FACTS_SCRIPT, NodeFacts, parse_node_facts
+from ..secrets import check_private_file
 from .base import CONTEXT_ENV, CONTEXT_JSON, LIB_PATH, RUN_DIR, SCRIPT_ENV, SECRETS_DIR, ExecResult, Output, ScriptRun
-from .secrets import check_private_file
 
 TAIL_LINES = 20
 KILL_AFTER_S = 10          # the guest-side `timeout` sends KILL this long after TERM

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -171,12 +172,10 @@ def test_pinned_fingerprint_is_checked(checkout: Checkout):
 
     from phoenix.errors import PhoenixError
     from phoenix.pve.client import Pve
-    from phoenix.transport.secrets import read_secret
-
     ep = checkout.sim.start()
-    der = ssl.PEM_cert_to_DER_cert(ep.ca_file.read_text())
+    der = ssl.PEM_cert_to_DER_cert(Path(str(ep.verify)).read_text())
     right = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
-    token = read_secret(ep.token_file)
+    token = ep.secret()
     assert Pve(ep.url, ep.node, ep.token_id, token, fingerprint=right).get("version")["version"]
     wrong = ":".join(["00"] * 32)
     with pytest.raises(PhoenixError, match="cannot reach Proxmox"):
@@ -191,8 +190,6 @@ def test_tasks_are_polled_on_the_hosts_clock(tmp_path, clock: float):
     PVE second lasts 10 ms is polled 100 times as often (never more often than every millisecond)."""
     from phoenix.pve.client import Pve
     from phoenix.sim.host import SimHost
-    from phoenix.transport.secrets import read_secret
-
     sim = SimHost(tmp_path / "sim", time_scale=0.01, ct_secs={"start": 30})  # a start takes 0.3 s
     ep = sim.start()
     try:
@@ -203,7 +200,7 @@ def test_tasks_are_polled_on_the_hosts_clock(tmp_path, clock: float):
             naps.append(seconds)
             time.sleep(min(seconds, 0.05))
 
-        pve = Pve(ep.url, ep.node, ep.token_id, read_secret(ep.token_file), verify=str(ep.ca_file), sleep=sleep, clock=clock)
+        pve = Pve(ep.url, ep.node, ep.token_id, ep.secret(), verify=ep.verify, sleep=sleep, clock=clock)
         pve.run("POST", "nodes/pve1/lxc/990/status/start")
         assert sim.pve.ct(990).status == "running"
         want = [max(0.001, 0.02 * 1.3 ** i * clock) for i in range(3)]

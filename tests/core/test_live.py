@@ -4,6 +4,7 @@ _FINGERPRINT)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +12,7 @@ from phoenix.facts.guests import parse_resources
 from phoenix.pve import reader
 from phoenix.pve.client import Pve
 from phoenix.pve.counters import Counters
-from phoenix.pve.settings import Endpoint
-from phoenix.transport.secrets import read_secret
+from phoenix.pve.endpoint import Endpoint
 
 LIVE = all(os.environ.get(f"PHOENIX_PVE_{k}") for k in ("URL", "TOKEN_ID", "TOKEN_FILE"))
 pytestmark = [pytest.mark.live, pytest.mark.skipif(not LIVE, reason="no real Proxmox host configured (PHOENIX_PVE_*)")]
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.live, pytest.mark.skipif(not LIVE, reason="no real Pro
 def endpoint() -> Endpoint:
     env = os.environ
     return Endpoint(env["PHOENIX_PVE_URL"], env.get("PHOENIX_PVE_NODE", "pve1"), env["PHOENIX_PVE_TOKEN_ID"],
-                    read_secret(env["PHOENIX_PVE_TOKEN_FILE"]), verify=env.get("PHOENIX_PVE_CA_FILE") or True,
+                    Path(env["PHOENIX_PVE_TOKEN_FILE"]), verify=env.get("PHOENIX_PVE_CA_FILE") or True,
                     fingerprint=env.get("PHOENIX_PVE_FINGERPRINT") or None)
 
 

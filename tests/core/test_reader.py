@@ -17,9 +17,8 @@ import pytest
 from phoenix.pve import reader
 from phoenix.pve.client import ApiError, Pve
 from phoenix.pve.counters import Counters
-from phoenix.pve.settings import Endpoint
+from phoenix.pve.endpoint import Endpoint
 from phoenix.sim.host import SimHost
-from phoenix.transport.secrets import read_secret
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimHost]:
 def ep(sim: SimHost) -> Endpoint:
     e = sim.endpoint
     assert e is not None
-    return Endpoint(e.url, e.node, e.token_id, read_secret(e.token_file), verify=str(e.ca_file), timeout=10, retries=0)
+    return dataclasses.replace(e, timeout=10, retries=0)
 
 
 def fingerprint_of(ep: Endpoint) -> str:
@@ -97,15 +96,18 @@ def test_a_proxy_in_the_environment_is_left_to_pve(sim: SimHost, ep: Endpoint, m
     assert counters.retries == 0
 
 
-def test_a_refusal_is_left_to_pve_which_explains_it(sim: SimHost, ep: Endpoint):
-    bad = dataclasses.replace(ep, secret="00000000-0000-0000-0000-000000000000")
+def test_a_refusal_is_left_to_pve_which_explains_it(sim: SimHost, ep: Endpoint, tmp_path: Path):
+    token = tmp_path / "wrong-token"
+    token.write_text("00000000-0000-0000-0000-000000000000\n")
+    token.chmod(0o600)
+    bad = dataclasses.replace(ep, token_file=token)
     counters = Counters()
     assert listed(sim, bad, counters) == (None, 1)
     assert (counters.reads, counters.retries) == (1, 1)
     with pytest.raises(ApiError) as refused:
         Pve.of(bad, counters).get("cluster/resources", type="vm")
     assert refused.value.status == 401
-    assert bad.secret not in str(refused.value)
+    assert bad.secret() not in str(refused.value)
 
 
 def test_a_dropped_connection_is_left_to_pve(sim: SimHost, ep: Endpoint):

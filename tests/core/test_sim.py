@@ -82,8 +82,8 @@ def test_a_stale_server_file_is_ignored(tmp_path: Path):
     state = tmp_path / "sim"
     state.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    record = {"pid": int(dead.stdout), "url": "https://127.0.0.1:9", "node": "pve1", "token_id": "root@pam!phoenix",
-              "token_file": str(state / "token"), "ca_file": str(state / "fakepve.crt")}
+    record = {"pid": int(dead.stdout), "endpoint": {"url": "https://127.0.0.1:9", "node": "pve1", "token_id": "root@pam!phoenix",
+              "token_file": str(state / "token"), "verify": str(state / "fakepve.crt")}}
     (state / SERVER_FILE).write_text(json.dumps(record))
     assert served(state) is None  # the process is gone
     record["pid"] = os.getpid()  # alive, but not a simulator (a reused pid)

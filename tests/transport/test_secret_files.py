@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from phoenix.errors import PhoenixError
-from phoenix.transport.secrets import PLACEHOLDER_PREFIX, ensure_placeholder_secret, read_secret
+from phoenix.secrets import PLACEHOLDER_PREFIX, ensure_placeholder_secret, read_secret
 
 VALUE = "hf_s3cr3t-VALUE"
 

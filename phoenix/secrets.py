@@ -1,4 +1,5 @@
-"""Token files: read them the way ssh reads private keys (refuse loose permissions), never log them.
+"""Secrets: their names, and the token files that hold them, read the way ssh reads private keys
+(loose permissions refused), never logged.
 
 A secret's value is returned to the caller and goes nowhere else: not into an exception message,
 not into a log line. Messages name the file, its mode and the command that fixes the problem.
@@ -12,8 +13,11 @@ import stat
 import tempfile
 from pathlib import Path
 
-from ..errors import PhoenixError
+from .errors import PhoenixError
 
+# The secrets scripts may ask for (`# @phoenix secret: NAME`): each is the file `secrets.NAME_file` of the
+# hypervisor config, delivered into guests as /etc/phoenix/secrets/NAME. Defined here, once.
+SECRET_NAMES = ("hf_token", "docker_token", "portainer_password")
 PLACEHOLDER_PREFIX = "phoenix-simulated-placeholder"
 
 
