@@ -1,1 +1,1 @@
-"""Reaching inside guests and making root-only settings: the node transport (simulated or SSH)."""
+"""The Proxmox node beyond its API: a shell on it (SSH), `pct` over that shell, node facts; or the simulated node."""

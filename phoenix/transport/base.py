@@ -1,14 +1,14 @@
-"""The node transport interface: what Phoenix needs from the Proxmox node beyond the API.
+"""What a script run in a guest is, how it ended, and the guest-side layout every feature script relies on.
 
-Proxmox has no API to run a command inside a container, and some settings (devN, bind mounts,
-feature flags other than nesting) are refused to API tokens. A transport does exactly those
-things: `pct push`/`pct exec` for scripts, `pct set` for root-only settings, and reading node facts.
+Scripts reach the guest with `pct exec` only (phoenix.transport.pct): the files are written by a
+`sh -s` script read from stdin, then the script runs; nothing is copied with `pct push`.
 
 Guest-side layout (the contract every feature script relies on):
 
     /etc/phoenix/context.json      the guest's resolved config (see phoenix.context)
     /etc/phoenix/context.env       the same, flattened to PHX_* shell variables (sourceable)
-    /etc/phoenix/secrets/<name>    secret files, mode 0600 (hf_token, docker_token, portainer_password)
+    /etc/phoenix/secrets/<name>    secret files, mode 0600 (hf_token, docker_token, portainer_password);
+                                   Pct.remove_secrets empties it (before a template snapshot)
     /opt/phoenix/lib/phoenix-common.sh   the shared shell library
     /opt/phoenix/run/<name>        the script being run
 
@@ -20,9 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-from ..facts.node import NodeFacts
 
 CONTEXT_JSON = "/etc/phoenix/context.json"
 CONTEXT_ENV = "/etc/phoenix/context.env"
@@ -68,21 +65,3 @@ class ExecResult:
 
 
 Output = Callable[[str], None]
-
-
-class NodeTransport(Protocol):
-    """Implemented by SimulatedTransport and SshTransport; safe to share between doit threads."""
-
-    simulated: bool
-
-    def run_script(self, run: ScriptRun, output: Output) -> ExecResult:
-        """Deliver context, secrets, lib and script into the guest, run it, stream its lines to output."""
-
-    def pct_set(self, ctid: int, options: dict[str, str]) -> None:
-        """`pct set <ctid> --key value ...` on the node, for settings only root@pam may make."""
-
-    def node_facts(self) -> NodeFacts:
-        """Driver version and NVIDIA device nodes of the node."""
-
-    def close(self) -> None:
-        """Release connections."""

@@ -1,7 +1,8 @@
-"""The simulated node transport: records what would run, runs nothing.
+"""The simulated node: records what would run, runs nothing.
 
-Each call becomes one JSON line in the record file (what, where, the script's sha256, the context keys,
-the *names* of the secrets). Secret values are never written anywhere.
+Each operation becomes one JSON line in the record file (what, where, the script's sha256, the context
+keys, the *names* of the secrets). Secret values are never written anywhere. The simulated node has
+two GPUs (facts()) and every host path: missing_paths() is always [] (relative paths are still refused).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import PhoenixError
 from ..facts.node import NodeFacts
 from .base import ExecResult, Output, ScriptRun
+from .node import require_absolute
 
 SIMULATED_DEVICES = ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 
@@ -27,21 +30,26 @@ def _sha256(path: Path) -> str:
         raise PhoenixError(f"cannot read script {path}: {e.strerror}") from None
 
 
-class SimulatedTransport:
-    """A NodeTransport for the simulated host; safe to share between threads."""
+class Recorder:
+    """Appends one JSON line per operation to a file; safe to share between threads."""
 
-    simulated = True
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.lock = threading.Lock()
 
-    def __init__(self, record_path: Path):
-        self.record_path = Path(record_path)
-        self._lock = threading.Lock()
-
-    def _record(self, entry: dict[str, Any]) -> None:
+    def __call__(self, entry: dict[str, Any]) -> None:
         line = json.dumps({"time": round(time.time(), 3), **entry}, sort_keys=True) + "\n"
-        with self._lock:
-            self.record_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.record_path.open("a", encoding="utf-8") as f:
+        with self.lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
                 f.write(line)
+
+
+class SimulatedPct:
+    """Container operations of the simulated node: recorded, not run."""
+
+    def __init__(self, record: Recorder):
+        self._record = record
 
     def run_script(self, run: ScriptRun, output: Output) -> ExecResult:
         script_sha = _sha256(run.script)
@@ -60,17 +68,38 @@ class SimulatedTransport:
         line = f"[{run.layer} {run.name}] simulated: would run {run.name} (sha256 {script_sha[:12]})"
         output(line)
         if run.log_path is not None:
-            with self._lock:
+            with self._record.lock:
                 run.log_path.parent.mkdir(parents=True, exist_ok=True)
                 with run.log_path.open("a", encoding="utf-8") as f:
                     f.write(line + "\n")
         return ExecResult(exit_status=0, seconds=0.0, tail=(), simulated=True)
 
-    def pct_set(self, ctid: int, options: dict[str, str]) -> None:
-        self._record({"op": "pct_set", "ctid": int(ctid), "options": {k: str(v) for k, v in options.items()}})
+    def set(self, vmid: int, options: dict[str, str]) -> None:
+        self._record({"op": "pct_set", "ctid": int(vmid), "options": {k: str(v) for k, v in options.items()}})
 
-    def node_facts(self) -> NodeFacts:
+    def remove_secrets(self, vmid: int) -> None:
+        self._record({"op": "remove_secrets", "ctid": int(vmid)})
+
+
+class SimulatedNode:
+    """A Node for the simulated host; safe to share between threads."""
+
+    simulated = True
+
+    def __init__(self, record_path: Path):
+        self.record_path = Path(record_path)
+        self.pct = SimulatedPct(Recorder(self.record_path))
+
+    def facts(self) -> NodeFacts:
         return NodeFacts(nvidia_driver_version=None, nvidia_devices=SIMULATED_DEVICES, simulated=True)
+
+    def missing_paths(self, paths: Sequence[str]) -> list[str]:
+        """Always []: the simulated node has every host path."""
+        require_absolute(paths)
+        return []
+
+    def check(self) -> None:
+        """Nothing to reach."""
 
     def close(self) -> None:
         pass

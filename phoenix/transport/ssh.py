@@ -1,181 +1,48 @@
-"""The SSH node transport: `pct exec` / `pct set` and node facts over one paramiko connection.
+"""SshShell: a Shell over one paramiko connection to a node (connect, host keys, log in, run, put files).
 
-One SSH connection (a paramiko Transport) is opened lazily and shared by every thread; each command
-gets its own channel on it. Host keys are checked against known_hosts or a pinned SHA256 fingerprint;
-an unknown or changed key is an error that shows the server's fingerprint and how to trust it.
+One SSH connection (a paramiko Transport) is opened lazily and shared by every thread; each command,
+and each file upload, gets its own channel on it. Host keys are checked against known_hosts or a
+pinned SHA256 fingerprint (phoenix.transport.hostkeys): an unknown or changed key is an error that
+shows the server's fingerprint and how to trust it, and nothing is run. Login is by public key only:
+ssh.key_file and/or the keys of ssh-agent.
 
-A script run is two commands. First `pct exec CTID -- sh -s -- DIRS... PATHS...` creates the guest
-layout (see phoenix.transport.base) and writes every file: the paths are on the command line, the
-contents only on the channel's stdin (base64 here-documents in the script `sh -s` reads), each
-written through a 0600 temp file and renamed into place. So secret values never appear on a command
-line, in a log, or on the node's disk. Then `pct exec CTID -- sh -c 'exec "$@" 2>&1' sh timeout ...
-env PHOENIX_*=... /bin/bash /opt/phoenix/run/NAME` runs the script; its lines are streamed as they come.
-The guest needs sh, base64 and timeout (coreutils: every Debian/Ubuntu template has them).
-Every command line is built from shlex.quote'd words.
+Files are put over SFTP on the same connection: written inside a fresh 0700 staging directory next to
+the destination, given their mode, then renamed over the destination (posix-rename@openssh.com), so
+a reader sees the old file or the whole new one, never part of it, and nobody else can open the file
+while it is being written. The node's sshd needs the sftp subsystem (Debian: openssh-sftp-server).
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
-import math
-import re
+import errno
+import os
+import posixpath
 import select
-import shlex
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from contextlib import suppress
+from typing import TYPE_CHECKING
 
 import paramiko
 
-from ..config.hypervisor import SshConfig
-from ..context import to_env, to_json
 from ..errors import PhoenixError
-from ..facts.node import NODE_FACTS_SCRIPT, NodeFacts, parse_node_facts
 from ..secrets import check_private_file
-from .base import CONTEXT_ENV, CONTEXT_JSON, LIB_PATH, RUN_DIR, SCRIPT_ENV, SECRETS_DIR, ExecResult, Output, ScriptRun
+from .hostkeys import check_host_key, fingerprint, preferred_key_types, read_known_hosts
+from .shell import Completed
 
-TAIL_LINES = 20
-KILL_AFTER_S = 10          # the guest-side `timeout` sends KILL this long after TERM
-CLIENT_GRACE_S = 15        # the channel is closed this long after run.timeout_s if the guest has not ended it
-_OPTION_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..config.hypervisor import SshConfig
+
 _CHANNEL_ERRORS = (paramiko.SSHException, EOFError, OSError)
+SFTP_TIMEOUT_S = 300.0     # for each SFTP request (not the whole upload)
+STAGING_PREFIX = ".phoenix-put-"
 
 
-# ---------------------------------------------------------------- pure helpers
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """SHA256:… as `ssh-keygen -lf` prints it."""
-    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
-
-
-def _short_type(key_type: str) -> str:
-    """ed25519 for ssh-ed25519, as ssh-keyscan -t and /etc/ssh/ssh_host_<type>_key name it."""
-    if "ed25519" in key_type:
-        return "ed25519"
-    if key_type.startswith("ecdsa"):
-        return "ecdsa"
-    if "rsa" in key_type:
-        return "rsa"
-    return key_type
-
-
-def check_host_key(key: paramiko.PKey, host: str, port: int, known_hosts: str, pinned: str | None, node: str = "") -> None:
-    """Accept the server's key if it matches the pinned fingerprint, or else a known_hosts entry; else PhoenixError."""
-    fp, ktype = fingerprint(key), key.get_name()
-    where = f"node {node} ({host}:{port})" if node else f"{host}:{port}"
-    check_on_node = f"    ssh-keygen -lf /etc/ssh/ssh_host_{_short_type(ktype)}_key.pub"
-    if pinned:
-        if fp == pinned.rstrip("="):
-            return
-        raise PhoenixError(
-            f"SSH host key of {where} does not match ssh.host_key_fingerprint:\n"
-            f"    pinned:    {pinned}\n    presented: {ktype} {fp}\n"
-            "This is either a reinstalled node (new host key) or someone in the middle. Nothing was run.\n"
-            f"Check the key on the node's console:\n{check_on_node}\n"
-            f'and if it prints {fp}, set "host_key_fingerprint": "{fp}" in the hypervisor config.'
-        )
-    path = Path(known_hosts).expanduser()
-    keys = paramiko.HostKeys()
-    if path.is_file():
-        try:
-            keys.load(str(path))
-        except (OSError, paramiko.SSHException) as e:
-            raise PhoenixError(f"cannot read known_hosts file {path}: {e}") from None
-    name = known_hosts_name(host, port)
-    entries = keys.lookup(name) or {}
-    known = entries.get(ktype)
-    if known is not None and known == key:
-        return
-    trust = (
-        f"Check the key on the node's console:\n{check_on_node}\n"
-        f"and if it prints {fp}, trust it either by adding it to {path}:\n"
-        f"    ssh-keyscan -p {port} -t {_short_type(ktype)} {host} >> {path}    "
-        "(then `ssh-keygen -lf` that line: it must show the same fingerprint)\n"
-        f'or by pinning it in the hypervisor config: "ssh": {{"host_key_fingerprint": "{fp}"}}'
-    )
-    if entries:
-        old = ", ".join(f"{t} {fingerprint(k)}" for t, k in entries.items())
-        raise PhoenixError(
-            f"SSH host key of {where} has CHANGED: {path} has {old} for {name}, the server presented {ktype} {fp}.\n"
-            "This is either a reinstalled node or someone in the middle. Nothing was run.\n"
-            f"If the node was reinstalled, remove the old entry:\n    ssh-keygen -R {shlex.quote(name)} -f {path}\n" + trust
-        )
-    raise PhoenixError(
-        f"SSH host key of {where} is unknown: the server presented {ktype} {fp}, and {path} has no entry for {name}.\n"
-        "Phoenix never trusts an unknown host key automatically. Nothing was run.\n" + trust
-    )
-
-
-def preferred_key_types(available: Sequence[str], known: Iterable[str]) -> list[str]:
-    """Host key algorithms with those known_hosts has for this host first (ssh-rsa also means rsa-sha2-*)."""
-    wanted: set[str] = set()
-    for t in known:
-        wanted |= {t, "rsa-sha2-512", "rsa-sha2-256"} if t == "ssh-rsa" else {t}
-    return [t for t in available if t in wanted] + [t for t in available if t not in wanted]
-
-
-def _file_name_ok(name: str) -> bool:
-    """Any single path component will do (it is quoted everywhere): not empty, no '/', no NUL, not '.' or '..'."""
-    return bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")
-
-
-def q(words: Iterable[object]) -> str:
-    """One shell command line, every word quoted."""
-    return " ".join(shlex.quote(str(w)) for w in words)
-
-
-# ---------------------------------------------------------------- the transport
-
-
-@dataclass(frozen=True)
-class Completed:
-    exit_status: int          # -1 when the server sent none (killed by a signal, channel closed)
-    stdout: bytes
-    stderr: bytes
-    timed_out: bool = False
-    seconds: float = 0.0
-
-
-_HEREDOC_END = "PHOENIX_EOF"   # 11 characters: never a line of base64, whose lines are multiples of 4 long
-
-
-def delivery(files: Sequence[tuple[str, int, bytes]]) -> tuple[list[str], bytes]:
-    """The argv (after `pct exec CTID --`) and the stdin that, in one go, create the Phoenix directories in the
-    guest and write `files` (guest path, mode, content), each through a 0600 temp file renamed into place.
-
-    Paths travel on the command line, contents never: they are base64 here-documents inside the
-    script that `sh -s` reads from stdin.
-    """
-    dirs = [str(Path(CONTEXT_JSON).parent), str(Path(LIB_PATH).parent), RUN_DIR, SECRETS_DIR]
-    argv = ["sh", "-s", "--", *dirs, *(path for path, _, _ in files)]
-    lines = [
-        "set -eu",
-        'umask 022; mkdir -p "$1" "$2" "$3"',
-        'umask 077; mkdir -p "$4"; chmod 700 "$4"',
-        'put() { base64 -d > "$1.phoenix-tmp"; chmod "$2" "$1.phoenix-tmp"; mv -f "$1.phoenix-tmp" "$1"; }',
-    ]
-    for i, (_, mode, content) in enumerate(files, start=len(dirs) + 1):
-        encoded = base64.encodebytes(content).decode().rstrip("\n")
-        lines += [f'put "${{{i}}}" {mode:o} <<\'{_HEREDOC_END}\'', encoded, _HEREDOC_END]
-    lines.append("exit 0")
-    return argv, ("\n".join(lines) + "\n").encode()
-
-
-class SshTransport:
-    """NodeTransport over SSH to the Proxmox node; safe to share between threads."""
-
-    simulated = False
+class SshShell:
+    """Shell over SSH to one node; safe to share between threads."""
 
     def __init__(self, cfg: SshConfig, default_host: str, node: str):
         self.cfg = cfg
@@ -183,13 +50,13 @@ class SshTransport:
         self.port = cfg.port
         self.node = node
         self._lock = threading.Lock()        # guards connecting and self._transport
-        self._log_lock = threading.Lock()
         self._transport: paramiko.Transport | None = None
 
     # -- connection
 
     @property
-    def _where(self) -> str:
+    def where(self) -> str:
+        """user@host:port (node NAME), for messages."""
         return f"{self.cfg.user}@{self.host}:{self.port} (node {self.node})"
 
     def _connect(self) -> paramiko.Transport:
@@ -197,24 +64,22 @@ class SshTransport:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=timeout)
         except OSError as e:
-            raise PhoenixError(f"cannot reach {self._where} over SSH: {e.strerror or e}") from None
+            raise PhoenixError(
+                f"cannot reach {self.where} over SSH: {e.strerror or e}. "
+                "Check ssh.host and ssh.port in the hypervisor config, and that sshd runs on the node."
+            ) from None
         t = paramiko.Transport(sock)
         ok = False
         try:
             t.banner_timeout = t.handshake_timeout = t.auth_timeout = timeout
             if not self.cfg.host_key_fingerprint:
-                entries = paramiko.HostKeys()
-                path = Path(self.cfg.known_hosts).expanduser()
-                if path.is_file():
-                    with contextlib.suppress(OSError, paramiko.SSHException):
-                        entries.load(str(path))
-                known = entries.lookup(known_hosts_name(self.host, self.port)) or {}
+                known = read_known_hosts(self.cfg.known_hosts, self.host, self.port, strict=False)
                 opts = t.get_security_options()
                 opts.key_types = preferred_key_types(list(opts.key_types), known.keys())
             try:
                 t.start_client(timeout=timeout)
-            except (paramiko.SSHException, EOFError, OSError) as e:
-                raise PhoenixError(f"SSH handshake with {self._where} failed: {e}") from None
+            except _CHANNEL_ERRORS as e:
+                raise PhoenixError(f"SSH handshake with {self.where} failed: {e}") from None
             check_host_key(t.get_remote_server_key(), self.host, self.port, self.cfg.known_hosts,
                            self.cfg.host_key_fingerprint, self.node)
             self._authenticate(t)
@@ -249,8 +114,8 @@ class SshTransport:
                     t.auth_publickey(self.cfg.user, key)
                 except paramiko.AuthenticationException:
                     continue
-                except (paramiko.SSHException, EOFError, OSError) as e:
-                    raise PhoenixError(f"SSH authentication with {self._where} failed: {e}") from None
+                except _CHANNEL_ERRORS as e:
+                    raise PhoenixError(f"SSH authentication with {self.where} failed: {e}") from None
                 if t.is_authenticated():
                     return
         finally:
@@ -258,11 +123,11 @@ class SshTransport:
                 agent.close()
         if not tried:
             raise PhoenixError(
-                f"no SSH key to log in to {self._where}: set ssh.key_file, or load a key into ssh-agent "
+                f"no SSH key to log in to {self.where}: set ssh.key_file, or load a key into ssh-agent "
                 "(SSH_AUTH_SOCK) with ssh.use_agent on"
             )
         raise PhoenixError(
-            f"SSH key authentication to {self._where} failed; tried: {'; '.join(tried)}. "
+            f"SSH key authentication to {self.where} failed; tried: {'; '.join(tried)}. "
             f"Add the public key to ~{self.cfg.user}/.ssh/authorized_keys on the node."
         )
 
@@ -283,7 +148,7 @@ class SshTransport:
             return t.open_session(timeout=self.cfg.connect_timeout_s)
         except paramiko.ChannelException as e:   # the server said no; the connection (and others' channels) is fine
             raise PhoenixError(
-                f"{self._where} refused a new SSH channel ({e}): sshd's MaxSessions (default 10) limits how many "
+                f"{self.where} refused a new SSH channel ({e}): sshd's MaxSessions (default 10) limits how many "
                 "commands one connection may run at once; run fewer tasks in parallel or raise MaxSessions"
             ) from None
         except _CHANNEL_ERRORS:
@@ -292,7 +157,11 @@ class SshTransport:
         try:
             return t.open_session(timeout=self.cfg.connect_timeout_s)
         except _CHANNEL_ERRORS as e:
-            raise PhoenixError(f"cannot open an SSH channel to {self._where}: {e}") from None
+            raise PhoenixError(f"cannot open an SSH channel to {self.where}: {e}") from None
+
+    def check(self) -> None:
+        """Connect, verify the host key and log in (or find the connection up); runs nothing on the node."""
+        self._get_transport()
 
     def close(self) -> None:
         with self._lock:
@@ -300,7 +169,7 @@ class SshTransport:
                 self._transport.close()
                 self._transport = None
 
-    def __enter__(self) -> SshTransport:
+    def __enter__(self) -> SshShell:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -326,7 +195,7 @@ class SshTransport:
                     chan.sendall(stdin)
                 chan.shutdown_write()
             except _CHANNEL_ERRORS as e:  # socket.timeout is an OSError
-                raise PhoenixError(f"SSH command on {self._where} failed to start: {e}") from None
+                raise PhoenixError(f"SSH command on {self.where} failed to start: {e}") from None
             while True:
                 got = False
                 while chan.recv_ready():
@@ -355,93 +224,59 @@ class SshTransport:
         finally:
             chan.close()
 
-    def _pct_exec(self, ctid: int, argv: Sequence[object], *, stdin: bytes = b"", what: str) -> Completed:
-        done = self.execute(q(["pct", "exec", int(ctid), "--", *argv]), stdin=stdin, timeout_s=300)
-        if done.exit_status != 0:
-            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
-            status = "timed out" if done.timed_out else f"exit {done.exit_status}"
-            raise PhoenixError(f"could not {what} in CT {ctid} on node {self.node} ({status}): {detail or 'no output'}")
-        return done
+    # -- files
 
-    def deliver(self, run: ScriptRun) -> None:
-        """Put context, secrets, lib and script into the guest (see phoenix.transport.base for the layout)."""
-        if not _file_name_ok(run.name):
-            raise PhoenixError(f"script name {run.name!r} cannot be a file name in {RUN_DIR}")
-        bad = [n for n in run.secrets if not _file_name_ok(n)]
-        if bad:
-            raise PhoenixError(f"secret name(s) {', '.join(map(repr, bad))} cannot be file names in {SECRETS_DIR}")
+    def _sftp(self) -> paramiko.SFTPClient:
+        chan = self._open_channel()
         try:
-            script, lib = run.script.read_bytes(), run.lib.read_bytes()
-        except OSError as e:
-            raise PhoenixError(f"cannot read {e.filename}: {e.strerror}") from None
-        files = [(CONTEXT_JSON, 0o644, to_json(run.context).encode()), (CONTEXT_ENV, 0o644, to_env(run.context).encode())]
-        files += [(f"{SECRETS_DIR}/{name}", 0o600, value.encode()) for name, value in run.secrets.items()]
-        files += [(LIB_PATH, 0o644, lib), (run.guest_path, 0o755, script)]
-        argv, stdin = delivery(files)
-        self._pct_exec(run.ctid, argv, stdin=stdin, what=f"deliver context, secrets, lib and script {run.name!r}")
+            chan.settimeout(SFTP_TIMEOUT_S)
+            chan.invoke_subsystem("sftp")
+            return paramiko.SFTPClient(chan)
+        except _CHANNEL_ERRORS as e:
+            chan.close()
+            raise PhoenixError(
+                f"cannot start SFTP on {self.where}: {e or type(e).__name__}. The node's sshd must offer the sftp "
+                "subsystem (`Subsystem sftp ...` in /etc/ssh/sshd_config; Debian package openssh-sftp-server)."
+            ) from None
 
-    def run_script(self, run: ScriptRun, output: Output) -> ExecResult:
-        start = time.monotonic()
-        self.deliver(run)
-        prefix = f"[{run.layer} {run.name}] "
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-        pending = bytearray()
-        log = None
-        if run.log_path is not None:
-            run.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = run.log_path.open("a", encoding="utf-8")
+    def put_file(self, path: str, data: bytes, mode: int) -> None:
+        """Write data to the absolute path on the node, with mode; replaces a file there atomically.
 
-        def emit(raw: bytes) -> None:
-            line = raw.decode("utf-8", "replace").rstrip("\r")
-            tail.append(line)
-            output(prefix + line)
-            if log is not None:
-                with self._log_lock:
-                    log.write(prefix + line + "\n")
-                    log.flush()
-
-        def on_output(data: bytes) -> None:
-            pending.extend(data)
-            while (i := pending.find(b"\n")) >= 0:
-                emit(bytes(pending[:i]))
-                del pending[: i + 1]
-
-        remaining = max(1.0, run.timeout_s - (time.monotonic() - start))   # delivery counts against the timeout
-        seconds = max(1, math.ceil(remaining))
-        env = [f"{k}={v}" for k, v in SCRIPT_ENV.items()]
-        # `timeout` in the guest kills the script's whole process group; closing the channel alone would not.
-        # stderr joins stdout in the guest, so lines keep their order (sshd reads two pipes otherwise).
-        command = q(["pct", "exec", int(run.ctid), "--", "sh", "-c", 'exec "$@" 2>&1', "sh",
-                     "timeout", f"--kill-after={KILL_AFTER_S}", seconds, "env", *env, "/bin/bash", run.guest_path])
+        The parent directory must exist. PhoenixError naming the node, the path and the step that failed;
+        what was written so far is removed."""
+        parent, name = posixpath.split(path)
+        if not path.startswith("/") or not name or name in (".", "..") or "\0" in path:
+            raise PhoenixError(f"cannot put a file at {path!r} on {self.where}: not an absolute path to a file")
+        staging = posixpath.join(parent, f"{STAGING_PREFIX}{os.urandom(8).hex()}")
+        temp = posixpath.join(staging, name)
+        sftp = self._sftp()
+        step, made = f"creating the staging directory {staging}", False
         try:
-            done = self.execute(command, timeout_s=remaining + KILL_AFTER_S + CLIENT_GRACE_S,
-                                on_output=on_output)
-            if pending:
-                emit(bytes(pending))
+            sftp.mkdir(staging, 0o700)
+            made = True
+            sftp.chmod(staging, 0o700)        # whatever the server's umask did: only the owner may enter
+            step = f"writing {temp}"
+            with sftp.open(temp, "wx") as f:
+                f.set_pipelined(True)
+                f.write(data)
+                f.chmod(mode & 0o7777)
+            step = f"renaming {temp} over {path}"
+            sftp.posix_rename(temp, path)
+            step = f"removing the (now empty) staging directory {staging}"
+            sftp.rmdir(staging)
+        except _CHANNEL_ERRORS as e:
+            left = ""
+            if made:
+                with suppress(*_CHANNEL_ERRORS):
+                    sftp.remove(temp)
+                try:
+                    sftp.rmdir(staging)
+                except _CHANNEL_ERRORS:
+                    left = f" Remove the leftover {staging} on the node."
+            hint = ""
+            if not made and isinstance(e, OSError) and e.errno == errno.ENOENT:
+                hint = f" The directory {parent} does not exist on the node."
+            reason = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
+            raise PhoenixError(f"cannot put {path} on {self.where}: {step} failed: {reason}.{hint}{left}") from None
         finally:
-            if log is not None:
-                log.close()
-        elapsed = time.monotonic() - start
-        timed_out = done.timed_out or (done.exit_status in (124, 137) and elapsed >= run.timeout_s)
-        return ExecResult(exit_status=done.exit_status, seconds=elapsed, tail=tuple(tail), timed_out=timed_out)
-
-    def pct_set(self, ctid: int, options: dict[str, str]) -> None:
-        if not options:
-            return
-        bad = [k for k in options if not _OPTION_KEY.match(k)]
-        if bad:
-            raise PhoenixError(f"invalid pct option name(s): {', '.join(map(repr, bad))}")
-        argv: list[object] = ["pct", "set", int(ctid)]
-        for k, v in options.items():
-            argv += [f"--{k}", v]
-        done = self.execute(q(argv), timeout_s=300)
-        if done.exit_status != 0:
-            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()
-            raise PhoenixError(f"`pct set {ctid}` on node {self.node} failed (exit {done.exit_status}): {detail or 'no output'}")
-
-    def node_facts(self) -> NodeFacts:
-        done = self.execute(q(["sh", "-c", NODE_FACTS_SCRIPT]), timeout_s=60)
-        if done.exit_status != 0:
-            detail = done.stderr.decode("utf-8", "replace").strip()
-            raise PhoenixError(f"reading node facts on {self._where} failed (exit {done.exit_status}): {detail}")
-        return parse_node_facts(done.stdout.decode("utf-8", "replace"))
+            sftp.close()

@@ -1,7 +1,8 @@
-"""A real OpenSSH server on 127.0.0.1 for the SSH transport tests, with a stand-in `pct` on its PATH.
+"""A real OpenSSH server on 127.0.0.1 for the SSH shell, pct and node tests, with a stand-in `pct` on its PATH.
 
-The session fixture installs nothing. It needs /usr/sbin/sshd (Debian: openssh-server, listed in
-.ci/apt-transport.txt); without it the SSH tests are skipped locally and FAIL when CI=true.
+The session fixture installs nothing. It needs /usr/sbin/sshd and sftp-server (Debian: openssh-server and
+openssh-sftp-server, listed in .ci/apt-transport.txt); without them the SSH tests are skipped locally and
+FAIL when CI=true.
 
 It generates an ed25519 host key and client key with `cryptography`, writes an sshd_config
 (127.0.0.1, a free port, no PAM, no passwords, StrictModes no, PidFile and AuthorizedKeysFile in tmp,
@@ -12,9 +13,11 @@ and runs `sshd -D -f sshd_config -E sshd.log`. In that config:
   tests/transport/fakepct/pct.py (see its docstring for exactly what it fakes) and `nvidia-smi` is
   tests/transport/fakepct/nvidia-smi;
 * `ForceCommand` runs fakepct/record-command, which appends each command line the client sent to
-  node/ssh-commands.log, then runs it with the user's shell, as sshd itself would have.
+  node/ssh-commands.log, then runs it with the user's shell, as sshd itself would have;
+* `Subsystem sftp` is the system's sftp-server; under ForceCommand a subsystem request runs
+  record-command too, so each SFTP session shows in ssh-commands.log as the sftp-server path.
 
-The transport under test is the production SshTransport, unchanged: it sends plain `pct ...` lines.
+What is under test is the production SshShell, Pct and SshNode, unchanged: they send plain `pct ...` lines.
 
 As root, sshd needs its privilege separation directory /run/sshd; the fixture creates it (empty,
 0755) when it is missing, as the Debian package's tmpfiles.d entry would.
@@ -42,9 +45,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from phoenix.config.hypervisor import SshConfig
-from phoenix.transport.ssh import SshTransport
+from phoenix.transport.node import SshNode
+from phoenix.transport.ssh import SshShell
 
 SSHD = Path("/usr/sbin/sshd")
+SFTP_SERVERS = (Path("/usr/lib/openssh/sftp-server"), Path("/usr/libexec/openssh/sftp-server"), Path("/usr/lib/ssh/sftp-server"))
 FAKEPCT = Path(__file__).parent / "fakepct"
 
 
@@ -82,8 +87,11 @@ class SshServer:
                 "use_agent": False, "known_hosts": str(self.known_hosts), "connect_timeout_s": 10}
         return SshConfig(**{**base, **changes})
 
-    def transport(self, **changes: object) -> SshTransport:
-        return SshTransport(self.config(**changes), default_host="unused.invalid", node="pve-test")
+    def shell(self, **changes: object) -> SshShell:
+        return SshShell(self.config(**changes), default_host="unused.invalid", node="pve-test")
+
+    def node(self, **changes: object) -> SshNode:
+        return SshNode(self.shell(**changes), node="pve-test")
 
     def make_ct(self, ctid: int) -> Path:
         d = self.root / "ct" / str(ctid)
@@ -99,16 +107,27 @@ class SshServer:
         f = self.root / "ssh-commands.log"
         return f.read_text().split("\0")[:-1] if f.exists() else []
 
+    def accepted(self) -> int:
+        """How many logins sshd accepted so far."""
+        return self.log.read_text().count("Accepted publickey")
+
     def commands(self) -> list[list[str]]:
         """The argv of every `pct` invocation, in order."""
         f = self.root / "commands.jsonl"
         return [json.loads(x)["argv"] for x in f.read_text().splitlines()] if f.exists() else []
 
 
-def _require_sshd() -> None:
-    if SSHD.is_file() and os.access(SSHD, os.X_OK):
-        return
-    why = f"{SSHD} is missing: install openssh-server (listed in .ci/apt-transport.txt)"
+def _executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _require_sshd() -> Path:
+    """The sftp-server program; skips (or fails on CI) when it or sshd is missing."""
+    sftp = next((p for p in SFTP_SERVERS if _executable(p)), None)
+    if _executable(SSHD) and sftp is not None:
+        return sftp
+    missing = SSHD if not _executable(SSHD) else "sftp-server"
+    why = f"{missing} is missing: install openssh-server and openssh-sftp-server (listed in .ci/apt-transport.txt)"
     if os.environ.get("CI") == "true":
         pytest.fail(why + " — CI must install it; the SSH transport tests may not be skipped there", pytrace=False)
     pytest.skip(why)
@@ -116,7 +135,7 @@ def _require_sshd() -> None:
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    _require_sshd()
+    sftp_server = _require_sshd()
     tmp = tmp_path_factory.mktemp("sshd")
     os.chmod(tmp, 0o755)
     user = getpass.getuser()
@@ -153,6 +172,7 @@ AllowTcpForwarding no
 LogLevel DEBUG3
 SetEnv PATH={path} FAKEPCT_ROOT={root}
 ForceCommand {shlex.quote(str(FAKEPCT / "record-command"))}
+Subsystem sftp {sftp_server}
 """)
     if os.geteuid() == 0 and not Path("/run/sshd").is_dir():
         Path("/run/sshd").mkdir(mode=0o755, parents=True)
@@ -176,7 +196,7 @@ ForceCommand {shlex.quote(str(FAKEPCT / "record-command"))}
         known_hosts.write_text(f"[127.0.0.1]:{port} {host_line}\n")
         server = SshServer("127.0.0.1", port, user, tmp, client_key_path, host_key, host_line, known_hosts, root, log)
         # fail early, with sshd's log, if the login itself does not work here (e.g. a locked account)
-        t = server.transport()
+        t = server.shell()
         try:
             t.execute("true", timeout_s=20)
         except Exception as e:
@@ -194,7 +214,14 @@ ForceCommand {shlex.quote(str(FAKEPCT / "record-command"))}
 
 
 @pytest.fixture
-def transport(sshd: SshServer) -> Iterator[SshTransport]:
-    t = sshd.transport()
+def shell(sshd: SshServer) -> Iterator[SshShell]:
+    t = sshd.shell()
     yield t
     t.close()
+
+
+@pytest.fixture
+def node(sshd: SshServer) -> Iterator[SshNode]:
+    n = sshd.node()
+    yield n
+    n.close()

@@ -1,4 +1,4 @@
-"""Pure helpers of the SSH transport: node-facts parsing on recorded outputs, host key checks, delivery script."""
+"""Pure helpers of the transport: node-facts parsing on recorded outputs, host key checks, the command lines and scripts."""
 
 from __future__ import annotations
 
@@ -14,7 +14,16 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from phoenix.errors import PhoenixError
 from phoenix.facts.node import NODE_FACTS_SCRIPT, NodeFacts, parse_driver_version, parse_node_facts, parse_nvidia_devices
-from phoenix.transport.ssh import check_host_key, delivery, fingerprint, preferred_key_types, q
+from phoenix.transport.hostkeys import (
+    check_host_key,
+    fingerprint,
+    judge_host_key,
+    known_hosts_name,
+    preferred_key_types,
+)
+from phoenix.transport.node import missing_paths_command, parse_missing_paths
+from phoenix.transport.pct import REMOVE_SECRETS_SCRIPT, delivery, file_name_ok, pct_set_argv
+from phoenix.transport.shell import q
 
 # `nvidia-smi --query-gpu=driver_version --format=csv,noheader` on a 2-GPU node: one line per GPU
 SMI_TWO_GPUS = "550.54.14\n550.54.14\n"
@@ -155,3 +164,56 @@ def test_delivery_runs_in_sh_and_keeps_contents_off_the_command_line(tmp_path):
         p = Path(path)
         assert p.read_bytes() == content and (p.stat().st_mode & 0o777) == mode
     assert (tmp_path / "s").stat().st_mode & 0o777 == 0o700
+
+
+def test_known_hosts_name():
+    assert known_hosts_name("pve.lan", 22) == "pve.lan"
+    assert known_hosts_name("10.0.0.2", 2222) == "[10.0.0.2]:2222"
+
+
+def test_judge_host_key_on_entries_read():
+    k, other = _key(), _key()
+    judge_host_key(k, "pve.lan", 22, Path("/kh"), {k.get_name(): k}, None)
+    with pytest.raises(PhoenixError, match="CHANGED") as e:
+        judge_host_key(k, "pve.lan", 22, Path("/kh"), {other.get_name(): other}, None, node="pve1")
+    assert "ssh-keygen -R pve.lan -f /kh" in str(e.value) and "Nothing was run" in str(e.value)
+    with pytest.raises(PhoenixError, match="is unknown"):
+        judge_host_key(k, "pve.lan", 22, Path("/kh"), {}, None)
+
+
+def test_pct_set_argv():
+    assert pct_set_argv(950, {"dev0": "/dev/nvidia0,gid=44", "mp0": "/a b,mp=/m"}) == [
+        "pct", "set", 950, "--dev0", "/dev/nvidia0,gid=44", "--mp0", "/a b,mp=/m"]
+    with pytest.raises(PhoenixError, match="invalid pct option name"):
+        pct_set_argv(950, {"cores; reboot": "1"})
+
+
+def test_file_names():
+    assert file_name_ok("hf_token") and file_name_ok("odd name $(x)") and file_name_ok("..x")
+    assert not any(file_name_ok(n) for n in ("", ".", "..", "a/b", "a\0b"))
+
+
+def test_remove_secrets_script_runs_here(tmp_path):
+    secrets = tmp_path / "secrets"
+    (secrets / "sub").mkdir(parents=True)
+    for name in ("hf_token", ".dot", "-rf", "sub/x", "with\nnewline"):
+        (secrets / name).write_text("v")
+    secrets.chmod(0o700)
+    subprocess.run(["sh", "-c", REMOVE_SECRETS_SCRIPT, "sh", str(secrets)], check=True)
+    assert secrets.is_dir() and list(secrets.iterdir()) == [] and secrets.stat().st_mode & 0o777 == 0o700
+    subprocess.run(["sh", "-c", REMOVE_SECRETS_SCRIPT, "sh", str(tmp_path / "absent")], check=True)
+    assert not (tmp_path / "absent").exists()
+
+
+def test_missing_paths_command_runs_here(tmp_path):
+    (tmp_path / "dir 'q' $(x)").mkdir()
+    (tmp_path / "file").write_text("")
+    asked = [str(tmp_path / "dir 'q' $(x)"), str(tmp_path / "file"), str(tmp_path / "gone\nline"), "/"]
+    command = missing_paths_command(asked)
+    done = subprocess.run(command, shell=True, capture_output=True, check=True)
+    assert parse_missing_paths(done.stdout, asked) == [str(tmp_path / "file"), str(tmp_path / "gone\nline")]
+    assert parse_missing_paths(b"", asked) == []
+    with pytest.raises(PhoenixError, match="not asked"):
+        parse_missing_paths(b"/etc\0", asked)
+    with pytest.raises(PhoenixError, match="must be absolute"):
+        missing_paths_command(["/ok", "rel"])

@@ -1,13 +1,19 @@
-"""SimulatedTransport: records calls without secret values, prints what it would run."""
+"""SimulatedNode: records calls without secret values, prints what it would run, has every host path."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 
-from phoenix.transport.base import NodeTransport, ScriptRun
-from phoenix.transport.simulated import SimulatedTransport
+import pytest
+
+from phoenix.errors import PhoenixError
+from phoenix.transport.base import ScriptRun
+from phoenix.transport.node import Node
+from phoenix.transport.simulated import SimulatedNode
 
 SECRET = "hf_TOPSECRET_value_123"
 
@@ -24,15 +30,15 @@ def _run(tmp_path, ctid=950, name="vllm", **kw):
 
 def test_records_without_secret_values(tmp_path):
     record = tmp_path / "rec" / "transport.jsonl"
-    t = SimulatedTransport(record)
+    t = SimulatedNode(record)
     lines = []
     run = _run(tmp_path, log_path=tmp_path / "logs" / "ct950.log")
-    res = t.run_script(run, lines.append)
+    res = t.pct.run_script(run, lines.append)
     assert res.exit_status == 0 and res.simulated and not res.timed_out
     sha = hashlib.sha256(run.script.read_bytes()).hexdigest()
     assert lines == [f"[ct950 vllm] simulated: would run vllm (sha256 {sha[:12]})"]
     assert (tmp_path / "logs" / "ct950.log").read_text() == lines[0] + "\n"
-    t.pct_set(950, {"dev0": "/dev/nvidia0,gid=44", "features": "nesting=1"})
+    t.pct.set(950, {"dev0": "/dev/nvidia0,gid=44", "features": "nesting=1"})
     text = record.read_text()
     assert SECRET not in text
     first, second = (json.loads(x) for x in text.splitlines())
@@ -44,19 +50,19 @@ def test_records_without_secret_values(tmp_path):
 
 
 def test_node_facts_two_gpus(tmp_path):
-    facts = SimulatedTransport(tmp_path / "r").node_facts()
+    facts = SimulatedNode(tmp_path / "r").facts()
     assert facts.simulated and facts.nvidia_driver_version is None
     assert facts.nvidia_devices == ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 
 
 def test_thread_safe_appends(tmp_path):
     record = tmp_path / "r.jsonl"
-    t: NodeTransport = SimulatedTransport(record)
+    t: Node = SimulatedNode(record)
     runs = [_run(tmp_path, ctid=900 + i, name=f"s{i}") for i in range(8)]
 
     def work(run):
         for _ in range(25):
-            t.run_script(run, lambda _line: None)
+            t.pct.run_script(run, lambda _line: None)
 
     threads = [threading.Thread(target=work, args=(r,)) for r in runs]
     for th in threads:
@@ -66,3 +72,33 @@ def test_thread_safe_appends(tmp_path):
     entries = [json.loads(x) for x in record.read_text().splitlines()]
     assert len(entries) == 200
     assert {e["ctid"] for e in entries} == {900 + i for i in range(8)}
+
+
+def test_remove_secrets_recorded(tmp_path):
+    record = tmp_path / "r.jsonl"
+    node: Node = SimulatedNode(record)
+    node.pct.remove_secrets(951)
+    node.pct.set(951, {"cores": 2})   # values are recorded as strings
+    first, second = (json.loads(x) for x in record.read_text().splitlines())
+    assert first == {**first, "op": "remove_secrets", "ctid": 951} and set(first) == {"op", "ctid", "time"}
+    assert second["options"] == {"cores": "2"}
+
+
+def test_has_every_host_path_and_nothing_to_check(tmp_path):
+    node: Node = SimulatedNode(tmp_path / "r.jsonl")
+    assert node.simulated
+    assert node.missing_paths(["/tank/models", "/definitely/not/here"]) == []
+    with pytest.raises(PhoenixError, match="must be absolute"):
+        node.missing_paths(["tank/models"])
+    node.check()
+    node.close()
+    assert not (tmp_path / "r.jsonl").exists()   # checks are not operations: nothing recorded
+
+
+def test_the_node_interface_is_light_to_import():
+    """The core imports the Node interface and the simulated node on paths that must stay fast (a no-op doit):
+    neither may load SSH (paramiko) or the config models (pydantic, yaml)."""
+    code = ("import sys, phoenix.transport.node, phoenix.transport.simulated, phoenix.transport.pct, phoenix.transport.shell; "
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('paramiko', 'pydantic', 'yaml', 'jinja2'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""

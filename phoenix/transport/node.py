@@ -1,0 +1,129 @@
+"""The Proxmox node as the core sees it: container operations, node facts, host-path checks (simulated or SSH).
+
+Node is the interface (SimulatedNode in phoenix.transport.simulated, SshNode here); Containers is what its
+`pct` attribute offers. SshNode does everything through one Shell, exposed as `.shell`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ..errors import PhoenixError
+from ..facts.node import NODE_FACTS_SCRIPT, NodeFacts, parse_node_facts
+from .base import ExecResult, Output, ScriptRun
+from .pct import Pct
+from .shell import Shell, q
+
+FACTS_TIMEOUT_S = 60
+PATHS_TIMEOUT_S = 60
+# prints each argument that is not a directory (symlinks to one count as one), NUL-terminated
+MISSING_DIRS_SCRIPT = 'for p in "$@"; do [ -d "$p" ] || printf "%s\\0" "$p"; done'
+
+
+class Containers(Protocol):
+    """Container operations (`pct`) on the node; Pct and SimulatedPct."""
+
+    def run_script(self, run: ScriptRun, output: Output) -> ExecResult:
+        """Deliver context, secrets, lib and script into the guest, run it, stream its lines to output."""
+        ...
+
+    def set(self, vmid: int, options: dict[str, str]) -> None:
+        """`pct set <vmid> --key value ...`, for settings only root@pam may make."""
+        ...
+
+    def remove_secrets(self, vmid: int) -> None:
+        """Remove every file under the guest's /etc/phoenix/secrets (the container must run)."""
+        ...
+
+
+class Node(Protocol):
+    """What the core needs from the node beyond the API; safe to share between doit threads."""
+
+    simulated: bool
+
+    @property
+    def pct(self) -> Containers:
+        """Container operations."""
+        ...
+
+    def facts(self) -> NodeFacts:
+        """Driver version and NVIDIA device nodes of the node."""
+        ...
+
+    def missing_paths(self, paths: Sequence[str]) -> list[str]:
+        """Those of the absolute host paths that are not existing directories on the node, in the order given."""
+        ...
+
+    def check(self) -> None:
+        """Reach the node and log in, running nothing: PhoenixError saying what to fix when that is not possible."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def require_absolute(paths: Sequence[str]) -> None:
+    """PhoenixError naming the paths that are not absolute (or hold a NUL)."""
+    bad = [p for p in paths if not p.startswith("/") or "\0" in p]
+    if bad:
+        raise PhoenixError(f"host path(s) {', '.join(map(repr, bad))} must be absolute paths (without NUL)")
+
+
+def missing_paths_command(paths: Sequence[str]) -> str:
+    """The one command line that prints those of `paths` that are not directories (pure; paths quoted)."""
+    require_absolute(paths)
+    return q(["sh", "-c", MISSING_DIRS_SCRIPT, "sh", *paths])
+
+
+def parse_missing_paths(stdout: bytes, asked: Sequence[str]) -> list[str]:
+    """The output of missing_paths_command as a list, in the order asked; PhoenixError if it names a path not asked."""
+    printed = [p.decode("utf-8", "surrogateescape") for p in stdout.split(b"\0")[:-1]]
+    unknown = set(printed) - set(asked)
+    if unknown:
+        raise PhoenixError(f"checking host paths printed paths that were not asked: {sorted(unknown)!r}")
+    missing = set(printed)
+    return [p for p in asked if p in missing]
+
+
+class SshNode:
+    """Node over a Shell (an SshShell) to the Proxmox node; safe to share between threads."""
+
+    simulated = False
+
+    def __init__(self, shell: Shell, node: str):
+        self.shell = shell
+        self.node = node
+        self.pct = Pct(shell, node)
+
+    def facts(self) -> NodeFacts:
+        done = self.shell.execute(q(["sh", "-c", NODE_FACTS_SCRIPT]), timeout_s=FACTS_TIMEOUT_S)
+        if done.exit_status != 0:
+            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
+            status = "timed out" if done.timed_out else f"exit {done.exit_status}"
+            raise PhoenixError(f"reading node facts on node {self.node} failed ({status}): {detail or 'no output'}")
+        return parse_node_facts(done.stdout.decode("utf-8", "replace"))
+
+    def missing_paths(self, paths: Sequence[str]) -> list[str]:
+        asked = list(dict.fromkeys(paths))
+        if not asked:
+            return []
+        done = self.shell.execute(missing_paths_command(asked), timeout_s=PATHS_TIMEOUT_S)
+        if done.exit_status != 0:
+            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
+            status = "timed out" if done.timed_out else f"exit {done.exit_status}"
+            raise PhoenixError(f"checking host paths on node {self.node} failed ({status}): {detail or 'no output'}")
+        return parse_missing_paths(done.stdout, asked)
+
+    def check(self) -> None:
+        self.shell.check()
+
+    def close(self) -> None:
+        self.shell.close()
+
+    def __enter__(self) -> SshNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

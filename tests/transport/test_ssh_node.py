@@ -1,0 +1,74 @@
+"""SshNode against a real OpenSSH server (see conftest.py): node facts and missing_paths."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from phoenix.errors import PhoenixError
+from phoenix.transport.node import SshNode
+
+from .conftest import SshServer
+
+# ------------------------------------------------------------------ node facts
+
+
+def test_node_facts_without_nvidia(sshd, node):
+    facts = node.facts()
+    assert facts.nvidia_driver_version is None and not facts.simulated
+    # whatever this machine has (usually nothing): only NVIDIA character devices
+    assert all(re.match(r"^/dev/nvidia", d) and Path(d).is_char_device() for d in facts.nvidia_devices)
+
+
+def test_node_facts_with_driver(sshd, node):
+    out = sshd.root / "nvidia-smi.out"
+    out.write_text("550.54.14\n550.54.14\n")
+    try:
+        assert node.facts().nvidia_driver_version == "550.54.14"
+        out.write_text("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n")
+        (sshd.root / "nvidia-smi.rc").write_text("9")
+        assert node.facts().nvidia_driver_version is None
+    finally:
+        out.unlink()
+        (sshd.root / "nvidia-smi.rc").unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------ missing_paths (checked before anything is destroyed)
+
+
+def test_missing_paths(sshd: SshServer, node: SshNode, tmp_path):
+    sentinel = tmp_path / "pwned"
+    host = tmp_path / "host"
+    present = [host / "models", host / "with space", host / f"it's \"quoted\" $(touch {sentinel}) `touch {sentinel}`",
+               host / "line\nbreak", host / "-n"]
+    for d in present:
+        d.mkdir(parents=True)
+    (host / "file.txt").write_text("a file is not a directory")
+    (host / "link to models").symlink_to(host / "models")
+    (host / "dangling").symlink_to(host / "gone")
+    missing = [host / "nope", host / "nope" / "child", host / "file.txt", host / "dangling", host / "gone\nx",
+               host / f"nope 'q' $(touch {sentinel})"]
+    asked = [str(p) for p in [present[0], missing[0], *present[1:], host / "link to models", *missing[1:]]]
+    n = len(sshd.ssh_commands())
+    assert node.missing_paths(asked) == [str(p) for p in missing]
+    assert len(sshd.ssh_commands()) == n + 1, "one command for all the paths"
+    assert not sentinel.exists()
+    assert node.missing_paths([str(host / "models"), str(host / "nope"), str(host / "models")]) == [str(host / "nope")]
+    assert node.missing_paths([str(d) for d in present]) == []
+
+
+def test_missing_paths_without_paths_runs_nothing(sshd: SshServer, node: SshNode):
+    n = len(sshd.ssh_commands())
+    assert node.missing_paths([]) == []
+    with pytest.raises(PhoenixError, match=r"host path\(s\) 'models/x', '' must be absolute"):
+        node.missing_paths(["/tank", "models/x", ""])
+    assert len(sshd.ssh_commands()) == n
+
+
+def test_missing_paths_is_an_error_when_the_check_cannot_run(sshd: SshServer, tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    with sshd.node(known_hosts=str(kh)) as node, pytest.raises(PhoenixError, match="is unknown"):
+        node.missing_paths(["/"])
