@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import paramiko
+from paramiko.hostkeys import InvalidHostKey
 
 from ..errors import PhoenixError
 
@@ -47,10 +48,11 @@ def read_known_hosts(known_hosts: str, host: str, port: int, *, strict: bool = T
     if path.is_file():
         try:
             keys.load(str(path))
-        except (OSError, paramiko.SSHException) as e:
-            if strict:
-                raise PhoenixError(f"cannot read known_hosts file {path}: {e}") from None
-            return {}
+        except (OSError, paramiko.SSHException, InvalidHostKey) as e:
+            if not strict:
+                return {}
+            why = f"damaged entry {e.line!r} ({e.exc}); fix or remove that line" if isinstance(e, InvalidHostKey) else str(e)
+            raise PhoenixError(f"cannot read known_hosts file {path}: {why}") from None
     return dict(keys.lookup(known_hosts_name(host, port)) or {})
 
 

@@ -20,6 +20,7 @@ from phoenix.transport.hostkeys import (
     judge_host_key,
     known_hosts_name,
     preferred_key_types,
+    read_known_hosts,
 )
 from phoenix.transport.node import missing_paths_command, parse_missing_paths
 from phoenix.transport.pct import REMOVE_SECRETS_SCRIPT, delivery, file_name_ok, pct_set_argv
@@ -179,6 +180,18 @@ def test_judge_host_key_on_entries_read():
     assert "ssh-keygen -R pve.lan -f /kh" in str(e.value) and "Nothing was run" in str(e.value)
     with pytest.raises(PhoenixError, match="is unknown"):
         judge_host_key(k, "pve.lan", 22, Path("/kh"), {}, None)
+
+
+def test_corrupt_known_hosts_is_an_error_not_a_traceback(tmp_path):
+    """A damaged line (here: bad base64) made paramiko raise InvalidHostKey, which escaped as a traceback."""
+    k = _key()
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"pve.lan {k.get_name()} {k.get_base64()}\nother.lan ssh-ed25519 AAAA!!!notbase64\n")
+    with pytest.raises(PhoenixError) as e:
+        check_host_key(k, "pve.lan", 22, str(kh), None)
+    msg = str(e.value)
+    assert f"cannot read known_hosts file {kh}" in msg and "other.lan ssh-ed25519 AAAA!!!notbase64" in msg
+    assert read_known_hosts(str(kh), "pve.lan", 22, strict=False) == {}   # for choosing key types only: no error
 
 
 def test_pct_set_argv():
