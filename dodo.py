@@ -4,4 +4,4 @@ from pathlib import Path
 
 from phoenix.doitx.tasks import setup
 
-DOIT_CONFIG, task_layers = setup(Path(__file__).parent)
+DOIT_CONFIG, task_resources = setup(Path(__file__).parent)

@@ -19,56 +19,65 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
-def children_of(parents: Mapping[int, int | None]) -> dict[int, list[int]]:
+def children_of(parents: Mapping[K, K | None]) -> dict[K, list[K]]:
     """Each layer's children (layers without children are left out)."""
-    children: dict[int, list[int]] = {}
+    children: dict[K, list[K]] = {}
     for ctid, parent in parents.items():
         if parent is not None:
             children.setdefault(parent, []).append(ctid)
     return children
 
 
-def chain_lengths(parents: Mapping[int, int | None]) -> dict[int, int]:
-    """Layers on the longest chain from each layer down to a leaf, the layer itself included."""
+def chain_lengths(parents: Mapping[K, K | None]) -> dict[K, int]:
+    """Layers on the longest chain from each layer down to a leaf, the layer itself included.
+
+    Iterative (a chain may be thousands of layers long): each layer after all its children."""
     children = children_of(parents)
-    lengths: dict[int, int] = {}
-
-    def length(ctid: int) -> int:
-        if ctid not in lengths:
-            lengths[ctid] = 1 + max((length(c) for c in children.get(ctid, ())), default=0)
-        return lengths[ctid]
-
-    for ctid in parents:
-        length(ctid)
+    lengths: dict[K, int] = {}
+    for root in parents:
+        stack: list[tuple[K, bool]] = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node in lengths:
+                continue
+            kids = children.get(node, [])
+            if expanded or not kids:
+                lengths[node] = 1 + max((lengths.get(c, 0) for c in kids), default=0)
+                continue
+            stack.append((node, True))
+            stack += [(c, False) for c in kids if c not in lengths]
     return lengths
 
 
-class CloneTurns:
+class CloneTurns(Generic[K]):
     """One clone per parent at a time; among siblings waiting to clone, the longest chain first."""
 
-    def __init__(self, parents: Mapping[int, int | None], grace: float = 1.0,
+    def __init__(self, parents: Mapping[K, K | None], grace: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
         self.parents = dict(parents)
         self._children = children_of(self.parents)
         self._chain = chain_lengths(self.parents)
         self.grace, self.clock = grace, clock
         self._cond = threading.Condition()
-        self._expected: dict[int, float] = {}  # announced, not cloned yet -> when announced
-        self._started: set[int] = set()
-        self._cloning: set[int] = set()        # parents a clone is being made from
-        self._announced: set[int] = set()      # parents whose children have been announced
+        self._expected: dict[K, float] = {}  # announced, not cloned yet -> when announced
+        self._started: set[K] = set()
+        self._cloning: set[K] = set()        # parents a clone is being made from
+        self._announced: set[K] = set()      # parents whose children have been announced
 
-    def expect(self, ctid: int) -> None:
+    def expect(self, ctid: K) -> None:
         """The layer will be baked in this run (a clone if it has a parent)."""
         if self.parents.get(ctid) is not None:
             with self._cond:
                 self._expected.setdefault(ctid, self.clock())
 
-    def announce(self, ctid: int, scope: Collection[int], bakes: Callable[[int], bool]) -> None:
+    def announce(self, ctid: K, scope: Collection[K], bakes: Callable[[K], bool]) -> None:
         """The layer will be baked, and so will each sibling in the run's scope that `bakes` says: doit checks
         them one by one, and the first check of a parent's children announces them all (once per parent)."""
         parent = self.parents.get(ctid)
@@ -82,18 +91,18 @@ class CloneTurns:
             if sibling != ctid and sibling in scope and bakes(sibling):  # bakes() is called outside the lock
                 self.expect(sibling)
 
-    def started(self, ctid: int) -> None:
+    def started(self, ctid: K) -> None:
         with self._cond:
             self._started.add(ctid)
 
-    def finished(self, ctid: int) -> None:
+    def finished(self, ctid: K) -> None:
         """The layer's action ended (built, failed or nothing to clone): it holds no one up any more."""
         with self._cond:
             self._expected.pop(ctid, None)
             self._started.discard(ctid)
             self._cond.notify_all()
 
-    def _ahead(self, ctid: int, unstarted: bool) -> list[int]:
+    def _ahead(self, ctid: K, unstarted: bool) -> list[K]:
         """Siblings to let clone first: announced, with a longer chain, and started (or, if `unstarted`,
         announced less than the grace ago)."""
         parent, now = self.parents[ctid], self.clock()
@@ -102,7 +111,7 @@ class CloneTurns:
                 and (s in self._started or (unstarted and now - since < self.grace))]
 
     @contextmanager
-    def turn(self, ctid: int) -> Iterator[None]:
+    def turn(self, ctid: K) -> Iterator[None]:
         """Hold the parent's clone turn for the duration of the block."""
         parent = self.parents[ctid]
         assert parent is not None, f"ct{ctid} has no parent to clone from"

@@ -31,7 +31,7 @@ class ConfigError(PhoenixError):
         super().__init__("\n".join(lines))
 
 
-class TaskFailed(PhoenixError):
+class ProxmoxTaskFailed(PhoenixError):
     """A Proxmox task ended with an error; carries the task's own log."""
 
     def __init__(self, upid: str, exitstatus: str, log: list[str]):

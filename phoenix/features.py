@@ -42,7 +42,12 @@ class Script:
 def parse_script(name: str, path: Path) -> Script:
     """Read a script's header declarations (pure apart from reading the file)."""
     data = path.read_bytes()
-    summary, requires, after, secrets, optional, problems = "", [], [], [], [], []
+    summary = ""
+    requires: list[str] = []
+    after: list[str] = []
+    secrets: list[str] = []
+    optional: list[str] = []
+    problems: list[str] = []
     for line in data.decode("utf-8", "replace").splitlines()[:60]:
         m = DIRECTIVE.match(line)
         if not m:

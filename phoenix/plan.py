@@ -1,15 +1,21 @@
-"""Decide what each layer needs, from the desired layers and what the host says (pure)."""
+"""Decide what each resource needs, from the desired resources and what the host says (pure).
+
+One decision path: doit's uptodate check, `doit info`, `doit list -s`, `doit plan` and the run's actions
+all ask `Planner.decide`, which decides a resource after its ancestors, so staleness is carried down the
+chain: a child whose parent rebuilds "follows", and says what started it.
+
+The generic rules (missing, foreign, unfinished, identity, forced) are here; what only a kind can tell
+(a disk that would shrink, settings that drifted) is its `compare`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from .facts.guests import GuestFacts
-from .layers import Layer
-
-MIB, GIB = 1024 ** 2, 1024 ** 3
+from .resources import Resource, chain
 
 
 class Action(StrEnum):
@@ -17,33 +23,94 @@ class Action(StrEnum):
     REBUILD = "rebuild"        # on the host, built from other inputs (or unfinished, or forced)
     UPDATE = "update"          # same build, settings to change in place
     OK = "up-to-date"
-    BLOCKED = "blocked"        # Phoenix will not touch it (foreign guest)
+    BLOCKED = "blocked"        # Phoenix will not touch it
 
     @property
     def bakes(self) -> bool:
         return self in (Action.BUILD, Action.REBUILD)
 
 
-GENERIC_REASONS = (("build inputs changed",), ("settings changed",))  # what decide() says without the record
+class Why(StrEnum):
+    """The cause of a decision, as data: what code branches on (the reasons are text, for people)."""
+
+    UP_TO_DATE = "up to date"
+    NOT_ON_HOST = "not on the host"
+    FOREIGN = "not Phoenix's"
+    WRONG_KIND = "another kind of guest"
+    PARENT_BAKES = "parent is built or rebuilt"
+    PARENT_BLOCKED = "parent is blocked"
+    BUSY = "being built by another run"
+    UNFINISHED = "an earlier build did not finish"
+    INPUTS_CHANGED = "build inputs changed"
+    FORCED = "forced"
+    CANNOT_UPDATE = "a change only a rebuild can make"
+    SETTINGS_CHANGED = "settings changed"
+
+
+# What a decision says when only the resource's record (read on demand) can say which input or setting changed.
+GENERIC = {Why.INPUTS_CHANGED: "build inputs changed", Why.SETTINGS_CHANGED: "settings changed"}
 
 
 @dataclass(frozen=True)
 class Decision:
-    ctid: int
+    key: str
     action: Action
     reasons: tuple[str, ...] = ()
+    why: Why = Why.UP_TO_DATE
+    origin: Decision | None = None  # for a follower: the ancestor's decision that started the chain
+    parent: str | None = None
 
     @property
     def needs_record(self) -> bool:
-        """Only the guest's record (its description) can say which input or setting changed."""
-        return self.reasons in GENERIC_REASONS
+        """Only the resource's record can say which input or setting changed (here or where the chain started)."""
+        own = self.why in GENERIC and self.reasons == (GENERIC[self.why],)
+        return own or (self.origin is not None and self.origin.needs_record)
+
+    @property
+    def text(self) -> str:
+        """What the resource needs and why: what `doit plan` prints after the key."""
+        if self.why == Why.PARENT_BAKES:
+            out = f"follows ({'; '.join(self.reasons)})"
+            if self.origin is not None and self.origin.reasons:
+                where = "" if self.origin.key == self.parent else f"{self.origin.key} "
+                out += f": {where}{'; '.join(self.origin.reasons)}"
+            return out
+        return f"{self.action}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
 
     @property
     def summary(self) -> str:
-        return f"ct{self.ctid}: {self.action}" + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
+        """One line with the key: what `doit info` and a failed uptodate check show."""
+        if self.why == Why.PARENT_BAKES:
+            return f"{self.key}: {self.text}"
+        return f"{self.key}: {self.action}" + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
 
 
-def _label(key: str) -> str:
+class Facts(Protocol):
+    """What the host says about one resource (GuestFacts for guests)."""
+
+    @property
+    def managed(self) -> bool: ...
+    @property
+    def building(self) -> bool: ...
+    @property
+    def identity(self) -> str | None: ...
+    @property
+    def build_id(self) -> str | None: ...
+    @property
+    def owner(self) -> str | None: ...
+
+
+class Rules(Protocol):
+    """What only a resource's kind can tell the planner."""
+
+    def foreign(self, res: Resource, facts: Any) -> tuple[Why, str] | None:
+        """Why what the host has there is not this resource's to replace (not Phoenix's, another kind), or None."""
+
+    def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
+        """A change the generic rules do not see (same identity): REBUILD or UPDATE and why, or None."""
+
+
+def input_label(key: str) -> str:
     kind, _, name = key.partition(":")
     return {"feature": f"feature {name} changed", "app": f"app script {name} changed", "lib": "shared script library changed",
             "os_template": "OS template changed", "config": "build settings changed",
@@ -59,85 +126,79 @@ def input_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
         elif k not in new:
             out.append(f"{k.replace(':', ' ')} removed")
         elif old[k] != new[k]:
-            out.append(_label(k))
+            out.append(input_label(k))
     return out
 
 
-def settings_changes(layer: Layer, facts: GuestFacts, old: dict[str, Any] | None) -> list[str]:
-    """Readable differences of the in-place settings: from the record if known, else from the listing."""
-    out = []
-    want = layer.settings
-    if facts.maxmem and facts.maxmem != want["memory"] * MIB:
-        out.append(f"memory {facts.maxmem // MIB} -> {want['memory']} MB")
-    if facts.maxcpu and facts.maxcpu != want["cores"]:
-        out.append(f"cores {facts.maxcpu} -> {want['cores']}")
-    if old:
-        for key in sorted(want):
-            if key in ("memory", "cores") or old.get(key) == want[key]:
+class Planner:
+    """Decisions for resources of every kind, each after its ancestors."""
+
+    def __init__(self, resources: Mapping[str, Resource], rules: Mapping[str, Rules]):
+        self.resources, self.rules = resources, rules
+
+    def decide_one(self, res: Resource, facts: Any, *, parent: Decision | None, parent_build: str | None,
+                   forced: bool, record: dict[str, Any] | None, live_owners: Collection[str] = ()) -> Decision:
+        """What one resource needs, given its parent's decision in this run and build id on the host.
+
+        record: the record kept with the resource on the host, when known, to explain a rebuild or an update.
+        live_owners: ids of other runs alive now; a guest they are building is theirs."""
+        k = res.key
+
+        def d(action: Action, why: Why, *reasons: str, origin: Decision | None = None) -> Decision:
+            return Decision(k, action, reasons, why, origin, res.parent)
+
+        if facts is None:
+            return d(Action.BUILD, Why.NOT_ON_HOST, "not on the host")
+        rules = self.rules[res.kind]
+        foreign = rules.foreign(res, facts)
+        if foreign is not None:
+            return d(Action.BLOCKED, *foreign)
+        if parent is not None and parent.action.bakes:
+            verb = "rebuilds" if parent.action == Action.REBUILD else "is built"
+            origin = parent.origin if parent.why == Why.PARENT_BAKES else parent
+            return d(Action.REBUILD, Why.PARENT_BAKES, f"parent {parent.key} {verb}", origin=origin)
+        if parent is not None and parent.action == Action.BLOCKED:
+            return d(Action.BLOCKED, Why.PARENT_BLOCKED, f"parent {parent.key} is blocked")
+        if facts.building and facts.owner and facts.owner in live_owners:
+            return d(Action.BLOCKED, Why.BUSY, f"being built right now by run {facts.owner}")
+        if facts.building or not facts.identity:
+            return d(Action.REBUILD, Why.UNFINISHED, "an earlier bake did not finish")
+        if facts.identity != res.identity(parent_build):
+            reasons: list[str] = []
+            if record:
+                if res.parent is not None and record.get("parent_build") != parent_build:
+                    reasons.append(f"parent {res.parent} was rebuilt")
+                reasons += input_changes(record.get("inputs", {}), res.inputs)
+            return d(Action.REBUILD, Why.INPUTS_CHANGED, *(reasons or [GENERIC[Why.INPUTS_CHANGED]]))
+        if forced:
+            return d(Action.REBUILD, Why.FORCED, "forced by doit forget")
+        found = rules.compare(res, facts, record)
+        if found is not None:
+            action, why, texts = found
+            return d(action, why, *texts)
+        return d(Action.OK, Why.UP_TO_DATE)
+
+    def decide(self, key: str, facts_of: Callable[[Resource], Any], *, forced: Collection[str] = (),
+               records: Mapping[str, dict[str, Any]] | None = None, live_owners: Collection[str] = (),
+               memo: dict[str, Decision] | None = None) -> Decision:
+        """The resource's decision, its ancestors decided first (iteratively: chains may be long)."""
+        memo = {} if memo is None else memo
+        records = records or {}
+        for k in chain(self.resources, key):
+            if k in memo:
                 continue
-            out.append(f"{key} {_short(old.get(key))} -> {_short(want[key])}")
-    if not out and facts.settings_hash != layer.settings_hash:
-        out.append("settings changed")
-    return out
+            res = self.resources[k]
+            parent = memo.get(res.parent) if res.parent is not None else None
+            p_facts = facts_of(self.resources[res.parent]) if res.parent is not None and res.parent in self.resources else None
+            memo[k] = self.decide_one(res, facts_of(res), parent=parent, parent_build=p_facts.build_id if p_facts else None,
+                                      forced=k in forced, record=records.get(k), live_owners=live_owners)
+        return memo[key]
 
-
-def _short(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def decide(layer: Layer, facts: GuestFacts | None, *, parent_build: str | None = None,
-           parent_action: Action | None = None, forced: bool = False,
-           record: dict[str, Any] | None = None) -> Decision:
-    """What the layer needs now.
-
-    parent_build: the parent's build id on the host (None for a root layer).
-    parent_action: what its parent needs in this run; a parent that bakes makes its children rebake.
-    record: the record in the guest's description, when known, to explain a rebuild or an update.
-    """
-    c = layer.ctid
-    if facts is None:
-        return Decision(c, Action.BUILD, ("not on the host",))
-    if not facts.managed:
-        return Decision(c, Action.BLOCKED, (
-            f"CT {c} exists but is not managed by Phoenix (it has no 'phoenix' tag); Phoenix will not "
-            f"replace it: move it to another CTID or remove it yourself",))
-    if facts.kind != "lxc":
-        return Decision(c, Action.BLOCKED, (f"VMID {c} is a VM, not a container",))
-    if parent_action is not None and parent_action.bakes:
-        verb = "rebuilds" if parent_action == Action.REBUILD else "is built"
-        return Decision(c, Action.REBUILD, (f"parent ct{layer.parent} {verb}",))
-    if facts.building or not facts.identity:
-        return Decision(c, Action.REBUILD, ("an earlier bake did not finish",))
-    if facts.identity != layer.identity(parent_build):
-        reasons: list[str] = []
-        if record:
-            if layer.parent is not None and record.get("parent_build") != parent_build:
-                reasons.append(f"parent ct{layer.parent} was rebuilt")
-            reasons += input_changes(record.get("inputs", {}), layer.inputs)
-        return Decision(c, Action.REBUILD, tuple(reasons or ["build inputs changed"]))
-    if forced:
-        return Decision(c, Action.REBUILD, ("forced by doit forget",))
-    if facts.maxdisk and layer.settings["rootfs_gb"] * GIB < facts.maxdisk:
-        return Decision(c, Action.REBUILD, (
-            f"storage_size_gb shrinks from {facts.maxdisk // GIB} to {layer.settings['rootfs_gb']} GB, "
-            "which only a rebuild can do",))
-    drift = (facts.maxmem and facts.maxmem != layer.settings["memory"] * MIB) or \
-            (facts.maxcpu and facts.maxcpu != layer.settings["cores"])
-    if facts.settings_hash != layer.settings_hash or drift:
-        return Decision(c, Action.UPDATE, tuple(settings_changes(layer, facts, (record or {}).get("settings"))))
-    return Decision(c, Action.OK)
-
-
-def plan(layers: dict[int, Layer], guests: dict[int, GuestFacts], forced: set[int] = frozenset(),
-         records: dict[int, dict[str, Any]] | None = None) -> dict[int, Decision]:
-    """Decisions for every layer, parents first, staleness carried down the chain."""
-    records = records or {}
-    out: dict[int, Decision] = {}
-    for ctid, layer in layers.items():
-        parent = layer.parent
-        p_facts = guests.get(parent) if parent is not None else None
-        out[ctid] = decide(layer, guests.get(ctid), parent_build=p_facts.build_id if p_facts else None,
-                           parent_action=out[parent].action if parent is not None else None,
-                           forced=ctid in forced, record=records.get(ctid))
-    return out
+    def plan(self, facts_of: Callable[[Resource], Any], *, forced: Collection[str] = (),
+             records: Mapping[str, dict[str, Any]] | None = None, live_owners: Collection[str] = (),
+             keys: Collection[str] | None = None) -> dict[str, Decision]:
+        """Decisions for every resource (or these keys), in the order of the resources (parents first)."""
+        memo: dict[str, Decision] = {}
+        for k in self.resources if keys is None else keys:
+            self.decide(k, facts_of, forced=forced, records=records, live_owners=live_owners, memo=memo)
+        return {k: memo[k] for k in self.resources if k in memo and (keys is None or k in keys)}

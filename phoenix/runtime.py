@@ -1,17 +1,17 @@
-"""One Phoenix run: the estate, the connection to the host, and what this run knows of the host.
+"""One Phoenix run's life cycle: its model of the estate, its connection to the host, and what it decides.
 
-Shared by doit's threads (`doit -n 4` runs layers in threads): the host is listed once per run, in
-bulk, and every bake or update updates that view itself, so a child sees its parent's new build id.
+Shared by doit's threads (`doit -n 4` runs resources in threads). Cheap to create: nothing is read or
+connected until needed, and a run with nothing to do reads its model from .cache/ and lists the host once.
+The parts live in their own modules (model, hostview, forced, lastrun, builder); the run wires them and
+answers doit's two questions: is this resource up to date (`check`), and build it (`execute`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import json
 import os
-import pickle
+import secrets as _random
 import sys
 import threading
 import time
@@ -19,37 +19,28 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .config.files import HYPERVISOR, LXC, SUFFIXES, resolve
+from . import lease
+from .config.files import resolve
 from .errors import PhoenixError, UnsafeOperation
-from .facts import guests as F
-from .layers import Layer, task_ctid, with_ancestors
-from .plan import Action, Decision, decide
+from .forced import Forced
+from .hostview import HostView
+from .lastrun import Outcomes
+from .lastrun import write as write_last_run
+from .plan import GENERIC, Action, Decision, Planner
 from .pve.counters import Counters
 from .pve.endpoint import Endpoint
+from .resources import Resource, with_ancestors
 
-if TYPE_CHECKING:  # a run that only checks layers imports none of these (no pydantic, no requests)
+if TYPE_CHECKING:  # a run that only checks resources imports none of these (no pydantic, no requests)
+    from .builder import BuildContext
     from .clones import CloneTurns
     from .config.estate import Estate
     from .config.hypervisor import HypervisorConfig
     from .facts.node import NodeFacts
+    from .kinds.base import Context, Prepared
+    from .model import Model
     from .pve.client import Pve
-    from .transport.base import NodeTransport
-
-MODEL_CACHE_FORMAT = 4  # bump when what .cache/estate.pickle holds changes
-
-
-def model_key(config_dir: Path, images_dir: Path) -> str:
-    """Digest of everything the validated estate is made from: config files, scripts, and Phoenix's own model code.
-
-    Secret files are not in it: they are read when a script needs them, never validated or hashed."""
-    h = hashlib.sha256(f"{MODEL_CACHE_FORMAT}|{config_dir.resolve()}|{images_dir.resolve()}".encode())
-    package = Path(__file__).parent
-    configs = [config_dir / f"{stem}{suffix}" for stem in (HYPERVISOR, LXC) for suffix in SUFFIXES]
-    sources = [*(p for p in configs if p.exists()), *sorted(p for p in images_dir.rglob("*") if p.is_file()),
-               *sorted(package.glob("config/*.py")), package / "layers.py", package / "features.py"]
-    for path in sources:
-        h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
+    from .transport.node import Node
 
 
 def sim_options_from_env() -> dict[str, Any]:
@@ -67,23 +58,13 @@ def sim_options_from_env() -> dict[str, Any]:
     return out
 
 
-def dumps_last_run(data: dict[str, Any]) -> str:
-    """last-run.json with one line per task: readable, and written by json's fast encoder."""
-    head = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in data.items() if k != "tasks")
-    tasks = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in data["tasks"].items())
-    return f"{{\n{head},\n  \"tasks\": {{\n{tasks}\n  }}\n}}\n" if tasks else f"{{\n{head},\n  \"tasks\": {{}}\n}}\n"
-
-
-def write_whole(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all: a temporary file (one per process and thread), then a rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def new_build_id(identity: str) -> str:
+    """A build id is new at every build, so children of a rebuilt resource follow."""
+    return hashlib.sha256(f"{identity}:{time.time_ns()}:{_random.token_hex(8)}".encode()).hexdigest()[:12]
 
 
 class Run:
-    """Everything a run shares. Cheap to create: nothing is read or connected until needed."""
+    """A run's shared state and its answers to doit."""
 
     def __init__(self, root: Path, *, config_dir: Path | None = None, images_dir: Path | None = None,
                  cache_dir: Path | None = None, out: TextIO | None = None, sim_options: dict[str, Any] | None = None):
@@ -93,75 +74,57 @@ class Run:
         self.cache = Path(cache_dir or os.environ.get("PHOENIX_CACHE_DIR") or self.root / ".cache")
         self.out = out or sys.stdout
         self.sim_options = sim_options if sim_options is not None else sim_options_from_env()
+        self.id = _random.token_hex(4)          # in the tags of what this run builds (phx-run-<id>)
         self.lock = threading.RLock()
         self._say_lock = threading.Lock()
-        self.view: dict[int, F.GuestFacts] = {}
-        self._listed = False
-        self.outcomes: dict[str, dict[str, Any]] = {}
-        self.started = time.monotonic()
+        self.counters = Counters()              # every request of the run, whichever client made it
+        self.view = HostView(self._list, lambda: self.endpoint.node)
+        self.outcomes = Outcomes()
+        self.forced = Forced(self.cache / "forced.json", self.say)
+        self.scope: set[str] = set()            # the resources doit will run (set_scope)
         self._node_facts: NodeFacts | None = None
-        self._sim = None
-        self._forced: frozenset[int] | None = None
-        self.counters = Counters()  # every request of the run, whichever client made it
-        self.scope: set[int] = set()  # the layers doit will run (set_scope)
+        self._sim: Any = None
+        self._memo: dict[str, Decision] = {}
+        self._memo_version = -1
+        self.lease_seconds = float(os.environ.get("PHOENIX_LEASE_SECONDS") or lease.SECONDS)
+        self.lease: lease.Lease | None = None
+        self._ready: bool | PhoenixError = False     # every check passed and the lease is held (or why not)
+        self._prepared: dict[str, tuple[Action, Prepared]] = {}
 
-    # ------------------------------------------------------------- config
+    # ------------------------------------------------------------- model
 
     @cached_property
-    def _model(self) -> dict[str, Any]:
-        """The layers and the API settings, reused from .cache/ while no input byte has changed.
+    def model(self) -> Model:
+        """The resources and the endpoint, from .cache/ while no input byte has changed (ConfigError if bad)."""
+        from . import model
 
-        The validated estate is kept there too, pickled on its own: a run that only checks layers never
-        unpickles it, and so never imports the config models.
-        """
-        key = model_key(self.config_dir, self.images_dir)
-        path = self.cache / "estate.pickle"
-        try:
-            cached = pickle.loads(path.read_bytes())
-            if cached["key"] == key:
-                return cached
-        except Exception:  # a missing, old or damaged cache is rebuilt
-            pass
-        from .config.estate import load_estate
-        from .layers import layers
-
-        estate = load_estate(self.config_dir, self.images_dir)
-        model = {"key": key, "layers": layers(estate), "api": Endpoint.of(estate.hypervisor, self.config_dir),
-                 "estate": pickle.dumps(estate)}
-        with contextlib.suppress(OSError):  # a cache: a run without one is only slower
-            write_whole(path, pickle.dumps(model))
-        self.__dict__["estate"] = estate
-        return model
+        found, estate = model.load(self.config_dir, self.images_dir, self.cache, self.say)
+        if estate is not None:
+            self.__dict__["estate"] = estate  # validated just now
+        return found
 
     @cached_property
     def estate(self) -> Estate:
-        """The validated estate (config, scripts): what a bake or an explanation needs."""
-        model = self._model
-        if "estate" in self.__dict__:  # validated just now
-            return self.__dict__["estate"]
-        try:
-            return pickle.loads(model["estate"])
-        except Exception:
-            from .config.estate import load_estate
+        """The validated estate (config, scripts): what a build or an explanation needs."""
+        from .config.estate import load_estate
 
-            return load_estate(self.config_dir, self.images_dir)
+        return load_estate(self.config_dir, self.images_dir)
 
     @property
-    def layers(self) -> dict[int, Layer]:
-        return self._model["layers"]
+    def resources(self) -> dict[str, Resource]:
+        return self.model.resources
 
     @property
     def api(self) -> Endpoint:
         """The API as the config names it (on the simulated host, filled in when the simulator serves)."""
-        return self._model["api"]
+        return self.model.endpoint
 
     @property
     def hypervisor(self) -> HypervisorConfig:
-        """The whole hypervisor config (from the estate: for bakes, SSH and secrets)."""
         return self.estate.hypervisor
 
     def resolve(self, path: str) -> Path:
-        """A path from the hypervisor config: ~ expanded, relative to the config dir."""
+        """A path from the config: ~ expanded, relative to the config dir."""
         return resolve(self.config_dir, path)
 
     @property
@@ -172,26 +135,26 @@ class Run:
     def target(self) -> str:
         return self.api.target
 
-    # ------------------------------------------------------------- output
+    # ------------------------------------------------------------ output
 
     def say(self, line: str) -> None:
         with self._say_lock:
             self.out.write(line.rstrip("\n") + "\n")
             self.out.flush()
 
-    def log_path(self, task: str) -> Path:
-        path = self.cache / "logs" / f"{task}.log"
+    def log_path(self, key: str) -> Path:
+        path = self.cache / "logs" / f"{key}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    # ---------------------------------------------------------- endpoints
+    # --------------------------------------------------------- the host
 
     @cached_property
     def endpoint(self) -> Endpoint:
         """The API this run calls; on the simulated host, the served simulator or one started now."""
-        prox = self.api
-        if not self.simulated:
-            return prox
+        api = self.api
+        if not api.simulated:
+            return api
         from .sim.host import served, shared
 
         state = self.cache / "sim"
@@ -207,7 +170,7 @@ class Run:
             ep = sim.start()
             self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {sim.dir})")
         # the simulator's clock runs time_scale real seconds per PVE second: tasks are polled on it
-        return dataclasses.replace(ep, timeout=prox.timeout, task_timeout=prox.task_timeout, retries=prox.retries)
+        return dataclasses.replace(ep, timeout=api.timeout, task_timeout=api.task_timeout, retries=api.retries)
 
     @cached_property
     def pve(self) -> Pve:
@@ -215,20 +178,33 @@ class Run:
 
         return Pve.of(self.endpoint, self.counters)
 
+    def _list(self) -> list[dict[str, Any]]:
+        """The run's one bulk listing: the standard library's GET when there is no connection yet (no requests)."""
+        if "pve" not in self.__dict__:
+            from .pve import reader
+
+            items = reader.get(self.endpoint, self.counters, "cluster/resources", type="vm")
+            if items is not None:
+                return items
+        items = self.pve.get("cluster/resources", type="vm")
+        return items if isinstance(items, list) else []
+
     @cached_property
-    def transport(self) -> NodeTransport:
+    def transport(self) -> Node:
+        """The node's shell operations: SSH to a real node, a recorder on the simulated one."""
         if self.simulated:
-            from .transport.simulated import SimulatedTransport
+            from .transport.simulated import SimulatedNode
 
-            return SimulatedTransport(self.cache / "sim" / "runs.jsonl")
-        from .transport.ssh import SshTransport
+            return SimulatedNode(self.cache / "sim" / "runs.jsonl")
+        from .transport.node import SshNode
+        from .transport.ssh import SshShell
 
-        return SshTransport(self.hypervisor.ssh, self.api.host, self.api.node)
+        return SshNode(SshShell(self.hypervisor.ssh, self.api.host, self.api.node), self.api.node)
 
     def node_facts(self) -> NodeFacts:
         with self.lock:
             if self._node_facts is None:
-                self._node_facts = self.transport.node_facts()
+                self._node_facts = self.transport.facts()
             return self._node_facts
 
     def secrets(self, names: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, str]:
@@ -244,7 +220,7 @@ class Run:
                 continue
             path = self.resolve(configured)
             if self.simulated and not path.exists():
-                with self.lock:  # bakes in parallel may need it at once: one creates it and says so
+                with self.lock:  # builds in parallel may need it at once: one creates it and says so
                     if not path.exists():
                         ensure_placeholder_secret(path, name)
                         self.say(f"phoenix: created a placeholder secret {path} (mode 0600) for the simulated host")
@@ -253,146 +229,206 @@ class Run:
             out[name] = read_secret(path)
         return out
 
-    # --------------------------------------------------------------- host
-
-    def guests(self) -> dict[int, F.GuestFacts]:
-        """The host's guests: one bulk listing per run, then kept current by the run itself."""
-        with self.lock:
-            if not self._listed:
-                items = None
-                if "pve" not in self.__dict__:  # no connection yet: the standard library's GET, without requests
-                    from .pve import reader
-
-                    items = reader.get(self.endpoint, self.counters, "cluster/resources", type="vm")
-                if items is None:
-                    items = self.pve.get("cluster/resources", type="vm")
-                self.view = F.parse_resources(items, self.endpoint.node)
-                self._listed = True
-            return self.view
-
-    def build_id(self, ctid: int | None) -> str | None:
-        if ctid is None:
-            return None
-        facts = self.guests().get(ctid)
-        return facts.build_id if facts else None
-
-    def forget_guest(self, ctid: int) -> None:
-        with self.lock:
-            self.view.pop(ctid, None)
-
-    # ------------------------------------------------------------- forced
-
-    @property
-    def forced_file(self) -> Path:
-        return self.cache / "forced.json"
-
-    def forced(self) -> set[int]:
-        """Layers `doit forget` asked to rebake (a request kept in .cache until the rebake is done)."""
-        return set(self._forced_now())
-
-    def _forced_now(self) -> frozenset[int]:
-        with self.lock:
-            if self._forced is None:
-                try:
-                    self._forced = frozenset(json.loads(self.forced_file.read_text()))
-                except (OSError, ValueError):
-                    self._forced = frozenset()
-            return self._forced
-
-    def set_forced(self, ctids: set[int]) -> None:
-        with self.lock:
-            write_whole(self.forced_file, json.dumps(sorted(ctids)).encode())
-            self._forced = frozenset(ctids)
+    # ------------------------------------------------------------ decide
 
     @cached_property
-    def clones(self) -> CloneTurns:
+    def planner(self) -> Planner:
+        from .kinds import KINDS
+
+        return Planner(self.resources, KINDS)
+
+    def facts_of(self, res: Resource) -> Any:
+        from .kinds import KINDS
+
+        return KINDS[res.kind].facts(res, self.view)
+
+    def decide(self, key: str) -> Decision:
+        """What the resource needs now, after its ancestors, against the host as this run knows it."""
+        with self.lock:
+            if self._memo_version != self.view.version or not self.view.listed:
+                self.view.guests()  # list first: the memo is for this view
+                self._memo = {}
+                self._memo_version = self.view.version
+            return self.planner.decide(key, self.facts_of, forced=self.forced.keys(), memo=self._memo)
+
+    def record(self, key: str) -> dict[str, Any]:
+        """The record kept with the resource on the host: the digest of every input (one read)."""
+        from .kinds import KINDS
+
+        res = self.resources[key]
+        return KINDS[res.kind].record(res, self.context)
+
+    def explain(self, decision: Decision) -> Decision:
+        """Add the reasons only records can give (one read each, for stale resources only)."""
+        if not decision.needs_record:
+            return decision
+        keys = [d.key for d in (decision, decision.origin)
+                if d is not None and d.why in GENERIC and d.reasons == (GENERIC[d.why],)]
+        records = {k: self.record(k) for k in keys}
+        with self.lock:
+            self.view.guests()
+            return self.planner.decide(decision.key, self.facts_of, forced=self.forced.keys(), records=records)
+
+    # ------------------------------------------------------------- build
+
+    @cached_property
+    def clones(self) -> CloneTurns[str]:
         """Clones of one parent one at a time, the child with the longest chain below it first."""
         from .clones import CloneTurns
 
-        return CloneTurns({ctid: layer.parent for ctid, layer in self.layers.items()})
+        return CloneTurns({k: r.parent for k, r in self.resources.items()})
 
-    # ------------------------------------------------------------ decide
+    @cached_property
+    def context(self) -> Context:
+        """What kinds may use to prepare and plan a build."""
+        from .flags import protected_allowed
+        from .kinds.base import Context
 
-    def decide(self, ctid: int, record: dict[str, Any] | None = None) -> Decision:
-        """What the layer needs now, against the host as this run knows it (record: to explain a change)."""
-        layer, view = self.layers[ctid], self.guests()
-        parent = view.get(layer.parent) if layer.parent is not None else None
-        return decide(layer, view.get(ctid), parent_build=parent.build_id if parent else None,
-                      forced=ctid in self._forced_now(), record=record)
+        return Context(self.estate, self.api.node, lambda: self.pve, self.view, lambda: self.transport, self.node_facts,
+                       self.id, protected_allowed, self.simulated)
 
-    def explain(self, decision: Decision) -> Decision:
-        """Add the reasons only the guest's record can give (one GET, for stale layers only)."""
-        return self.decide(decision.ctid, self.record(decision.ctid)) if decision.needs_record else decision
+    @cached_property
+    def build_context(self) -> BuildContext:
+        from .builder import BuildContext
 
-    def record(self, ctid: int) -> dict[str, Any]:
-        """The record Phoenix wrote into the guest's description: the digest of every input (one GET)."""
-        config = self.pve.get(f"nodes/{self.endpoint.node}/lxc/{ctid}/config")
-        return F.parse_record(config.get("description"))
+        def before_record() -> None:
+            if self.lease is not None:
+                self.lease.verify()
 
-    # ----------------------------------------------------------- execute
+        return BuildContext(self.pve, self.transport, self.view, self.clones, self.say, self.secrets, self.log_path,
+                            before_record, self.lease.check if self.lease is not None else lambda: None)
 
-    def execute(self, ctid: int) -> dict[str, Any]:
-        """The doit action of a layer: bake, rebuild or update it as needed; returns what doit saves."""
-        from .build import Builder  # doit runs the action only when the layer is not up to date
+    def execute(self, key: str) -> dict[str, Any]:
+        """doit's action for a resource: build or update it as needed; returns what doit saves."""
+        from .builder import Builder
+        from .kinds import KINDS
 
-        layer = self.layers[ctid]
+        res = self.resources[key]
+        kind = KINDS[res.kind]
         t0 = time.monotonic()
         outcome = "up-to-date"
         try:
-            decision = self.explain(self.decide(ctid))
+            decision = self.explain(self.decide(key))
             if decision.action == Action.BLOCKED:
                 raise UnsafeOperation("; ".join(decision.reasons))
             if decision.action.bakes:
-                self.say(f"{layer.task:<6} {decision.action}: {'; '.join(decision.reasons)}")
-                self.clones.started(ctid)
-                Builder(self).bake(layer)
-                outcome = "built"
-                forced = self.forced()
-                if ctid in forced:
-                    self.set_forced(forced - {ctid})
-            elif decision.action == Action.UPDATE:
-                Builder(self).update(layer, decision)
-                outcome = "updated"
+                self.say(f"{key:<6} {decision.action}: {'; '.join(decision.reasons)}")
+                self.clones.started(key)
+            if decision.action != Action.OK:
+                self.ready()
+                found = self._prepared.pop(key, None)
+                prepared = found[1] if found is not None and found[0] == decision.action else \
+                    kind.prepare(res, decision, self.context)
+                if prepared.problems:
+                    raise PhoenixError(self.stopped([(key, p) for p in prepared.problems]))
+                parent = self.facts_of(self.resources[res.parent]) if res.parent is not None else None
+                parent_build = parent.build_id if parent is not None else None
+                steps = kind.steps(res, decision, prepared, self.context,
+                                   build_id=new_build_id(res.identity(parent_build)), parent_build=parent_build)
+                Builder(self.build_context, key).run(steps)
+                outcome = "built" if decision.action.bakes else "updated"
+                if decision.action.bakes:
+                    self.forced.done(key)
         except BaseException:
-            self.outcomes[layer.task] = {"outcome": "failed", "seconds": round(time.monotonic() - t0, 3),
-                                         "identity": None}
+            self.outcomes.note(key, "failed", time.monotonic() - t0)
             raise
         finally:
             if "clones" in self.__dict__:
-                self.clones.finished(ctid)  # a sibling waiting to clone from the same parent need not wait for it
-        facts = self.guests().get(ctid)
-        self.outcomes[layer.task] = {"outcome": outcome, "seconds": round(time.monotonic() - t0, 3),
-                                     "identity": facts.identity if facts else None}
-        return {"identity": facts.identity if facts else None, "build": facts.build_id if facts else None}
+                self.clones.finished(key)  # a sibling waiting to clone from the same parent need not wait for it
+        facts = self.facts_of(res)
+        identity = facts.identity if facts is not None else None
+        self.outcomes.note(key, outcome, time.monotonic() - t0, identity)
+        return {"identity": identity, "build": facts.build_id if facts is not None else None}
 
-    def up_to_date(self, ctid: int) -> Decision:
-        """doit's uptodate check; an up-to-date layer is noted in the run's outcomes."""
-        decision = self.decide(ctid)
-        if decision.action == Action.OK:  # so the guest is on the host, with its identity
-            self.outcomes[f"ct{ctid}"] = {"outcome": "up-to-date", "seconds": 0.0, "identity": self.view[ctid].identity}
-        elif decision.action.bakes:  # doit checks in its main thread, before a worker starts the bake
-            self.clones.announce(ctid, self.scope, lambda sibling: self.decide(sibling).action.bakes)
+    # ------------------------------------------------------------ safety
+
+    def stopped(self, problems: list[tuple[str, str]]) -> str:
+        """The message of a run stopped by checks: every problem, and what this run had changed before."""
+        built = self.outcomes.of("built") + self.outcomes.of("updated")
+        lines = [f"{len(problems)} problem(s) found before changing anything for them:"]
+        lines += [f"  - {key}: {text}" for key, text in problems]
+        lines.append(f"Already built or updated in this run: {', '.join(built)}." if built else
+                     "Nothing was changed on the host.")
+        return "\n".join(lines)
+
+    def preflight(self) -> list[tuple[str, str]]:
+        """Read and check what every build in the run's scope needs; the problems found (key, text)."""
+        from .kinds import KINDS
+
+        keys = self.scope or set(self.resources)
+        with self.lock:
+            self.view.guests()
+            decisions = self.planner.plan(self.facts_of, forced=self.forced.keys(), keys=keys)
+        problems: list[tuple[str, str]] = []
+        for key, decision in decisions.items():
+            if decision.action in (Action.OK, Action.BLOCKED):
+                continue
+            res = self.resources[key]
+            prepared = KINDS[res.kind].prepare(res, decision, self.context)
+            self._prepared[key] = (decision.action, prepared)
+            problems += [(key, p) for p in prepared.problems if (key, p) not in problems]
+        return problems
+
+    def ready(self) -> None:
+        """Before the run's first write: every check of every build in its scope, then the host's lease (one run
+        at a time); after that the host is listed again, since another run may have changed it meanwhile."""
+        with self.lock:
+            if self._ready is True:
+                return
+            if isinstance(self._ready, PhoenixError):
+                raise PhoenixError(f"stopped: {str(self._ready).splitlines()[0]} (see above)")
+            try:
+                problems = self.preflight()
+                if problems:
+                    raise PhoenixError(self.stopped(problems))
+                held = lease.Lease(lambda: self.pve, self.id, self.say, self.lease_seconds)
+                held.acquire()
+                self.lease = held
+                before = dict(self.view.guests())
+                self.view.relist()
+                if self.view.guests() != before:
+                    self._prepared.clear()
+                    problems = self.preflight()
+                    if problems:
+                        raise PhoenixError(self.stopped(problems))
+            except PhoenixError as e:
+                self._ready = e
+                if self.lease is not None:
+                    self.lease.release()
+                    self.lease = None
+                raise
+            self._ready = True
+
+    def check(self, key: str) -> Decision:
+        """doit's uptodate check; an up-to-date resource is noted in the run's outcomes."""
+        decision = self.decide(key)
+        if decision.action == Action.OK:  # so it is on the host, with its identity
+            facts = self.facts_of(self.resources[key])
+            self.outcomes.note(key, "up-to-date", identity=facts.identity if facts is not None else None)
+        elif decision.action.bakes:  # doit checks in its main thread, before a worker starts the build
+            self.clones.announce(key, self.scope, lambda sibling: self.decide(sibling).action.bakes)
         elif "clones" in self.__dict__:
-            self.clones.finished(ctid)  # announced by a sibling, but it has nothing to bake
+            self.clones.finished(key)  # announced by a sibling, but it has nothing to build
         return decision
 
     def set_scope(self, tasks: list[str]) -> None:
-        """The layers doit will run: the tasks asked for and their ancestors (told by the reporter at the start)."""
-        self.scope = with_ancestors(self.layers, (c for c in map(task_ctid, tasks) if c is not None))
+        """The resources doit will run: the tasks asked for and their ancestors (told by the reporter at the start)."""
+        self.scope = with_ancestors(self.resources, (t for t in tasks if t in self.resources))
 
-    # ------------------------------------------------------------- finish
+    # ------------------------------------------------------------ finish
 
     def summary(self) -> dict[str, Any]:
-        return {"target": self.target if "_model" in self.__dict__ else "?", "api_requests": self.counters.total,
-                "api_seconds": round(self.counters.seconds, 3),
-                "wall_seconds": round(time.monotonic() - self.started, 3), "tasks": dict(sorted(self.outcomes.items()))}
+        return self.outcomes.summary(self.target if "model" in self.__dict__ else "?", self.counters)
 
     def write_last_run(self) -> dict[str, Any]:
         data = self.summary()
-        write_whole(self.cache / "last-run.json", dumps_last_run(data).encode())
+        write_last_run(self.cache / "last-run.json", data)
         return data
 
     def close(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
         if "transport" in self.__dict__:
             self.transport.close()
         if self._sim is not None:

@@ -1,34 +1,34 @@
-"""`doit forget ct920`: doit's forget, and a forced rebake of those layers at the next run.
+"""`doit forget ct920`: doit's forget, and a forced rebuild of those resources at the next run.
 
 Phoenix decides from the host, not from doit's database, so forgetting doit's state alone would
-change nothing. The request is kept in .cache/forced.json until the rebake is done; the rebake gives
-the layer a new build id, so its children follow.
+change nothing. The request is kept in .cache/forced.json until the rebuild is done; the rebuild gives
+the resource a new build id, so its children follow.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from doit.cmd_forget import Forget as DoitForget
 
-from ..layers import task_ctid
+from . import current
 
 
 class Forget(DoitForget):
-    doc_purpose = "force a rebake of these layers (and so their children) at the next run"
+    doc_purpose = "force a rebuild of these resources (and so their children) at the next run"
 
-    def _execute(self, forget_sub, forget_disable_default, forget_all):
-        from .tasks import current
-
+    def _execute(self, forget_sub: Any, forget_disable_default: Any, forget_all: Any) -> int:
         super()._execute(forget_sub, forget_disable_default, forget_all)
-        run = current()
+        run = current.current()
         if forget_all:
-            names = [f"ct{c}" for c in run.layers]
+            names = list(run.resources)
         elif self.sel_default_tasks and forget_disable_default:
             return 0
         else:
             names = list(self.sel_tasks or [])
-        ctids = {c for c in map(task_ctid, names) if c in run.layers}
-        if ctids:
-            run.set_forced(run.forced() | ctids)
-            self.outstream.write(f"phoenix: {', '.join(f'ct{c}' for c in sorted(ctids))} will be rebaked at the next run "
+        keys = sorted(k for k in names if k in run.resources)
+        if keys:
+            run.forced.add(keys)
+            self.outstream.write(f"phoenix: {', '.join(keys)} will be rebaked at the next run "
                                  "(with every layer cloned from them)\n")
         return 0

@@ -1,45 +1,81 @@
-"""`doit plan`: what a run would do to each layer and why, with staleness carried down the chain.
+"""`doit plan [--steps] [TASK ...]`: what a run would do to each resource and why; changes nothing.
 
-doit's own `list --status` does not propagate staleness from a parent to its children; this does.
-It reads the host (one listing, plus the record of a stale guest when only that can say why) and changes nothing.
+The same decisions as the run's (one decision path), staleness carried down the chain. It reads the host:
+one listing, plus the record of a stale resource when only that can say why. With --steps it also reads what
+each build needs (configs, the OS template's storage, the node's GPUs), runs the checks a build makes before
+it writes anything, and prints the exact calls each build would make.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from doit.cmd_base import DoitCmdBase
 
-from ..layers import with_ancestors
-from ..plan import Action, plan
+from ..errors import PhoenixError
+from ..plan import Action, Decision
+from ..resources import with_ancestors
+from ..steps import render
+from . import current
+
+STEPS_OPTION = {"name": "steps", "long": "steps", "type": bool, "default": False,
+                "help": "also print the exact calls of each build (reads what they need; changes nothing)"}
 
 
 class Plan(DoitCmdBase):
-    doc_purpose = "show what `doit` would rebuild, update or leave, and why (changes nothing)"
-    doc_usage = "[TASK ...]"
+    doc_purpose = "show what `doit` would build, update or leave, and why (changes nothing)"
+    doc_usage = "[--steps] [TASK ...]"
     doc_description = None
-    cmd_options = ()
+    cmd_options = (STEPS_OPTION,)
 
-    def _execute(self, pos_args=None):
-        from .tasks import current
-
-        run = current()
-        layers, guests = run.layers, run.guests()
-        decisions = plan(layers, guests, run.forced())
-        records = {c: run.record(c) for c, d in decisions.items() if d.needs_record}
-        if records:
-            decisions = plan(layers, guests, run.forced(), records)
-        wanted = {int(t.removeprefix("ct")) for t in (pos_args or []) if t.removeprefix("ct").isdigit()}
-        if wanted:
-            keep = with_ancestors(layers, wanted)
-            decisions = {c: d for c, d in decisions.items() if c in keep}
-        width = max((len(f"ct{c}") for c in decisions), default=5)
-        for ctid, d in decisions.items():
-            reasons = "; ".join(d.reasons)
-            if d.action == Action.REBUILD and reasons.startswith("parent "):
-                text = f"follows ({reasons})"
-            else:
-                text = f"{d.action}" + (f": {reasons}" if reasons else "")
-            self.outstream.write(f"ct{ctid:<{width - 2}}  {text}\n")
+    def _execute(self, steps: bool = False, pos_args: list[str] | None = None) -> int:
+        run = current.current()
+        wanted = [t for t in (pos_args or []) if t in run.resources]
+        unknown = [t for t in (pos_args or []) if t not in run.resources]
+        if unknown:
+            self.outstream.write(f"phoenix plan: no such task: {', '.join(unknown)} (see `doit list`)\n")
+            return 3
+        keys = with_ancestors(run.resources, wanted) if wanted else None
+        try:
+            decisions = {k: run.explain(d) for k, d in self.decisions(run, keys).items()}
+        except PhoenixError as e:
+            self.outstream.write(f"phoenix plan: {e}\n")
+            return 1
+        width = max((len(k) for k in decisions), default=5)
+        failed = 0
+        for key, d in decisions.items():
+            self.outstream.write(f"{key:<{width}}  {d.text}\n")
+            if steps and d.action not in (Action.OK, Action.BLOCKED):
+                failed += self.print_steps(run, d)
         todo = sum(1 for d in decisions.values() if d.action != Action.OK)
-        self.outstream.write(f"phoenix plan: {todo} of {len(decisions)} layers to change; "
+        self.outstream.write(f"phoenix plan: {todo} of {len(decisions)} resources to change; "
                              f"{run.counters.total} API requests (target: {run.target})\n")
+        return 1 if failed else 0
+
+    @staticmethod
+    def decisions(run: Any, keys: set[str] | None) -> dict[str, Decision]:
+        run.view.guests()
+        return run.planner.plan(run.facts_of, forced=run.forced.keys(), keys=keys)
+
+    def print_steps(self, run: Any, d: Decision) -> int:
+        """The build's steps, or the checks that would stop it; 1 if a check fails."""
+        from ..kinds import KINDS
+
+        res = run.resources[d.key]
+        kind = KINDS[res.kind]
+        try:
+            prepared = kind.prepare(res, d, run.context)
+        except PhoenixError as e:
+            self.outstream.write(f"    check failed: {e}\n")
+            return 1
+        for problem in prepared.problems:
+            self.outstream.write(f"    check failed: {problem}\n")
+        if prepared.problems:
+            return 1
+        parent = run.facts_of(run.resources[res.parent]) if res.parent is not None else None
+        parent_bakes = res.parent is not None and run.decide(res.parent).action.bakes
+        parent_build = f"<new build of {res.parent}>" if parent_bakes else (parent.build_id if parent is not None else None)
+        identity = "<new>" if parent_bakes else None
+        for step in kind.steps(res, d, prepared, run.context, build_id="<new>", parent_build=parent_build, identity=identity):
+            self.outstream.write(f"    {step.what}: {render(step)}\n")
         return 0

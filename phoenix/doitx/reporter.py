@@ -3,35 +3,35 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from doit.reporter import ConsoleReporter
 
+from . import current
+
 
 class PhoenixReporter(ConsoleReporter):
-    def initialize(self, tasks, selected_tasks):
+    def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         super().initialize(tasks, selected_tasks)
-        from .tasks import RUN
+        if current.RUN is not None:
+            current.RUN.set_scope(list(selected_tasks))
 
-        if RUN is not None:
-            RUN.set_scope(list(selected_tasks))
-
-    def execute_task(self, task):
+    def execute_task(self, task: Any) -> None:
         if task.actions and task.name[0] != "_":
             self.write(f".  {task.name}: {task.doc.split(':')[0] if task.doc else ''}\n")
 
-    def skip_uptodate(self, task):
+    def skip_uptodate(self, task: Any) -> None:
         if task.name[0] != "_":
             self.write(f"-- {task.name}: up to date\n")
 
-    def complete_run(self):
+    def complete_run(self) -> None:
         super().complete_run()
-        from .tasks import RUN
-
-        if RUN is None:
+        run = current.RUN
+        if run is None:
             return
         try:
-            data = RUN.write_last_run()
-        except Exception as e:
+            data = run.write_last_run()
+        except OSError as e:
             self.write(f"phoenix: could not write last-run.json: {e}\n")
             return
         counts = Counter(t["outcome"] for t in data["tasks"].values())

@@ -1,4 +1,5 @@
-"""doit tasks for the layers: one task per guest, `ctNNN`, parents as task_dep, the host as uptodate."""
+"""doit tasks for the estate: one task per resource, named by its key (`ct950`), parents and dependencies as
+task_dep, the host as uptodate. An expected failure reaches doit as its TaskFailed with Phoenix's message."""
 
 from __future__ import annotations
 
@@ -7,74 +8,110 @@ import inspect
 import signal
 import sys
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+from doit.exceptions import TaskFailed
+
+from ..cachefiles import repair
 from ..errors import ConfigError, PhoenixError
 from ..plan import Action, Decision
 from ..runtime import Run
+from . import current
 from .reporter import PhoenixReporter
 
-RUN: Run | None = None
+INTERRUPTED = "phoenix: interrupted; doit saved what was done: rerun to finish"
 
 
-def current() -> Run:
-    if RUN is None:
-        raise RuntimeError("no Phoenix run: dodo.py has not called phoenix.doitx.tasks.setup()")
-    return RUN
+class Check:
+    """doit uptodate callable: is the resource on the host as the config wants it? (str() says why not).
 
-
-class LayerCheck:
-    """doit uptodate callable: is the layer on the host as the config wants it? (str() says why not)."""
+    It never raises for an expected failure (doit would show a traceback): the failure makes the resource
+    not up to date, and its action then fails with the message."""
 
     # doit asks each uptodate callable for its signature, once per task and run; this one takes no arguments.
     __signature__ = inspect.Signature()
 
-    def __init__(self, run: Run, ctid: int):
-        self.run, self.ctid = run, ctid
+    def __init__(self, run: Run, key: str):
+        self.run, self.key = run, key
         self.decision: Decision | None = None
+        self.error: PhoenixError | None = None
 
     def __call__(self) -> bool:
-        self.decision = self.run.up_to_date(self.ctid)
+        try:
+            self.decision = self.run.check(self.key)
+        except PhoenixError as e:
+            self.error = e
+            return False
         return self.decision.action == Action.OK
 
     def __str__(self) -> str:
-        return self.decision.summary if self.decision else f"ct{self.ctid} compared with the host"
+        if self.error is not None:
+            return f"{self.key}: {self.error}"
+        if self.decision is None:
+            return f"{self.key} compared with the host"
+        try:
+            return self.run.explain(self.decision).summary
+        except PhoenixError:
+            return self.decision.summary
 
 
-def layer_tasks(run: Run) -> list[dict[str, Any]]:
+def action(run: Run, key: str) -> dict[str, Any] | TaskFailed:
+    """doit's action: build the resource; an expected failure is doit's TaskFailed with one clear message."""
+    try:
+        return run.execute(key)
+    except PhoenixError as e:
+        return TaskFailed(str(e))
+
+
+def resource_tasks(run: Run) -> list[dict[str, Any]]:
     tasks = []
-    for ctid, layer in run.layers.items():
+    for key, res in run.resources.items():
         tasks.append({
-            "basename": layer.task,
-            "doc": layer.doc,
-            "actions": [(run.execute, [ctid])],
-            "task_dep": [f"ct{layer.parent}"] if layer.parent is not None else [],
-            "uptodate": [LayerCheck(run, ctid)],
+            "basename": key,
+            "doc": res.doc,
+            "actions": [(action, [run, key])],
+            "task_dep": ([res.parent] if res.parent is not None else []) + list(res.deps),
+            "uptodate": [Check(run, key)],
             "verbosity": 2,
-            "meta": {"ctid": ctid},
+            "meta": {"kind": res.kind, "vmid": res.vmid},
         })
     return tasks
+
+
+def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    """Ctrl-C and SIGTERM end a run with one line (doit saved its state before the interrupt got here)."""
+    if issubclass(kind, KeyboardInterrupt):
+        print(INTERRUPTED, file=sys.stderr)
+        return
+    sys.__excepthook__(kind, value, tb)
 
 
 def setup(root: Path, *, process: bool = True, **kwargs: Any) -> tuple[dict[str, Any], Any]:
     """Called by dodo.py: the run, doit's config and the task generator.
 
-    process=False (tests running doit in-process) leaves signal handlers and atexit alone.
+    process=False (tests running doit in-process) leaves signal handlers, atexit and the excepthook alone.
     """
-    global RUN
     try:
-        RUN = Run(root, **kwargs)
+        run = Run(root, **kwargs)
     except PhoenixError as e:  # e.g. a malformed PHOENIX_SIM_TASK_SECONDS
         print(f"phoenix: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    cache = RUN.cache
-    cache.mkdir(parents=True, exist_ok=True)
+    current.install(run)
+    cache = run.cache
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        repair(cache, run.say)
+    except OSError as e:
+        print(f"phoenix: cannot use the cache directory {cache}: {e.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
     if process:
         # doit saves its state only when a run ends; SIGTERM becomes KeyboardInterrupt so it ends cleanly.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        atexit.register(RUN.close)
+        sys.excepthook = _excepthook
+        atexit.register(run.close)
     try:
-        RUN.layers  # noqa: B018 - validate (unless cached) before doit does anything; touches nothing on the host
+        run.model  # noqa: B018 - validate (unless cached) before doit does anything; touches nothing on the host
     except ConfigError as e:
         print(f"phoenix: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -83,12 +120,12 @@ def setup(root: Path, *, process: bool = True, **kwargs: Any) -> tuple[dict[str,
         "backend": "sqlite3",
         "par_type": "thread",
         "reporter": PhoenixReporter,
-        "default_tasks": [f"ct{c}" for c in RUN.layers],
+        "default_tasks": list(run.resources),
         "verbosity": 2,
     }
 
-    def task_layers():
-        """Proxmox layers (one task per guest)."""
-        yield from layer_tasks(RUN)
+    def task_resources() -> Any:
+        """Proxmox resources (one task each)."""
+        yield from resource_tasks(run)
 
-    return config, task_layers
+    return config, task_resources

@@ -1,9 +1,10 @@
 """What the host says about its guests, parsed from one bulk listing (pure).
 
 Each Phoenix guest carries its record in its tags, which `/cluster/resources` lists for every guest
-in one request: `phoenix` (managed), `phx-id-<identity>`, `phx-b-<build id>`, `phx-s-<settings>`, and
-`phx-building` while a bake is under way. The description holds the same record with the digest of
-every input, for people and for explaining a rebuild.
+in one request: `phoenix`, `phx-id-<identity>`, `phx-b-<build id>`, `phx-s-<settings>`, and, while a bake
+is under way, `phx-building` and `phx-run-<run id>` (the run that builds it). A guest is Phoenix's only with
+the `phoenix` tag and a record (an identity or `phx-building`). The description holds the same record with
+the digest of every input, for people and for explaining a rebuild.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ RECORD_MARK = "phoenix-record: "
 DESCRIPTION_RULE = "\n\n---\nManaged by Phoenix: the record below says what this layer was built from.\n"
 
 
-_RECORD_TAGS = {"id": "identity", "b": "build_id", "s": "settings_hash"}  # phx-<key>-<value>
+_RECORD_TAGS = {"id": "identity", "b": "build_id", "s": "settings_hash", "run": "owner"}  # phx-<key>-<value>
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class GuestFacts:
     identity: str | None = field(init=False, default=None, compare=False)
     build_id: str | None = field(init=False, default=None, compare=False)
     settings_hash: str | None = field(init=False, default=None, compare=False)
+    owner: str | None = field(init=False, default=None, compare=False)  # the run building it (phx-run-)
 
     def __post_init__(self) -> None:
         for tag in self.tags:
@@ -47,8 +49,14 @@ class GuestFacts:
                     object.__setattr__(self, name, value)
 
     @property
-    def managed(self) -> bool:
+    def tagged(self) -> bool:
+        """It carries the `phoenix` tag (which a person can set by hand)."""
         return MANAGED in self.tags
+
+    @property
+    def managed(self) -> bool:
+        """Phoenix's own: the `phoenix` tag and a record (an identity, or a bake under way)."""
+        return MANAGED in self.tags and (self.identity is not None or BUILDING in self.tags)
 
     @property
     def building(self) -> bool:
@@ -82,8 +90,9 @@ def record_tags(user_tags: list[str], identity: str, build_id: str, settings_has
     return ";".join(tags)
 
 
-def building_tags(user_tags: list[str]) -> str:
-    return ";".join([MANAGED, BUILDING, *sorted(set(user_tags))])
+def building_tags(user_tags: list[str], owner: str | None = None) -> str:
+    """The tags of a guest while a run (owner: its id) builds it."""
+    return ";".join([MANAGED, BUILDING, *([f"phx-run-{owner}"] if owner else []), *sorted(set(user_tags))])
 
 
 def with_tags(facts: GuestFacts, tags: str, **changes: Any) -> GuestFacts:

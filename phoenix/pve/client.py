@@ -18,7 +18,7 @@ from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 from requests.adapters import HTTPAdapter
 
-from ..errors import PhoenixError, TaskFailed, TaskTimeout
+from ..errors import PhoenixError, ProxmoxTaskFailed, TaskTimeout
 from .counters import Counters
 from .endpoint import Endpoint, fingerprint_hex
 
@@ -132,20 +132,11 @@ class Pve:
     def get(self, path: str, **params: Any) -> Any:
         return self._call("GET", path, True, **params)
 
-    def put(self, path: str, **data: Any) -> Any:
-        """PUT sets absolute values, so it is retried."""
-        return self._call("PUT", path, True, **data)
-
-    def post(self, path: str, *, idempotent: bool = False, **data: Any) -> Any:
-        return self._call("POST", path, idempotent, **data)
-
-    def delete(self, path: str, **params: Any) -> Any:
-        return self._call("DELETE", path, False, **params)
 
     # ------------------------------------------------------------------ tasks
 
     def wait(self, upid: str, timeout: float | None = None) -> None:
-        """Wait for a task; TaskFailed carries its log, TaskTimeout says it still runs on the node."""
+        """Wait for a task; ProxmoxTaskFailed carries its log, TaskTimeout says it still runs on the node."""
         node = upid.split(":")[1] if upid.startswith("UPID:") else self.node
         deadline = time.monotonic() + (timeout or self.task_timeout)
         delay = POLL_FIRST
@@ -156,7 +147,7 @@ class Pve:
                 if exit_status == "OK" or exit_status.startswith("WARNINGS"):
                     return
                 log = self.get(f"nodes/{node}/tasks/{upid}/log", limit=500)
-                raise TaskFailed(upid, exit_status, [str(entry.get("t", "")) for entry in log])
+                raise ProxmoxTaskFailed(upid, exit_status, [str(entry.get("t", "")) for entry in log])
             if time.monotonic() > deadline:
                 raise TaskTimeout(f"Proxmox task {upid} still runs after {timeout or self.task_timeout:.0f}s; it goes on "
                                   "on the node. Check it in the node's task log; a rerun converges once it ends.")
@@ -173,6 +164,6 @@ class Pve:
                 self.wait(upid, timeout)
 
         def retry(e: Exception) -> bool:
-            return idempotent and isinstance(e, TaskFailed) and any(m in e.exitstatus.lower() for m in TRANSIENT_MESSAGES)
+            return idempotent and isinstance(e, ProxmoxTaskFailed) and any(m in e.exitstatus.lower() for m in TRANSIENT_MESSAGES)
 
         self._retrying(once, retry, 0.5)

@@ -15,11 +15,12 @@ import pytest
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
-from phoenix.doitx import tasks
+from phoenix.doitx import current, tasks
 from phoenix.sim.host import SimHost, shared
 
 REPO = Path(__file__).resolve().parents[2]
 NODE = "/api2/json/nodes/pve1"
+LEASE_PATH = "/api2/json/pools"
 ALL_TASKS = ("ct900", "ct901", "ct902", "ct910", "ct920", "ct950")
 
 
@@ -73,14 +74,19 @@ class Checkout:
                 rc = main.run(list(args))
         finally:
             os.chdir(cwd)
-        run = tasks.RUN
+        run = current.RUN
         run.close()
         return Result(rc, out.getvalue(), run)
 
     # --------------------------------------------------------------- host
 
     def writes(self, since: int = 0) -> list[tuple[str, str]]:
-        return [(m, p) for m, p, _ in self.pve.requests[since:] if m != "GET"]
+        """Writes to the host's guests and storage since the mark (the run lease's pool is left out: lease_writes)."""
+        return [(m, p) for m, p, _ in self.pve.requests[since:] if m != "GET" and not p.startswith(LEASE_PATH)]
+
+    def lease_writes(self, since: int = 0) -> list[tuple[str, str]]:
+        """Writes to the run lease's pool since the mark."""
+        return [(m, p) for m, p, _ in self.pve.requests[since:] if m != "GET" and p.startswith(LEASE_PATH)]
 
     def mark(self) -> int:
         return len(self.pve.requests)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from phoenix.config.estate import load_estate
-from phoenix.layers import layers
+from phoenix.kinds.lxc.resources import resources
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ PINNED = {  # ctid: (os_template, config, app_config, settings hash)
 
 
 def test_example_identities_are_unchanged():
-    found = {ctid: (layer.inputs.get("os_template"), layer.inputs["config"], layer.inputs.get("app_config"),
-                    layer.settings_hash)
-             for ctid, layer in layers(load_estate(REPO / "etc", REPO / "images")).items()}
+    found = {layer.vmid: (layer.inputs.get("os_template"), layer.inputs["config"], layer.inputs.get("app_config"),
+                          layer.settings_hash)
+             for layer in resources(load_estate(REPO / "etc", REPO / "images")).values()}
     assert found == PINNED

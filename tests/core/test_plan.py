@@ -4,42 +4,49 @@ from __future__ import annotations
 
 import pytest
 
-from phoenix import params as P
 from phoenix.config.estate import load_estate
 from phoenix.errors import PhoenixError
 from phoenix.facts.guests import GuestFacts, parse_record, parse_resources, record_tags, split_tags
-from phoenix.layers import layers
-from phoenix.plan import MIB, Action, plan
+from phoenix.kinds import KINDS
+from phoenix.kinds.lxc import params as P
+from phoenix.kinds.lxc.resources import resources
+from phoenix.kinds.lxc.rules import MIB
+from phoenix.plan import Action, Planner
 
 from .conftest import REPO
 
 
 @pytest.fixture(scope="module")
 def example():
-    return layers(load_estate(REPO / "etc", REPO / "images"))
+    return resources(load_estate(REPO / "etc", REPO / "images"))
 
 
-def built_host(lay) -> dict[int, GuestFacts]:
+def plan(example, host: dict[str, GuestFacts], forced=frozenset(), records=None):
+    """The planner's decisions for the example, against a host given by task name."""
+    return Planner(example, KINDS).plan(lambda r: host.get(r.key), forced=forced, records=records)
+
+
+def built_host(lay) -> dict[str, GuestFacts]:
     """A host where every layer is recorded as built from the current config."""
-    host: dict[int, GuestFacts] = {}
-    for ctid, layer in lay.items():
+    host: dict[str, GuestFacts] = {}
+    for key, layer in lay.items():
         parent = host.get(layer.parent) if layer.parent else None
-        tags = record_tags([], layer.identity(parent.build_id if parent else None), f"b{ctid}", layer.settings_hash)
-        host[ctid] = GuestFacts(ctid, layer.name, tags=split_tags(tags), maxmem=layer.settings["memory"] * MIB,
-                                maxcpu=layer.settings["cores"], maxdisk=layer.settings["rootfs_gb"] * 1024 ** 3)
+        tags = record_tags([], layer.identity(parent.build_id if parent else None), f"b{key}", layer.settings_hash)
+        host[key] = GuestFacts(layer.vmid, layer.name, tags=split_tags(tags), maxmem=layer.settings["memory"] * MIB,
+                               maxcpu=layer.settings["cores"], maxdisk=layer.settings["rootfs_gb"] * 1024 ** 3)
     return host
 
 
-def actions(decisions) -> dict[int, str]:
+def actions(decisions) -> dict[str, str]:
     return {c: str(d.action) for c, d in decisions.items()}
 
 
 def test_identity_is_stable_and_depends_on_the_parent_build(example):
-    layer = example[950]
+    layer = example["ct950"]
     assert layer.identity("abc") == layer.identity("abc")
     assert layer.identity("abc") != layer.identity("abd")
     assert set(layer.inputs) >= {"config", "lib", "app_config", "app:phoenix_hypervisor_lxc_950.sh"}
-    assert "os_template" in example[900].inputs and "os_template" not in example[901].inputs
+    assert "os_template" in example["ct900"].inputs and "os_template" not in example["ct901"].inputs
 
 
 def test_empty_host_builds_everything(example):
@@ -53,41 +60,41 @@ def test_built_host_is_up_to_date(example):
 def test_changed_input_rebuilds_the_layer_and_its_descendants(example):
     host = built_host(example)
     stale = dict(host)
-    stale[920] = GuestFacts(920, tags=split_tags(record_tags([], "0" * 16, "b920", example[920].settings_hash)))
-    decisions = plan(example, stale, records={920: {"inputs": {**example[920].inputs, "feature:vllm": "old"},
-                                                    "parent_build": "b901"}})
-    assert actions(decisions) == {900: "up-to-date", 901: "up-to-date", 902: "up-to-date", 910: "up-to-date",
-                                  920: "rebuild", 950: "rebuild"}
-    assert decisions[920].reasons == ("feature vllm changed",)
-    assert decisions[950].reasons == ("parent ct920 rebuilds",)
+    stale["ct920"] = GuestFacts(920, tags=split_tags(record_tags([], "0" * 16, "b920", example["ct920"].settings_hash)))
+    decisions = plan(example, stale, records={"ct920": {"inputs": {**example["ct920"].inputs, "feature:vllm": "old"},
+                                                        "parent_build": "bct901"}})
+    assert actions(decisions) == {"ct900": "up-to-date", "ct901": "up-to-date", "ct902": "up-to-date", "ct910": "up-to-date",
+                                  "ct920": "rebuild", "ct950": "rebuild"}
+    assert decisions["ct920"].reasons == ("feature vllm changed",)
+    assert decisions["ct950"].reasons == ("parent ct920 rebuilds",)
 
 
 def test_forced_layer_rebuilds_with_children(example):
-    decisions = plan(example, built_host(example), forced={902})
-    assert {c for c, d in decisions.items() if d.action != Action.OK} == {902, 910}
-    assert decisions[902].reasons == ("forced by doit forget",)
+    decisions = plan(example, built_host(example), forced={"ct902"})
+    assert {c for c, d in decisions.items() if d.action != Action.OK} == {"ct902", "ct910"}
+    assert decisions["ct902"].reasons == ("forced by doit forget",)
 
 
 def test_memory_drift_is_an_in_place_update(example):
     host = built_host(example)
-    f = host[950]
-    host[950] = GuestFacts(950, f.name, tags=f.tags, maxmem=1024 * MIB, maxcpu=f.maxcpu, maxdisk=f.maxdisk)
+    f = host["ct950"]
+    host["ct950"] = GuestFacts(950, f.name, tags=f.tags, maxmem=1024 * MIB, maxcpu=f.maxcpu, maxdisk=f.maxdisk)
     decisions = plan(example, host)
-    assert decisions[950].action == Action.UPDATE and decisions[950].reasons == ("memory 1024 -> 40960 MB",)
-    assert all(d.action == Action.OK for c, d in decisions.items() if c != 950)
+    assert decisions["ct950"].action == Action.UPDATE and decisions["ct950"].reasons == ("memory 1024 -> 40960 MB",)
+    assert all(d.action == Action.OK for c, d in decisions.items() if c != "ct950")
 
 
 def test_unfinished_foreign_and_shrinking_guests(example):
     host = built_host(example)
-    host[901] = GuestFacts(901, tags=("phoenix", "phx-building"))
-    host[910] = GuestFacts(910, tags=("mine",))
-    f = host[950]
-    host[950] = GuestFacts(950, f.name, tags=f.tags, maxmem=f.maxmem, maxcpu=f.maxcpu, maxdisk=500 * 1024 ** 3)
+    host["ct901"] = GuestFacts(901, tags=("phoenix", "phx-building"))
+    host["ct910"] = GuestFacts(910, tags=("mine",))
+    f = host["ct950"]
+    host["ct950"] = GuestFacts(950, f.name, tags=f.tags, maxmem=f.maxmem, maxcpu=f.maxcpu, maxdisk=500 * 1024 ** 3)
     decisions = plan(example, host)
-    assert decisions[901].reasons == ("an earlier bake did not finish",)
-    assert decisions[920].action == Action.REBUILD  # follows 901
-    assert decisions[910].action == Action.BLOCKED and "not managed by Phoenix" in decisions[910].reasons[0]
-    assert decisions[950].action == Action.REBUILD
+    assert decisions["ct901"].reasons == ("an earlier bake did not finish",)
+    assert decisions["ct920"].action == Action.REBUILD  # follows 901
+    assert decisions["ct910"].action == Action.BLOCKED and "not managed by Phoenix" in decisions["ct910"].reasons[0]
+    assert decisions["ct950"].action == Action.REBUILD
 
 
 def test_listing_parse_and_record_round_trip():
@@ -132,17 +139,17 @@ def test_missing_gpu_device_is_an_error():
 
 
 def test_root_only_settings_go_to_pct_set(example):
-    s950 = example[950].settings
+    s950 = example["ct950"].settings
     api = P.config_params(s950, tags="t", description="d")
     assert "mp0" not in api and not any(k.startswith("dev") for k in api)
     assert P.root_options(s950, {"dev0": "/dev/nvidia0"}) == {"mp0": "/fastData/models,mp=/models", "dev0": "/dev/nvidia0"}
-    s902 = example[902].settings  # nesting + keyctl: keyctl is root-only, so the whole flag set goes to pct set
+    s902 = example["ct902"].settings  # nesting + keyctl: keyctl is root-only, so the whole flag set goes to pct set
     assert "features" not in P.config_params(s902, tags="t", description="d")
     assert P.root_options(s902, {})["features"] == "nesting=1,keyctl=1"
 
 
 def test_create_and_clone_parameters(example):
-    create = P.create_params(900, example[900].settings, ostemplate="local:vztmpl/u.tar.zst", storage="local-lvm",
+    create = P.create_params(900, example["ct900"].settings, ostemplate="local:vztmpl/u.tar.zst", storage="local-lvm",
                              unprivileged=True, tags="phoenix;phx-building", description="d")
     assert create["rootfs"] == "local-lvm:32" and create["onboot"] == 0 and create["unprivileged"] == 1
     assert create["net0"] == "name=eth0,bridge=vmbr0,ip=10.0.0.200/24,gw=10.0.0.1,hwaddr=52:54:00:67:89:00,firewall=0"
@@ -153,20 +160,20 @@ def test_create_and_clone_parameters(example):
 
 def test_identity_is_the_digest_of_format_inputs_and_parent_build(example):
     # The identity is recorded on every built guest: a change to how it is computed rebuilds every estate.
-    from phoenix.layers import FORMAT, digest
+    from phoenix.resources import FORMAT, digest
 
     for layer in example.values():
         for parent_build in (None, "0123abcd"):
             want = digest({"format": FORMAT, "inputs": layer.inputs, "parent_build": parent_build}, 16)
             assert layer.identity(parent_build) == want
-    assert example[920].identity("a") != example[920].identity("b")
-    assert example[950].settings_hash == digest(example[950].settings, 10)
+    assert example["ct920"].identity("a") != example["ct920"].identity("b")
+    assert example["ct950"].settings_hash == digest(example["ct950"].settings, 10)
 
 
 def test_last_run_json_is_one_line_per_task_and_parses_back():
     import json
 
-    from phoenix.runtime import dumps_last_run
+    from phoenix.lastrun import dumps_last_run
 
     data = {"target": "sim", "api_requests": 1, "wall_seconds": 0.02,
             "tasks": {"ct900": {"outcome": "up-to-date", "seconds": 0.0, "identity": "ab12"},
@@ -178,11 +185,12 @@ def test_last_run_json_is_one_line_per_task_and_parses_back():
 
 
 def test_task_names_and_ancestors():
-    from phoenix.layers import Layer, task_ctid, with_ancestors
+    from phoenix.kinds.lxc.resources import task_ctid
+    from phoenix.resources import Resource, with_ancestors
 
     assert [task_ctid(n) for n in ("ct950", "ct", "950", "ctx1", "plan")] == [950, None, None, None, None]
-    chain = {900: None, 901: 900, 902: 900, 920: 901, 950: 920, 910: 902}
-    graph = {c: Layer(c, f"l{c}", p, "template", {}, {}) for c, p in chain.items()}
-    assert with_ancestors(graph, [950]) == {950, 920, 901, 900}
-    assert with_ancestors(graph, [910, 920, 4242]) == {910, 902, 920, 901, 900}  # 4242: no such layer
+    chain = {"ct900": None, "ct901": "ct900", "ct902": "ct900", "ct920": "ct901", "ct950": "ct920", "ct910": "ct902"}
+    graph = {c: Resource(c, "lxc", f"l{c}", p, "template", {}, {}) for c, p in chain.items()}
+    assert with_ancestors(graph, ["ct950"]) == {"ct950", "ct920", "ct901", "ct900"}
+    assert with_ancestors(graph, ["ct910", "ct920", "ct4242"]) == {"ct910", "ct902", "ct920", "ct901", "ct900"}  # no such layer
     assert with_ancestors(graph, []) == set()

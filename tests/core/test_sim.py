@@ -74,7 +74,7 @@ def test_a_noop_doit_imports_no_config_models_and_no_simulator(tmp_path: Path):
     imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert {"doit", "phoenix.runtime", "phoenix.pve.reader"} <= imported  # the listing of -X importtime is read right
     heavy = {"pydantic", "yaml", "jinja2", "paramiko", "fakepve", "aiohttp", "asyncio", "requests", "urllib3",
-             "proxmoxer", "phoenix.config.estate", "phoenix.build", "phoenix.transport.ssh", "phoenix.pve.client"}
+             "proxmoxer", "phoenix.config.estate", "phoenix.builder", "phoenix.transport.ssh", "phoenix.pve.client"}
     assert not heavy & imported
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from phoenix.config.estate import load_estate
-from phoenix.context import build_context
+from phoenix.kinds.lxc.context import build_context
 
 from .conftest import BASE_CONTEXT, IMAGES, REPO, make_context
 

@@ -1,71 +1,25 @@
-"""Layer identity: what goes into a layer's hash, and the settings Proxmox changes in place (pure).
-
-A layer's *identity* hashes its build inputs: the parent's build id (or the OS template), the
-config that needs a rebake, and the content of every script it runs. Its *build id* is new at each
-bake, so a rebuilt parent (forced or not) changes its children's identity and they follow.
-Settings Proxmox can change in place are hashed apart (`settings`), and never touch children.
-"""
+"""LXC layers as resources: what goes into a container layer's identity, and its in-place settings (pure)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the config models (pydantic) are needed to make layers, not to check them
-    from .config.estate import Estate
+from ...resources import Resource, digest
 
-FORMAT = 1  # bump when the way layers are built changes: every layer rebuilds
+if TYPE_CHECKING:  # the config models (pydantic) are needed to make resources, not to check them
+    from ...config.estate import Estate
 
-
-def digest(value: Any, n: int = 12) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
+KIND = "lxc"
 
 
-@dataclass(frozen=True)
-class Layer:
-    """One guest as a build artifact."""
-
-    ctid: int
-    name: str
-    parent: int | None
-    role: str                  # "template" or "app"
-    inputs: dict[str, str]     # input name -> digest, for explanations ("feature:vllm": "3f2a...")
-    settings: dict[str, Any]   # in-place settings, resolved
-    doc: str = ""              # one line for `doit list`: name, role, parent, scripts
-    settings_hash: str = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "settings_hash", digest(self.settings, 10))
-        # identity() hashes {"format", "inputs", "parent_build"} as digest() would; all but parent_build is fixed.
-        object.__setattr__(self, "_identity_head", f'{{"format": {FORMAT}, "inputs": {json.dumps(self.inputs, sort_keys=True)}, ')
-
-    @property
-    def task(self) -> str:
-        return f"ct{self.ctid}"
-
-    def identity(self, parent_build: str | None) -> str:
-        """The layer's identity given its parent's current build id."""
-        text = f'{self._identity_head}"parent_build": {json.dumps(parent_build)}}}'  # type: ignore[attr-defined]
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+def task(ctid: int) -> str:
+    """A container layer's doit task: 'ct950'."""
+    return f"ct{ctid}"
 
 
 def task_ctid(name: str) -> int | None:
-    """The CTID of a layer's doit task name ('ct950' -> 950; the inverse of Layer.task), None for another name."""
+    """The CTID of a container task name ('ct950' -> 950; the inverse of task), None for another name."""
     return int(name[2:]) if name.startswith("ct") and name[2:].isdigit() else None
-
-
-def with_ancestors(layers: Mapping[int, Layer], ctids: Iterable[int]) -> set[int]:
-    """These layers (those that exist) and every layer they are cloned from."""
-    out: set[int] = set()
-    for ctid in ctids:
-        c: int | None = ctid
-        while c is not None and c in layers and c not in out:
-            out.add(c)
-            c = layers[c].parent
-    return out
 
 
 def net0(estate: Estate, ctid: int) -> str | None:
@@ -87,6 +41,12 @@ def net0(estate: Estate, ctid: int) -> str | None:
     return ",".join(parts)
 
 
+def app_fields(estate: Estate, ctid: int) -> dict[str, Any]:
+    """The app settings (Portainer, vLLM) as the identity has always hashed them."""
+    g = estate.guests[ctid]
+    return {k: getattr(g, k) for k in type(g).model_fields if k.startswith(("vllm_", "portainer_"))}
+
+
 def build_inputs(estate: Estate, ctid: int) -> dict[str, str]:
     """The inputs that need a rebake when they change, each digested on its own."""
     g, lib, hyp = estate.guests[ctid], estate.library, estate.hypervisor
@@ -100,9 +60,8 @@ def build_inputs(estate: Estate, ctid: int) -> dict[str, str]:
         "user": g.user_config.model_dump() if g.user_config else None, "timezone": hyp.timezone,
         "driver": hyp.nvidia.driver_version,
     })
-    app_keys = {k: getattr(g, k) for k in type(g).model_fields if k.startswith(("vllm_", "portainer_"))}
     if g.application_script:
-        inputs["app_config"] = digest(app_keys)
+        inputs["app_config"] = digest(app_fields(estate, ctid))
     inputs["lib"] = lib.lib_sha256()[:12]
     for name in g.features:
         inputs[f"feature:{name}"] = lib.feature(name).sha256[:12]
@@ -140,12 +99,13 @@ def describe(estate: Estate, ctid: int, role: str) -> str:
     return f"{g.name}: {role}, {origin}; runs {scripts}"
 
 
-def layers(estate: Estate) -> dict[int, Layer]:
-    """Every layer of the estate, parents first."""
+def resources(estate: Estate) -> dict[str, Resource]:
+    """Every container layer of the estate, parents first."""
     out = {}
     for ctid in estate.order():
         g = estate.guests[ctid]
         role = "template" if g.is_template_layer or estate.children(ctid) else "app"
-        out[ctid] = Layer(ctid, g.name, g.clone_from_ctid, role, build_inputs(estate, ctid),
-                          in_place_settings(estate, ctid), describe(estate, ctid, role))
+        parent = task(g.clone_from_ctid) if g.clone_from_ctid is not None else None
+        out[task(ctid)] = Resource(task(ctid), KIND, g.name, parent, role, build_inputs(estate, ctid),
+                                   in_place_settings(estate, ctid), describe(estate, ctid, role), vmid=ctid)
     return out

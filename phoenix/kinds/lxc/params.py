@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import PhoenixError
+from ...errors import PhoenixError
 
 SHARED_NVIDIA = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
 
@@ -34,14 +34,18 @@ def mount_points(settings: dict[str, Any]) -> tuple[dict[str, str], dict[str, st
 def gpu_devices(gpus: list[int], node_devices: tuple[str, ...]) -> dict[str, str]:
     """devN entries for the assigned GPUs: their /dev/nvidiaN and the shared control nodes present."""
     present = set(node_devices)
+    if gpus and not present:
+        raise PhoenixError(f"GPUs {', '.join(map(str, gpus))} are assigned but the node reports no NVIDIA device "
+                           "(no /dev/nvidia*): install the NVIDIA driver on the node and load its modules, or remove "
+                           "gpu_assignment")
     devices = []
     for index in gpus:
         path = f"/dev/nvidia{index}"
-        if present and path not in present:
+        if path not in present:
             raise PhoenixError(f"GPU {index} is assigned but {path} is not on the node (found: {', '.join(sorted(present))})")
         devices.append(path)
     if gpus:
-        devices += [d for d in SHARED_NVIDIA if not present or d in present]
+        devices += [d for d in SHARED_NVIDIA if d in present]
         devices += sorted(d for d in present if d.startswith("/dev/nvidia-caps/"))
     return {f"dev{i}": d for i, d in enumerate(devices)}
 

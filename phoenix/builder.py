@@ -1,0 +1,105 @@
+"""Executing a build's steps: the calls to Proxmox and to the node, in order, each timed on the run's output.
+
+The builder gets a narrow context (the API, the node, the run's view of the host, clone turns, output,
+secrets, log files); it never sees the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ScriptFailed
+from .steps import Call, NodeSet, RemoveSecrets, RestartIfPending, Script, Step
+from .transport.base import ScriptRun
+
+if TYPE_CHECKING:
+    from .clones import CloneTurns
+    from .hostview import HostView
+    from .pve.client import Pve
+    from .transport.node import Node
+
+
+@dataclass
+class BuildContext:
+    pve: Pve
+    node: Node
+    view: HostView
+    clones: CloneTurns[str]
+    say: Callable[[str], None]
+    secrets: Callable[[tuple[str, ...], tuple[str, ...]], dict[str, str]]  # (names, required) -> values
+    log_path: Callable[[str], Path]
+    before_record: Callable[[], None] = lambda: None  # a last check before a build is recorded (the run's lease)
+    before_write: Callable[[], None] = lambda: None   # before every step (the lease still held: no request)
+
+
+class Builder:
+    """Runs the steps of one resource's build."""
+
+    def __init__(self, ctx: BuildContext, key: str):
+        self.ctx, self.key = ctx, key
+
+    @contextmanager
+    def timed(self, what: str) -> Iterator[None]:
+        """`ct950  clone from ct920@vllm-base-snapshot  0.41s` once the step is done (or FAILED after …)."""
+        t0 = time.monotonic()
+        try:
+            yield
+        except BaseException:
+            self.ctx.say(f"{self.key:<6} {what}  FAILED after {time.monotonic() - t0:.2f}s")
+            raise
+        self.ctx.say(f"{self.key:<6} {what}  {time.monotonic() - t0:.2f}s")
+
+    def run(self, steps: list[Step]) -> None:
+        for step in steps:
+            self.ctx.before_write()
+            if isinstance(step, RestartIfPending):
+                self.restart_if_pending(step)
+                continue
+            if isinstance(step, Call) and step.records:
+                self.ctx.before_record()
+            if isinstance(step, Call) and step.clone:
+                with self.ctx.clones.turn(self.key), self.timed(step.what):
+                    self.execute(step)
+                continue
+            with self.timed(step.what + (" (simulated)" if isinstance(step, Script) and self.ctx.node.simulated else "")):
+                self.execute(step)
+
+    def execute(self, step: Step) -> None:
+        ctx = self.ctx
+        if isinstance(step, Call):
+            ctx.pve.run(step.method, step.path, timeout=step.timeout, idempotent=step.idempotent,
+                        retry_locked=step.retry_locked, **step.params)
+            if step.then is not None:
+                ctx.view.apply(step.then)
+        elif isinstance(step, NodeSet):
+            ctx.node.pct.set(step.vmid, dict(step.options))
+        elif isinstance(step, RemoveSecrets):
+            ctx.node.pct.remove_secrets(step.vmid)
+        elif isinstance(step, Script):
+            self.script(step)
+        else:  # pragma: no cover - every step type is handled above
+            raise TypeError(f"unknown step {step!r}")
+
+    def script(self, step: Script) -> None:
+        log = self.ctx.log_path(self.key)
+        run = ScriptRun(step.vmid, step.layer, step.name, step.path, step.lib, dict(step.context),
+                        self.ctx.secrets(step.secrets, step.required), step.timeout, log)
+        result = self.ctx.node.pct.run_script(run, self.ctx.say)
+        tail = "\n".join(f"    | {t}" for t in result.tail)
+        if result.timed_out:
+            raise ScriptFailed(f"{self.key}: {step.what} timed out after {step.timeout:.0f}s; last output:\n{tail}")
+        if result.exit_status != 0:
+            raise ScriptFailed(f"{self.key}: {step.what} exited with status {result.exit_status}; last output:\n{tail}"
+                               f"\n  full log: {log}")
+
+    def restart_if_pending(self, step: RestartIfPending) -> None:
+        pending = [p for p in self.ctx.pve.get(f"{step.path}/pending") if "pending" in p or p.get("delete")]
+        if pending or step.changed_root:
+            keys = ", ".join(sorted({p["key"] for p in pending} | set(step.changed_root)))
+            with self.timed(f"restart: Proxmox applies {keys} only at the next start"):
+                self.ctx.pve.run("POST", f"{step.path}/status/reboot", idempotent=True)

@@ -1,0 +1,67 @@
+"""What a run knows of the host's guests: one bulk listing, then kept current by the run's own builds.
+
+Shared by doit's threads (`doit -n 4` runs resources in threads): every change goes through here, under one
+lock, and bumps `version`, so decisions made against an older view are made again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from .errors import PhoenixError
+from .facts.guests import GuestFacts, parse_resources, split_tags
+from .steps import Effect, Forget, SetFacts
+
+
+class HostView:
+    """The guests on the run's node, keyed by vmid (thread-safe)."""
+
+    def __init__(self, lister: Callable[[], list[dict[str, Any]]], node: Callable[[], str]):
+        """lister: GET /cluster/resources?type=vm; node: the node's name (both called on first use)."""
+        self._lister, self._node = lister, node
+        self._lock = threading.Lock()
+        self._guests: dict[int, GuestFacts] | None = None
+        self._failed: PhoenixError | None = None  # a listing that failed fails the same way for every task
+        self.version = 0
+
+    def guests(self) -> dict[int, GuestFacts]:
+        """Every guest on the node (listed on first use). Read it, never change it: use apply()."""
+        with self._lock:
+            if self._guests is None:
+                if self._failed is not None:
+                    raise self._failed
+                try:
+                    self._guests = parse_resources(self._lister(), self._node())
+                except PhoenixError as e:
+                    self._failed = e
+                    raise
+            return self._guests
+
+    def get(self, vmid: int) -> GuestFacts | None:
+        return self.guests().get(vmid)
+
+    @property
+    def listed(self) -> bool:
+        return self._guests is not None
+
+    def relist(self) -> None:
+        """List the host again (another run may have changed it since)."""
+        guests = parse_resources(self._lister(), self._node())
+        with self._lock:
+            self._guests = guests
+            self.version += 1
+
+    def apply(self, effect: Effect) -> None:
+        """A step of this run changed the host: so does the view."""
+        guests = self.guests()
+        with self._lock:
+            if isinstance(effect, Forget):
+                guests.pop(effect.vmid, None)
+            elif isinstance(effect, SetFacts):
+                old = None if effect.new else guests.get(effect.vmid)
+                base = old or GuestFacts(effect.vmid)
+                guests[effect.vmid] = replace(base, tags=split_tags(effect.tags), **dict(effect.changes))
+            self.version += 1

@@ -1,0 +1,96 @@
+"""What every kind of resource implements, and the narrow context its builds get from the run.
+
+A kind is shaped like a provider's resource life cycle (Terraform's, Pulumi's dynamic providers): it makes
+its resources from its config slice (validated by the config models), reads their facts from the run's bulk
+listing, tells the planner what only it knows (`foreign`, `compare`), reads what a build needs and checks it
+before anything is written (`prepare`), and turns a decision into steps (`steps`): bake, update in place,
+destroy. The run, the planner, doit's tasks, `plan`, `forget`, the reporter and last-run.json work on any kind.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from ..errors import PhoenixError
+from ..plan import Action, Decision, Why
+from ..resources import Resource
+from ..steps import Step
+
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from ..config.estate import Estate
+    from ..facts.node import NodeFacts
+    from ..hostview import HostView
+    from ..pve.client import Pve
+    from ..transport.node import Node
+
+
+@dataclass
+class Context:
+    """What a kind may use to prepare and plan a build: the run hands out this, not itself.
+
+    `once` keeps what several builds of a run read alike (the node's storages, the SSH check) to one read."""
+
+    estate: Estate
+    node: str                                   # the Proxmox node's name
+    pve: Callable[[], Pve]                      # the API (made on first use)
+    view: HostView                              # the run's view of the host's guests
+    transport: Callable[[], Node]               # the node's shell operations (made on first use)
+    node_facts: Callable[[], NodeFacts]         # read once per run
+    owner: str                                  # this run's id (in the tags of what it builds)
+    allow_protected: Callable[[int], bool]      # the user's explicit flag for protected guests
+    simulated: bool = False
+    read: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def once(self, key: str, fetch: Callable[[], T]) -> T:
+        """fetch() the first time a run asks for key; the same answer (or the same error) after that."""
+        with self.lock:
+            if key not in self.read:
+                try:
+                    self.read[key] = fetch()
+                except PhoenixError as e:
+                    self.read[key] = e
+            found = self.read[key]
+        if isinstance(found, PhoenixError):
+            raise found
+        return found
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` read for one build: kind-specific data for `steps`, and the problems that stop the run."""
+
+    data: Any = None
+    problems: tuple[str, ...] = ()
+
+
+class Kind(Protocol):
+    name: str
+
+    def resources(self, estate: Estate) -> dict[str, Resource]:
+        """Every resource of this kind in the estate, parents first."""
+
+    def facts(self, res: Resource, view: HostView) -> Any:
+        """What the run's bulk listing says about the resource (None: not on the host)."""
+
+    def foreign(self, res: Resource, facts: Any) -> tuple[Why, str] | None:
+        """Why what the host has there is not this resource's to replace, or None."""
+
+    def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
+        """A change the generic rules do not see: REBUILD or UPDATE and why, or None."""
+
+    def record(self, res: Resource, ctx: Context) -> dict[str, Any]:
+        """The record kept with the resource on the host (one read): what it was built from."""
+
+    def prepare(self, res: Resource, decision: Decision, ctx: Context) -> Prepared:
+        """Read what the build needs and check everything that can be checked before a write."""
+
+    def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
+              build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
+        """The build as data: a bake for BUILD/REBUILD, an update for UPDATE (identity: given when the parent's new
+        build id is not known yet, as in `doit plan --steps`)."""

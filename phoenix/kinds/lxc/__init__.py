@@ -1,0 +1,163 @@
+"""Container layers (LXC): the first kind. Tasks `ctNNN`; a bake clones the parent layer and runs feature scripts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ...errors import PhoenixError
+from ...facts import guests as F
+from ...plan import Action, Decision, Why
+from ...resources import Resource
+from ...steps import Step
+from ..base import Context, Prepared
+from . import checks, rules
+from . import params as P
+from . import resources as R
+from . import steps as S
+
+if TYPE_CHECKING:
+    from ...config.estate import Estate
+    from ...hostview import HostView
+
+
+def explain_lock(ctx: Context, ctid: int, lock: str) -> str:
+    """Why a guest is locked: a task still running (Proxmox lists a clone under its source), or a dead one's lock."""
+    tasks = ctx.pve().get(f"nodes/{ctx.node}/tasks", source="active")
+    active = [t for t in tasks if t.get("status") == "running" or not t.get("endtime")]
+    mine = [t for t in active if str(t.get("id")) == str(ctid)]
+    clones = [t for t in active if t.get("type") in ("vzclone", "qmclone") and str(t.get("id")) != str(ctid)]
+    if mine:
+        return (f"CT {ctid} is locked ({lock}) by a task still running on the node: {mine[0].get('upid')}. "
+                "Wait for it to end (see the node's task log), then rerun.")
+    if lock == "create" and clones:
+        return (f"CT {ctid} is locked ({lock}) by a clone still running on the node: {clones[0].get('upid')} (Proxmox "
+                f"lists a clone under its source, CT {clones[0].get('id')}). Wait for it to end, then rerun.")
+    unlock = f"python -m phoenix.sim unlock {ctid}" if ctx.simulated else f"`pct unlock {ctid}` on the node"
+    return (f"CT {ctid} is locked ({lock}) but no task is running: an interrupted operation left the lock. "
+            f"Check the guest, then run {unlock} and rerun.")
+
+
+class LxcKind:
+    name = R.KIND
+
+    def resources(self, estate: Estate) -> dict[str, Resource]:
+        return R.resources(estate)
+
+    def facts(self, res: Resource, view: HostView) -> F.GuestFacts | None:
+        assert res.vmid is not None
+        return view.get(res.vmid)
+
+    foreign = staticmethod(rules.foreign)
+    compare = staticmethod(rules.compare)
+
+    def record(self, res: Resource, ctx: Context) -> dict[str, Any]:
+        config = ctx.pve().get(S.lxc(ctx.node, res.vmid or 0, "/config"))
+        return F.parse_record(config.get("description"))
+
+    # ------------------------------------------------------------------ prepare
+
+    def prepare(self, res: Resource, decision: Decision, ctx: Context) -> Prepared:
+        """Read what the build needs and check it, before anything is written: the storages and their content,
+        the OS template, the scripts and their secrets, the node (SSH, GPUs, bind-mounted directories), and the
+        guests the build replaces or updates (protection, locks)."""
+        ctid = res.vmid
+        assert ctid is not None
+        estate, g = ctx.estate, ctx.estate.guests[res.vmid or 0]
+        bake = decision.action.bakes
+        problems: list[str] = []
+        storages = ctx.once("storages", lambda: ctx.pve().get(f"nodes/{ctx.node}/storage"))
+        problems += checks.storage_problems(estate, ctid, storages, bake=bake)
+        if bake:
+            problems += checks.script_problems(estate, ctid)
+            problems += checks.secret_problems(estate, ctid, estate.resolve, simulated=ctx.simulated)
+        node_ok = True
+        uses_node = bool(P.root_options(res.settings, {})) or (bake and bool(g.gpu_assignment or g.features
+                                                                                  or g.application_script))
+        if uses_node:
+            try:
+                ctx.once("node check", lambda: ctx.transport().check())
+            except PhoenixError as e:
+                problems.append(str(e))
+                node_ok = False
+        binds = [mp.host_path for mp in g.mount_points if mp.host_path]
+        if binds and node_ok:
+            try:
+                problems += checks.host_path_problems(estate, ctid, ctx.transport().missing_paths(binds))
+            except PhoenixError as e:
+                problems.append(str(e))
+        facts = ctx.view.get(ctid)
+        if decision.action == Action.UPDATE:
+            assert facts is not None
+            config = ctx.pve().get(S.lxc(ctx.node, ctid, "/config"))
+            if config.get("lock"):
+                problems.append(explain_lock(ctx, ctid, str(config["lock"])))
+            return Prepared({"config": config, "facts": facts}, tuple(problems))
+        replaced: list[S.Replaced] = []
+        keep = S.HandSet()
+        if facts is not None:
+            on_host = [ctid]
+            if g.convert_to_template:  # linked clones hold the template's base volume: they go first, deepest first
+                on_host = [c for c in reversed(estate.descendants(ctid)) if ctx.view.get(c) is not None] + on_host
+            for c in on_host:
+                f = ctx.view.get(c)
+                assert f is not None
+                if not f.managed:
+                    problems.append(f"CT {c} is not Phoenix's (no 'phoenix' tag and record): refusing to destroy it")
+                    continue
+                config = ctx.pve().get(S.lxc(ctx.node, c, "/config"))
+                if config.get("protection") and not ctx.allow_protected(c):
+                    problems.append(protected(c))
+                if config.get("lock"):
+                    problems.append(explain_lock(ctx, c, str(config["lock"])))
+                replaced.append(S.Replaced(c, config, f.status == "running"))
+                if c == ctid:
+                    old = F.parse_record(config.get("description")).get("settings")
+                    keep = S.hand_set(f, old, int(config.get("protection") or 0))
+        download = False
+        if g.clone_from_ctid is None:
+            volume = estate.os_template(ctid)
+            storage, filename = P.volume_filename(volume.volume)
+            content = ctx.once(f"content {storage}", lambda: ctx.pve().get(f"nodes/{ctx.node}/storage/{storage}/content",
+                                                                            content="vztmpl"))
+            if not any(item.get("volid") == volume.volume for item in content):
+                if not volume.url:
+                    problems.append(f"OS template {volume.volume} is not in storage {storage} and has no url to fetch it "
+                                    f"from: download it (pveam download {storage} {filename}) or set os_templates.*.url")
+                download = True
+        devices: dict[str, str] = {}
+        node_facts = None
+        if node_ok and uses_node:
+            try:
+                node_facts = ctx.node_facts()
+                if g.gpu_assignment:
+                    devices = P.gpu_devices(list(g.gpu_assignment), node_facts.nvidia_devices)
+            except PhoenixError as e:
+                problems.append(str(e))
+        return Prepared({"replaced": tuple(replaced), "download": download, "devices": devices, "node_facts": node_facts,
+                         "keep": keep}, tuple(problems))
+
+    # -------------------------------------------------------------------- steps
+
+    def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
+              build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
+        data = prepared.data
+        if decision.action == Action.UPDATE:
+            return S.update(ctx.estate, res, ctx.node, data["facts"], data["config"], "; ".join(decision.reasons))
+        keep: S.HandSet = data["keep"]
+        bake = S.Bake(identity or res.identity(parent_build), build_id, parent_build, ctx.owner, data["replaced"],
+                      data["download"], data["devices"], data["node_facts"], keep.tags, keep.protection)
+        return S.bake(ctx.estate, res, ctx.node, bake)
+
+
+def protected(ctid: int) -> str:
+    from ...flags import ALLOW_PROTECTED
+
+    return (f"CT {ctid} has protection set, and rebuilding it would destroy it. "
+            f"To allow it for this run: {ALLOW_PROTECTED}={ctid} doit ...; or clear the flag: "
+            f"pct set {ctid} --protection 0 (and remove protection from its config). Data on "
+            "host_path mount points survives a rebuild; data inside the container does not.")
+
+
+LXC = LxcKind()
+
+__all__ = ["LXC", "LxcKind", "Why"]

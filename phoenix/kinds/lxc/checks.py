@@ -1,0 +1,94 @@
+"""What a container build needs from the host and the checkout, checked before anything is written (pure).
+
+Each function gets what was read (the node's storages, the secret files' state, …) and returns the problems
+that would make the build fail half-way, each saying what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...config.estate import Estate
+
+
+def _content(storage: dict[str, Any]) -> set[str]:
+    return {c.strip() for c in str(storage.get("content", "")).split(",") if c.strip()}
+
+
+def storage_problems(estate: Estate, ctid: int, storages: list[dict[str, Any]], *, bake: bool) -> list[str]:
+    """The storages the build writes to exist on the node, are enabled, and take that content."""
+    g = estate.guests[ctid]
+    by_name = {str(s.get("storage")): s for s in storages}
+    wanted: list[tuple[str, str, str]] = []  # (storage, content, what for)
+    if bake:
+        wanted.append((estate.storage(ctid), "rootdir", "its root file system"))
+        if g.clone_from_ctid is None:
+            volume = estate.os_template(ctid).volume
+            wanted.append((volume.split(":", 1)[0], "vztmpl", f"the OS template {volume}"))
+    for i, mp in enumerate(g.mount_points):
+        if mp.storage:
+            wanted.append((mp.storage, "rootdir", f"mount point mp{i} ({mp.container_path})"))
+    out = []
+    known = ", ".join(sorted(by_name)) or "none"
+    for name, content, what in wanted:
+        found = by_name.get(name)
+        if found is None:
+            out.append(f"storage {name!r} (for {what}) does not exist on the node (it has: {known}): fix the config "
+                       "or add the storage (Datacenter > Storage)")
+        elif str(found.get("enabled", 1)) in ("0", "False") or str(found.get("active", 1)) in ("0", "False"):
+            out.append(f"storage {name!r} (for {what}) is not enabled or not active on the node")
+        elif content not in _content(found):
+            out.append(f"storage {name!r} (for {what}) does not take content '{content}' (it takes: "
+                       f"{', '.join(sorted(_content(found))) or 'nothing'}): add it with "
+                       f"pvesm set {name} --content {','.join(sorted(_content(found) | {content}))}")
+    return out
+
+
+def script_problems(estate: Estate, ctid: int) -> list[str]:
+    """Every script the build runs is still where the config says (the checkout may have changed since)."""
+    g, lib = estate.guests[ctid], estate.library
+    paths = [lib.lib_path, *(lib.feature_path(n) for n in g.features)]
+    if g.application_script:
+        paths.append(lib.app_path(g.application_script))
+    return [f"script {p} does not exist (the checkout changed since the config was validated?)" for p in paths
+            if not Path(p).is_file()]
+
+
+def secret_problems(estate: Estate, ctid: int, resolve: Any, *, simulated: bool) -> list[str]:
+    """The secrets the build's scripts declare: configured, and 0600 files with a value (read now, then dropped).
+
+    On the simulated host a missing file is fine: the run makes a placeholder."""
+    from ...errors import PhoenixError
+    from ...secrets import read_secret
+
+    g, lib = estate.guests[ctid], estate.library
+    scripts = [lib.feature(n) for n in g.features] + ([lib.app(g.application_script)] if g.application_script else [])
+    out: list[str] = []
+    for script in scripts:
+        for name in (*script.secrets, *script.optional_secrets):
+            configured = getattr(estate.hypervisor.secrets, f"{name}_file")
+            if configured is None:
+                if name in script.secrets:
+                    out.append(f"{script.name} needs the secret {name}: set secrets.{name}_file in {estate.hypervisor_file}")
+                continue
+            path = resolve(configured)
+            if not Path(path).exists() and (simulated or name not in script.secrets):
+                continue
+            try:
+                read_secret(path)
+            except PhoenixError as e:
+                out.append(str(e))
+    return sorted(set(out), key=out.index)
+
+
+def host_path_problems(estate: Estate, ctid: int, missing: list[str]) -> list[str]:
+    """Bind-mounted host directories that are not on the node."""
+    g = estate.guests[ctid]
+    out = []
+    for mp in g.mount_points:
+        if mp.host_path and mp.host_path in missing and not getattr(mp, "create_host_path", False):
+            out.append(f"host directory {mp.host_path} (bind-mounted at {mp.container_path}) does not exist on the node: "
+                       "create it there (and give it to the container's mapped user), or set create_host_path: true")
+    return out

@@ -1,0 +1,208 @@
+"""The steps of a container layer's bake, update and destroy, as data (pure).
+
+A bake: destroy what it replaces (linked clones first), create from the OS template or clone from the parent,
+configure, grow the disk, root-only settings, start, run the scripts, remove the secrets of a template layer,
+stop, snapshot or make a template, and last the record: only then is the layer built.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ...facts import guests as F
+from ...resources import Resource
+from ...steps import Call, Forget, NodeSet, RemoveSecrets, RestartIfPending, Script, SetFacts, Step
+from . import params as P
+from .context import build_context
+from .rules import GIB, MIB, recorded
+
+if TYPE_CHECKING:
+    from ...config.estate import Estate
+    from ...facts.node import NodeFacts
+
+
+def lxc(node: str, ctid: int, suffix: str = "") -> str:
+    return f"nodes/{node}/lxc/{ctid}{suffix}"
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """A guest a bake destroys, as the host has it now."""
+
+    vmid: int
+    config: dict[str, Any]
+    running: bool
+
+
+@dataclass(frozen=True)
+class Bake:
+    """What a bake needs beyond the config: read from the host (or new) when the run gets to it."""
+
+    identity: str
+    build_id: str
+    parent_build: str | None
+    owner: str | None = None                         # the run's id, in phx-run- while it builds
+    replaced: tuple[Replaced, ...] = ()              # destroyed first, in this order
+    download: bool = False                           # the OS template is not in its storage yet
+    devices: dict[str, str] = field(default_factory=dict)  # devN entries for the GPUs
+    node_facts: NodeFacts | None = None
+    keep_tags: tuple[str, ...] = ()                  # set by hand on the guest it replaces
+    keep_protection: bool = False                    # set by hand on the guest it replaces
+
+
+def destroy(node: str, r: Replaced, why: str) -> list[Step]:
+    out: list[Step] = []
+    path = lxc(node, r.vmid)
+    if r.config.get("protection"):
+        out.append(Call(f"destroy CT {r.vmid} ({why}): clear protection", "PUT", f"{path}/config", {"protection": 0},
+                        idempotent=True))
+    if r.running:
+        out.append(Call(f"destroy CT {r.vmid} ({why}): stop", "POST", f"{path}/status/stop", idempotent=True))
+    out.append(Call(f"destroy CT {r.vmid} ({why})", "DELETE", path, {"purge": 1}, then=Forget(r.vmid)))
+    return out
+
+
+def scripts(estate: Estate, res: Resource, node_facts: NodeFacts | None) -> list[Step]:
+    ctid = res.vmid
+    assert ctid is not None
+    g, lib = estate.guests[ctid], estate.library
+    found = [(f"feature {n}", f"{n}.sh", lib.feature(n)) for n in g.features]
+    if g.application_script:
+        found.append((f"app {g.application_script}", g.application_script, lib.app(g.application_script)))
+    if not found:
+        return []
+    context = build_context(estate, ctid, node_facts)
+    timeout = g.feature_timeout_s or estate.hypervisor.behavior.feature_timeout_s
+    return [Script(label, ctid, res.key, name, script.path, lib.lib_path, context,
+                   (*script.secrets, *script.optional_secrets), script.secrets, timeout)
+            for label, name, script in found]
+
+
+def record(res: Resource, identity: str, build_id: str, parent_build: str | None) -> dict[str, Any]:
+    """The record a built layer keeps in its description: what it was built from."""
+    return {"layer": res.key, "identity": identity, "build": build_id, "parent_build": parent_build,
+            "inputs": res.inputs, "settings": recorded(res.settings), "built_at": int(time.time())}
+
+
+def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
+    """Every step of a bake, in order."""
+    ctid = res.vmid
+    assert ctid is not None
+    g, hyp = estate.guests[ctid], estate.hypervisor
+    out: list[Step] = []
+    for r in b.replaced:
+        out += destroy(node, r, "was built from other inputs" if r.vmid == ctid else f"a linked clone of ct{ctid}")
+    user_tags = [*g.tags, *b.keep_tags]
+    building = F.building_tags(user_tags, b.owner)
+    temp_desc = F.description(g.description, {"layer": res.key, "state": "building"})
+    settings, storage = res.settings, estate.storage(ctid)
+    started = SetFacts(ctid, building, {"name": g.name}, new=True)
+    if g.clone_from_ctid is None:
+        volume = estate.os_template(ctid)
+        if b.download:
+            t_storage, filename = P.volume_filename(volume.volume)
+            args: dict[str, Any] = {"url": volume.url, "filename": filename, "content": "vztmpl"}
+            if volume.checksum:
+                args.update({"checksum": volume.checksum, "checksum-algorithm": volume.checksum_algorithm})
+            out.append(Call(f"download {filename} into {t_storage}", "POST", f"nodes/{node}/storage/{t_storage}/download-url",
+                            args))
+        out.append(Call(f"create from {volume.volume}", "POST", f"nodes/{node}/lxc",
+                        P.create_params(ctid, settings, ostemplate=volume.volume, storage=storage,
+                                        unprivileged=g.unprivileged, tags=building, description=temp_desc),
+                        then=started))
+    else:
+        parent = estate.guests[g.clone_from_ctid]
+        linked = parent.convert_to_template
+        snap = None if linked else parent.template_snapshot_name
+        what = f"linked clone of template ct{g.clone_from_ctid}" if linked else f"clone from ct{g.clone_from_ctid}@{snap}"
+        out.append(Call(what, "POST", lxc(node, g.clone_from_ctid, "/clone"),
+                        P.clone_params(ctid, g.name, snapname=snap, linked=linked, storage=storage, description=temp_desc),
+                        retry_locked=True, clone=True, then=started))
+        out.append(Call("configure", "PUT", lxc(node, ctid, "/config"),
+                        P.building_params(settings, tags=building, description=temp_desc), idempotent=True))
+        if settings["rootfs_gb"] > parent.storage_size_gb:
+            out.append(Call(f"grow rootfs {parent.storage_size_gb} -> {settings['rootfs_gb']} GB", "PUT",
+                            lxc(node, ctid, "/resize"), {"disk": "rootfs", "size": f"{settings['rootfs_gb']}G"},
+                            idempotent=True))
+    options = P.root_options(settings, b.devices)
+    if options:
+        out.append(NodeSet(f"pct set (root only: {', '.join(sorted(options))})", ctid, options))
+    out.append(Call("start", "POST", lxc(node, ctid, "/status/start"), idempotent=True))
+    out += scripts(estate, res, b.node_facts)
+    template_layer = g.is_template_layer or g.convert_to_template
+    if template_layer and any(isinstance(s, Script) and s.secrets for s in out):
+        out.append(RemoveSecrets("remove secrets (clones must not inherit them)", ctid))
+    stopped = (g.is_template_layer and hyp.behavior.stop_templates_after_build) or g.convert_to_template
+    if stopped:
+        out.append(Call("stop", "POST", lxc(node, ctid, "/status/shutdown"), {"forceStop": 1}, idempotent=True))
+    if g.template_snapshot_name:
+        out.append(Call(f"snapshot {g.template_snapshot_name}", "POST", lxc(node, ctid, "/snapshot"),
+                        {"snapname": g.template_snapshot_name, "description": f"Phoenix layer {res.key}, build {b.build_id}"}))
+    if g.convert_to_template:
+        out.append(Call("convert to template", "POST", lxc(node, ctid, "/template")))
+    tags = F.record_tags(user_tags, b.identity, b.build_id, res.settings_hash)
+    put = P.record_params(settings, tags=tags, description=F.description(g.description, record(res, b.identity, b.build_id,
+                                                                                              b.parent_build)))
+    if b.keep_protection:
+        put["protection"] = 1
+    out.append(Call("record layer identity", "PUT", lxc(node, ctid, "/config"), put, idempotent=True, records=True,
+                    then=SetFacts(ctid, tags, {"name": g.name, "maxmem": g.memory_mb * MIB, "maxcpu": g.cores,
+                                               "maxdisk": g.storage_size_gb * GIB, "template": g.convert_to_template,
+                                               "status": "stopped" if stopped else "running"})))
+    return out
+
+
+def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config: dict[str, Any], reasons: str) -> list[Step]:
+    """Change settings in place: one config PUT (plus root-only settings); a restart only if Proxmox needs one."""
+    ctid = res.vmid
+    assert ctid is not None
+    g, settings = estate.guests[ctid], res.settings
+    rec = F.parse_record(config.get("description"))
+    old = rec.get("settings")
+    rec["settings"] = recorded(settings)
+    hand = hand_set(facts, old, int(config.get("protection") or 0))
+    tags = F.record_tags([*g.tags, *hand.tags], facts.identity or "", facts.build_id or "", res.settings_hash)
+    put = P.config_params(settings, tags=tags, description=F.description(g.description, rec))
+    if put.get("delete") == "features" and "features" not in config:
+        put.pop("delete")
+    if hand.protection and not settings["protection"]:
+        put["protection"] = 1
+    out: list[Step] = [Call(f"update in place ({reasons or 'settings'})", "PUT", lxc(node, ctid, "/config"), put,
+                            idempotent=True,
+                            then=SetFacts(ctid, tags, {"maxmem": g.memory_mb * MIB, "maxcpu": g.cores,
+                                                       "maxdisk": max(facts.maxdisk, g.storage_size_gb * GIB)}))]
+    current_gb = facts.maxdisk // GIB if facts.maxdisk else None
+    if current_gb and settings["rootfs_gb"] > current_gb:
+        out.append(Call(f"grow rootfs {current_gb} -> {settings['rootfs_gb']} GB", "PUT", lxc(node, ctid, "/resize"),
+                        {"disk": "rootfs", "size": f"{settings['rootfs_gb']}G"}, idempotent=True))
+    before = P.root_options(old, {}) if old else {}
+    after = P.root_options(settings, {})
+    wanted = {k: v for k, v in after.items() if before.get(k) != v}
+    gone = sorted(set(before) - set(after))
+    if gone:
+        wanted["delete"] = ",".join(gone)
+    if wanted:
+        out.append(NodeSet(f"pct set (root only: {', '.join(sorted(wanted))})", ctid, wanted))
+    if facts.status == "running":
+        out.append(RestartIfPending("restart", lxc(node, ctid), tuple(sorted(wanted))))
+    return out
+
+
+@dataclass(frozen=True)
+class HandSet:
+    """What a person set on a guest by hand, which Phoenix keeps: tags it never set, protection it never asked for."""
+
+    tags: tuple[str, ...] = ()
+    protection: bool = False
+
+
+def hand_set(facts: F.GuestFacts | None, old_settings: dict[str, Any] | None, protection: int = 0) -> HandSet:
+    """From the guest's tags and protection, and the settings Phoenix last applied (the record's)."""
+    if facts is None:
+        return HandSet()
+    ours = set((old_settings or {}).get("tags") or ())
+    tags = tuple(sorted(t for t in facts.user_tags if t not in ours))
+    was = int((old_settings or {}).get("protection") or 0)
+    return HandSet(tags, bool(protection) and not was)

@@ -1,0 +1,91 @@
+"""The run's model of the estate: its resources and the API endpoint, reused from .cache/model.json while no
+input byte has changed.
+
+A run with nothing to do needs only this (no config models, no pydantic). The cache is JSON: it can carry
+no code, and one that is damaged or from another Phoenix is said once and rebuilt from the config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cachefiles import write_whole
+from .config.files import HYPERVISOR, LXC, SUFFIXES
+from .pve.endpoint import Endpoint
+from .resources import Resource
+
+if TYPE_CHECKING:
+    from .config.estate import Estate
+
+FORMAT = 5  # bump when what .cache/model.json holds changes
+CACHE_FILE = "model.json"
+OLD_CACHES = ("estate.pickle",)  # earlier Phoenix kept a pickle: never read, removed
+
+
+def model_key(config_dir: Path, images_dir: Path) -> str:
+    """Digest of everything the model is made from: config files, scripts, and Phoenix's own model code.
+
+    Secret files are not in it: they are read when a script needs them, never validated or hashed."""
+    h = hashlib.sha256(f"{FORMAT}|{config_dir.resolve()}|{images_dir.resolve()}".encode())
+    package = Path(__file__).parent
+    configs = [config_dir / f"{stem}{suffix}" for stem in (HYPERVISOR, LXC) for suffix in SUFFIXES]
+    code = [*package.glob("config/*.py"), *package.glob("kinds/**/*.py"), package / "resources.py", package / "features.py"]
+    sources = [*(p for p in configs if p.exists()), *sorted(p for p in images_dir.rglob("*") if p.is_file()), *sorted(code)]
+    for path in sources:
+        h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Model:
+    key: str
+    resources: dict[str, Resource]   # every resource of every kind, parents first
+    endpoint: Endpoint               # the API as the config names it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "key": self.key, "endpoint": self.endpoint.to_json(),
+                "resources": [r.to_json() for r in self.resources.values()]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Model:
+        resources = [Resource.from_json(r) for r in data["resources"]]
+        return cls(data["key"], {r.key: r for r in resources}, Endpoint.from_json(data["endpoint"]))
+
+
+def of_estate(estate: Estate, key: str) -> Model:
+    from .kinds import KINDS
+
+    resources: dict[str, Resource] = {}
+    for kind in KINDS.values():
+        resources.update(kind.resources(estate))
+    return Model(key, resources, Endpoint.of(estate.hypervisor, estate.config_dir))
+
+
+def load(config_dir: Path, images_dir: Path, cache: Path, say: Callable[[str], None]) -> tuple[Model, Estate | None]:
+    """The model, from the cache when its key matches (then no estate), else validated now (ConfigError if bad)."""
+    key = model_key(config_dir, images_dir)
+    path = cache / CACHE_FILE
+    for old in OLD_CACHES:
+        (cache / old).unlink(missing_ok=True)
+    try:
+        data = json.loads(path.read_bytes())
+        if isinstance(data, dict) and data.get("format") == FORMAT and data.get("key") == key:
+            return Model.from_json(data), None
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        say(f"phoenix: {path} was damaged ({type(e).__name__}: {e}); rebuilding it from the config")
+    from .config.estate import load_estate
+
+    estate = load_estate(config_dir, images_dir)
+    model = of_estate(estate, key)
+    try:  # a cache: a run without one is only slower
+        write_whole(path, json.dumps(model.to_json(), separators=(",", ":")).encode())
+    except OSError as e:
+        say(f"phoenix: could not write {path}: {e.strerror}")
+    return model, estate

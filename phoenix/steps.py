@@ -1,0 +1,114 @@
+"""A build as data: the steps of a bake or an update, which the builder executes and `doit plan --steps` prints.
+
+Each kind turns a decision into steps (pure); nothing here makes a call. A step says what it is for (`what`,
+the line the run prints), the exact call it makes, and what the run's view of the host becomes once it is
+done (`then`). Secrets appear only by name: their values are read when a script runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SetFacts:
+    """The guest now has these tags (and these listing values), as the host will list it."""
+
+    vmid: int
+    tags: str
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    new: bool = False      # a guest that did not exist: start from nothing but its id
+
+
+@dataclass(frozen=True)
+class Forget:
+    """The guest is gone."""
+
+    vmid: int
+
+
+Effect = SetFacts | Forget
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Proxmox API call; a call that starts a task is waited for (its log shown if it fails)."""
+
+    what: str
+    method: str
+    path: str                          # under /api2/json
+    params: Mapping[str, Any] = field(default_factory=dict)
+    idempotent: bool = False           # may be sent again on a network or lock error
+    retry_locked: bool = False         # may be sent again when Proxmox refused it for a lock (nothing happened)
+    timeout: float | None = None       # for the task; None: the endpoint's task timeout
+    clone: bool = False                # clones the resource's parent: wait for the parent's clone turn
+    records: bool = False              # records the build: after it, the resource is built
+    then: Effect | None = None
+
+
+@dataclass(frozen=True)
+class NodeSet:
+    """Settings only root@pam may make, through the node (`pct set`)."""
+
+    what: str
+    vmid: int
+    options: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Script:
+    """A feature or app script run inside the guest, with its context and the secrets it declares."""
+
+    what: str
+    vmid: int
+    layer: str                         # the resource's key: prefixes every output line
+    name: str                          # file name in the guest
+    path: Path
+    lib: Path
+    context: Mapping[str, Any]
+    secrets: tuple[str, ...] = ()      # names: required ones first
+    required: tuple[str, ...] = ()
+    timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class RemoveSecrets:
+    """Remove every secret file from the guest (before a template layer is snapshotted: clones inherit it)."""
+
+    what: str
+    vmid: int
+
+
+@dataclass(frozen=True)
+class RestartIfPending:
+    """Restart a running guest if Proxmox holds settings until the next start (or root-only ones changed)."""
+
+    what: str
+    path: str                          # the guest's API path
+    changed_root: tuple[str, ...] = ()
+
+
+Step = Call | NodeSet | Script | RemoveSecrets | RestartIfPending
+
+
+def _value(value: Any, limit: int = 60) -> str:
+    text = str(value).replace("\n", "\\n")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def render(step: Step, node: str = "") -> str:
+    """The exact call a step makes, as `doit plan --steps` prints it."""
+    if isinstance(step, Call):
+        params = " ".join(f"{k}={_value(v)}" for k, v in step.params.items())
+        return f"{step.method} /{step.path}" + (f"  {params}" if params else "")
+    if isinstance(step, NodeSet):
+        return f"pct set {step.vmid} " + " ".join(f"--{k} {_value(v)}" for k, v in step.options.items())
+    if isinstance(step, Script):
+        secrets = f"; secrets {', '.join(step.secrets)}" if step.secrets else ""
+        return f"run {step.name} in CT {step.vmid} (timeout {step.timeout:.0f}s{secrets})"
+    if isinstance(step, RemoveSecrets):
+        return f"remove /etc/phoenix/secrets/* in CT {step.vmid}"
+    return f"GET /{step.path}/pending, then POST /{step.path}/status/reboot if anything is pending"
