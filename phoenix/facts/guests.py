@@ -29,7 +29,6 @@ class GuestFacts:
     kind: str = "lxc"
     status: str = "stopped"
     template: bool = False
-    lock: str | None = None
     tags: tuple[str, ...] = ()
     maxmem: int = 0
     maxcpu: int = 0
@@ -80,7 +79,7 @@ def parse_resources(items: list[dict[str, Any]], node: str) -> dict[int, GuestFa
             continue
         vmid = int(item["vmid"])
         out[vmid] = GuestFacts(vmid, str(item.get("name", "")), item["type"], str(item.get("status", "")),
-                               bool(item.get("template")), item.get("lock"), split_tags(item.get("tags")),
+                               bool(item.get("template")), split_tags(item.get("tags")),
                                int(item.get("maxmem") or 0), int(item.get("maxcpu") or 0), int(item.get("maxdisk") or 0))
     return out
 

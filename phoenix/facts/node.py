@@ -12,7 +12,6 @@ class NodeFacts:
 
     nvidia_driver_version: str | None = None
     nvidia_devices: tuple[str, ...] = ()   # /dev/nvidia0, /dev/nvidiactl, /dev/nvidia-uvm, ...
-    simulated: bool = False
 
 
 _VERSION = re.compile(r"^\d+\.\d+(?:\.\d+)?$")

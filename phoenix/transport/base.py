@@ -60,7 +60,6 @@ class ExecResult:
     exit_status: int
     seconds: float
     tail: tuple[str, ...] = ()      # last lines of output, for the error message
-    simulated: bool = False
     timed_out: bool = False
 
 

@@ -72,7 +72,7 @@ class SimulatedPct:
                 run.log_path.parent.mkdir(parents=True, exist_ok=True)
                 with run.log_path.open("a", encoding="utf-8") as f:
                     f.write(line + "\n")
-        return ExecResult(exit_status=0, seconds=0.0, tail=(), simulated=True)
+        return ExecResult(exit_status=0, seconds=0.0, tail=())
 
     def set(self, vmid: int, options: dict[str, str]) -> None:
         self._record({"op": "pct_set", "ctid": int(vmid), "options": {k: str(v) for k, v in options.items()}})
@@ -91,7 +91,7 @@ class SimulatedNode:
         self.pct = SimulatedPct(Recorder(self.record_path))
 
     def facts(self) -> NodeFacts:
-        return NodeFacts(nvidia_driver_version=None, nvidia_devices=SIMULATED_DEVICES, simulated=True)
+        return NodeFacts(nvidia_driver_version=None, nvidia_devices=SIMULATED_DEVICES)
 
     def missing_paths(self, paths: Sequence[str]) -> list[str]:
         """Always []: the simulated node has every host path."""

