@@ -161,6 +161,8 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
     g, settings = estate.guests[ctid], res.settings
     rec = F.parse_record(config.get("description"))
     old = rec.get("settings")
+    if not isinstance(old, dict) or not set(settings) <= set(old):
+        old = None  # no record, or one from another Phoenix: every root-only setting is applied again
     rec["settings"] = recorded(settings)
     hand = hand_set(facts, old, int(config.get("protection") or 0))
     tags = F.record_tags([*g.tags, *hand.tags], facts.identity or "", facts.build_id or "", res.settings_hash)

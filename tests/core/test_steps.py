@@ -1,0 +1,54 @@
+"""A build as data: each case in data/steps/ gives a container build's inputs and the exact calls it makes, in order.
+
+Pure: the example estate, the inputs of the case, no server. A case file holds
+`{"resource", "action": "bake"|"update", ...inputs, "expect": ["<what>: <call>", ...]}`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from phoenix.config.estate import load_estate
+from phoenix.facts.guests import GuestFacts, split_tags
+from phoenix.kinds.lxc import steps as S
+from phoenix.kinds.lxc.resources import resources
+from phoenix.steps import render
+
+from .conftest import REPO
+
+CASES = sorted((Path(__file__).parent / "data" / "steps").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def estate():
+    return load_estate(REPO / "etc", REPO / "images")
+
+
+def build(estate, case: dict) -> list[str]:
+    res = resources(estate)[case["resource"]]
+    if case["action"] == "bake":
+        b = case["bake"]
+        bake = S.Bake(b["identity"], b["build_id"], b.get("parent_build"), b.get("owner"),
+                      tuple(S.Replaced(r["vmid"], r.get("config", {}), r.get("running", False)) for r in b.get("replaced", [])),
+                      b.get("download", False), b.get("devices", {}), None, tuple(b.get("keep_tags", ())),
+                      b.get("keep_protection", False))
+        steps = S.bake(estate, res, "pve1", bake)
+    else:
+        u = case["update"]
+        facts = GuestFacts(res.vmid, res.name, status=u.get("status", "running"), tags=split_tags(u["tags"]),
+                           maxmem=u.get("maxmem", 0), maxcpu=u.get("maxcpu", 0), maxdisk=u.get("maxdisk", 0))
+        steps = S.update(estate, res, "pve1", facts, u.get("config", {}), u.get("reasons", ""))
+    return [f"{s.what}: {render(s)}" for s in steps]
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_steps(estate, path: Path):
+    case = json.loads(path.read_text())
+    assert build(estate, case) == case["expect"]
+
+
+def test_there_are_cases():
+    assert len(CASES) >= 4
