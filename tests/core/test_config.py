@@ -147,3 +147,9 @@ def test_schema_marks_the_flat_app_keys_deprecated_and_names_scripts():
     hyp = json.loads((REPO / "etc" / "phoenix_hypervisor_config.schema.json").read_text())
     assert "ProxmoxConfig" in hyp["$defs"] and "ProxmoxEndpoint" not in hyp["$defs"]
     assert hyp["$defs"]["StorageDefaults"]["properties"]["templates"]["deprecated"] is True
+
+
+def test_undefined_grandparent_is_reported_not_raised(cfg: Path):
+    edit(cfg, lambda c: c["920"].update(clone_from_ctid=999))  # 950 -> 920 -> 999 (missing)
+    found = problems(cfg)
+    assert any('$.lxc_configs["920"].clone_from_ctid: CT 999 is not defined in lxc_configs' in p for p in found), found
