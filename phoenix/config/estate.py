@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, Problem
-from ..features import Library
-from .files import HYPERVISOR, LXC, resolve
-from .hypervisor import HypervisorConfig
+from ..features import Library, Script
+from ..secrets import SECRET_NAMES
+from .files import HYPERVISOR, LXC
+from .hypervisor import HypervisorConfig, OsTemplate
 from .load import find, load_model
 from .lxc import LxcConfigs, LxcGuest
 
 
 @dataclass
 class Estate:
-    """Validated configuration. Loading it touches nothing outside the config and images dirs."""
+    """Validated configuration. Loading it touches nothing outside the config and images dirs.
+
+    `notes` are what validation found worth saying without refusing the config (deprecated keys): the
+    caller shows them once per validation.
+    """
 
     config_dir: Path
     hypervisor_file: Path
@@ -24,13 +29,7 @@ class Estate:
     hypervisor: HypervisorConfig
     guests: dict[int, LxcGuest]
     library: Library
-
-    def resolve(self, path: str) -> Path:
-        """A path from the config: ~ expanded, relative to the config dir."""
-        return resolve(self.config_dir, path)
-
-    def parent(self, ctid: int) -> int | None:
-        return self.guests[ctid].clone_from_ctid
+    notes: list[Problem] = field(default_factory=list)
 
     def children(self, ctid: int) -> list[int]:
         if "_children" not in self.__dict__:
@@ -44,14 +43,15 @@ class Estate:
 
     def ancestors(self, ctid: int) -> list[int]:
         """Parents from the nearest up to the root."""
-        out, cur = [], self.guests[ctid].clone_from_ctid
+        out: list[int] = []
+        cur = self.guests[ctid].clone_from_ctid
         while cur is not None:
             out.append(cur)
             cur = self.guests[cur].clone_from_ctid
         return out
 
     def descendants(self, ctid: int) -> list[int]:
-        out = []
+        out: list[int] = []
         for child in self.children(ctid):
             out += [child, *self.descendants(child)]
         return out
@@ -77,7 +77,7 @@ class Estate:
             out += [f for f in self.guests[c].features if f not in out]
         return out
 
-    def os_template(self, ctid: int):
+    def os_template(self, ctid: int) -> OsTemplate:
         return self.hypervisor.os_templates[self.guests[self.root(ctid)].template or ""]
 
     def storage(self, ctid: int) -> str:
@@ -88,21 +88,29 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
     """Read and validate both files; raises ConfigError listing every problem found."""
     config_dir, images_dir = Path(config_dir), Path(images_dir)
     problems: list[Problem] = []
-    hyp_file, lxc_file = find(config_dir, HYPERVISOR), find(config_dir, LXC)
-    hyp = lxc = None
-    for path, model in ((hyp_file, HypervisorConfig), (lxc_file, LxcConfigs)):
+    files: dict[str, Path] = {}
+    for stem in (HYPERVISOR, LXC):
         try:
-            loaded = load_model(path, model)
+            files[stem] = find(config_dir, stem)
         except ConfigError as e:
             problems += e.problems
-            continue
-        if model is HypervisorConfig:
-            hyp = loaded
-        else:
-            lxc = loaded
+    hyp = lxc = None
+    notes: list[Problem] = []
+    try:
+        if HYPERVISOR in files:
+            hyp, found = load_model(files[HYPERVISOR], HypervisorConfig)
+            notes += found
+    except ConfigError as e:
+        problems += e.problems
+    try:
+        if LXC in files:
+            lxc, found = load_model(files[LXC], LxcConfigs)
+            notes += found
+    except ConfigError as e:
+        problems += e.problems
     if hyp is None or lxc is None:
         raise ConfigError(problems)
-    estate = Estate(config_dir, hyp_file, lxc_file, hyp, lxc.guests(), Library(images_dir))
+    estate = Estate(config_dir, files[HYPERVISOR], files[LXC], hyp, lxc.guests(), Library(images_dir), notes)
     problems += cross_check(estate)
     if problems:
         raise ConfigError(problems)
@@ -110,90 +118,131 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
 
 
 def cross_check(estate: Estate) -> list[Problem]:
-    """Checks that span guests or files: references, cycles, uniqueness, feature needs."""
-    hyp, guests, lib = estate.hypervisor, estate.guests, estate.library
-    lf, hf = str(estate.lxc_file), str(estate.hypervisor_file)
-    out: list[Problem] = []
+    """Checks that span guests or files: uniqueness, the clone tree, GPUs, and what scripts need."""
+    return [*unique_values(estate), *clone_tree(estate), *gpus(estate), *scripts(estate)]
 
-    def at(ctid: int, key: str = "") -> str:
-        return f'$.lxc_configs["{ctid}"]' + (f".{key}" if key else "")
+
+def _at(ctid: int, key: str = "") -> str:
+    """The JSON path of a guest (or one of its keys) in the LXC config."""
+    return f'$.lxc_configs["{ctid}"]' + (f".{key}" if key else "")
+
+
+def unique_values(estate: Estate) -> list[Problem]:
+    """Names, IP addresses and MACs are each used by one guest only."""
+    guests, lf = estate.guests, str(estate.lxc_file)
+    out: list[Problem] = []
 
     def dupes(values: dict[int, object], key: str, what: str) -> None:
         counts = Counter(v for v in values.values() if v is not None)
         for ctid, v in values.items():
             if v is not None and counts[v] > 1:
                 others = sorted(c for c, x in values.items() if x == v and c != ctid)
-                out.append(Problem(lf, at(ctid, key), f"{what} {v} is also used by CT {', '.join(map(str, others))}"))
+                out.append(Problem(lf, _at(ctid, key), f"{what} {v} is also used by CT {', '.join(map(str, others))}"))
 
     dupes({c: g.name.lower() for c, g in guests.items()}, "name", "name")
     dupes({c: (g.network_config.ip.ip if g.network_config and g.network_config.ip != "dhcp" else None)
            for c, g in guests.items()}, "network_config.ip", "IP address")
     dupes({c: (g.mac_address.lower() if g.mac_address else None) for c, g in guests.items()}, "mac_address", "MAC")
+    return out
 
-    cyclic: set[int] = set()
+
+def chain_end(estate: Estate, ctid: int) -> str:
+    """How a guest's clone_from_ctid chain ends: "root", "cycle" (it repeats) or "undefined" (a missing CT)."""
+    seen: set[int] = {ctid}
+    cur = estate.guests[ctid].clone_from_ctid
+    while cur is not None:
+        if cur not in estate.guests:
+            return "undefined"
+        if cur in seen:
+            return "cycle"
+        seen.add(cur)
+        cur = estate.guests[cur].clone_from_ctid
+    return "root"
+
+
+def clone_tree(estate: Estate) -> list[Problem]:
+    """Roots have a known OS template; a clone's parent exists, is a template layer and fits the clone."""
+    hyp, guests = estate.hypervisor, estate.guests
+    lf, hf = str(estate.lxc_file), str(estate.hypervisor_file)
+    out: list[Problem] = []
     for ctid, g in guests.items():
         parent = g.clone_from_ctid
         if parent is None:
             if g.template not in hyp.os_templates:
                 known = ", ".join(sorted(hyp.os_templates)) or "none defined"
-                out.append(Problem(lf, at(ctid, "template"),
+                out.append(Problem(lf, _at(ctid, "template"),
                                    f"OS template {g.template!r} is not in os_templates of {hf} (known: {known})"))
             continue
         if parent not in guests:
-            out.append(Problem(lf, at(ctid, "clone_from_ctid"),
+            out.append(Problem(lf, _at(ctid, "clone_from_ctid"),
                                f"CT {parent} is not defined in lxc_configs; define it or clone from another CTID"))
             continue
-        seen, cur = {ctid}, parent
-        while cur is not None and cur in guests:
-            if cur in seen:
-                cyclic.add(ctid)
-                out.append(Problem(lf, at(ctid, "clone_from_ctid"), "clone_from_ctid forms a cycle"))
-                break
-            seen.add(cur)
-            cur = guests[cur].clone_from_ctid
+        if chain_end(estate, ctid) == "cycle":
+            out.append(Problem(lf, _at(ctid, "clone_from_ctid"), "clone_from_ctid forms a cycle"))
         p = guests[parent]
         if not p.is_template_layer:
-            out.append(Problem(lf, at(parent), f"CT {ctid} is cloned from it, so it needs template_snapshot_name "
-                                               "or convert_to_template: true"))
+            out.append(Problem(lf, _at(parent), f"CT {ctid} is cloned from it, so it needs template_snapshot_name "
+                                                "or convert_to_template: true"))
         if p.unprivileged != g.unprivileged:
-            out.append(Problem(lf, at(ctid, "unprivileged"),
+            out.append(Problem(lf, _at(ctid, "unprivileged"),
                                f"a clone keeps its parent's unprivileged={str(p.unprivileged).lower()}"))
         if g.storage_size_gb < p.storage_size_gb:
-            out.append(Problem(lf, at(ctid, "storage_size_gb"),
+            out.append(Problem(lf, _at(ctid, "storage_size_gb"),
                                f"a clone cannot be smaller than its parent ({p.storage_size_gb} GB)"))
-
-    for ctid, g in guests.items():
-        for i, gpu in enumerate(g.gpu_assignment):
-            if gpu not in hyp.nvidia.gpus:
-                out.append(Problem(lf, at(ctid, f"gpu_assignment[{i}]"),
-                                   f"GPU {gpu} is not among nvidia.gpus {hyp.nvidia.gpus} of {hf}"))
-        if ctid in cyclic:
-            continue
-        chain = estate.inherited_features(ctid) if g.clone_from_ctid in guests or g.clone_from_ctid is None \
-            else list(g.features)
-        for i, name in enumerate(g.features):
-            if not lib.exists(lib.feature_path(name)):
-                known = ", ".join(lib.known_features())
-                out.append(Problem(lf, at(ctid, f"features[{i}]"), f"unknown feature {name!r} (known: {known})"))
-                continue
-            script = lib.feature(name)
-            out += _needs(lf, at(ctid, f"features[{i}]"), name, script, g, chain, hyp)
-        if g.application_script:
-            if not lib.exists(lib.app_path(g.application_script)):
-                out.append(Problem(lf, at(ctid, "application_script"),
-                                   f"{lib.app_path(g.application_script)} does not exist"))
-            else:
-                script = lib.app(g.application_script)
-                out += _needs(lf, at(ctid, "application_script"), g.application_script, script, g, chain, hyp)
-        if g.vllm_model is None and "vllm" in chain and g.application_script:
-            out.append(Problem(lf, at(ctid, "vllm_model"), "an app serving vLLM needs vllm_model"))
     return out
 
 
-def _needs(file: str, path: str, name: str, script, guest: LxcGuest, chain: list[str], hyp) -> list[Problem]:
-    out = []
-    for problem in script.problems:
-        out.append(Problem(str(script.path), "header", problem))
+def gpus(estate: Estate) -> list[Problem]:
+    """Every GPU a guest is given is one of the node's."""
+    node, lf, hf = estate.hypervisor.nvidia.gpus, str(estate.lxc_file), str(estate.hypervisor_file)
+    return [Problem(lf, _at(ctid, f"gpu_assignment[{i}]"), f"GPU {gpu} is not among nvidia.gpus {node} of {hf}")
+            for ctid, g in estate.guests.items() for i, gpu in enumerate(g.gpu_assignment) if gpu not in node]
+
+
+def outside(root: Path, path: Path) -> Path | None:
+    """Where a script file really is (links followed) when that is outside root (resolved), else None."""
+    real = path.resolve()
+    return None if real.is_relative_to(root) else real
+
+
+def scripts(estate: Estate) -> list[Problem]:
+    """Feature and app scripts exist inside images/, and the guest gives them what their headers need."""
+    guests, lib, lf = estate.guests, estate.library, str(estate.lxc_file)
+    root, escapes = lib.root.resolve(), {}
+    out: list[Problem] = []
+    for ctid, g in guests.items():
+        end = chain_end(estate, ctid)
+        if end == "cycle":  # reported by clone_tree
+            continue
+        chain = estate.inherited_features(ctid) if end == "root" else list(g.features)
+        named = [(f"features[{i}]", name, lib.feature_path(name)) for i, name in enumerate(g.features)]
+        if g.application_script:
+            named.append(("application_script", g.application_script, lib.app_path(g.application_script)))
+        for key, name, path in named:
+            if path not in escapes:  # guests share scripts: each file is resolved once
+                escapes[path] = outside(root, path)
+            real = escapes[path]
+            if real is not None:
+                out.append(Problem(lf, _at(ctid, key), f"{path} leads to {real}, outside {lib.root}: a script must "
+                                                       "be a file inside the images directory"))
+            elif not lib.exists(path):
+                if key == "application_script":
+                    out.append(Problem(lf, _at(ctid, key), f"{path} does not exist"))
+                else:
+                    known = ", ".join(lib.known_features())
+                    out.append(Problem(lf, _at(ctid, key), f"unknown feature {name!r} (known: {known})"))
+            else:
+                script = lib.app(name) if key == "application_script" else lib.feature(name)
+                out += _needs(estate, ctid, key, script, chain)
+        if g.app.vllm.model is None and "vllm" in chain and g.application_script:
+            out.append(Problem(lf, _at(ctid, "app.vllm.model"), "an app serving vLLM needs app.vllm.model"))
+    return out
+
+
+def _needs(estate: Estate, ctid: int, key: str, script: Script, chain: list[str]) -> list[Problem]:
+    """What a script's header declares it needs, against the guest, its features and the secrets configured."""
+    guest, file, path, name = estate.guests[ctid], str(estate.lxc_file), _at(ctid, key), script.name
+    out = [Problem(str(script.path), "header", problem) for problem in script.problems]
     if "nesting" in script.requires and not guest.pct_features.nesting:
         out.append(Problem(file, path, f"{name} needs nesting: set pct_features.nesting to true on this guest"))
     if "gpu" in script.requires and not guest.gpu_assignment:
@@ -202,7 +251,7 @@ def _needs(file: str, path: str, name: str, script, guest: LxcGuest, chain: list
         if feat not in chain or (name in chain and chain.index(feat) > chain.index(name)):
             out.append(Problem(file, path, f"{name} needs the {feat} feature first, on this guest or a parent"))
     for secret in script.secrets:
-        if getattr(hyp.secrets, f"{secret}_file") is None:
+        if secret in SECRET_NAMES and estate.hypervisor.secrets.file(secret) is None:
             out.append(Problem(file, path, f"{name} needs the secret {secret}: set secrets.{secret}_file "
                                            "in the hypervisor config"))
     return out

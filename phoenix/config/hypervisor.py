@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..secrets import SECRET_NAMES
+from .limits import HTTP_TIMEOUT_MAX_S, SCRIPT_TIMEOUT_MAX_S, SSH_CONNECT_TIMEOUT_MAX_S, TASK_TIMEOUT_MAX_S
+
 
 class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, so typos are caught."""
+    """Base of every config model: unknown keys are errors, so typos are caught; numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+    # Keys of an older format, still read, each with a deprecation note (the loader gives them):
+    # renamed: old key -> its new spelling (a before-validator of the model moves it there);
+    # retired: a key still accepted but unused -> why, and what to do instead.
+    renamed: ClassVar[dict[str, str]] = {}
+    retired: ClassVar[dict[str, str]] = {}
 
 
-class ProxmoxEndpoint(Strict):
-    """How Phoenix reaches the Proxmox API."""
+class ProxmoxConfig(Strict):
+    """How Phoenix reaches the Proxmox API (the `proxmox` section; a run's API is pve.endpoint.Endpoint)."""
 
     target: Literal["simulated", "remote"] = Field(
         "simulated",
@@ -36,11 +45,11 @@ class ProxmoxEndpoint(Strict):
         None, pattern=r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$",
         description="SHA-256 fingerprint of the node certificate, instead of a CA file.",
     )
-    timeout_s: float = Field(30, gt=0, le=600, description="Timeout of one HTTP request.")
-    task_timeout_s: float = Field(1800, gt=0, description="Longest wait for one Proxmox task (UPID).")
+    timeout_s: float = Field(30, gt=0, le=HTTP_TIMEOUT_MAX_S, description="Timeout of one HTTP request.")
+    task_timeout_s: float = Field(1800, gt=0, le=TASK_TIMEOUT_MAX_S, description="Longest wait for one Proxmox task (UPID).")
 
     @model_validator(mode="after")
-    def _remote_needs_url(self) -> ProxmoxEndpoint:
+    def _remote_needs_url(self) -> ProxmoxConfig:
         if self.target == "remote":
             if not self.api_url or not self.api_url.startswith("https://"):
                 raise ValueError("a remote target needs api_url, e.g. https://pve.example.lan:8006")
@@ -62,12 +71,20 @@ class SshConfig(Strict):
         None, pattern=r"^SHA256:[A-Za-z0-9+/]{43}=?$",
         description="Pin the node's host key (as `ssh-keygen -lf` prints it) instead of known_hosts.",
     )
-    connect_timeout_s: float = Field(15, gt=0)
+    connect_timeout_s: float = Field(15, gt=0, le=SSH_CONNECT_TIMEOUT_MAX_S)
 
 
 class StorageDefaults(Strict):
+    retired: ClassVar[dict[str, str]] = {
+        "templates": "deprecated and unused: each OS template's volume names its storage "
+                     "(local:vztmpl/...); remove storage.templates",
+    }
+
     rootdir: str = Field("local-lvm", description="Default storage for container root file systems.")
-    templates: str = Field("local", description="Storage holding OS templates (content vztmpl).")
+    templates: str | None = Field(
+        None, json_schema_extra={"deprecated": True},
+        description="Deprecated and unused: each OS template's volume names its storage.",
+    )
 
 
 class NetworkDefaults(Strict):
@@ -109,15 +126,29 @@ class NvidiaConfig(Strict):
 
 
 class SecretFiles(Strict):
-    """Token files (mode 0600). Their content is delivered into guests as 0600 files, never on a command line."""
+    """Token files (mode 0600), one `<name>_file` per name of secrets.SECRET_NAMES (a test keeps them equal).
 
-    hf_token_file: str | None = None
-    docker_token_file: str | None = None
-    portainer_password_file: str | None = None
+    Their content is delivered into guests as 0600 files, never on a command line.
+    """
+
+    hf_token_file: str | None = Field(None, description="Hugging Face token (secret hf_token).")
+    docker_token_file: str | None = Field(None, description="Docker Hub token (secret docker_token).")
+    portainer_password_file: str | None = Field(
+        None, description="Portainer admin password (secret portainer_password)."
+    )
+
+    def file(self, name: str) -> str | None:
+        """The configured file of secret `name` (one of SECRET_NAMES), None when not configured."""
+        if name not in SECRET_NAMES:
+            raise KeyError(f"unknown secret {name!r} (known: {', '.join(SECRET_NAMES)})")
+        value: str | None = getattr(self, f"{name}_file")
+        return value
 
 
 class Behavior(Strict):
-    feature_timeout_s: float = Field(3600, gt=0, description="Default timeout of one feature or app script.")
+    feature_timeout_s: float = Field(
+        3600, gt=0, le=SCRIPT_TIMEOUT_MAX_S, description="Default timeout of one feature or app script."
+    )
     stop_templates_after_build: bool = Field(True, description="Template layers are stopped once snapshotted.")
     api_retries: int = Field(4, ge=0, le=10, description="Retries of idempotent calls on lock/network errors.")
 
@@ -127,7 +158,7 @@ class HypervisorConfig(Strict):
 
     schema_ref: str | None = Field(None, alias="$schema")
     version: str = "1.0"
-    proxmox: ProxmoxEndpoint = Field(default_factory=ProxmoxEndpoint)
+    proxmox: ProxmoxConfig = Field(default_factory=ProxmoxConfig)
     ssh: SshConfig = Field(default_factory=SshConfig)
     storage: StorageDefaults = Field(default_factory=StorageDefaults)
     network: NetworkDefaults = Field(default_factory=NetworkDefaults)

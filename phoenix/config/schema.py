@@ -6,11 +6,13 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from .files import HYPERVISOR, LXC
 from .hypervisor import HypervisorConfig
 from .lxc import LxcConfigs
 
-MODELS = {HYPERVISOR: HypervisorConfig, LXC: LxcConfigs}
+MODELS: dict[str, type[BaseModel]] = {HYPERVISOR: HypervisorConfig, LXC: LxcConfigs}
 
 
 def schema_text(stem: str) -> str:

@@ -17,17 +17,29 @@ from phoenix.errors import ConfigError
 from .conftest import REPO, Checkout
 
 
+def copy_example(root: Path) -> Path:
+    """The example config and images under root (etc/, images/), as a user's checkout has them."""
+    shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns("*.conf"))
+    shutil.copytree(REPO / "images", root / "images")
+    return root
+
+
 @pytest.fixture
 def cfg(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "etc", tmp_path / "etc", ignore=shutil.ignore_patterns("*.conf"))
-    shutil.copytree(REPO / "images", tmp_path / "images")
-    return tmp_path
+    return copy_example(tmp_path)
 
 
 def edit(root: Path, fn) -> None:
     path = root / "etc" / "phoenix_lxc_configs.json"
     data = json.loads(path.read_text())
     fn(data["lxc_configs"])
+    path.write_text(json.dumps(data))
+
+
+def edit_hypervisor(root: Path, fn) -> None:
+    path = root / "etc" / "phoenix_hypervisor_config.json"
+    data = json.loads(path.read_text())
+    fn(data)
     path.write_text(json.dumps(data))
 
 
@@ -47,7 +59,7 @@ def test_example_estate_reproduces_the_seed():
     assert {c: (x.memory_mb, x.cores) for c, x in g.items()} == {
         900: (2048, 2), 901: (2048, 2), 902: (2048, 2), 920: (4096, 4), 910: (32768, 6), 950: (40960, 8)}
     assert g[901].gpu_assignment == g[920].gpu_assignment == g[950].gpu_assignment == [0, 1]
-    assert g[902].pct_features.nesting and g[950].vllm_model.startswith("Qwen/Qwen3-Coder-30B")
+    assert g[902].pct_features.nesting and g[950].app.vllm.model.startswith("Qwen/Qwen3-Coder-30B")
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -77,7 +89,7 @@ def test_bad_config_names_file_path_and_fix(cfg: Path, change, expected):
 
 
 def test_every_problem_is_reported_at_once(cfg: Path):
-    edit(cfg, lambda c: (c["950"].update(memory_mb=0, cores=0), c["910"].update(portainer_port=70000)))
+    edit(cfg, lambda c: (c["950"].update(memory_mb=0, cores=0), c["910"]["app"]["portainer"].update(port=70000)))
     found = problems(cfg)
     assert len(found) == 3, found
 
@@ -121,3 +133,23 @@ def test_schemas_validate_the_example_and_reject_bad_input():
     schema = json.loads((REPO / "etc" / "phoenix_lxc_configs.schema.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"lxc_configs": {"950": {"name": "x", "memory_mb": -1}}}, schema)
+
+
+def test_schema_marks_the_flat_app_keys_deprecated_and_names_scripts():
+    schema = json.loads((REPO / "etc" / "phoenix_lxc_configs.schema.json").read_text())
+    guest = schema["$defs"]["LxcGuest"]["properties"]
+    assert guest["vllm_model"]["deprecated"] is True and "app.vllm.model" in guest["vllm_model"]["description"]
+    flat = {"lxc_configs": {"950": {"name": "x", "template": "t", "vllm_model": "a/b", "portainer_port": 9443}}}
+    jsonschema.validate(flat, schema)  # an editor flags the old keys as deprecated, it does not refuse the file
+    for bad in ({"features": ["../../../work/evil"]}, {"application_script": "/etc/passwd"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"lxc_configs": {"950": {"name": "x", "template": "t", **bad}}}, schema)
+    hyp = json.loads((REPO / "etc" / "phoenix_hypervisor_config.schema.json").read_text())
+    assert "ProxmoxConfig" in hyp["$defs"] and "ProxmoxEndpoint" not in hyp["$defs"]
+    assert hyp["$defs"]["StorageDefaults"]["properties"]["templates"]["deprecated"] is True
+
+
+def test_undefined_grandparent_is_reported_not_raised(cfg: Path):
+    edit(cfg, lambda c: c["920"].update(clone_from_ctid=999))  # 950 -> 920 -> 999 (missing)
+    found = problems(cfg)
+    assert any('$.lxc_configs["920"].clone_from_ctid: CT 999 is not defined in lxc_configs' in p for p in found), found
