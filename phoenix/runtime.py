@@ -100,7 +100,9 @@ class Run:
 
         found, estate = model.load(self.config_dir, self.images_dir, self.cache, self.say)
         if estate is not None:
-            self.__dict__["estate"] = estate  # validated just now
+            self.__dict__["estate"] = estate  # validated just now: its notes are said once
+            for note in estate.notes:
+                self.say(f"phoenix: note: {note}")
         return found
 
     @cached_property
@@ -213,7 +215,7 @@ class Run:
 
         out = {}
         for name in names:
-            configured = getattr(self.hypervisor.secrets, f"{name}_file")
+            configured = self.hypervisor.secrets.file(name)
             if configured is None:
                 if name in required:
                     raise PhoenixError(f"secret {name} is needed: set secrets.{name}_file in {self.estate.hypervisor_file}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ...config.files import resolve
 from ...errors import PhoenixError
 from ...facts import guests as F
 from ...plan import Action, Decision, Why
@@ -69,7 +70,8 @@ class LxcKind:
         problems += checks.storage_problems(estate, ctid, storages, bake=bake)
         if bake:
             problems += checks.script_problems(estate, ctid)
-            problems += checks.secret_problems(estate, ctid, estate.resolve, simulated=ctx.simulated)
+            problems += checks.secret_problems(estate, ctid, lambda path: resolve(estate.config_dir, path),
+                                               simulated=ctx.simulated)
         node_ok = True
         uses_node = bool(P.root_options(res.settings, {})) or (bake and bool(g.gpu_assignment or g.features
                                                                                   or g.application_script))

@@ -68,7 +68,7 @@ def secret_problems(estate: Estate, ctid: int, resolve: Any, *, simulated: bool)
     out: list[str] = []
     for script in scripts:
         for name in (*script.secrets, *script.optional_secrets):
-            configured = getattr(estate.hypervisor.secrets, f"{name}_file")
+            configured = estate.hypervisor.secrets.file(name)
             if configured is None:
                 if name in script.secrets:
                     out.append(f"{script.name} needs the secret {name}: set secrets.{name}_file in {estate.hypervisor_file}")
@@ -88,7 +88,7 @@ def host_path_problems(estate: Estate, ctid: int, missing: list[str]) -> list[st
     g = estate.guests[ctid]
     out = []
     for mp in g.mount_points:
-        if mp.host_path and mp.host_path in missing and not getattr(mp, "create_host_path", False):
+        if mp.host_path and mp.host_path in missing and not mp.create_host_path:
             out.append(f"host directory {mp.host_path} (bind-mounted at {mp.container_path}) does not exist on the node: "
                        "create it there (and give it to the container's mapped user), or set create_host_path: true")
     return out

@@ -22,10 +22,11 @@ def os_of(volume: str) -> dict[str, str]:
 def build_context(estate: Estate, ctid: int, facts: NodeFacts | None = None) -> dict[str, Any]:
     """Everything a feature or app script may need about its guest; no secret values."""
     g, hyp = estate.guests[ctid], estate.hypervisor
+    portainer, vllm = g.app.portainer, g.app.vllm
     facts = facts or NodeFacts()
     net = g.network_config
     gpus = list(g.gpu_assignment)
-    available = [s for s in SECRET_NAMES if getattr(hyp.secrets, f"{s}_file")]
+    available = [s for s in SECRET_NAMES if hyp.secrets.file(s)]
     return {
         "ctid": ctid,
         "name": g.name,
@@ -50,22 +51,22 @@ def build_context(estate: Estate, ctid: int, facts: NodeFacts | None = None) -> 
             "nvidia_toolkit": bool(gpus),
         },
         "portainer": {
-            "role": g.portainer_role,
-            "port": g.portainer_port,
-            "version": g.portainer_version,
+            "role": portainer.role,
+            "port": portainer.port,
+            "version": portainer.version,
             "data_dir": next((m.container_path for m in g.mount_points if "portainer" in m.container_path),
                              "/var/lib/portainer"),
         },
         "vllm": {
-            "version": g.vllm_version,
-            "model": g.vllm_model,
-            "served_model_name": g.vllm_served_model_name or (g.vllm_model or "").split("/")[-1] or None,
-            "port": g.vllm_port,
-            "max_model_len": g.vllm_max_model_len,
-            "gpu_memory_utilization": g.vllm_gpu_memory_utilization,
-            "dtype": g.vllm_dtype,
+            "version": vllm.version,
+            "model": vllm.model,
+            "served_model_name": vllm.served_model_name or (vllm.model or "").split("/")[-1] or None,
+            "port": vllm.port,
+            "max_model_len": vllm.max_model_len,
+            "gpu_memory_utilization": vllm.gpu_memory_utilization,
+            "dtype": vllm.dtype,
             "tensor_parallel_size": max(1, len(gpus)),
-            "args": list(g.vllm_args),
+            "args": list(vllm.args),
             "model_cache": next((m.container_path for m in g.mount_points if "model" in m.container_path),
                                 "/var/lib/vllm/models"),
         },

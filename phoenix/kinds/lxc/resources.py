@@ -41,12 +41,6 @@ def net0(estate: Estate, ctid: int) -> str | None:
     return ",".join(parts)
 
 
-def app_fields(estate: Estate, ctid: int) -> dict[str, Any]:
-    """The app settings (Portainer, vLLM) as the identity has always hashed them."""
-    g = estate.guests[ctid]
-    return {k: getattr(g, k) for k in type(g).model_fields if k.startswith(("vllm_", "portainer_"))}
-
-
 def build_inputs(estate: Estate, ctid: int) -> dict[str, str]:
     """The inputs that need a rebake when they change, each digested on its own."""
     g, lib, hyp = estate.guests[ctid], estate.library, estate.hypervisor
@@ -61,7 +55,7 @@ def build_inputs(estate: Estate, ctid: int) -> dict[str, str]:
         "driver": hyp.nvidia.driver_version,
     })
     if g.application_script:
-        inputs["app_config"] = digest(app_fields(estate, ctid))
+        inputs["app_config"] = digest(g.app_fields())  # the flat keys the identity has always hashed
     inputs["lib"] = lib.lib_sha256()[:12]
     for name in g.features:
         inputs[f"feature:{name}"] = lib.feature(name).sha256[:12]
