@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ScriptFailed
-from .steps import Call, NodeSet, RemoveSecrets, RestartIfPending, Script, Step
+from .steps import Call, MakeDirs, NodeSet, RemoveSecrets, RestartIfPending, Script, Step
 from .transport.base import ScriptRun
 
 if TYPE_CHECKING:
@@ -78,6 +78,8 @@ class Builder:
                 ctx.view.apply(step.then)
         elif isinstance(step, NodeSet):
             ctx.node.pct.set(step.vmid, dict(step.options))
+        elif isinstance(step, MakeDirs):
+            ctx.node.make_dirs(step.paths, step.owner)
         elif isinstance(step, RemoveSecrets):
             ctx.node.pct.remove_secrets(step.vmid)
         elif isinstance(step, Script):

@@ -59,6 +59,15 @@ class NodeSet:
 
 
 @dataclass(frozen=True)
+class MakeDirs:
+    """Create bind-mounted host directories the config says to create (given to the container's mapped root)."""
+
+    what: str
+    paths: tuple[str, ...]
+    owner: int | None = None
+
+
+@dataclass(frozen=True)
 class Script:
     """A feature or app script run inside the guest, with its context and the secrets it declares."""
 
@@ -91,7 +100,7 @@ class RestartIfPending:
     changed_root: tuple[str, ...] = ()
 
 
-Step = Call | NodeSet | Script | RemoveSecrets | RestartIfPending
+Step = Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending
 
 
 def _value(value: Any, limit: int = 60) -> str:
@@ -109,6 +118,9 @@ def render(step: Step, node: str = "") -> str:
     if isinstance(step, Script):
         secrets = f"; secrets {', '.join(step.secrets)}" if step.secrets else ""
         return f"run {step.name} in CT {step.vmid} (timeout {step.timeout:.0f}s{secrets})"
+    if isinstance(step, MakeDirs):
+        owner = f" (owned by {step.owner}:{step.owner})" if step.owner is not None else ""
+        return f"mkdir -p {' '.join(step.paths)} on the node{owner}"
     if isinstance(step, RemoveSecrets):
         return f"remove /etc/phoenix/secrets/* in CT {step.vmid}"
     return f"GET /{step.path}/pending, then POST /{step.path}/status/reboot if anything is pending"

@@ -55,6 +55,10 @@ class Node(Protocol):
         """Those of the absolute host paths that are not existing directories on the node, in the order given."""
         ...
 
+    def make_dirs(self, paths: Sequence[str], owner: int | None = None) -> None:
+        """Create these host directories (with their parents); chown the ones made here to owner:owner if given."""
+        ...
+
     def check(self) -> None:
         """Reach the node and log in, running nothing: PhoenixError saying what to fix when that is not possible."""
         ...
@@ -69,6 +73,17 @@ def require_absolute(paths: Sequence[str]) -> None:
     bad = [p for p in paths if not p.startswith("/") or "\0" in p]
     if bad:
         raise PhoenixError(f"host path(s) {', '.join(map(repr, bad))} must be absolute paths (without NUL)")
+
+
+# makes each missing directory; only those it made are given to the owner ($1; "-" for none)
+MAKE_DIRS_SCRIPT = ('owner=$1; shift; for p in "$@"; do [ -d "$p" ] && continue; mkdir -p -- "$p" || exit 1; '
+                    '[ "$owner" = - ] || chown -- "$owner:$owner" "$p" || exit 1; done')
+
+
+def make_dirs_command(paths: Sequence[str], owner: int | None) -> str:
+    """The one command line that creates the missing directories among `paths` (pure; paths quoted)."""
+    require_absolute(paths)
+    return q(["sh", "-c", MAKE_DIRS_SCRIPT, "sh", "-" if owner is None else int(owner), *paths])
 
 
 def missing_paths_command(paths: Sequence[str]) -> str:
@@ -115,6 +130,15 @@ class SshNode:
             status = "timed out" if done.timed_out else f"exit {done.exit_status}"
             raise PhoenixError(f"checking host paths on node {self.node} failed ({status}): {detail or 'no output'}")
         return parse_missing_paths(done.stdout, asked)
+
+    def make_dirs(self, paths: Sequence[str], owner: int | None = None) -> None:
+        if not paths:
+            return
+        done = self.shell.execute(make_dirs_command(paths, owner), timeout_s=PATHS_TIMEOUT_S)
+        if done.exit_status != 0:
+            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
+            raise PhoenixError(f"creating host directories {', '.join(paths)} on node {self.node} failed "
+                               f"(exit {done.exit_status}): {detail or 'no output'}")
 
     def check(self) -> None:
         self.shell.check()

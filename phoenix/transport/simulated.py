@@ -88,7 +88,8 @@ class SimulatedNode:
 
     def __init__(self, record_path: Path):
         self.record_path = Path(record_path)
-        self.pct = SimulatedPct(Recorder(self.record_path))
+        self._record = Recorder(self.record_path)
+        self.pct = SimulatedPct(self._record)
 
     def facts(self) -> NodeFacts:
         return NodeFacts(nvidia_driver_version=None, nvidia_devices=SIMULATED_DEVICES)
@@ -97,6 +98,11 @@ class SimulatedNode:
         """Always []: the simulated node has every host path."""
         require_absolute(paths)
         return []
+
+    def make_dirs(self, paths: Sequence[str], owner: int | None = None) -> None:
+        """Recorded: the simulated node has every host path already."""
+        require_absolute(paths)
+        self._record({"op": "make_dirs", "paths": list(paths), "owner": owner})
 
     def check(self) -> None:
         """Nothing to reach."""

@@ -124,3 +124,16 @@ def test_a_hand_tagged_guest_without_a_record_is_not_destroyed(remote: RemoteChe
     assert "CT 910 is tagged 'phoenix' but carries no Phoenix record" in result.output
     assert remote.pve.ct(910).config["hostname"] == "handmade"
     assert ("DELETE", f"{NODE}/lxc/910") not in remote.writes()
+
+
+def test_a_missing_host_directory_is_created_when_the_config_says_so(remote_built: RemoteCheckout):
+    co = remote_built
+    wanted = co.host_dir / "new" / "portainer"
+    co.edit(910, mount_points=[{"container_path": "/var/lib/portainer", "host_path": str(wanted), "create_host_path": True}])
+    result = co.doit()
+    assert result.rc == 0, result.output
+    assert f"create host directories {wanted}" in result.output
+    assert wanted.is_dir()
+    if __import__("os").geteuid() == 0:  # given to the unprivileged container's root (host uid 100000)
+        assert wanted.stat().st_uid == 100000
+    assert ["set", "910", "--mp0", f"{wanted},mp=/var/lib/portainer"] in co.pct_sets()

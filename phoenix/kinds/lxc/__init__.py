@@ -82,9 +82,12 @@ class LxcKind:
                 problems.append(str(e))
                 node_ok = False
         binds = [mp.host_path for mp in g.mount_points if mp.host_path]
+        dirs: tuple[str, ...] = ()
         if binds and node_ok:
             try:
-                problems += checks.host_path_problems(estate, ctid, ctx.transport().missing_paths(binds))
+                missing = ctx.transport().missing_paths(binds)
+                problems += checks.host_path_problems(estate, ctid, missing)
+                dirs = tuple(mp.host_path for mp in g.mount_points if mp.host_path in missing and mp.create_host_path)
             except PhoenixError as e:
                 problems.append(str(e))
         facts = ctx.view.get(ctid)
@@ -93,7 +96,7 @@ class LxcKind:
             config = ctx.pve().get(S.lxc(ctx.node, ctid, "/config"))
             if config.get("lock"):
                 problems.append(explain_lock(ctx, ctid, str(config["lock"])))
-            return Prepared({"config": config, "facts": facts}, tuple(problems))
+            return Prepared({"config": config, "facts": facts, "dirs": dirs}, tuple(problems))
         replaced: list[S.Replaced] = []
         keep = S.HandSet()
         if facts is not None:
@@ -136,7 +139,7 @@ class LxcKind:
             except PhoenixError as e:
                 problems.append(str(e))
         return Prepared({"replaced": tuple(replaced), "download": download, "devices": devices, "node_facts": node_facts,
-                         "keep": keep}, tuple(problems))
+                         "keep": keep, "dirs": dirs}, tuple(problems))
 
     # -------------------------------------------------------------------- steps
 
@@ -144,10 +147,11 @@ class LxcKind:
               build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
         data = prepared.data
         if decision.action == Action.UPDATE:
-            return S.update(ctx.estate, res, ctx.node, data["facts"], data["config"], "; ".join(decision.reasons))
+            return S.update(ctx.estate, res, ctx.node, data["facts"], data["config"], "; ".join(decision.reasons),
+                            data["dirs"])
         keep: S.HandSet = data["keep"]
         bake = S.Bake(identity or res.identity(parent_build), build_id, parent_build, ctx.owner, data["replaced"],
-                      data["download"], data["devices"], data["node_facts"], keep.tags, keep.protection)
+                      data["download"], data["devices"], data["node_facts"], keep.tags, keep.protection, data["dirs"])
         return S.bake(ctx.estate, res, ctx.node, bake)
 
 

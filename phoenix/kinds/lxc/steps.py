@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...facts import guests as F
 from ...resources import Resource
-from ...steps import Call, Forget, NodeSet, RemoveSecrets, RestartIfPending, Script, SetFacts, Step
+from ...steps import Call, Forget, MakeDirs, NodeSet, RemoveSecrets, RestartIfPending, Script, SetFacts, Step
 from . import params as P
 from .context import build_context
 from .rules import GIB, MIB, recorded
@@ -50,6 +50,7 @@ class Bake:
     node_facts: NodeFacts | None = None
     keep_tags: tuple[str, ...] = ()                  # set by hand on the guest it replaces
     keep_protection: bool = False                    # set by hand on the guest it replaces
+    make_dirs: tuple[str, ...] = ()                  # bind-mounted host directories to create first
 
 
 def destroy(node: str, r: Replaced, why: str) -> list[Step]:
@@ -62,6 +63,17 @@ def destroy(node: str, r: Replaced, why: str) -> list[Step]:
         out.append(Call(f"destroy CT {r.vmid} ({why}): stop", "POST", f"{path}/status/stop", idempotent=True))
     out.append(Call(f"destroy CT {r.vmid} ({why})", "DELETE", path, {"purge": 1}, then=Forget(r.vmid)))
     return out
+
+
+UNPRIVILEGED_ROOT = 100000  # the host uid of an unprivileged container's root under Proxmox's default id map
+
+
+def make_dirs(g: Any, paths: tuple[str, ...]) -> list[Step]:
+    """Create the missing host directories the config says to create, owned by the container's root."""
+    if not paths:
+        return []
+    owner = UNPRIVILEGED_ROOT if g.unprivileged else None
+    return [MakeDirs(f"create host directories {', '.join(paths)}", tuple(paths), owner)]
 
 
 def scripts(estate: Estate, res: Resource, node_facts: NodeFacts | None) -> list[Step]:
@@ -126,6 +138,7 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
             out.append(Call(f"grow rootfs {parent.storage_size_gb} -> {settings['rootfs_gb']} GB", "PUT",
                             lxc(node, ctid, "/resize"), {"disk": "rootfs", "size": f"{settings['rootfs_gb']}G"},
                             idempotent=True))
+    out += make_dirs(g, b.make_dirs)
     options = P.root_options(settings, b.devices)
     if options:
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(options))})", ctid, options))
@@ -154,7 +167,8 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     return out
 
 
-def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config: dict[str, Any], reasons: str) -> list[Step]:
+def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config: dict[str, Any], reasons: str,
+           dirs: tuple[str, ...] = ()) -> list[Step]:
     """Change settings in place: one config PUT (plus root-only settings); a restart only if Proxmox needs one."""
     ctid = res.vmid
     assert ctid is not None
@@ -179,6 +193,7 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
     if current_gb and settings["rootfs_gb"] > current_gb:
         out.append(Call(f"grow rootfs {current_gb} -> {settings['rootfs_gb']} GB", "PUT", lxc(node, ctid, "/resize"),
                         {"disk": "rootfs", "size": f"{settings['rootfs_gb']}G"}, idempotent=True))
+    out += make_dirs(g, dirs)
     before = P.root_options(old, {}) if old else {}
     after = P.root_options(settings, {})
     wanted = {k: v for k, v in after.items() if before.get(k) != v}
