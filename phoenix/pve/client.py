@@ -65,7 +65,11 @@ def _lock_refusal(exc: BaseException) -> bool:
 
 
 def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError):
+    """Worth another try: a dropped or refused connection, a busy node. A certificate that fails verification is final,
+    and so is a host that did not answer within the timeout (trying again would only multiply the wait)."""
+    if isinstance(exc, requests.exceptions.SSLError | requests.Timeout):
+        return False
+    if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
         return True
     if isinstance(exc, ResourceException):
         text = f"{exc.status_message} {exc.content}".lower()
@@ -85,7 +89,7 @@ class Pve:
         if parts.scheme != "https" or not parts.hostname:
             raise PhoenixError(f"API URL must be https://host:port, got {url!r}")
         user, _, name = token_id.partition("!")
-        self.url, self.node = url, node
+        self.url, self.node, self.timeout = url, node, timeout
         self.task_timeout, self.retries, self.sleep, self.clock = task_timeout, retries, sleep, clock
         self.counters = counters if counters is not None else Counters()
         self.api = ProxmoxAPI(parts.hostname, port=parts.port or 8006, user=user, token_name=name,
@@ -126,6 +130,15 @@ class Pve:
             return self._retrying(lambda: getattr(self.api(path), method.lower())(**args), retry, 0.2)
         except ResourceException as e:
             raise ApiError(method, path, e.status_code, str(e.content or e.status_message), e.errors) from None
+        except requests.exceptions.SSLError as e:
+            raise PhoenixError(
+                f"cannot reach Proxmox at {self.url} ({method} /{path}): its TLS certificate failed verification ({e}). "
+                "This is final, nothing was sent: check proxmox.ca_file (the cluster's CA, /etc/pve/pve-root-ca.pem) or "
+                "the pinned proxmox.fingerprint") from None
+        except requests.Timeout:
+            raise PhoenixError(
+                f"Proxmox at {self.url} did not answer {method} /{path} within {self.timeout:.0f}s: check that the node "
+                "and its API (pveproxy) are up, or raise proxmox.timeout_s") from None
         except OSError as e:  # requests' own errors, and a CA file that is gone
             raise PhoenixError(f"cannot reach Proxmox at {self.url} ({method} /{path}): {e}") from None
 

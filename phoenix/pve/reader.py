@@ -20,6 +20,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from ..errors import PhoenixError
 from .counters import Counters
 from .endpoint import Endpoint, fingerprint_hex
 
@@ -44,7 +45,8 @@ def _context(ep: Endpoint) -> ssl.SSLContext:
 def get(ep: Endpoint, counters: Counters, path: str, **params: Any) -> Any | None:
     """The `data` of GET /api2/json/<path>, or None when not answered here (not usable, refused, failed).
 
-    An attempt that was made and failed counts as a retry of the caller's own call to Pve."""
+    An attempt that was made and failed counts as a retry of the caller's own call to Pve. A host that does not
+    answer within the timeout is final (PhoenixError): Pve would only wait as long again."""
     if not usable(ep):
         return None
     url = urlsplit(ep.url)
@@ -74,6 +76,9 @@ def get(ep: Endpoint, counters: Counters, path: str, **params: Any) -> Any | Non
             counters.retried()
             return None
         return json.loads(body)["data"]
+    except TimeoutError:  # accepted the connection and never answered: final, asking again only multiplies the wait
+        raise PhoenixError(f"Proxmox at {ep.url} did not answer GET /{path} within {ep.timeout:.0f}s: check that the node "
+                           "and its API (pveproxy) are up, or raise proxmox.timeout_s") from None
     except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
         counters.retried()
         return None
