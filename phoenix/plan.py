@@ -137,11 +137,11 @@ class Planner:
         self.resources, self.rules = resources, rules
 
     def decide_one(self, res: Resource, facts: Any, *, parent: Decision | None, parent_build: str | None,
-                   forced: bool, record: dict[str, Any] | None, live_owners: Collection[str] = ()) -> Decision:
+                   forced: bool, record: dict[str, Any] | None, live_owners: Mapping[str, str] | None = None) -> Decision:
         """What one resource needs, given its parent's decision in this run and build id on the host.
 
         record: the record kept with the resource on the host, when known, to explain a rebuild or an update.
-        live_owners: ids of other runs alive now; a guest they are building is theirs."""
+        live_owners: other runs alive now (id -> who they are); a guest they are building is theirs."""
         k = res.key
 
         def d(action: Action, why: Why, *reasons: str, origin: Decision | None = None) -> Decision:
@@ -159,8 +159,8 @@ class Planner:
             return d(Action.REBUILD, Why.PARENT_BAKES, f"parent {parent.key} {verb}", origin=origin)
         if parent is not None and parent.action == Action.BLOCKED:
             return d(Action.BLOCKED, Why.PARENT_BLOCKED, f"parent {parent.key} is blocked")
-        if facts.building and facts.owner and facts.owner in live_owners:
-            return d(Action.BLOCKED, Why.BUSY, f"being built right now by run {facts.owner}")
+        if facts.building and facts.owner and live_owners and facts.owner in live_owners:
+            return d(Action.BLOCKED, Why.BUSY, f"being built right now by {live_owners[facts.owner]}")
         if facts.building or not facts.identity:
             return d(Action.REBUILD, Why.UNFINISHED, "an earlier bake did not finish")
         if facts.identity != res.identity(parent_build):
@@ -179,7 +179,7 @@ class Planner:
         return d(Action.OK, Why.UP_TO_DATE)
 
     def decide(self, key: str, facts_of: Callable[[Resource], Any], *, forced: Collection[str] = (),
-               records: Mapping[str, dict[str, Any]] | None = None, live_owners: Collection[str] = (),
+               records: Mapping[str, dict[str, Any]] | None = None, live_owners: Mapping[str, str] | None = None,
                memo: dict[str, Decision] | None = None) -> Decision:
         """The resource's decision, its ancestors decided first (iteratively: chains may be long)."""
         memo = {} if memo is None else memo
@@ -195,7 +195,7 @@ class Planner:
         return memo[key]
 
     def plan(self, facts_of: Callable[[Resource], Any], *, forced: Collection[str] = (),
-             records: Mapping[str, dict[str, Any]] | None = None, live_owners: Collection[str] = (),
+             records: Mapping[str, dict[str, Any]] | None = None, live_owners: Mapping[str, str] | None = None,
              keys: Collection[str] | None = None) -> dict[str, Decision]:
         """Decisions for every resource (or these keys), in the order of the resources (parents first)."""
         memo: dict[str, Decision] = {}

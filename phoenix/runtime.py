@@ -90,6 +90,7 @@ class Run:
         self.lease: lease.Lease | None = None
         self._ready: bool | PhoenixError = False     # every check passed and the lease is held (or why not)
         self._prepared: dict[str, tuple[Action, Prepared]] = {}
+        self._owners: tuple[int, dict[str, str]] | None = None
 
     # ------------------------------------------------------------- model
 
@@ -251,7 +252,27 @@ class Run:
                 self.view.guests()  # list first: the memo is for this view
                 self._memo = {}
                 self._memo_version = self.view.version
-            return self.planner.decide(key, self.facts_of, forced=self.forced.keys(), memo=self._memo)
+            return self.planner.decide(key, self.facts_of, forced=self.forced.keys(), memo=self._memo,
+                                       live_owners=self.live_owners())
+
+    def live_owners(self) -> dict[str, str]:
+        """Other runs changing the host now, by id: read (one request) only when a guest is being built by another
+        run and this run does not hold the host's lease itself."""
+        if self.lease is not None:
+            return {}
+        with self.lock:
+            if self._owners is not None and self._owners[0] == self.view.version:
+                return self._owners[1]
+            others = {f.owner for f in self.view.guests().values() if f.building and f.owner and f.owner != self.id}
+            found: dict[str, str] = {}
+            if others:
+                probe = lease.Lease(lambda: self.pve, self.id, self.say)
+                holder = probe.current()
+                now = time.time()
+                if holder is not None and holder.run in others and lease.stale(holder, now, probe.host, probe.pid) is None:
+                    found[holder.run] = holder.describe(now)
+            self._owners = (self.view.version, found)
+            return found
 
     def record(self, key: str) -> dict[str, Any]:
         """The record kept with the resource on the host: the digest of every input (one read)."""
@@ -269,7 +290,8 @@ class Run:
         records = {k: self.record(k) for k in keys}
         with self.lock:
             self.view.guests()
-            return self.planner.decide(decision.key, self.facts_of, forced=self.forced.keys(), records=records)
+            return self.planner.decide(decision.key, self.facts_of, forced=self.forced.keys(), records=records,
+                                       live_owners=self.live_owners())
 
     # ------------------------------------------------------------- build
 
@@ -360,7 +382,7 @@ class Run:
         keys = self.scope or set(self.resources)
         with self.lock:
             self.view.guests()
-            decisions = self.planner.plan(self.facts_of, forced=self.forced.keys(), keys=keys)
+            decisions = self.planner.plan(self.facts_of, forced=self.forced.keys(), keys=keys, live_owners=self.live_owners())
         problems: list[tuple[str, str]] = []
         for key, decision in decisions.items():
             if decision.action in (Action.OK, Action.BLOCKED):

@@ -55,7 +55,7 @@ class Plan(DoitCmdBase):
     @staticmethod
     def decisions(run: Any, keys: set[str] | None) -> dict[str, Decision]:
         run.view.guests()
-        return run.planner.plan(run.facts_of, forced=run.forced.keys(), keys=keys)
+        return run.planner.plan(run.facts_of, forced=run.forced.keys(), keys=keys, live_owners=run.live_owners())
 
     def print_steps(self, run: Any, d: Decision) -> int:
         """The build's steps, or the checks that would stop it; 1 if a check fails."""
