@@ -37,7 +37,11 @@ def model_key(config_dir: Path, images_dir: Path) -> str:
     code = [*package.glob("config/*.py"), *package.glob("kinds/**/*.py"), package / "resources.py", package / "features.py"]
     sources = [*(p for p in configs if p.exists()), *sorted(p for p in images_dir.rglob("*") if p.is_file()), *sorted(code)]
     for path in sources:
-        h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+        try:
+            data = path.read_bytes()
+        except OSError as e:  # a directory, no permission: the cache misses, and validation says what is wrong
+            data = f"unreadable: {e.strerror}".encode()
+        h.update(str(path).encode() + b"\0" + data + b"\0")
     return h.hexdigest()
 
 

@@ -107,3 +107,4 @@ def test_the_lease_is_renewed_and_a_taken_lease_is_noticed(sim: SimHost):
     finally:
         mine.release()
     assert L.parse(sim.pve.pool_info[L.POOL]["comment"]).run == "thief008"  # not ours: not removed
+
