@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from .resources import Resource, chain
+from .resources import Resource
 
 
 class Action(StrEnum):
@@ -184,9 +184,14 @@ class Planner:
         """The resource's decision, its ancestors decided first (iteratively: chains may be long)."""
         memo = {} if memo is None else memo
         records = records or {}
-        for k in chain(self.resources, key):
-            if k in memo:
-                continue
+        todo: list[str] = []  # the key and those of its ancestors not decided yet, nearest first
+        k: str | None = key
+        seen: set[str] = set()
+        while k is not None and k in self.resources and k not in memo and k not in seen:
+            todo.append(k)
+            seen.add(k)
+            k = self.resources[k].parent
+        for k in reversed(todo):
             res = self.resources[k]
             parent = memo.get(res.parent) if res.parent is not None else None
             p_facts = facts_of(self.resources[res.parent]) if res.parent is not None and res.parent in self.resources else None

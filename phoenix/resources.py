@@ -75,9 +75,11 @@ def with_ancestors(resources: Mapping[str, Resource], keys: Iterable[str]) -> se
 def chain(resources: Mapping[str, Resource], key: str) -> list[str]:
     """The key and its ancestors, root first."""
     out: list[str] = []
+    seen: set[str] = set()
     k: str | None = key
-    while k is not None and k in resources and k not in out:
+    while k is not None and k in resources and k not in seen:
         out.append(k)
+        seen.add(k)
         k = resources[k].parent
     return out[::-1]
 

@@ -139,3 +139,10 @@ def test_a_sibling_outside_the_scope_or_with_nothing_to_bake_is_not_announced():
         t0 = time.monotonic()
         bake(turns, 902, order).join(5)
         assert order == [902, -902] and time.monotonic() - t0 < 1
+
+
+def test_chain_lengths_of_a_very_long_chain():
+    """Iterative: a chain of 5000 layers (the recursive version failed beyond about 330)."""
+    parents = {i: (i - 1 if i else None) for i in range(5000)}
+    lengths = chain_lengths(parents)
+    assert lengths[0] == 5000 and lengths[4999] == 1

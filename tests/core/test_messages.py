@@ -20,6 +20,7 @@ def test_a_protected_guest_is_a_message(built: Checkout):
     assert result.rc == 1
     assert_one_message(result.output, "ct950")
     assert "CT 950 has protection set" in result.output
+    assert "Nothing was changed on the host." in result.output  # and it says what this run had already rebuilt
 
 
 def test_a_locked_guest_is_a_message(built: Checkout):

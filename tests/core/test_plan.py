@@ -12,6 +12,7 @@ from phoenix.kinds.lxc import params as P
 from phoenix.kinds.lxc.resources import resources
 from phoenix.kinds.lxc.rules import MIB
 from phoenix.plan import Action, Planner
+from phoenix.resources import Resource
 
 from .conftest import REPO
 
@@ -194,3 +195,17 @@ def test_task_names_and_ancestors():
     assert with_ancestors(graph, ["ct950"]) == {"ct950", "ct920", "ct901", "ct900"}
     assert with_ancestors(graph, ["ct910", "ct920", "ct4242"]) == {"ct910", "ct902", "ct920", "ct901", "ct900"}  # no such layer
     assert with_ancestors(graph, []) == set()
+
+
+def test_a_very_long_chain_is_decided_without_recursion():
+    """The planner decides ancestors first, iteratively: 5000 layers in one chain, the root changed, all follow."""
+    chain = {f"ct{i}": Resource(f"ct{i}", "lxc", f"l{i}", f"ct{i - 1}" if i else None, "template", {"x": str(i)}, {}, vmid=i)
+             for i in range(5000)}
+    host = {}
+    for key, layer in chain.items():
+        parent = host.get(layer.parent)
+        identity = "changed0" if key == "ct0" else layer.identity(parent.build_id if parent else None)
+        host[key] = GuestFacts(layer.vmid, tags=split_tags(record_tags([], identity, f"b{key}", layer.settings_hash)))
+    decisions = Planner(chain, KINDS).plan(lambda r: host.get(r.key))
+    assert decisions["ct0"].action == Action.REBUILD
+    assert decisions["ct4999"].text == "follows (parent ct4998 rebuilds): ct0 build inputs changed"
