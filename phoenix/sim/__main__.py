@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         path.unlink(missing_ok=True)
         host.stop()
-        say("stopped; state saved")
+        st = host.stats
+        say(f"stopped; state saved ({st.writes} writes, {st.bytes} bytes, {st.compactions} compactions, "
+            f"{st.seconds:.3f}s saving, {st.cpu_seconds:.3f}s CPU)")
     return 0
 
 

@@ -305,8 +305,7 @@ class SimHost:
                 if self._thread:
                     self._thread.join(10)
                 try:
-                    self.save()
-                    self.store.compact()
+                    self.save(compact=True)
                 finally:
                     self.store.close()
                     self.endpoint = None
@@ -356,14 +355,16 @@ class SimHost:
                 "volumes": {name: store.get("volumes", {}) for name, store in pve.storages.items()},
                 "pools": {name: pool_record(pve, name) for name in pve.pools}}
 
-    def save(self, vmids: Iterable[int] | None = None, *, volumes: bool = True) -> None:
-        """Save what changed among these guests (None: every guest), the pools and (if asked) the storages' volumes."""
+    def save(self, vmids: Iterable[int] | None = None, *, volumes: bool = True, compact: bool = False) -> None:
+        """Save what changed among these guests (None: every guest), the pools and (if asked) the storages' volumes;
+        compact: write the whole state into state.json instead of the journal."""
         if self.pve is None:
             return
         with self._save_lock:
-            t0 = time.perf_counter()
-            self.store.put(self._changes(vmids, volumes))
+            t0, c0 = time.perf_counter(), time.thread_time()
+            self.store.put(self._changes(vmids, volumes), compact=compact)
             self.store.stats.seconds += time.perf_counter() - t0
+            self.store.stats.cpu_seconds += time.thread_time() - c0
 
     def save_touched(self, what: Touched) -> None:
         self.save(what.vmids, volumes=what.volumes)
@@ -416,7 +417,7 @@ class SimHost:
         for ids in pve.pools.values():
             ids.difference_update(dropped)
         pve._sync_pools()
-        self.store.put(self._changes(None, True), compact=True)
+        self.save(compact=True)
 
     # ---------------------------------------------------------------- unlock
 

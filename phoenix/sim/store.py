@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class Stats:
     writes: int = 0          # writes of the state dir: journal appends and compactions
     bytes: int = 0           # bytes written
     seconds: float = 0.0     # time spent saving (added by the simulator, which also times its serialising)
+    cpu_seconds: float = 0.0  # of which the saving thread ran (the rest: waiting for the disk, or for the GIL)
     compactions: int = 0
 
 
@@ -67,6 +68,7 @@ class Store:
         self.dir = Path(state_dir)
         self.note = note
         self.image: dict[Key, str] = {}
+        self._ids: dict[str, dict[str, None]] = {CT: {}, VOLUMES: {}, POOL: {}}  # the image's keys by kind, in order
         self.stats = Stats()
         self._fd: int | None = None
         self._journal_bytes = 0
@@ -80,8 +82,14 @@ class Store:
     def journal_file(self) -> Path:
         return self.dir / JOURNAL_FILE
 
-    def keys(self, kind: str) -> Iterator[str]:
-        return (ident for k, ident in list(self.image) if k == kind)
+    def keys(self, kind: str) -> list[str]:
+        """The ids of the saved records of one kind."""
+        return list(self._ids[kind])
+
+    def _index(self) -> None:
+        self._ids = {CT: {}, VOLUMES: {}, POOL: {}}
+        for kind, ident in self.image:
+            self._ids[kind][ident] = None
 
     # ------------------------------------------------------------- reading
 
@@ -91,6 +99,7 @@ class Store:
         self._read_state(values)
         self._replay(values)
         self.image = {key: dumps(value) for key, value in values.items()}
+        self._index()
         self._journal_bytes = self.journal_file.stat().st_size if self.journal_file.exists() else 0
         return values
 
@@ -154,10 +163,12 @@ class Store:
             if text is None:
                 if self.image.pop(key, None) is None:
                     continue
+                del self._ids[key[0]][key[1]]
             elif self.image.get(key) == text:
                 continue
             else:
                 self.image[key] = text
+                self._ids[key[0]][key[1]] = None
             lines.append(f'{{"kind": "{key[0]}", "id": {json.dumps(key[1])}, "v": {"null" if text is None else text}}}\n')
         if compact:
             self.compact()
