@@ -44,14 +44,17 @@ class Unlocked:
         return self.lock == CREATE
 
     def describe(self, where: str) -> str:
+        """What was done, in words; where: "served by process N" or "saved in DIR"."""
+        host = f"on the simulated host {where}"
         if not self.found:
-            return f"no guest {self.vmid} on the simulated host {where}"
+            return f"no guest {self.vmid} {host}"
         if self.lock is None:
-            return f"guest {self.vmid} is not locked on the simulated host {where}: nothing to do"
+            return f"guest {self.vmid} {host} is not locked: nothing to do"
         if self.removed:
-            said = f"guest {self.vmid} was half-created (lock 'create'): removed, as its failed task would have, {where}"
+            said = (f"guest {self.vmid} {host} was half-created (lock 'create'): removed, as its failed task "
+                    "would have removed it")
         else:
-            said = f"guest {self.vmid}: lock '{self.lock}' removed {where}"
+            said = f"guest {self.vmid} {host}: lock '{self.lock}' removed"
         if self.running:
             said += f"; note: its task {', '.join(self.running)} still runs"
         return said

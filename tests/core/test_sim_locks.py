@@ -51,14 +51,16 @@ def locks(state: Path) -> dict[int, str | None]:
 
 
 def killed_mid_snapshot(state: Path) -> None:
-    """A served simulator killed (SIGKILL) while guest 900 takes a snapshot; 901 is idle."""
+    """A served simulator killed (SIGKILL) while guest 900 takes a snapshot and 901 is cloned to 902."""
     proc = serve(state, *SLOW)
     try:
         client = client_of(state)
         create(client, 900)
         create(client, 901)
         client.post("nodes/pve1/lxc/900/snapshot", snapname="base")
+        client.post("nodes/pve1/lxc/901/clone", newid=902)
         assert client.get("nodes/pve1/lxc/900/config").get("lock") == "snapshot"
+        assert client.get("nodes/pve1/lxc/902/config").get("lock") == "create"
     finally:
         proc.kill()
         proc.communicate(timeout=30)
@@ -107,13 +109,17 @@ def test_a_task_killed_with_its_simulator_keeps_its_lock_until_unlock(tmp_path: 
     """As on PVE: a crash leaves the lock; `unlock` on a state dir nobody serves edits the saved state."""
     state = tmp_path / "sim"
     killed_mid_snapshot(state)
+    half = sim_command("unlock", "902", "--state-dir", str(state))
+    assert half.returncode == 0 and "guest 902 on the simulated host saved in" in half.stdout
+    assert "was half-created (lock 'create'): removed" in half.stdout
+    # a clone's source loses its clone lock with the clone; the snapshot's lock stays, as on PVE
     assert locks(state) == {900: "snapshot", 901: None}
     done = sim_command("unlock", "900", "--state-dir", str(state))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"guest 900: lock 'snapshot' removed saved in {state}" in done.stdout
+    assert f"guest 900 on the simulated host saved in {state}: lock 'snapshot' removed" in done.stdout
     assert locks(state) == {900: None, 901: None}
     again = sim_command("unlock", "900", "--state-dir", str(state))
-    assert again.returncode == 0 and "guest 900 is not locked" in again.stdout and "nothing to do" in again.stdout
+    assert again.returncode == 0 and f"guest 900 on the simulated host saved in {state} is not locked: nothing to do" in again.stdout
     missing = sim_command("unlock", "999", "--state-dir", str(state))
     assert missing.returncode == 1 and "no guest 999 on the simulated host" in missing.stdout
 
@@ -127,7 +133,7 @@ def test_unlock_goes_through_the_served_simulator(tmp_path: Path):
         assert client.get("nodes/pve1/lxc/900/config").get("lock") == "snapshot"
         done = sim_command("unlock", "900", "--state-dir", str(state))
         assert done.returncode == 0, done.stdout + done.stderr
-        assert f"guest 900: lock 'snapshot' removed served by process {proc.pid}" in done.stdout
+        assert f"guest 900 on the simulated host served by process {proc.pid}: lock 'snapshot' removed" in done.stdout
         assert "lock" not in client.get("nodes/pve1/lxc/900/config")  # the server's own host has it unlocked
         client.post("nodes/pve1/lxc/900/snapshot", snapname="now-possible")
         missing = sim_command("unlock", "999", "--state-dir", str(state))
