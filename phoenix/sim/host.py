@@ -4,10 +4,17 @@ fakepve checks every call against the official PVE 9 API schema. Phoenix reaches
 reaches a real node: proxmoxer, HTTPS verified against the simulator's own certificate, an API token
 (that, as on a real node, may not set devN, bind mounts or feature flags other than nesting).
 fakepve is AGPL-licensed and optional (`pip install phoenix[sim]`); only this package imports it.
+
+One simulator per state dir: it holds the dir's lock (dirlock.py) from before it makes its certificate
+until it stops. Its state is saved as it changes: the guests, volumes and pools a write or a task touched
+are appended to a journal (store.py). When it stops, the tasks still running fail, as PVE fails a task
+cut off, and release their guests' locks; a task killed with its simulator (SIGKILL) keeps its lock, as
+on PVE, until `python -m phoenix.sim unlock`.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import secrets
@@ -15,11 +22,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PhoenixError
 from ..pve.endpoint import Endpoint
+from .changes import CONTROL, Touched, task_touched, touched
+from .dirlock import IN_PROCESS, StateLock
+from .guestlock import CREATE, Unlocked, after_crash, unlocked
+from .store import CT, POOL, STATE_FILE, VOLUMES, Key, Stats, Store, dumps
 
 if TYPE_CHECKING:  # a run whose simulator is served by another process imports no asyncio
     import asyncio
@@ -29,6 +42,8 @@ OS_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "debian-12-standa
 CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate")
 CT_POWER = ("start", "shutdown", "stop")  # per-container durations in fakepve, applied here to every container
 SERVER_FILE = "server.json"
+UNLOCK_PATH = CONTROL + "/unlock/{vmid}"  # POST, with the API token: the simulated `pct unlock`
+ABANDONED = "interrupted: the simulator stopped while this task ran"
 
 
 def parse_task_seconds(text: str) -> dict[str, float]:
@@ -60,24 +75,156 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _print_note(text: str) -> None:
+    print(f"phoenix.sim: {text}", file=sys.stderr, flush=True)
+
+
+def ct_record(ct: Any) -> dict[str, Any]:
+    """A container as saved."""
+    return {"vmid": ct.vmid, "node": ct.node, "status": ct.status, "config": ct.config, "pending": ct.pending,
+            "snapshots": ct.snapshots}
+
+
+def pool_record(pve: Any, name: str) -> dict[str, Any]:
+    """A pool as saved: its guests, comment and storages."""
+    info = pve.pool_info.get(name) or {}
+    return {"vmids": sorted(pve.pools[name]), "comment": info.get("comment"), "storage": sorted(info.get("storage") or ())}
+
+
+@dataclass(eq=False)
+class _Task:
+    """A task body running in the simulator."""
+
+    kind: str
+    tid: str
+    touched: Touched  # what it may change
+    done: asyncio.Future[None]
+    abandoned: bool = False
+
+    @property
+    def vmids(self) -> frozenset[int]:
+        return self.touched.vmids or frozenset()
+
+
+_TASK: contextvars.ContextVar[_Task | None] = contextvars.ContextVar("phoenix_sim_task", default=None)
+
+
+def _pve_class(base: Any, owner: SimHost) -> Any:
+    """fakepve, saving what each write and task changed, failing its tasks when the simulator stops, and with
+    an unlock route."""
+    import asyncio
+
+    from aiohttp import web
+    from fakepve.model import TaskError
+    from fakepve.server import USER, params
+
+    class PersistentPve(base):
+        def _build_app(self):
+            app = super()._build_app()
+
+            @web.middleware
+            async def persist(request, handler):
+                try:
+                    return await handler(request)
+                finally:
+                    if request.method not in ("GET", "HEAD"):
+                        try:
+                            values = await params(request)
+                        except Exception:  # a malformed body: fakepve has answered it
+                            values = {}
+                        owner.save_touched(touched(request.method, request.path, values))
+
+            async def unlock(request):
+                if request[USER] not in (TOKEN_ID, self.user):
+                    return web.json_response({"data": None, "message": "Permission check failed\n"}, status=403)
+                return web.json_response({"data": owner._unlock_now(int(request.match_info["vmid"])).to_json()})
+
+            app.middlewares.append(persist)
+            app.router.add_post(UNLOCK_PATH.replace("{vmid}", "{vmid:\\d+}"), unlock)
+            return app
+
+        async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
+            if vm is not None:
+                for name, secs in owner.ct_secs.items():
+                    if name in CT_POWER:
+                        setattr(vm, f"{name}_secs", secs)
+            what = task_touched(getattr(vm, "vmid", None), tid)
+
+            async def tracked():
+                entry = _Task(ttype, str(tid), what, asyncio.get_running_loop().create_future())
+                owner._running[id(entry)] = entry
+                token = _TASK.set(entry)
+                try:
+                    return await body()
+                finally:
+                    _TASK.reset(token)
+                    del owner._running[id(entry)]
+                    if entry.abandoned:
+                        owner._abandoned.append(entry)
+                    entry.done.set_result(None)
+                    owner.save_touched(what)
+            return await super().task(node, ttype, tid, user, tracked, vm=vm, lock=lock, log=log)
+
+        async def pause(self, secs):
+            entry = _TASK.get()
+            if entry is None:  # not a task (network latency, HA delays): as fakepve
+                return await super().pause(secs)
+            if owner._abandoning:
+                entry.abandoned = True
+                raise TaskError(ABANDONED)
+            if secs and self.time_scale:
+                owner.save_touched(entry.touched)  # what the task has done so far, as a crash now would leave it
+                try:
+                    await asyncio.wait_for(owner._stopping.wait(), secs * self.time_scale)
+                except TimeoutError:
+                    return None
+                entry.abandoned = True
+                raise TaskError(ABANDONED)
+            return None
+
+    return PersistentPve
+
+
 class SimHost:
-    """Start, persist and stop the simulator. One per process; thread-safe start."""
+    """Start, persist and stop the simulator. One per state dir (a second is refused); thread-safe start."""
 
     def __init__(self, state_dir: Path, *, time_scale: float = 0.0, ct_secs: dict[str, float] | None = None,
-                 host: str = "127.0.0.1"):
-        """ct_secs: PVE seconds per container task (create, clone, snapshot, ...) and per start, shutdown, stop."""
+                 host: str = "127.0.0.1", role: str = IN_PROCESS, note: Callable[[str], None] | None = None):
+        """ct_secs: PVE seconds per container task (create, clone, snapshot, ...) and per start, shutdown, stop.
+
+        role: who holds the state dir (IN_PROCESS: a Phoenix run; SERVED: `python -m phoenix.sim`), as a second
+        simulator is told. note: where the simulator says what it did on its own (default: stderr)."""
         self.dir = Path(state_dir)
         unknown = sorted(set(ct_secs or {}) - set(CT_TASKS) - set(CT_POWER))
         if unknown:
             raise PhoenixError(f"unknown simulated task {', '.join(unknown)}: durations can be set for "
                                f"{', '.join(CT_TASKS + CT_POWER)} (PHOENIX_SIM_TASK_SECONDS)")
         self.time_scale, self.ct_secs, self.host = time_scale, dict(ct_secs or {}), host
+        self.role = role
+        self.notes: list[str] = []
+        self._say = note or _print_note
         self.pve: Any = None
         self.endpoint: Endpoint | None = None
+        self.store = Store(self.dir, self.note)
+        self._dirlock = StateLock(self.dir)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
+        self._running: dict[int, _Task] = {}
+        self._abandoned: list[_Task] = []
+        self._abandoning = False
+        self._stopping: asyncio.Event
+
+    def note(self, text: str) -> None:
+        """Say something the simulator did on its own (kept in .notes too)."""
+        self.notes.append(text)
+        self._say(text)
+
+    @property
+    def stats(self) -> Stats:
+        """What saving the state has cost since the simulator started."""
+        return self.store.stats
 
     # ------------------------------------------------------------- lifecycle
 
@@ -86,142 +233,209 @@ class SimHost:
             if self.endpoint:
                 return self.endpoint
             FakePve, make_cert = _fakepve()
-            self.dir.mkdir(parents=True, exist_ok=True)
-            token_file = self.dir / "token"
-            if not token_file.exists():
-                _write_private(token_file, secrets.token_hex(16) + "\n")
-            certfile, keyfile = self.dir / "fakepve.crt", self.dir / "fakepve.key"
-            if not certfile.exists() or time.time() - certfile.stat().st_mtime > 20 * 86400:
-                make_cert(str(self.dir), hosts=(self.host,))
-            owner = self
+            self._dirlock.acquire(self.role)  # before the certificate and token: a second simulator touches nothing
+            try:
+                return self._start(FakePve, make_cert)
+            except BaseException:
+                self.store.close()
+                self._dirlock.release()
+                raise
 
-            class PersistentPve(FakePve):
-                def _build_app(self):
-                    from aiohttp import web
+    def _start(self, FakePve: Any, make_cert: Any) -> Endpoint:
+        import asyncio
 
-                    app = super()._build_app()
+        token_file = self.dir / "token"
+        if not token_file.exists():
+            _write_private(token_file, secrets.token_hex(16) + "\n")
+        certfile, keyfile = self.dir / "fakepve.crt", self.dir / "fakepve.key"
+        if not certfile.exists() or time.time() - certfile.stat().st_mtime > 20 * 86400:
+            make_cert(str(self.dir), hosts=(self.host,))
+        pve = _pve_class(FakePve, self)(host=self.host, port=0)
+        pve.time_scale = self.time_scale
+        pve.ct_secs.update({k: v for k, v in self.ct_secs.items() if k in CT_TASKS})
+        pve.apitokens[TOKEN_ID] = token_file.read_text().strip()
+        # An ACL makes fakepve check privileges as PVE does for a token: no devN, bind mounts or
+        # feature flags other than nesting. Those go through the node transport, as on a real host.
+        pve.grant(TOKEN_ID, "/", "Sys.Audit")
+        for name in OS_TEMPLATES:
+            pve.store_file("local", name, 200 * 1024 ** 2, content="vztmpl")
+        self.pve = pve
+        self.store = Store(self.dir, self.note)
+        self._running, self._abandoned, self._abandoning = {}, [], False
+        self._stopping = asyncio.Event()
+        self._load()
 
-                    @web.middleware
-                    async def persist(request, handler):
-                        try:
-                            return await handler(request)
-                        finally:
-                            if request.method != "GET":
-                                owner.save()
-                    app.middlewares.append(persist)
-                    return app
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        loop = self._loop
 
-                async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
-                    if vm is not None:
-                        for name, secs in owner.ct_secs.items():
-                            if name in CT_POWER:
-                                setattr(vm, f"{name}_secs", secs)
-
-                    async def saving():
-                        try:
-                            return await body()
-                        finally:
-                            owner.save()
-                    return await super().task(node, ttype, tid, user, saving, vm=vm, lock=lock, log=log)
-
-            pve = PersistentPve(host=self.host, port=0)
-            pve.time_scale = self.time_scale
-            pve.ct_secs.update({k: v for k, v in self.ct_secs.items() if k in CT_TASKS})
-            pve.apitokens[TOKEN_ID] = token_file.read_text().strip()
-            # An ACL makes fakepve check privileges as PVE does for a token: no devN, bind mounts or
-            # feature flags other than nesting. Those go through the node transport, as on a real host.
-            pve.grant(TOKEN_ID, "/", "Sys.Audit")
-            for name in OS_TEMPLATES:
-                pve.store_file("local", name, 200 * 1024 ** 2, content="vztmpl")
-            self.pve = pve
-            self._load()
-            import asyncio
-
-            self._loop = asyncio.new_event_loop()
-            ready = threading.Event()
-            failure: list[BaseException] = []
-
-            def serve() -> None:
-                asyncio.set_event_loop(self._loop)
-                try:
-                    self._loop.run_until_complete(pve.start(str(certfile), str(keyfile)))
-                except BaseException as e:
-                    failure.append(e)
-                    ready.set()
-                    return
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(pve.start(str(certfile), str(keyfile)))
+            except BaseException as e:
+                failure.append(e)
                 ready.set()
-                self._loop.run_forever()
+                return
+            ready.set()
+            loop.run_forever()
 
-            self._thread = threading.Thread(target=serve, name="phoenix-sim", daemon=True)
-            self._thread.start()
-            ready.wait(30)
-            if failure or not ready.is_set():
-                raise PhoenixError(f"the simulated host did not start: {failure[0] if failure else 'timeout'}")
-            self.endpoint = Endpoint(pve.url, "pve1", TOKEN_ID, token_file, verify=str(certfile), clock=self.time_scale,
-                                     simulated=True)
-            return self.endpoint
+        self._thread = threading.Thread(target=serve, name="phoenix-sim", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if failure or not ready.is_set():
+            raise PhoenixError(f"the simulated host did not start: {failure[0] if failure else 'timeout'}")
+        self.endpoint = Endpoint(pve.url, "pve1", TOKEN_ID, token_file, verify=str(certfile), clock=self.time_scale,
+                                 simulated=True)
+        return self.endpoint
 
     def stop(self) -> None:
+        """Stop serving: tasks still running fail and release their locks; the state is saved whole (compacted)."""
         with self._lock:
             if not self.endpoint or not self._loop:
                 return
             import asyncio
 
-            fut = asyncio.run_coroutine_threadsafe(self.pve.stop(), self._loop)
+            loop = self._loop
             try:
-                fut.result(10)
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(30)
             finally:
-                self._loop.call_soon_threadsafe(self._loop.stop)
+                loop.call_soon_threadsafe(loop.stop)
                 if self._thread:
                     self._thread.join(10)
-                self.save()
-                self.endpoint = None
+                try:
+                    self.save(compact=True)
+                finally:
+                    self.store.close()
+                    self.endpoint = None
+                    self._dirlock.release()
+
+    async def _shutdown(self) -> None:
+        """On the loop: fail the running tasks (each at its next pause, as an interrupted PVE task), stop serving,
+        then release what the failed tasks left locked."""
+        import asyncio
+
+        self._abandoning = True
+        self._stopping.set()
+        await self.pve.stop()
+        for _ in range(3):  # tasks whose request has just been answered start their body
+            await asyncio.sleep(0)
+        running = list(self._running.values())
+        if running:
+            await asyncio.wait([entry.done for entry in running], timeout=5)
+        self._release([*self._abandoned, *(e for e in running if not e.done.done())])
+
+    def _release(self, abandoned: list[_Task]) -> None:
+        if not abandoned:
+            return
+        self.note(f"stopped with {len(abandoned)} task(s) running, which failed ({ABANDONED}): "
+                  + ", ".join(f"{e.kind} {e.tid}" for e in abandoned))
+        for vmid in sorted({v for e in abandoned for v in e.vmids}):
+            ct = self.pve.ct(vmid)
+            if ct is None or not ct.lock:
+                continue
+            if ct.lock == CREATE:
+                self.pve._drop(ct)
+                self.note(f"guest {vmid}: half-created by a task that failed, removed")
+            else:
+                self.note(f"guest {vmid}: lock '{ct.lock}' of a task that failed released")
+                ct.lock = None
 
     # ----------------------------------------------------------- persistence
 
     @property
     def state_file(self) -> Path:
-        return self.dir / "state.json"
+        return self.dir / STATE_FILE
 
     def snapshot(self) -> dict[str, Any]:
-        """The simulated host's guests and storage contents, as JSON-able data."""
+        """The simulated host's guests, storage contents and pools, as JSON-able data (as state.json holds them)."""
         pve = self.pve
-        cts = [{"vmid": ct.vmid, "node": ct.node, "status": ct.status, "config": ct.config, "pending": ct.pending,
-                "snapshots": ct.snapshots} for ct in pve.cts]
-        volumes = {name: store.get("volumes", {}) for name, store in pve.storages.items()}
-        return {"format": 1, "cts": cts, "volumes": volumes}
+        return {"format": 1, "cts": [ct_record(ct) for ct in pve.cts],
+                "volumes": {name: store.get("volumes", {}) for name, store in pve.storages.items()},
+                "pools": {name: pool_record(pve, name) for name in pve.pools}}
 
-    def save(self) -> None:
+    def save(self, vmids: Iterable[int] | None = None, *, volumes: bool = True, compact: bool = False) -> None:
+        """Save what changed among these guests (None: every guest), the pools and (if asked) the storages' volumes;
+        compact: write the whole state into state.json instead of the journal."""
         if self.pve is None:
             return
         with self._save_lock:
-            data = json.dumps(self.snapshot(), sort_keys=True)
-            tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(data)
-            os.replace(tmp, self.state_file)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            self.store.put(self._changes(vmids, volumes), compact=compact)
+            self.store.stats.seconds += time.perf_counter() - t0
+            self.store.stats.cpu_seconds += time.thread_time() - c0
+
+    def save_touched(self, what: Touched) -> None:
+        self.save(what.vmids, volumes=what.volumes)
+
+    def _changes(self, vmids: Iterable[int] | None, volumes: bool) -> dict[Key, str | None]:
+        """The records to compare with the saved ones: as they are now (None: removed)."""
+        pve = self.pve
+        out: dict[Key, str | None] = {}
+        if vmids is None:
+            current = {str(ct.vmid): ct for ct in list(pve.cts)}
+            out.update({(CT, ident): None for ident in self.store.keys(CT) if ident not in current})
+            out.update({(CT, ident): dumps(ct_record(ct)) for ident, ct in current.items()})
+        else:
+            for vmid in vmids:
+                ct = pve.ct(vmid)
+                out[(CT, str(vmid))] = None if ct is None else dumps(ct_record(ct))
+        if volumes:
+            out.update({(VOLUMES, name): dumps(store.get("volumes", {})) for name, store in pve.storages.items()})
+        out.update({(POOL, name): None for name in self.store.keys(POOL) if name not in pve.pools})
+        out.update({(POOL, name): dumps(pool_record(pve, name)) for name in list(pve.pools)})
+        return out
 
     def _load(self) -> None:
-        if not self.state_file.exists():
-            return
-        try:
-            data = json.loads(self.state_file.read_text())
-        except ValueError:
-            return  # a cache: a damaged one starts an empty host
+        """The saved state into fakepve; then compacted into state.json."""
         pve = self.pve
-        for item in data.get("cts", []):
-            config = dict(item["config"])
-            # A task that was running when the last run died never finishes: as PVE after a crash,
-            # the guest keeps its lock, except a half-created one, which the failed task removes.
-            if config.get("lock") == "create":
-                continue
-            if config.get("lock") == "disk":
-                config.pop("lock")
-            ct = pve.add_ct(item["vmid"], node=item.get("node", "pve1"), status=item.get("status", "stopped"),
-                            config=config, pending=item.get("pending") or {})
-            ct.snapshots = item.get("snapshots") or {}
-        for name, volumes in data.get("volumes", {}).items():
-            if name in pve.storages:
-                pve.storages[name].setdefault("volumes", {}).update(volumes)
+        dropped: list[int] = []
+        for (kind, ident), value in self.store.read().items():
+            if kind == CT:
+                # A task that was running when the last simulator died never finishes: as PVE after a crash,
+                # the guest keeps its lock, except a half-created one, which the failed task removes.
+                config = after_crash(dict(value["config"]))
+                if config is None:
+                    dropped.append(value["vmid"])
+                    continue
+                try:
+                    ct = pve.add_ct(value["vmid"], node=value.get("node", "pve1"), status=value.get("status", "stopped"),
+                                    config=config, pending=value.get("pending") or {})
+                except ValueError as e:
+                    self.note(f"saved guest {ident} is not loaded: {e}")
+                    continue
+                ct.snapshots = value.get("snapshots") or {}
+            elif kind == VOLUMES and ident in pve.storages:
+                pve.storages[ident].setdefault("volumes", {}).update(value)
+            elif kind == POOL:
+                pve.pools[ident] = {int(v) for v in value.get("vmids") or () if str(v).isdigit()}
+                pve.pool_info[ident] = {"comment": value.get("comment"), "storage": set(value.get("storage") or ())}
+        if dropped:
+            self.note(f"guest(s) {', '.join(map(str, dropped))} were half-created when the last simulator of "
+                      f"{self.dir} died: removed")
+        for ids in pve.pools.values():
+            ids.difference_update(dropped)
+        pve._sync_pools()
+        self.save(compact=True)
+
+    # ---------------------------------------------------------------- unlock
+
+    def _unlock_now(self, vmid: int) -> Unlocked:
+        """`pct unlock` on this host (on the loop thread)."""
+        pve = self.pve
+        ct = pve.ct(vmid)
+        if ct is None:
+            return Unlocked(vmid, found=False)
+        lock = ct.lock
+        running = tuple(t["upid"] for t in list(pve.tasks.values()) if t["status"] == "running" and t["id"] == str(vmid))
+        if lock:
+            config = unlocked(ct.config)
+            if config is None:
+                pve._drop(ct)
+            else:
+                ct.config = config
+        return Unlocked(vmid, True, lock, running)
 
 
 def served(state_dir: Path) -> tuple[Endpoint, int] | None:
