@@ -43,6 +43,7 @@ mapfile -t packages < <(cat .ci/apt-*.txt 2>/dev/null | sed 's/#.*//' | tr -s ' 
 [ "${#packages[@]}" -eq 0 ] || apt_install "${packages[@]}"
 .venv/bin/python -m pip install -q -e '.[test]'
 .venv/bin/ruff check .
+.venv/bin/mypy
 set +e
 .venv/bin/python -m pytest "${@:2}"
 rc=$?

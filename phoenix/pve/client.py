@@ -142,6 +142,10 @@ class Pve:
         except OSError as e:  # requests' own errors, and a CA file that is gone
             raise PhoenixError(f"cannot reach Proxmox at {self.url} ({method} /{path}): {e}") from None
 
+    def call(self, method: str, path: str, *, idempotent: bool = False, **data: Any) -> Any:
+        """One call, answered as it is: a call that starts a task returns its UPID without waiting (see run)."""
+        return self._call(method, path, idempotent, **data)
+
     def get(self, path: str, **params: Any) -> Any:
         return self._call("GET", path, True, **params)
 

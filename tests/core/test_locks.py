@@ -19,7 +19,7 @@ def test_the_lock_advice_finds_a_clone_under_its_source(tmp_path: Path):
     try:
         sim.pve.add_ct(900, node="pve1", status="stopped", config={"hostname": "base", "memory": 512})
         pve = Pve.of(ep)
-        upid = pve._call("POST", "nodes/pve1/lxc/900/clone", False, newid=901, hostname="gpu", full=1)
+        upid = pve.call("POST", "nodes/pve1/lxc/900/clone", newid=901, hostname="gpu", full=1)
         ctx = Context(None, "pve1", lambda: pve, None, None, None, "run", lambda v: False)  # type: ignore[arg-type]
         advice = explain_lock(ctx, 901, "create")
         assert "locked (create) by a clone still running on the node" in advice and upid in advice

@@ -57,8 +57,8 @@ def killed_mid_snapshot(state: Path) -> None:
         client = client_of(state)
         create(client, 900)
         create(client, 901)
-        client.post("nodes/pve1/lxc/900/snapshot", snapname="base")
-        client.post("nodes/pve1/lxc/901/clone", newid=902)
+        client.call("POST", "nodes/pve1/lxc/900/snapshot", snapname="base")
+        client.call("POST", "nodes/pve1/lxc/901/clone", newid=902)
         assert client.get("nodes/pve1/lxc/900/config").get("lock") == "snapshot"
         assert client.get("nodes/pve1/lxc/902/config").get("lock") == "create"
     finally:
@@ -76,8 +76,8 @@ def test_stop_fails_the_running_tasks_and_releases_their_locks(tmp_path: Path):
     try:
         create(client, 900)
         create(client, 901)
-        client.post("nodes/pve1/lxc/900/snapshot", snapname="base")
-        client.post("nodes/pve1/lxc/901/clone", newid=902, hostname="half")
+        client.call("POST", "nodes/pve1/lxc/900/snapshot", snapname="base")
+        client.call("POST", "nodes/pve1/lxc/901/clone", newid=902, hostname="half")
         assert {ct.vmid: ct.lock for ct in host.pve.cts} == {900: "snapshot", 901: "disk", 902: "create"}
     finally:
         host.stop()
@@ -97,7 +97,7 @@ def test_a_served_simulator_stopped_by_a_signal_releases_the_locks(tmp_path: Pat
         client = client_of(state)
         if sig == signal.SIGINT:
             create(client, 900)
-        client.post("nodes/pve1/lxc/900/snapshot", snapname=f"s{int(sig)}")
+        client.call("POST", "nodes/pve1/lxc/900/snapshot", snapname=f"s{int(sig)}")
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out
@@ -135,7 +135,7 @@ def test_unlock_goes_through_the_served_simulator(tmp_path: Path):
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"guest 900 on the simulated host served by process {proc.pid}: lock 'snapshot' removed" in done.stdout
         assert "lock" not in client.get("nodes/pve1/lxc/900/config")  # the server's own host has it unlocked
-        client.post("nodes/pve1/lxc/900/snapshot", snapname="now-possible")
+        client.call("POST", "nodes/pve1/lxc/900/snapshot", snapname="now-possible")
         missing = sim_command("unlock", "999", "--state-dir", str(state))
         assert missing.returncode == 1 and f"no guest 999 on the simulated host served by process {proc.pid}" in missing.stdout
     finally:

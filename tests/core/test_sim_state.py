@@ -47,7 +47,7 @@ def change_cost(state_dir: Path, guests: int) -> tuple[int, int, bool]:
         state = host.state_file.stat()
         files = sum(p.stat().st_size for p in host.dir.iterdir() if p.is_file())
         before = host.stats.bytes
-        client.put("nodes/pve1/lxc/1000/config", memory=1024)
+        client.call("PUT", "nodes/pve1/lxc/1000/config", memory=1024)
         counted = host.stats.bytes - before
         on_disk = sum(p.stat().st_size for p in host.dir.iterdir() if p.is_file()) - files
         after = host.state_file.stat()
@@ -80,7 +80,7 @@ def test_the_journal_is_compacted_into_a_readable_state_file(tmp_path: Path):
     try:
         create(client, 900)
         create(client, 901)
-        client.put("nodes/pve1/lxc/901/config", memory=2048)
+        client.call("PUT", "nodes/pve1/lxc/901/config", memory=2048)
         journal = [json.loads(line) for line in (host.dir / JOURNAL_FILE).read_text().splitlines()]
         assert {(e["kind"], e["id"]) for e in journal} >= {("ct", "900"), ("ct", "901")}
     finally:
@@ -122,7 +122,7 @@ def test_a_killed_served_simulator_restarts_with_its_guests(tmp_path: Path):
         found = served(state)
         assert found is not None
         client = Pve.of(found[0])
-        client.put("nodes/pve1/lxc/950/config", description="changed after the build")
+        client.call("PUT", "nodes/pve1/lxc/950/config", description="changed after the build")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -210,10 +210,10 @@ def test_pools_are_saved(tmp_path: Path):
     client = Pve.of(host.start())
     try:
         create(client, 900)
-        client.post("pools", poolid="phoenix-lease", comment="run 4242 on host a")
-        client.put("pools/phoenix-lease", vms="900")
-        client.post("pools", poolid="gone")
-        client.delete("pools/gone")
+        client.call("POST", "pools", poolid="phoenix-lease", comment="run 4242 on host a")
+        client.call("PUT", "pools/phoenix-lease", vms="900")
+        client.call("POST", "pools", poolid="gone")
+        client.call("DELETE", "pools/gone")
         image = crash_image(host, tmp_path / "crashed")  # saved as it changed, not only at stop
     finally:
         host.stop()
