@@ -22,6 +22,7 @@ from doit.cmd_base import ModuleTaskLoader  # noqa: E402
 from doit.doit_cmd import DoitMain  # noqa: E402
 
 import phoenix.doitx.tasks as phoenix_tasks  # noqa: E402
+from phoenix.doitx import current  # noqa: E402
 from phoenix.errors import PhoenixError  # noqa: E402
 from phoenix.sim.host import spawn  # noqa: E402
 
@@ -77,7 +78,7 @@ def phoenix_run(config_dir: Path, cache_dir: Path, jobs: int, sim_options: dict[
     config, generator = phoenix_tasks.setup(ROOT, process=False, config_dir=config_dir, images_dir=ROOT / "images",
                                             cache_dir=cache_dir, out=log.open("a"), sim_options=sim_options)
     setup_s = time.perf_counter() - t0
-    run = phoenix_tasks.current()
+    run = current.current()
     sim_start_s = 0.0
     if prestart:
         t1 = time.perf_counter()

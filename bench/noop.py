@@ -29,7 +29,7 @@ from typing import Any
 from bare import KINDS, bare_config, bare_tasks
 from common import ROOT, median, phoenix_run, run_doit, scratch, served_sim, write_config_dir
 
-import phoenix.doitx.tasks as phoenix_tasks
+from phoenix.doitx import current
 
 
 class Bare:
@@ -126,7 +126,8 @@ def measure(work: Path, guests: int, jobs: int, repeat: int, in_process: bool) -
         outcomes = {t["outcome"] for t in first["last_run"]["tasks"].values()}
         if first["rc"] != 0 or outcomes != {"built"} or len(first["last_run"]["tasks"]) != guests:
             raise SystemExit(f"the first build of {guests} guests failed (rc {first['rc']}):\n{first['doit_output'][-3000:]}")
-        shape = {ctid: layer.parent for ctid, layer in phoenix_tasks.current().layers.items()}
+        resources = current.current().resources
+        shape = {res.vmid: (resources[res.parent].vmid if res.parent else None) for res in resources.values()}
         bares = {kind: Bare(work, shape, jobs, kind) for kind in KINDS}
         phoenix_run(config_dir, cache, jobs, sim, work / "warmup.log", prestart=in_process)  # one untimed no-op each
         for b in bares.values():

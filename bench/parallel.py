@@ -25,7 +25,7 @@ from typing import Any
 
 from common import median, phoenix_run, scratch, served_sim, write_config_dir
 
-import phoenix.doitx.tasks as phoenix_tasks
+from phoenix.doitx import current
 
 CT_SECS = {"create": 20, "clone": 10, "snapshot": 2, "resize": 2, "template": 5, "destroy": 5}
 CT_START_SECS, CT_SHUTDOWN_SECS, CT_STOP_SECS = 5, 3, 1
@@ -117,7 +117,7 @@ def main() -> None:
     for jobs in results:
         for i in range(args.repeat):
             results[jobs].append(cold_build(jobs, scale, i, args.in_process))
-    estate = phoenix_tasks.current().estate
+    estate = current.current().estate
     parents = {ctid: g.clone_from_ctid for ctid, g in estate.guests.items()}
 
     print("\ntheoretical per-layer host time (PVE s):")

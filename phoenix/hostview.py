@@ -9,11 +9,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import PhoenixError
+
+if TYPE_CHECKING:
+    from .steps import Effect
+
 from .facts.guests import GuestFacts, parse_resources, split_tags
-from .steps import Effect, Forget, SetFacts
 
 
 class HostView:
@@ -56,6 +59,8 @@ class HostView:
 
     def apply(self, effect: Effect) -> None:
         """A step of this run changed the host: so does the view."""
+        from .steps import Forget, SetFacts
+
         guests = self.guests()
         with self._lock:
             if isinstance(effect, Forget):

@@ -13,9 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .resources import Resource
+
+if TYPE_CHECKING:  # for the type checker only: a run that only decides never builds these classes
+    from typing import Protocol
+
+    class Rules(Protocol):
+        """What only a resource's kind can tell the planner."""
+
+        def foreign(self, res: Resource, facts: Any) -> tuple[Why, str] | None:
+            """Why what the host has there is not this resource's to replace (not Phoenix's, another kind), or None."""
+
+        def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
+            """A change the generic rules do not see (same identity): REBUILD or UPDATE and why, or None."""
 
 
 class Action(StrEnum):
@@ -83,31 +95,6 @@ class Decision:
         if self.why == Why.PARENT_BAKES:
             return f"{self.key}: {self.text}"
         return f"{self.key}: {self.action}" + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
-
-
-class Facts(Protocol):
-    """What the host says about one resource (GuestFacts for guests)."""
-
-    @property
-    def managed(self) -> bool: ...
-    @property
-    def building(self) -> bool: ...
-    @property
-    def identity(self) -> str | None: ...
-    @property
-    def build_id(self) -> str | None: ...
-    @property
-    def owner(self) -> str | None: ...
-
-
-class Rules(Protocol):
-    """What only a resource's kind can tell the planner."""
-
-    def foreign(self, res: Resource, facts: Any) -> tuple[Why, str] | None:
-        """Why what the host has there is not this resource's to replace (not Phoenix's, another kind), or None."""
-
-    def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
-        """A change the generic rules do not see (same identity): REBUILD or UPDATE and why, or None."""
 
 
 def input_label(key: str) -> str:

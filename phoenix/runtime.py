@@ -19,7 +19,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import lease
 from .config.files import resolve
 from .errors import PhoenixError, UnsafeOperation
 from .forced import Forced
@@ -38,9 +37,13 @@ if TYPE_CHECKING:  # a run that only checks resources imports none of these (no 
     from .config.hypervisor import HypervisorConfig
     from .facts.node import NodeFacts
     from .kinds.base import Context, Prepared
+    from .lease import Lease
     from .model import Model
     from .pve.client import Pve
     from .transport.node import Node
+
+
+LEASE_SECONDS = 120.0  # how long the host's lease lasts without renewal (phoenix.lease)
 
 
 def sim_options_from_env() -> dict[str, Any]:
@@ -86,8 +89,8 @@ class Run:
         self._sim: Any = None
         self._memo: dict[str, Decision] = {}
         self._memo_version = -1
-        self.lease_seconds = float(os.environ.get("PHOENIX_LEASE_SECONDS") or lease.SECONDS)
-        self.lease: lease.Lease | None = None
+        self.lease_seconds = float(os.environ.get("PHOENIX_LEASE_SECONDS") or LEASE_SECONDS)
+        self.lease: Lease | None = None
         self._ready: bool | PhoenixError = False     # every check passed and the lease is held (or why not)
         self._prepared: dict[str, tuple[Action, Prepared]] = {}
         self._owners: tuple[int, dict[str, str]] | None = None
@@ -158,7 +161,7 @@ class Run:
         api = self.api
         if not api.simulated:
             return api
-        from .sim.host import served, shared
+        from .sim.served import served
 
         state = self.cache / "sim"
         elsewhere = served(state)
@@ -167,6 +170,8 @@ class Run:
             self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve served by process {pid}; "
                      f"state in {state})")
         else:
+            from .sim.host import shared
+
             sim = shared(state, **self.sim_options)
             if sim.endpoint is None:
                 self._sim = sim  # started by this run, so stopped (and saved) by it
@@ -266,10 +271,12 @@ class Run:
             others = {f.owner for f in self.view.guests().values() if f.building and f.owner and f.owner != self.id}
             found: dict[str, str] = {}
             if others:
-                probe = lease.Lease(lambda: self.pve, self.id, self.say)
+                from .lease import Lease, stale
+
+                probe = Lease(lambda: self.pve, self.id, self.say)
                 holder = probe.current()
                 now = time.time()
-                if holder is not None and holder.run in others and lease.stale(holder, now, probe.host, probe.pid) is None:
+                if holder is not None and holder.run in others and stale(holder, now, probe.host, probe.pid) is None:
                     found[holder.run] = holder.describe(now)
             self._owners = (self.view.version, found)
             return found
@@ -405,7 +412,9 @@ class Run:
                 problems = self.preflight()
                 if problems:
                     raise PhoenixError(self.stopped(problems))
-                held = lease.Lease(lambda: self.pve, self.id, self.say, self.lease_seconds)
+                from .lease import Lease
+
+                held = Lease(lambda: self.pve, self.id, self.say, self.lease_seconds)
                 held.acquire()
                 self.lease = held
                 before = dict(self.view.guests())

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .base import Kind
+from typing import TYPE_CHECKING
+
 from .lxc import LXC
+
+if TYPE_CHECKING:
+    from .base import Kind
 
 KINDS: dict[str, Kind] = {LXC.name: LXC}

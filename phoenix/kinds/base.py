@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import PhoenixError
-from ..plan import Action, Decision, Why
-from ..resources import Resource
-from ..steps import Step
 
 T = TypeVar("T")
 
@@ -25,7 +22,10 @@ if TYPE_CHECKING:
     from ..config.estate import Estate
     from ..facts.node import NodeFacts
     from ..hostview import HostView
+    from ..plan import Action, Decision, Why
     from ..pve.client import Pve
+    from ..resources import Resource
+    from ..steps import Step
     from ..transport.node import Node
 
 

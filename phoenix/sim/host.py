@@ -32,6 +32,7 @@ from ..pve.endpoint import Endpoint
 from .changes import CONTROL, Touched, task_touched, touched
 from .dirlock import IN_PROCESS, StateLock
 from .guestlock import CREATE, Unlocked, after_crash, unlocked
+from .served import SERVER_FILE, served
 from .store import CT, POOL, STATE_FILE, VOLUMES, Key, Stats, Store, dumps
 
 if TYPE_CHECKING:  # a run whose simulator is served by another process imports no asyncio
@@ -41,7 +42,6 @@ TOKEN_ID = "root@pam!phoenix"
 OS_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "debian-12-standard_12.7-1_amd64.tar.zst")
 CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate")
 CT_POWER = ("start", "shutdown", "stop")  # per-container durations in fakepve, applied here to every container
-SERVER_FILE = "server.json"
 UNLOCK_PATH = CONTROL + "/unlock/{vmid}"  # POST, with the API token: the simulated `pct unlock`
 ABANDONED = "interrupted: the simulator stopped while this task ran"
 
@@ -436,21 +436,6 @@ class SimHost:
             else:
                 ct.config = config
         return Unlocked(vmid, True, lock, running)
-
-
-def served(state_dir: Path) -> tuple[Endpoint, int] | None:
-    """The simulator served for this state dir by another process (`python -m phoenix.sim`), and its pid, if one runs."""
-    path = Path(state_dir) / SERVER_FILE
-    try:
-        data = json.loads(path.read_text())
-        pid = int(data["pid"])
-        os.kill(pid, 0)
-        cmdline = Path(f"/proc/{pid}/cmdline")
-        if cmdline.exists() and b"phoenix.sim" not in cmdline.read_bytes():
-            return None  # the pid was reused: the server died without removing its file
-        return Endpoint.from_json(data["endpoint"]), pid
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def advertise(host: SimHost, endpoint: Endpoint) -> Path:

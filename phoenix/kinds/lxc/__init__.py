@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...config.files import resolve
 from ...errors import PhoenixError
 from ...facts import guests as F
-from ...plan import Action, Decision, Why
-from ...resources import Resource
-from ...steps import Step
-from ..base import Context, Prepared
-from . import checks, rules
-from . import params as P
+from ...plan import Action, Why
 from . import resources as R
-from . import steps as S
+from . import rules
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # building needs these; deciding (a run with nothing to do) does not
     from ...config.estate import Estate
     from ...hostview import HostView
+    from ...plan import Decision
+    from ...resources import Resource
+    from ...steps import Step
+    from ..base import Context, Prepared
 
 
 def explain_lock(ctx: Context, ctid: int, lock: str) -> str:
@@ -52,7 +50,7 @@ class LxcKind:
     compare = staticmethod(rules.compare)
 
     def record(self, res: Resource, ctx: Context) -> dict[str, Any]:
-        config = ctx.pve().get(S.lxc(ctx.node, res.vmid or 0, "/config"))
+        config = ctx.pve().get(f"nodes/{ctx.node}/lxc/{res.vmid}/config")
         return F.parse_record(config.get("description"))
 
     # ------------------------------------------------------------------ prepare
@@ -61,6 +59,12 @@ class LxcKind:
         """Read what the build needs and check it, before anything is written: the storages and their content,
         the OS template, the scripts and their secrets, the node (SSH, GPUs, bind-mounted directories), and the
         guests the build replaces or updates (protection, locks)."""
+        from ...config.files import resolve
+        from ..base import Prepared
+        from . import checks
+        from . import params as P
+        from . import steps as S
+
         ctid = res.vmid
         assert ctid is not None
         estate, g = ctx.estate, ctx.estate.guests[res.vmid or 0]
@@ -145,6 +149,8 @@ class LxcKind:
 
     def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
               build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
+        from . import steps as S
+
         data = prepared.data
         if decision.action == Action.UPDATE:
             return S.update(ctx.estate, res, ctx.node, data["facts"], data["config"], "; ".join(decision.reasons),
