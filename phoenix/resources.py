@@ -51,14 +51,21 @@ class Resource:
         return hashlib.sha256(f'{self._identity_head}"parent_build": {json.dumps(parent_build)}}}'.encode()).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
+        """As the model cache keeps it, with its digests (so loading it computes none)."""
         return {"key": self.key, "kind": self.kind, "name": self.name, "parent": self.parent, "role": self.role,
                 "inputs": self.inputs, "settings": self.settings, "doc": self.doc, "vmid": self.vmid,
-                "deps": list(self.deps)}
+                "deps": list(self.deps), "settings_hash": self.settings_hash, "identity_head": self._identity_head}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Resource:
-        return cls(data["key"], data["kind"], data["name"], data["parent"], data["role"], dict(data["inputs"]),
-                   dict(data["settings"]), data.get("doc", ""), data.get("vmid"), tuple(data.get("deps", ())))
+        """From to_json's form: the digests are taken as stored (the cache's key covers the code that made them)."""
+        res = object.__new__(cls)
+        for name, value in (("key", data["key"]), ("kind", data["kind"]), ("name", data["name"]), ("parent", data["parent"]),
+                            ("role", data["role"]), ("inputs", data["inputs"]), ("settings", data["settings"]),
+                            ("doc", data["doc"]), ("vmid", data["vmid"]), ("deps", tuple(data["deps"])),
+                            ("settings_hash", data["settings_hash"]), ("_identity_head", data["identity_head"])):
+            object.__setattr__(res, name, value)
+        return res
 
 
 def with_ancestors(resources: Mapping[str, Resource], keys: Iterable[str]) -> set[str]:

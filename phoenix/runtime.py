@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # a run that only checks resources imports none of these (no 
     from .config.estate import Estate
     from .config.hypervisor import HypervisorConfig
     from .facts.node import NodeFacts
-    from .kinds.base import Context, Prepared
+    from .kinds.base import Context, Kind, Prepared
     from .lease import Lease
     from .model import Model
     from .pve.client import Pve
@@ -240,15 +240,17 @@ class Run:
     # ------------------------------------------------------------ decide
 
     @cached_property
-    def planner(self) -> Planner:
+    def kinds(self) -> dict[str, Kind]:
         from .kinds import KINDS
 
-        return Planner(self.resources, KINDS)
+        return KINDS
+
+    @cached_property
+    def planner(self) -> Planner:
+        return Planner(self.resources, self.kinds)
 
     def facts_of(self, res: Resource) -> Any:
-        from .kinds import KINDS
-
-        return KINDS[res.kind].facts(res, self.view)
+        return self.kinds[res.kind].facts(res, self.view)
 
     def decide(self, key: str) -> Decision:
         """What the resource needs now, after its ancestors, against the host as this run knows it."""
@@ -283,10 +285,8 @@ class Run:
 
     def record(self, key: str) -> dict[str, Any]:
         """The record kept with the resource on the host: the digest of every input (one read)."""
-        from .kinds import KINDS
-
         res = self.resources[key]
-        return KINDS[res.kind].record(res, self.context)
+        return self.kinds[res.kind].record(res, self.context)
 
     def explain(self, decision: Decision) -> Decision:
         """Add the reasons only records can give (one read each, for stale resources only)."""
@@ -332,10 +332,9 @@ class Run:
     def execute(self, key: str) -> dict[str, Any]:
         """doit's action for a resource: build or update it as needed; returns what doit saves."""
         from .builder import Builder
-        from .kinds import KINDS
 
         res = self.resources[key]
-        kind = KINDS[res.kind]
+        kind = self.kinds[res.kind]
         t0 = time.monotonic()
         outcome = "up-to-date"
         try:
@@ -384,8 +383,6 @@ class Run:
 
     def preflight(self) -> list[tuple[str, str]]:
         """Read and check what every build in the run's scope needs; the problems found (key, text)."""
-        from .kinds import KINDS
-
         keys = self.scope or set(self.resources)
         with self.lock:
             self.view.guests()
@@ -395,7 +392,7 @@ class Run:
             if decision.action in (Action.OK, Action.BLOCKED):
                 continue
             res = self.resources[key]
-            prepared = KINDS[res.kind].prepare(res, decision, self.context)
+            prepared = self.kinds[res.kind].prepare(res, decision, self.context)
             self._prepared[key] = (decision.action, prepared)
             problems += [(key, p) for p in prepared.problems if (key, p) not in problems]
         return problems

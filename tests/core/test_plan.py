@@ -209,3 +209,14 @@ def test_a_very_long_chain_is_decided_without_recursion():
     decisions = Planner(chain, KINDS).plan(lambda r: host.get(r.key))
     assert decisions["ct0"].action == Action.REBUILD
     assert decisions["ct4999"].text == "follows (parent ct4998 rebuilds): ct0 build inputs changed"
+
+
+def test_a_resource_comes_back_from_the_model_cache_as_it_was(example):
+    import json
+
+    from phoenix.resources import Resource
+
+    for res in example.values():
+        back = Resource.from_json(json.loads(json.dumps(res.to_json())))
+        assert back == res and back.settings_hash == res.settings_hash
+        assert back.identity("b1") == res.identity("b1")
