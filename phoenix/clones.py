@@ -29,9 +29,9 @@ K = TypeVar("K", bound=Hashable)
 def children_of(parents: Mapping[K, K | None]) -> dict[K, list[K]]:
     """Each layer's children (layers without children are left out)."""
     children: dict[K, list[K]] = {}
-    for ctid, parent in parents.items():
+    for key, parent in parents.items():
         if parent is not None:
-            children.setdefault(parent, []).append(ctid)
+            children.setdefault(parent, []).append(key)
     return children
 
 
@@ -71,53 +71,53 @@ class CloneTurns(Generic[K]):
         self._cloning: set[K] = set()        # parents a clone is being made from
         self._announced: set[K] = set()      # parents whose children have been announced
 
-    def expect(self, ctid: K) -> None:
+    def expect(self, key: K) -> None:
         """The layer will be baked in this run (a clone if it has a parent)."""
-        if self.parents.get(ctid) is not None:
+        if self.parents.get(key) is not None:
             with self._cond:
-                self._expected.setdefault(ctid, self.clock())
+                self._expected.setdefault(key, self.clock())
 
-    def announce(self, ctid: K, scope: Collection[K], bakes: Callable[[K], bool]) -> None:
+    def announce(self, key: K, scope: Collection[K], bakes: Callable[[K], bool]) -> None:
         """The layer will be baked, and so will each sibling in the run's scope that `bakes` says: doit checks
         them one by one, and the first check of a parent's children announces them all (once per parent)."""
-        parent = self.parents.get(ctid)
+        parent = self.parents.get(key)
         if parent is None:
             return
-        self.expect(ctid)
+        self.expect(key)
         with self._cond:
             first = parent not in self._announced
             self._announced.add(parent)
         for sibling in self._children[parent] if first else ():
-            if sibling != ctid and sibling in scope and bakes(sibling):  # bakes() is called outside the lock
+            if sibling != key and sibling in scope and bakes(sibling):  # bakes() is called outside the lock
                 self.expect(sibling)
 
-    def started(self, ctid: K) -> None:
+    def started(self, key: K) -> None:
         with self._cond:
-            self._started.add(ctid)
+            self._started.add(key)
 
-    def finished(self, ctid: K) -> None:
+    def finished(self, key: K) -> None:
         """The layer's action ended (built, failed or nothing to clone): it holds no one up any more."""
         with self._cond:
-            self._expected.pop(ctid, None)
-            self._started.discard(ctid)
+            self._expected.pop(key, None)
+            self._started.discard(key)
             self._cond.notify_all()
 
-    def _ahead(self, ctid: K, unstarted: bool) -> list[K]:
+    def _ahead(self, key: K, unstarted: bool) -> list[K]:
         """Siblings to let clone first: announced, with a longer chain, and started (or, if `unstarted`,
         announced less than the grace ago)."""
-        parent, now = self.parents[ctid], self.clock()
+        parent, now = self.parents[key], self.clock()
         return [s for s, since in self._expected.items()
-                if self.parents.get(s) == parent and self._chain[s] > self._chain[ctid]
+                if self.parents.get(s) == parent and self._chain[s] > self._chain[key]
                 and (s in self._started or (unstarted and now - since < self.grace))]
 
     @contextmanager
-    def turn(self, ctid: K) -> Iterator[None]:
+    def turn(self, key: K) -> Iterator[None]:
         """Hold the parent's clone turn for the duration of the block."""
-        parent = self.parents[ctid]
-        assert parent is not None, f"ct{ctid} has no parent to clone from"
+        parent = self.parents[key]
+        assert parent is not None, f"{key} has no parent to clone from"
         unstarted = threading.current_thread() is not threading.main_thread()  # see the module's doc
         with self._cond:
-            while parent in self._cloning or self._ahead(ctid, unstarted):
+            while parent in self._cloning or self._ahead(key, unstarted):
                 self._cond.wait(timeout=min(self.grace, 0.5))  # woken on every change; the timeout ends a grace
             self._cloning.add(parent)
         try:
@@ -125,5 +125,5 @@ class CloneTurns(Generic[K]):
         finally:
             with self._cond:
                 self._cloning.discard(parent)
-                self._expected.pop(ctid, None)
+                self._expected.pop(key, None)
                 self._cond.notify_all()

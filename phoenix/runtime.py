@@ -8,7 +8,6 @@ answers doit's two questions: is this resource up to date (`check`), and build i
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import secrets as _random
@@ -158,27 +157,10 @@ class Run:
     @cached_property
     def endpoint(self) -> Endpoint:
         """The API this run calls; on the simulated host, the served simulator or one started now."""
-        api = self.api
-        if not api.simulated:
-            return api
-        from .sim.served import served
+        from .target import connect
 
-        state = self.cache / "sim"
-        elsewhere = served(state)
-        if elsewhere:
-            ep, pid = elsewhere
-            self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve served by process {pid}; "
-                     f"state in {state})")
-        else:
-            from .sim.host import shared
-
-            sim = shared(state, **self.sim_options)
-            if sim.endpoint is None:
-                self._sim = sim  # started by this run, so stopped (and saved) by it
-            ep = sim.start()
-            self.say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {sim.dir})")
-        # the simulator's clock runs time_scale real seconds per PVE second: tasks are polled on it
-        return dataclasses.replace(ep, timeout=api.timeout, task_timeout=api.task_timeout, retries=api.retries)
+        ep, self._sim = connect(self.api, self.cache / "sim", self.sim_options, self.say)
+        return ep
 
     @cached_property
     def pve(self) -> Pve:

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..config.limits import RECORD_BUDGET
+
 MANAGED = "phoenix"
 BUILDING = "phx-building"
 RECORD_MARK = "phoenix-record: "
@@ -99,7 +101,16 @@ def with_tags(facts: GuestFacts, tags: str, **changes: Any) -> GuestFacts:
 
 
 def description(user_text: str, record: dict[str, Any]) -> str:
-    return f"{user_text}{DESCRIPTION_RULE}{RECORD_MARK}{json.dumps(record, sort_keys=True)}\n"
+    """The user's text, then the record, kept within RECORD_BUDGET bytes whatever the estate: when it would not fit,
+    the settings and then the input digests are left out (explanations then fall back to "changed")."""
+    room = RECORD_BUDGET - len(DESCRIPTION_RULE) - len(RECORD_MARK) - 1
+    body = json.dumps(record, sort_keys=True)
+    for detail in ("settings", "inputs"):
+        if len(body.encode()) <= room:
+            break
+        record = {k: v for k, v in record.items() if k != detail}
+        body = json.dumps(record, sort_keys=True)
+    return f"{user_text}{DESCRIPTION_RULE}{RECORD_MARK}{body}\n"
 
 
 def parse_record(description_text: str | None) -> dict[str, Any]:

@@ -269,3 +269,32 @@ def test_bakes_that_need_a_missing_secret_at_once_get_one_placeholder(checkout: 
         values = list(pool.map(ask, range(8)))
     assert len({v["portainer_password"] for v in values}) == 1
     assert out.getvalue().count("created a placeholder secret") == 1, out.getvalue()
+
+
+def test_tags_and_protection_set_by_hand_survive_updates_and_rebuilds(built: Checkout, monkeypatch):
+    ct = built.ct(950)
+    ct.config["tags"] = ct.config["tags"] + ";prod"
+    ct.config["protection"] = 1
+    built.edit_guest(950, memory_mb=49152)
+    result = built.doit()
+    assert result.rc == 0 and result.outcomes()["ct950"] == "updated", result.output
+    assert "prod" in built.tags(950) and str(built.ct(950).config["protection"]) == "1"
+    monkeypatch.setenv("PHOENIX_DESTROY_PROTECTED", "950")  # the user allows the rebuild of the protected guest
+    result = built.doit("forget", "ct950")
+    result = built.doit()
+    assert result.rc == 0 and result.outcomes()["ct950"] == "built", result.output
+    assert "prod" in built.tags(950) and str(built.ct(950).config["protection"]) == "1"
+    built.edit_guest(950, tags=["gpu"])  # a tag Phoenix sets is Phoenix's to remove again; the hand-set one stays
+    built.doit()
+    built.edit_guest(950, tags=[])
+    built.doit()
+    assert "gpu" not in built.tags(950) and "prod" in built.tags(950)
+
+
+def test_a_damaged_simulator_state_is_a_note_not_a_traceback(built: Checkout):
+    built.stop_sim()
+    (built.cache / "sim" / "state.json").write_text("{damaged")
+    result = built.doit(own_sim=False)
+    assert result.rc == 0 and "Traceback" not in result.output, result.output
+    assert set(result.outcomes().values()) == {"built"}  # an empty host: everything is built again
+    assert "sim/state.json is damaged" in result.output  # said once, and kept aside

@@ -220,3 +220,16 @@ def test_a_resource_comes_back_from_the_model_cache_as_it_was(example):
         back = Resource.from_json(json.loads(json.dumps(res.to_json())))
         assert back == res and back.settings_hash == res.settings_hash
         assert back.identity("b1") == res.identity("b1")
+
+
+def test_the_record_fits_its_budget_whatever_the_estate():
+    from phoenix.config.limits import RECORD_BUDGET
+    from phoenix.facts.guests import description
+
+    big = {"identity": "abc", "inputs": {f"feature:f{i}": "0" * 12 for i in range(20)},
+           "settings": {"mount_points": [{"container_path": f"/data/{i}" * 8} for i in range(40)]}}
+    text = description("user text", big)
+    assert len(text.encode()) - len("user text") <= RECORD_BUDGET
+    assert parse_record(text) == {"identity": "abc", "inputs": big["inputs"]}  # the settings went first
+    small = {"identity": "abc", "inputs": {"lib": "1"}, "settings": {"memory": 1}}
+    assert parse_record(description("x", small)) == small

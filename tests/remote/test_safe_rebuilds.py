@@ -18,6 +18,9 @@ def test_the_estate_builds_through_ssh_and_a_second_run_is_a_noop(remote: Remote
         assert remote.sshd.guest(ctid, f"/etc/phoenix/ran-{script}").exists()
     # a template layer's secrets are removed before its snapshot: clones never inherit the Docker Hub token
     assert list(remote.sshd.guest(902, "/etc/phoenix/secrets").iterdir()) == []
+    lines = result.output.splitlines()
+    removed = next(i for i, line in enumerate(lines) if line.startswith("ct902  remove secrets"))
+    assert removed < next(i for i, line in enumerate(lines) if line.startswith("ct902  snapshot docker-snapshot"))
     assert remote.sshd.guest(910, "/etc/phoenix/secrets/portainer_password").read_text() == "secret-portainer_password"
     assert ["set", "902", "--features", "nesting=1,keyctl=1"] in remote.pct_sets()
     mark = remote.mark()
@@ -45,6 +48,13 @@ def break_os_template(co: RemoteCheckout) -> str:
     co.save()
     co.doit("forget", "ct900")
     return "OS template local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst is not in storage local and has no url"
+
+
+def unfetchable_os_template(co: RemoteCheckout) -> str:
+    co.pve.storages["local"]["volumes"].pop("vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst")
+    co.pve.fail("GET", f"{NODE}/query-url-metadata", 500, "can't connect to download.proxmox.com:80", times=10)
+    co.doit("forget", "ct900")
+    return "the node cannot fetch it from http://download.proxmox.com/images/system/ubuntu-24.04"
 
 
 def break_secret(co: RemoteCheckout) -> str:
@@ -91,7 +101,7 @@ def gpus_on_a_node_without_any(co: RemoteCheckout) -> str:
     return "the node reports no NVIDIA device"
 
 
-CASES = [break_storage, break_os_template, break_secret, unknown_host_key, closed_ssh_port, wrong_key, missing_host_dir,
+CASES = [break_storage, break_os_template, unfetchable_os_template, break_secret, unknown_host_key, closed_ssh_port, wrong_key, missing_host_dir,
          gpus_on_a_node_without_any]
 
 

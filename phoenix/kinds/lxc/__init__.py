@@ -132,6 +132,13 @@ class LxcKind:
                 if not volume.url:
                     problems.append(f"OS template {volume.volume} is not in storage {storage} and has no url to fetch it "
                                     f"from: download it (pveam download {storage} {filename}) or set os_templates.*.url")
+                else:  # the node will fetch it: ask the node whether it can, before anything is destroyed
+                    try:
+                        ctx.once(f"url {volume.url}", lambda: ctx.pve().get(f"nodes/{ctx.node}/query-url-metadata",
+                                                                             url=volume.url))
+                    except PhoenixError as e:
+                        problems.append(f"OS template {volume.volume} is not in storage {storage}, and the node cannot "
+                                        f"fetch it from {volume.url}: {e}")
                 download = True
         devices: dict[str, str] = {}
         node_facts = None

@@ -11,7 +11,7 @@ It is honest about what it fakes and nothing more:
 * every invocation's argv is appended as one JSON line to $FAKEPCT_ROOT/commands.jsonl, so tests
   can inspect (and grep) every command line the node received.
 
-Subcommands: exec, push, set (and `config`, to read back what set stored).
+Subcommands: exec, set (and `config`, to read back what set stored). Phoenix uses no `pct push`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -70,19 +69,6 @@ def cmd_exec(args: list[str]) -> None:
         fail(f"lxc-attach: {argv[0]}: {e.strerror}", 127)
 
 
-def cmd_push(args: list[str]) -> None:
-    if len(args) < 3:
-        fail("usage: pct push <vmid> <file> <destination> [--perms MODE]")
-    d = container(args[0])
-    src, dst = Path(args[1]), Path(guest(d, args[2]))
-    opts = dict(zip(args[3::2], args[4::2], strict=False))
-    if not src.is_file():
-        fail(f"can't open '{src}'")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
-    os.chmod(dst, int(opts.get("--perms", "644"), 8))
-
-
 def cmd_set(args: list[str]) -> None:
     if not args:
         fail("usage: pct set <vmid> [OPTIONS]")
@@ -111,7 +97,7 @@ def main() -> None:
     record(argv)
     if not argv:
         fail("ERROR: no command specified")
-    commands = {"exec": cmd_exec, "push": cmd_push, "set": cmd_set, "config": cmd_config}
+    commands = {"exec": cmd_exec, "set": cmd_set, "config": cmd_config}
     if argv[0] not in commands:
         fail(f"ERROR: unknown command 'pct {argv[0]}'")
     commands[argv[0]](argv[1:])
