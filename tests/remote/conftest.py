@@ -42,8 +42,15 @@ def stand_in(script: Path) -> str:
 class RemoteCheckout:
     """A checkout whose hypervisor config points at fakepve (remote) and the test sshd (its node)."""
 
-    def __init__(self, root: Path, server: SshServer):
+    def __init__(self, root: Path, server: SshServer, image: Path | None = None):
+        """image: a built estate saved by save_image (the host's state, the stand-in pct's containers, .cache/)."""
         self.root, self.sshd = root, server
+        if image is not None:
+            shutil.copytree(image / "fakepve", root / "fakepve")
+            shutil.copytree(image / ".cache", root / ".cache")
+            for ctid in ESTATE:
+                shutil.rmtree(server.root / "ct" / ctid, ignore_errors=True)
+                shutil.copytree(image / "ct" / ctid, server.root / "ct" / ctid, symlinks=True)
         self.sim = SimHost(root / "fakepve")
         self.ep = self.sim.start()
         self.pve = self.sim.pve
@@ -53,8 +60,9 @@ class RemoteCheckout:
         (root / "etc").mkdir()
         for name in ("dodo.py", "pyproject.toml"):
             shutil.copy(REPO / name, root / name)
-        self.host_dir = root / "node-data"
-        (self.host_dir / "portainer").mkdir(parents=True)
+        # the node's own directories: those of the image's estate when starting from one (its mount points)
+        self.host_dir = Path((image / "host_dir").read_text()) if image is not None else root / "node-data"
+        (self.host_dir / "portainer").mkdir(parents=True, exist_ok=True)
         hyp = json.loads((REPO / "etc" / "phoenix_hypervisor_config.json").read_text())
         hyp["proxmox"] = {"target": "remote", "api_url": self.ep.url, "node": self.ep.node, "token_id": self.ep.token_id,
                           "token_file": str(self.ep.token_file), "ca_file": str(self.ep.verify)}
@@ -71,8 +79,9 @@ class RemoteCheckout:
         lxc["lxc_configs"]["910"]["mount_points"][0]["host_path"] = str(self.host_dir / "portainer")
         self.lxc = lxc
         self.save()
-        for ctid in ESTATE:
-            server.make_ct(int(ctid))  # the stand-in pct's containers (fakepve keeps their config)
+        if image is None:
+            for ctid in ESTATE:
+                server.make_ct(int(ctid))  # the stand-in pct's containers (fakepve keeps their config)
 
     def save(self) -> None:
         (self.root / "etc" / "phoenix_hypervisor_config.json").write_text(json.dumps(self.hypervisor, indent=1))
@@ -115,6 +124,15 @@ class RemoteCheckout:
     def stop(self) -> None:
         self.sim.stop()
 
+    def save_image(self, image: Path) -> None:
+        """Keep this (built) estate so that other tests start from it: the host's state, containers, .cache/."""
+        self.sim.stop()
+        shutil.copytree(self.root / "fakepve", image / "fakepve")
+        shutil.copytree(self.root / ".cache", image / ".cache")
+        (image / "host_dir").write_text(str(self.host_dir))
+        for ctid in ESTATE:
+            shutil.copytree(self.sshd.root / "ct" / ctid, image / "ct" / ctid, symlinks=True)
+
 
 @pytest.fixture
 def remote(tmp_path: Path, sshd: SshServer):  # noqa: F811 - the fixture imported above
@@ -123,8 +141,23 @@ def remote(tmp_path: Path, sshd: SshServer):  # noqa: F811 - the fixture importe
     co.stop()
 
 
-@pytest.fixture
-def remote_built(remote: RemoteCheckout) -> RemoteCheckout:
-    result = remote.doit()
+@pytest.fixture(scope="module")
+def built_image(tmp_path_factory: pytest.TempPathFactory, sshd: SshServer) -> Path:  # noqa: F811
+    """The estate built once per module through SSH, kept for the tests that start from a built host."""
+    work = tmp_path_factory.mktemp("remote-image")
+    co = RemoteCheckout(work / "phoenix", sshd)
+    result = co.doit()
     assert result.rc == 0, result.output
-    return remote
+    co.save_image(work / "image")
+    return work / "image"
+
+
+@pytest.fixture
+def remote_built(tmp_path: Path, sshd: SshServer, built_image: Path):  # noqa: F811
+    """A checkout against a host where the estate is built (from the module's image: every test starts the same)."""
+    co = RemoteCheckout(tmp_path / "phoenix", sshd, built_image)
+    mark = co.mark()
+    assert co.doit().outcomes() == dict.fromkeys(("ct900", "ct902", "ct910"), "up-to-date")
+    assert co.writes(mark) == []
+    yield co
+    co.stop()
