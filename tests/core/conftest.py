@@ -6,6 +6,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,15 +40,49 @@ class Result:
         return {k: v["outcome"] for k, v in self.last_run["tasks"].items()}
 
 
+def copy_project(root: Path, *, config: bool = True) -> Path:
+    """A fresh copy of the project as a user has it: etc/ (no secret files; unless config=False), images/, dodo.py."""
+    if config:
+        shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns("*.conf"))
+    shutil.copytree(REPO / "images", root / "images")
+    for name in ("dodo.py", "pyproject.toml"):
+        shutil.copy(REPO / name, root / name)
+    return root
+
+
+def run_doit(root: Path, args: tuple[str, ...], **setup: Any) -> Result:
+    """One doit run in-process in the project at root, as dodo.py would set it up (setup: tasks.setup's keywords)."""
+    out = io.StringIO()
+    config, gen = tasks.setup(root, process=False, config_dir=root / "etc", images_dir=root / "images",
+                              cache_dir=root / ".cache", out=out, **setup)
+    config = {**config, "outfile": out}  # doit binds sys.stdout as the default when it is imported
+    # doit reads [tool.doit] (the plan and forget commands) from ./pyproject.toml only
+    main = DoitMain(ModuleTaskLoader({"DOIT_CONFIG": config, "task_resources": gen}), config_filenames=("pyproject.toml",))
+    cwd = os.getcwd()
+    try:
+        os.chdir(root)
+        with redirect_stdout(out), redirect_stderr(out):
+            rc = main.run(list(args))
+    finally:
+        os.chdir(cwd)
+    run = current.RUN
+    assert run is not None
+    run.close()
+    return Result(rc, out.getvalue(), run)
+
+
+def doit_command(root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The real `doit` command in the project at root, with no PHOENIX_* settings of this shell."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=root, capture_output=True, text=True,
+                          timeout=timeout, env={**base, "PYTHONPATH": str(REPO), **(env or {})})
+
+
 class Checkout:
     """A copy of the example estate with its own .cache; the simulator stays up across runs of one test."""
 
     def __init__(self, root: Path, sim_options: dict[str, Any] | None = None):
-        self.root = root
-        shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns("*.conf"))
-        shutil.copytree(REPO / "images", root / "images")
-        for name in ("dodo.py", "pyproject.toml"):
-            shutil.copy(REPO / name, root / name)
+        self.root = copy_project(root)
         self.cache = root / ".cache"
         self.sim_options = sim_options or {}
         self.sim: SimHost = shared(self.cache / "sim", **self.sim_options)
@@ -61,22 +97,7 @@ class Checkout:
         """One doit run in-process. own_sim=False leaves the simulator to the run (or to a served one)."""
         if own_sim:
             self.pve  # noqa: B018 - the test owns the simulator, so faults can be injected before a run
-        out = io.StringIO()
-        config, gen = tasks.setup(self.root, process=False, config_dir=self.root / "etc", images_dir=self.root / "images",
-                                  cache_dir=self.cache, out=out, sim_options=self.sim_options)
-        config = {**config, "outfile": out}  # doit binds sys.stdout as the default when it is imported
-        # doit reads [tool.doit] (the plan and forget commands) from ./pyproject.toml only
-        main = DoitMain(ModuleTaskLoader({"DOIT_CONFIG": config, "task_layers": gen}), config_filenames=("pyproject.toml",))
-        cwd = os.getcwd()
-        try:
-            os.chdir(self.root)
-            with redirect_stdout(out), redirect_stderr(out):
-                rc = main.run(list(args))
-        finally:
-            os.chdir(cwd)
-        run = current.RUN
-        run.close()
-        return Result(rc, out.getvalue(), run)
+        return run_doit(self.root, args, sim_options=self.sim_options)
 
     # --------------------------------------------------------------- host
 

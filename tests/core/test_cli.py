@@ -13,17 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, copy_project
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "phoenix"
-    shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns("*.conf"))
-    shutil.copytree(REPO / "images", root / "images")
-    for name in ("dodo.py", "pyproject.toml"):
-        shutil.copy(REPO / name, root / name)
-    return root
+    return copy_project(tmp_path / "phoenix")
 
 
 def doit(root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

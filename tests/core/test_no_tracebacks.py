@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,24 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import NODE, REPO, Checkout
+from .conftest import NODE, REPO, Checkout, copy_project, doit_command
 
 LXC = "phoenix_lxc_configs.json"
 HYP = "phoenix_hypervisor_config.json"
 
 
 def project(root: Path) -> Path:
-    shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns("*.conf"))
-    shutil.copytree(REPO / "images", root / "images")
-    for name in ("dodo.py", "pyproject.toml"):
-        shutil.copy(REPO / name, root / name)
-    return root
+    return copy_project(root)
 
 
-def doit(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
-    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=root, capture_output=True, text=True, timeout=180,
-                          env={**base, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 def edit(root: Path, name: str, change: Callable[[dict], None]) -> None:
@@ -88,7 +79,7 @@ def test_bad_config_is_one_message_and_exit_2(tmp_path: Path, case: str):
     root = project(tmp_path / "p")
     change, expected = CONFIG_CASES[case]
     change(root)
-    result = doit(root)
+    result = doit_command(root)
     out = result.stdout + result.stderr
     assert result.returncode == 2, out
     assert "Traceback" not in out and "Error" not in out.replace("ConfigError", ""), out
@@ -98,7 +89,7 @@ def test_bad_config_is_one_message_and_exit_2(tmp_path: Path, case: str):
 
 
 def test_bad_simulator_settings_exit_2(tmp_path: Path):
-    result = doit(project(tmp_path / "p"), env={"PHOENIX_SIM_TASK_SECONDS": "create20"})
+    result = doit_command(project(tmp_path / "p"), env={"PHOENIX_SIM_TASK_SECONDS": "create20"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "PHOENIX_SIM_TASK_SECONDS: expected name=seconds" in result.stderr
 
@@ -130,7 +121,7 @@ def test_a_bad_token_file_is_one_message_and_exit_1(tmp_path: Path, case: str):
     root = project(tmp_path / "p")
     make, expected = HOST_CASES[case]
     remote(root, make(root))
-    result = doit(root)
+    result = doit_command(root)
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
     assert "Traceback" not in out and expected in out, out

@@ -17,26 +17,19 @@ import pytest
 
 from phoenix.sim.host import SERVER_FILE, spawn
 
-from .conftest import REPO
+from .conftest import REPO, copy_project, doit_command
 
 SLOW = ("--time-scale", "0.05", "--task-seconds", "clone=20,snapshot=4,create=10")
 
 
 def checkout(root: Path) -> Path:
-    shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns("*.conf"))
-    shutil.copytree(REPO / "images", root / "images")
-    for name in ("dodo.py", "pyproject.toml"):
-        shutil.copy(REPO / name, root / name)
-    return root
+    return copy_project(root)
 
 
 def env() -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}, "PYTHONPATH": str(REPO)}
 
 
-def doit(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=root, capture_output=True, text=True, timeout=300,
-                          env=env())
 
 
 def start(root: Path) -> subprocess.Popen:
@@ -72,19 +65,19 @@ def test_a_second_run_is_refused_with_the_holder_named_and_destroys_nothing(serv
     first = start(a)
     seen = wait_for(first, "clone from ct900")
     assert "clone from ct900" in seen, seen
-    second = doit(b)
+    second = doit_command(b)
     out = second.stdout + second.stderr
     assert second.returncode == 1, out
     assert "Traceback" not in out
     pid = first.pid
     assert re.search(rf"(another Phoenix run is changing this host: run [0-9a-f]+ on \S+, pid {pid}|"
                      rf"being built right now by run [0-9a-f]+ on \S+, pid {pid})", out), out
-    plan = doit(b, "plan")
+    plan = doit_command(b, "plan")
     assert re.search(rf"blocked: being built right now by run [0-9a-f]+ on \S+, pid {pid}", plan.stdout), plan.stdout
     rest, _ = first.communicate(timeout=300)
     assert first.returncode == 0, seen + rest
     assert "6 built" in rest and "failed" not in rest.replace("0 failed", "")
-    again = doit(a)
+    again = doit_command(a)
     assert "nothing to do" in again.stdout, again.stdout
 
 
@@ -95,8 +88,8 @@ def test_a_killed_run_holds_nothing_and_the_next_one_finishes(served: Path):
     assert "clone from ct900" in seen, seen
     first.send_signal(signal.SIGKILL)
     first.wait(30)
-    result = doit(a)
+    result = doit_command(a)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "breaking the host's lease of run" in out and f"(process {first.pid} is gone)" in out
-    assert "nothing to do" in doit(a).stdout
+    assert "nothing to do" in doit_command(a).stdout

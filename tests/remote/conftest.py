@@ -10,22 +10,16 @@ which secrets) and only write a marker file. The estate is the example's Docker 
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import re
 import shutil
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
-from doit.cmd_base import ModuleTaskLoader
-from doit.doit_cmd import DoitMain
 
-from phoenix.doitx import current, tasks
 from phoenix.sim.host import SimHost
-from tests.core.conftest import REPO, Result
+from tests.core.conftest import REPO, Result, copy_project, run_doit
 from tests.transport.conftest import SshServer, sshd  # noqa: F401 - the session's sshd fixture
 
 ESTATE = ("900", "902", "910")
@@ -54,12 +48,10 @@ class RemoteCheckout:
         self.sim = SimHost(root / "fakepve")
         self.ep = self.sim.start()
         self.pve = self.sim.pve
-        shutil.copytree(REPO / "images", root / "images")
+        copy_project(root, config=False)
         for script in (*(root / "images" / "features").glob("*.sh"), *(root / "images" / "apps").glob("*.sh")):
             script.write_text(stand_in(script))
         (root / "etc").mkdir()
-        for name in ("dodo.py", "pyproject.toml"):
-            shutil.copy(REPO / name, root / name)
         # the node's own directories: those of the image's estate when starting from one (its mount points)
         self.host_dir = Path((image / "host_dir").read_text()) if image is not None else root / "node-data"
         (self.host_dir / "portainer").mkdir(parents=True, exist_ok=True)
@@ -92,22 +84,7 @@ class RemoteCheckout:
         self.save()
 
     def doit(self, *args: str) -> Result:
-        out = io.StringIO()
-        config, gen = tasks.setup(self.root, process=False, config_dir=self.root / "etc", images_dir=self.root / "images",
-                                  cache_dir=self.root / ".cache", out=out)
-        config = {**config, "outfile": out}
-        main = DoitMain(ModuleTaskLoader({"DOIT_CONFIG": config, "task_resources": gen}), config_filenames=("pyproject.toml",))
-        cwd = os.getcwd()
-        try:
-            os.chdir(self.root)
-            with redirect_stdout(out), redirect_stderr(out):
-                rc = main.run(list(args))
-        finally:
-            os.chdir(cwd)
-        run = current.RUN
-        assert run is not None
-        run.close()
-        return Result(rc, out.getvalue(), run)
+        return run_doit(self.root, args)
 
     def writes(self, since: int = 0) -> list[tuple[str, str]]:
         return [(m, p) for m, p, _ in self.pve.requests[since:] if m != "GET"]
