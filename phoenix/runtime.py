@@ -14,6 +14,8 @@ import secrets as _random
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -410,6 +412,23 @@ class Run:
                     self.lease = None
                 raise
             self._ready = True
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """The host's lease around a change made outside a doit run (`phoenix start/stop/delete`)."""
+        from .lease import Lease
+
+        if self.lease is not None:
+            yield
+            return
+        held = Lease(lambda: self.pve, self.id, self.say, self.lease_seconds)
+        held.acquire()
+        self.lease = held
+        try:
+            yield
+        finally:
+            self.lease = None
+            held.release()
 
     def check(self, key: str) -> Decision:
         """doit's uptodate check; an up-to-date resource is noted in the run's outcomes."""

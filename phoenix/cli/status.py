@@ -1,0 +1,37 @@
+"""`phoenix status [--json]`: every resource with its kind, parent, state on the host, whether it is up to date
+(and why not, as `doit plan` says) and its address."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ..plan import Action
+
+
+def rows(run: Any) -> list[dict[str, Any]]:
+    run.view.guests()
+    decisions = run.planner.plan(run.facts_of, forced=run.forced.keys(), live_owners=run.live_owners())
+    out = []
+    for key, res in run.resources.items():
+        facts = run.facts_of(res)
+        d = decisions[key] if decisions[key].action == Action.OK else run.explain(decisions[key])
+        ip = re.search(r"\bip=([^,]+)", str(res.settings.get("net0") or ""))
+        out.append({"task": key, "kind": res.kind, "vmid": res.vmid, "name": res.name, "parent": res.parent,
+                    "state": facts.status if facts is not None else "absent", "up_to_date": d.action == Action.OK,
+                    "why": "" if d.action == Action.OK else d.text, "ip": ip.group(1) if ip else None})
+    return out
+
+
+def table(found: list[dict[str, Any]]) -> str:
+    head = ("task", "kind", "parent", "state", "ip", "up to date")
+    lines = [[r["task"], r["kind"], r["parent"] or "-", r["state"], r["ip"] or "-",
+              "yes" if r["up_to_date"] else f"no: {r['why']}"] for r in found]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    return "\n".join(fmt.format(*row) for row in [list(head), *lines]) + "\n"
+
+
+def render(found: list[dict[str, Any]], as_json: bool) -> str:
+    return json.dumps(found, indent=1) + "\n" if as_json else table(found)

@@ -1,0 +1,81 @@
+"""The `phoenix` command, end to end on the simulated host: the seeds' verbs are the same doit runs as `doit`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, copy_project
+
+
+def phoenix(root: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+    return subprocess.run([sys.executable, "-m", "phoenix", "--project", str(root), *args], capture_output=True,
+                          text=True, timeout=300, env={**env, "PYTHONPATH": str(REPO)}, input=stdin)
+
+
+def outcomes(root: Path) -> dict[str, str]:
+    return {k: v["outcome"] for k, v in json.loads((root / ".cache" / "last-run.json").read_text())["tasks"].items()}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return copy_project(tmp_path / "phoenix")
+
+
+def test_create_builds_a_guest_and_what_it_needs_under_every_spelling(project: Path):
+    first = phoenix(project, "create", "902")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert outcomes(project) == {"ct900": "built", "ct902": "built"}
+    assert "phoenix: 2 built" in first.stdout  # doit's run: the same summary and last-run.json
+    assert phoenix(project, "910").returncode == 0 and outcomes(project)["ct910"] == "built"  # the seeds' bare CTID
+    assert phoenix(project, "--create-vm", "BaseTemplateGPU").returncode == 0 and outcomes(project)["ct901"] == "built"
+
+
+def test_letsgo_plan_and_status(project: Path):
+    built = phoenix(project, "LetsGo", "-n", "4")
+    assert built.returncode == 0 and "6 built" in built.stdout, built.stdout + built.stderr
+    assert "nothing to do" in phoenix(project, "LetsGo").stdout
+    script = project / "images" / "features" / "vllm.sh"
+    script.write_text(script.read_text() + "\n# changed\n")
+    plan = phoenix(project, "plan", "950")
+    assert "ct950  follows (parent ct920 rebuilds): feature vllm changed" in plan.stdout, plan.stdout
+    rows = {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}
+    assert rows["ct900"]["up_to_date"] and rows["ct900"]["state"] == "stopped" and rows["ct900"]["ip"] == "10.0.0.200/24"
+    assert rows["ct920"]["why"] == "rebuild: feature vllm changed" and not rows["ct950"]["up_to_date"]
+    table = phoenix(project, "status").stdout
+    assert "ct950  lxc   ct920   running  10.0.0.150/24  no: follows (parent ct920 rebuilds)" in table, table
+
+
+def test_start_stop_and_delete_with_their_refusals(project: Path):
+    assert phoenix(project, "LetsGo").returncode == 0
+    assert phoenix(project, "stop", "910").stdout == "ct910 (Portainer) stopped\n"
+    assert phoenix(project, "start", "Portainer").stdout == "ct910 (Portainer) started\n"
+    refused = phoenix(project, "delete", "902", "--yes")
+    assert refused.returncode == 1 and "ct910" in refused.stderr and "--with-children" in refused.stderr
+    unconfirmed = phoenix(project, "delete", "910")  # not a terminal: nobody can be asked
+    assert unconfirmed.returncode == 1 and "confirm with --yes" in unconfirmed.stderr
+    no = phoenix(project, "delete", "910", stdin="n\n")
+    assert no.returncode == 1  # stdin is not a terminal here either: --yes is the only way
+    done = phoenix(project, "delete", "902", "--with-children", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "deleted ct910 (guest 910)" in done.stdout and "deleted ct902 (guest 902)" in done.stdout
+    assert done.stdout.index("ct910 (guest 910)") < done.stdout.index("ct902 (guest 902)")  # children first
+    assert "still in the config" in done.stdout
+    rows = {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}
+    assert rows["ct902"]["state"] == "absent" and rows["ct910"]["state"] == "absent"
+
+
+def test_unknown_verbs_and_ids_get_a_suggestion_and_exit_2(project: Path):
+    verb = phoenix(project, "creat", "950")
+    assert verb.returncode == 2 and "did you mean 'create'?" in verb.stderr
+    ident = phoenix(project, "create", "9500")
+    assert ident.returncode == 2 and "did you mean 950" in ident.stderr
+    assert phoenix(project, "setup-hypervisor").stderr.startswith("phoenix: ")  # no host parts yet: said, not a crash
+    help_ = phoenix(project, "delete", "--help")
+    assert help_.returncode == 0 and "--with-children" in help_.stdout
