@@ -14,7 +14,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ScriptFailed
-from .steps import Call, MakeDirs, NodeSet, RemoveSecrets, RestartIfPending, Script, Step
+from .steps import (
+    Call,
+    HostRecorded,
+    MakeDirs,
+    NodeScript,
+    NodeSet,
+    NoteHost,
+    RemoveSecrets,
+    RestartIfPending,
+    SaveToken,
+    Script,
+    Step,
+)
 from .transport.base import ScriptRun
 
 if TYPE_CHECKING:
@@ -72,7 +84,7 @@ class Builder:
     def execute(self, step: Step) -> None:
         ctx = self.ctx
         if isinstance(step, Call):
-            ctx.pve.run(step.method, step.path, timeout=step.timeout, idempotent=step.idempotent,
+            ctx.pve.run(step.method, step.path, task_timeout=step.timeout, idempotent=step.idempotent,
                         retry_locked=step.retry_locked, **step.params)
             if step.then is not None:
                 ctx.view.apply(step.then)
@@ -84,6 +96,12 @@ class Builder:
             ctx.node.pct.remove_secrets(step.vmid)
         elif isinstance(step, Script):
             self.script(step)
+        elif isinstance(step, NodeScript):
+            self.node_script(step)
+        elif isinstance(step, SaveToken):
+            self.save_token(step)
+        elif isinstance(step, NoteHost):
+            self.note_host(step)
         else:  # pragma: no cover - every step type is handled above
             raise TypeError(f"unknown step {step!r}")
 
@@ -98,6 +116,46 @@ class Builder:
         if result.exit_status != 0:
             raise ScriptFailed(f"{self.key}: {step.what} exited with status {result.exit_status}; last output:\n{tail}"
                                f"\n  full log: {log}")
+
+    def node_script(self, step: NodeScript) -> None:
+        log = self.ctx.log_path(self.key)
+        run = ScriptRun(0, step.layer, step.name, step.path, step.lib, dict(step.context), {}, step.timeout, log)
+        result = self.ctx.node.run_on_node(run, self.ctx.say)
+        tail = "\n".join(f"    | {t}" for t in result.tail)
+        if result.timed_out or result.exit_status != 0:
+            how = f"timed out after {step.timeout:.0f}s" if result.timed_out else f"exited with status {result.exit_status}"
+            raise ScriptFailed(f"{self.key}: {step.what} {how} on the node; last output:\n{tail}\n  full log: {log}")
+
+    def save_token(self, step: SaveToken) -> None:
+        """The token's secret goes from the API's answer straight into its 0600 file."""
+        from .secrets import write_secret
+
+        path = f"access/users/{step.userid}/token/{step.tokenid}"
+        if step.replace:
+            self.ctx.pve.call("DELETE", path)
+        answer = self.ctx.pve.call("POST", path, privsep=1, comment="made by Phoenix (host:access)")
+        write_secret(step.file, str(answer["value"]))
+
+    def note_host(self, step: NoteHost) -> None:
+        """Read the notes, add this part's record, write them back with the digest read (again if another changed them)."""
+        from .errors import PhoenixError
+        from .facts.node import join_notes, split_notes
+        from .pve.client import ApiError
+
+        path = f"nodes/{step.node}/config"
+        for _attempt in range(5):
+            config = self.ctx.pve.get(path)
+            user, record = split_notes(config.get("description"))
+            record[step.key] = {"identity": step.identity, "inputs": dict(step.inputs)}
+            try:
+                self.ctx.pve.run("PUT", path, description=join_notes(user, record), digest=config.get("digest", ""))
+            except ApiError as e:
+                if "modified" in str(e):
+                    continue  # another part was recorded meanwhile: read again
+                raise
+            self.ctx.view.apply(HostRecorded(step.key, step.identity, step.inputs))
+            return
+        raise PhoenixError(f"could not record {step.key} in the node's notes: they kept changing under it; run again")
 
     def restart_if_pending(self, step: RestartIfPending) -> None:
         pending = [p for p in self.ctx.pve.get(f"{step.path}/pending") if "pending" in p or p.get("delete")]

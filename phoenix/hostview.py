@@ -22,9 +22,12 @@ from .facts.guests import GuestFacts, parse_resources, split_tags
 class HostView:
     """The guests on the run's node, keyed by vmid (thread-safe)."""
 
-    def __init__(self, lister: Callable[[], list[dict[str, Any]]], node: Callable[[], str]):
-        """lister: GET /cluster/resources?type=vm; node: the node's name (both called on first use)."""
-        self._lister, self._node = lister, node
+    def __init__(self, lister: Callable[[], list[dict[str, Any]]], node: Callable[[], str],
+                 notes: Callable[[], dict[str, Any]] | None = None):
+        """lister: GET /cluster/resources?type=vm; node: the node's name; notes: GET /nodes/{node}/config (read only
+        when a host part is decided). Each is called on first use."""
+        self._lister, self._node, self._notes_reader = lister, node, notes
+        self._notes: dict[str, dict[str, Any]] | None = None
         self._lock = threading.Lock()
         self._guests: dict[int, GuestFacts] | None = None
         self._failed: PhoenixError | None = None  # a listing that failed fails the same way for every task
@@ -43,6 +46,16 @@ class HostView:
                     raise
             return self._guests
 
+    def host_record(self) -> dict[str, dict[str, Any]]:
+        """The host parts Phoenix recorded in the node's notes, by key (one read, then kept current)."""
+        with self._lock:
+            if self._notes is None:
+                from .facts.node import split_notes
+
+                config = self._notes_reader() if self._notes_reader is not None else {}
+                self._notes = split_notes(config.get("description"))[1]
+            return self._notes
+
     def get(self, vmid: int) -> GuestFacts | None:
         return self.guests().get(vmid)
 
@@ -55,12 +68,19 @@ class HostView:
         guests = parse_resources(self._lister(), self._node())
         with self._lock:
             self._guests = guests
+            self._notes = None
             self.version += 1
 
     def apply(self, effect: Effect) -> None:
         """A step of this run changed the host: so does the view."""
-        from .steps import Forget, SetFacts
+        from .steps import Forget, HostRecorded, SetFacts
 
+        if isinstance(effect, HostRecorded):
+            record = self.host_record()
+            with self._lock:
+                record[effect.key] = {"identity": effect.identity, "inputs": dict(effect.inputs)}
+                self.version += 1
+            return
         guests = self.guests()
         with self._lock:
             if isinstance(effect, Forget):

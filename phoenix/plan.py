@@ -101,7 +101,8 @@ def input_label(key: str) -> str:
     kind, _, name = key.partition(":")
     return {"feature": f"feature {name} changed", "app": f"app script {name} changed", "lib": "shared script library changed",
             "os_template": "OS template changed", "config": "build settings changed",
-            "app_config": "app settings changed"}.get(kind, f"{key} changed")
+            "app_config": "app settings changed", "script": f"script {name} changed",
+            "driver": "NVIDIA driver version changed"}.get(kind, f"{key} changed")
 
 
 def input_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:

@@ -82,7 +82,7 @@ class Run:
         self.lock = threading.RLock()
         self._say_lock = threading.Lock()
         self.counters = Counters()              # every request of the run, whichever client made it
-        self.view = HostView(self._list, lambda: self.endpoint.node)
+        self.view = HostView(self._list, lambda: self.endpoint.node, self._node_config)
         self.outcomes = Outcomes()
         self.forced = Forced(self.cache / "forced.json", self.say)
         self.scope: set[str] = set()            # the resources doit will run (set_scope)
@@ -180,6 +180,18 @@ class Run:
                 return items
         items = self.pve.get("cluster/resources", type="vm")
         return items if isinstance(items, list) else []
+
+    def _node_config(self) -> dict[str, Any]:
+        """The node's config (its notes hold the host parts' record): the standard library's GET too."""
+        path = f"nodes/{self.endpoint.node}/config"
+        if "pve" not in self.__dict__:
+            from .pve import reader
+
+            found = reader.get(self.endpoint, self.counters, path)
+            if isinstance(found, dict):
+                return found
+        found = self.pve.get(path)
+        return found if isinstance(found, dict) else {}
 
     @cached_property
     def transport(self) -> Node:
@@ -300,7 +312,7 @@ class Run:
         from .kinds.base import Context
 
         return Context(self.estate, self.api.node, lambda: self.pve, self.view, lambda: self.transport, self.node_facts,
-                       self.id, protected_allowed, self.simulated)
+                       self.id, protected_allowed, self.simulated, self.endpoint.host)
 
     @cached_property
     def build_context(self) -> BuildContext:

@@ -90,3 +90,23 @@ def ensure_placeholder_secret(path: str | os.PathLike[str], name: str) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return p
+
+
+def write_secret(path: str | os.PathLike[str], value: str) -> Path:
+    """Write a secret to a 0600 file, whole or not at all (a new file in the same directory, renamed over the old)."""
+    p = Path(path).expanduser()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (value + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, p)
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return p

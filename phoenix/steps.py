@@ -30,7 +30,16 @@ class Forget:
     vmid: int
 
 
-Effect = SetFacts | Forget
+@dataclass(frozen=True)
+class HostRecorded:
+    """A host part is recorded in the node's notes with this identity."""
+
+    key: str
+    identity: str
+    inputs: Mapping[str, str]
+
+
+Effect = SetFacts | Forget | HostRecorded
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,42 @@ class MakeDirs:
 
 
 @dataclass(frozen=True)
+class NodeScript:
+    """A script run on the node itself, as root (host set-up), with its context (no secret values)."""
+
+    what: str
+    layer: str                         # the resource's key: prefixes every output line
+    name: str
+    path: Path
+    lib: Path
+    context: Mapping[str, Any]
+    timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class SaveToken:
+    """Make an API token and write its secret, which Proxmox shows once, to a 0600 file (never to the output)."""
+
+    what: str
+    userid: str
+    tokenid: str
+    file: Path
+    replace: bool = False              # the token exists but its secret is lost: remove it first
+
+
+@dataclass(frozen=True)
+class NoteHost:
+    """Record a host part as built: its identity and inputs in the node's notes (read, changed, written with the
+    digest read, so parts recorded at once never overwrite each other)."""
+
+    what: str
+    node: str
+    key: str
+    identity: str
+    inputs: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Script:
     """A feature or app script run inside the guest, with its context and the secrets it declares."""
 
@@ -100,7 +145,7 @@ class RestartIfPending:
     changed_root: tuple[str, ...] = ()
 
 
-Step = Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending
+Step = Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending | NodeScript | SaveToken | NoteHost
 
 
 def _value(value: Any, limit: int = 60) -> str:
@@ -121,6 +166,13 @@ def render(step: Step, node: str = "") -> str:
     if isinstance(step, MakeDirs):
         owner = f" (owned by {step.owner}:{step.owner})" if step.owner is not None else ""
         return f"mkdir -p {' '.join(step.paths)} on the node{owner}"
+    if isinstance(step, NodeScript):
+        return f"run {step.name} on the node (timeout {step.timeout:.0f}s)"
+    if isinstance(step, SaveToken):
+        new = f"DELETE /access/users/{step.userid}/token/{step.tokenid}, then " if step.replace else ""
+        return f"{new}POST /access/users/{step.userid}/token/{step.tokenid}  privsep=1; its secret to {step.file} (0600)"
+    if isinstance(step, NoteHost):
+        return f"PUT /nodes/{step.node}/config  description=<notes with {step.key} {step.identity}> digest=<as read>"
     if isinstance(step, RemoveSecrets):
         return f"remove /etc/phoenix/secrets/* in CT {step.vmid}"
     return f"GET /{step.path}/pending, then POST /{step.path}/status/reboot if anything is pending"

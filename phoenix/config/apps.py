@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .hypervisor import Strict
+from .strict import Strict
 
 
 class PortainerApp(Strict):

@@ -5,22 +5,12 @@ from __future__ import annotations
 import ipaddress
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..secrets import SECRET_NAMES
+from .host import HostConfig
 from .limits import HTTP_TIMEOUT_MAX_S, SCRIPT_TIMEOUT_MAX_S, SSH_CONNECT_TIMEOUT_MAX_S, TASK_TIMEOUT_MAX_S
-
-
-class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, so typos are caught; numbers are finite."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
-
-    # Keys of an older format, still read, each with a deprecation note (the loader gives them):
-    # renamed: old key -> its new spelling (a before-validator of the model moves it there);
-    # retired: a key still accepted but unused -> why, and what to do instead.
-    renamed: ClassVar[dict[str, str]] = {}
-    retired: ClassVar[dict[str, str]] = {}
+from .strict import Strict
 
 
 class ProxmoxConfig(Strict):
@@ -167,3 +157,11 @@ class HypervisorConfig(Strict):
     secrets: SecretFiles = Field(default_factory=SecretFiles)
     behavior: Behavior = Field(default_factory=Behavior)
     timezone: str = "Etc/UTC"
+    host: HostConfig | None = Field(None, description="What the node itself must have: the host:* tasks "
+                                                       "(phoenix setup-hypervisor).")
+
+    @model_validator(mode="after")
+    def _host_nvidia_needs_a_version(self) -> HypervisorConfig:
+        if self.host is not None and self.host.nvidia is not None and not self.nvidia.driver_version:
+            raise ValueError("host.nvidia installs nvidia.driver_version on the node: set it (e.g. \"580.76.05\")")
+        return self

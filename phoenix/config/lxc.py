@@ -11,7 +11,6 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from .apps import FLAT_KEYS, SECTIONS, AppSettings, flat_fields, move_flat_keys
-from .hypervisor import Strict
 from .limits import (
     DESCRIPTION_MAX_BYTES,
     MEMORY_MAX_MB,
@@ -20,6 +19,7 @@ from .limits import (
     SCRIPT_NAME,
     SCRIPT_TIMEOUT_MAX_S,
 )
+from .strict import Strict
 
 HOSTNAME = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
 MAC = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"

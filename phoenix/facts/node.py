@@ -1,9 +1,12 @@
-"""The Proxmox node itself: its NVIDIA driver and device nodes (the query to run on the node, and its parser; pure)."""
+"""The Proxmox node itself (pure): its NVIDIA driver and device nodes (the query to run on the node, and its parser),
+and the record of the host parts Phoenix set up, kept in the node's notes."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -69,3 +72,44 @@ def parse_node_facts(output: str) -> NodeFacts:
         nvidia_driver_version=parse_driver_version(text.get("nvidia-smi", ""), text.get("proc", "")),
         nvidia_devices=parse_nvidia_devices(text.get("devices", "")),
     )
+
+
+# ---------------------------------------------------------------- the host parts' record, in the node's notes
+
+HOST_MARK = "phoenix-host: "
+HOST_RULE = "\n\n---\nSet up by Phoenix: the record below says what each host:* part was built from.\n"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the node's notes say about one host part: the identity it was set up with (None: never)."""
+
+    identity: str | None = None
+    inputs: dict[str, str] | None = None
+    managed: bool = True        # the node is the estate's own: nothing on it is "not Phoenix's"
+    building: bool = False
+    owner: str | None = None
+
+    @property
+    def build_id(self) -> str | None:
+        return self.identity
+
+
+def split_notes(description: str | None) -> tuple[str, dict[str, dict[str, Any]]]:
+    """(the person's own text, the host record by part key) from the node's notes."""
+    text = description or ""
+    at = text.find(HOST_MARK)
+    if at < 0:
+        return text, {}
+    user = text[:at]
+    user = user[: -len(HOST_RULE)] if user.endswith(HOST_RULE) else user.rstrip("\n")
+    try:
+        record = json.loads(text[at + len(HOST_MARK):].splitlines()[0])
+    except (ValueError, IndexError):
+        return user, {}
+    return user, {k: v for k, v in record.items() if isinstance(v, dict)} if isinstance(record, dict) else {}
+
+
+def join_notes(user_text: str, record: dict[str, dict[str, Any]]) -> str:
+    """The node's notes: the person's own text kept, then Phoenix's record."""
+    return f"{user_text}{HOST_RULE}{HOST_MARK}{json.dumps(record, sort_keys=True)}\n"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .host import HOST
 from .lxc import LXC
 
 if TYPE_CHECKING:
     from .base import Kind
 
-KINDS: dict[str, Kind] = {LXC.name: LXC}
+KINDS: dict[str, Kind] = {HOST.name: HOST, LXC.name: LXC}

@@ -44,6 +44,7 @@ class Context:
     owner: str                                  # this run's id (in the tags of what it builds)
     allow_protected: Callable[[int], bool]      # the user's explicit flag for protected guests
     simulated: bool = False
+    api_host: str = ""                          # the API's host name (the node's management address)
     read: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -119,7 +119,7 @@ class Pve:
                 self.counters.retried()
                 self.sleep(min(5.0, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
 
-    def _call(self, method: str, path: str, idempotent: bool, retry_locked: bool = False, **args: Any) -> Any:
+    def _call(self, method: str, path: str, idempotent: bool, retry_locked: bool = False, /, **args: Any) -> Any:
         """One API call. Idempotent calls are retried on lock and network errors; others only on a lock
         refusal when retry_locked (Proxmox refused before doing anything), never on a network error."""
 
@@ -142,11 +142,11 @@ class Pve:
         except OSError as e:  # requests' own errors, and a CA file that is gone
             raise PhoenixError(f"cannot reach Proxmox at {self.url} ({method} /{path}): {e}") from None
 
-    def call(self, method: str, path: str, *, idempotent: bool = False, **data: Any) -> Any:
+    def call(self, method: str, path: str, /, *, idempotent: bool = False, **data: Any) -> Any:
         """One call, answered as it is: a call that starts a task returns its UPID without waiting (see run)."""
         return self._call(method, path, idempotent, **data)
 
-    def get(self, path: str, **params: Any) -> Any:
+    def get(self, path: str, /, **params: Any) -> Any:
         return self._call("GET", path, True, **params)
 
 
@@ -171,14 +171,15 @@ class Pve:
             self.sleep(max(POLL_FLOOR, delay * self.clock))
             delay = min(POLL_MAX, delay * POLL_GROWTH)
 
-    def run(self, method: str, path: str, *, timeout: float | None = None, idempotent: bool = False,
+    def run(self, method: str, path: str, /, *, task_timeout: float | None = None, idempotent: bool = False,
             retry_locked: bool = False, **data: Any) -> None:
-        """A call that starts a task, and the wait for it. An idempotent task that failed on a lock is run again."""
+        """A call that starts a task, and the wait for it (at most task_timeout, else the endpoint's). An idempotent
+        task that failed on a lock is run again. The call's own parameters are **data (a `path` or `timeout` too)."""
 
         def once() -> None:
             upid = self._call(method, path, idempotent, retry_locked, **data)
             if isinstance(upid, str) and upid.startswith("UPID:"):
-                self.wait(upid, timeout)
+                self.wait(upid, task_timeout)
 
         def retry(e: Exception) -> bool:
             return idempotent and isinstance(e, ProxmoxTaskFailed) and any(m in e.exitstatus.lower() for m in TRANSIENT_MESSAGES)

@@ -32,13 +32,15 @@ from ..pve.endpoint import Endpoint
 from .changes import CONTROL, Touched, task_touched, touched
 from .dirlock import IN_PROCESS, StateLock
 from .guestlock import CREATE, Unlocked, after_crash, unlocked
+from .node_api import NodeApi, initial_state
 from .served import SERVER_FILE, served
-from .store import CT, POOL, STATE_FILE, VOLUMES, Key, Stats, Store, dumps
+from .store import CT, NODE, POOL, STATE_FILE, VOLUMES, Key, Stats, Store, dumps
 
 if TYPE_CHECKING:  # a run whose simulator is served by another process imports no asyncio
     import asyncio
 
 TOKEN_ID = "root@pam!phoenix"
+NODE_NAME = "pve1"
 OS_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "debian-12-standard_12.7-1_amd64.tar.zst")
 CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate")
 CT_POWER = ("start", "shutdown", "stop")  # per-container durations in fakepve, applied here to every container
@@ -85,6 +87,16 @@ def ct_record(ct: Any) -> dict[str, Any]:
             "snapshots": ct.snapshots}
 
 
+STORAGE_INTERNAL = ("files", "avail", "active", "volumes", "total")  # fakepve's own keys, not storage.cfg's
+
+
+def node_record(pve: Any) -> dict[str, Any]:
+    """The node as saved: its notes, network, access, APT repositories and disks, and the storages' configs."""
+    storages = {name: {k: (sorted(v) if isinstance(v, set) else v) for k, v in store.items() if k not in STORAGE_INTERNAL}
+                for name, store in pve.storages.items()}
+    return {"state": pve.node_state, "storages": storages}
+
+
 def pool_record(pve: Any, name: str) -> dict[str, Any]:
     """A pool as saved: its guests, comment and storages."""
     info = pve.pool_info.get(name) or {}
@@ -118,7 +130,7 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
     from fakepve.model import TaskError
     from fakepve.server import USER, params
 
-    class PersistentPve(base):
+    class PersistentPve(NodeApi, base):
         def _build_app(self):
             app = super()._build_app()
 
@@ -254,6 +266,7 @@ class SimHost:
         pve.time_scale = self.time_scale
         pve.ct_secs.update({k: v for k, v in self.ct_secs.items() if k in CT_TASKS})
         pve.apitokens[TOKEN_ID] = token_file.read_text().strip()
+        pve.node_state = initial_state()
         # An ACL makes fakepve check privileges as PVE does for a token: no devN, bind mounts or
         # feature flags other than nesting. Those go through the node transport, as on a real host.
         pve.grant(TOKEN_ID, "/", "Sys.Audit")
@@ -385,6 +398,7 @@ class SimHost:
             out.update({(VOLUMES, name): dumps(store.get("volumes", {})) for name, store in pve.storages.items()})
         out.update({(POOL, name): None for name in self.store.keys(POOL) if name not in pve.pools})
         out.update({(POOL, name): dumps(pool_record(pve, name)) for name in list(pve.pools)})
+        out[(NODE, NODE_NAME)] = dumps(node_record(pve))
         return out
 
     def _load(self) -> None:
@@ -411,6 +425,15 @@ class SimHost:
             elif kind == POOL:
                 pve.pools[ident] = {int(v) for v in value.get("vmids") or () if str(v).isdigit()}
                 pve.pool_info[ident] = {"comment": value.get("comment"), "storage": set(value.get("storage") or ())}
+            elif kind == NODE:
+                pve.node_state = {**initial_state(), **value["state"]}
+                for userid, user in pve.node_state["users"].items():  # the tokens made through the API work again
+                    for tokenid, token in user.get("tokens", {}).items():
+                        if token.get("value"):
+                            pve.apitokens[f"{userid}!{tokenid}"] = token["value"]
+                for name, options in value["storages"].items():  # storage.cfg as saved: made or updated
+                    store = pve.storages.setdefault(name, {"active": 1, "files": set(), "volumes": {}})
+                    store.update(options)
         if dropped:
             self.note(f"guest(s) {', '.join(map(str, dropped))} were half-created when the last simulator of "
                       f"{self.dir} died: removed")

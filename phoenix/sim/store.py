@@ -24,7 +24,8 @@ from typing import Any
 STATE_FILE = "state.json"
 JOURNAL_FILE = "state.journal"
 FORMAT = 1
-CT, VOLUMES, POOL = "ct", "volumes", "pool"  # kinds of record
+CT, VOLUMES, POOL, NODE = "ct", "volumes", "pool", "node"  # kinds of record
+KINDS = (CT, VOLUMES, POOL, NODE)
 MIN_JOURNAL = 1024 ** 2  # bytes; compaction when the journal outgrows this and 4x state.json
 
 Key = tuple[str, str]  # (kind, id): ("ct", "901"), ("volumes", "local"), ("pool", "phoenix")
@@ -44,6 +45,8 @@ def valid(kind: str, ident: str, value: Any) -> bool:
         return isinstance(value, dict)
     if kind == POOL:
         return isinstance(value, dict) and isinstance(value.get("vmids", []), list)
+    if kind == NODE:
+        return isinstance(value, dict) and isinstance(value.get("state"), dict) and isinstance(value.get("storages"), dict)
     return False
 
 
@@ -68,7 +71,7 @@ class Store:
         self.dir = Path(state_dir)
         self.note = note
         self.image: dict[Key, str] = {}
-        self._ids: dict[str, dict[str, None]] = {CT: {}, VOLUMES: {}, POOL: {}}  # the image's keys by kind, in order
+        self._ids: dict[str, dict[str, None]] = {kind: {} for kind in KINDS}  # the image's keys by kind, in order
         self.stats = Stats()
         self._fd: int | None = None
         self._journal_bytes = 0
@@ -87,7 +90,7 @@ class Store:
         return list(self._ids[kind])
 
     def _index(self) -> None:
-        self._ids = {CT: {}, VOLUMES: {}, POOL: {}}
+        self._ids = {kind: {} for kind in KINDS}
         for kind, ident in self.image:
             self._ids[kind][ident] = None
 
@@ -123,6 +126,8 @@ class Store:
             records.append((VOLUMES, name, volumes))
         for name, pool in (data.get("pools") or {}).items():
             records.append((POOL, name, pool))
+        for name, node in (data.get("nodes") or {}).items():
+            records.append((NODE, name, node))
         for kind, ident, value in records:
             if valid(kind, ident, value):
                 values[(kind, ident)] = value
@@ -141,7 +146,7 @@ class Store:
             try:
                 entry = json.loads(line)
                 kind, ident, value = entry["kind"], entry["id"], entry["v"]
-                if kind not in (CT, VOLUMES, POOL) or not isinstance(ident, str):
+                if kind not in KINDS or not isinstance(ident, str):
                     raise ValueError("not a record")
                 if not (value is None or valid(kind, ident, value)):
                     raise ValueError(f"not a {kind} record")
@@ -190,12 +195,12 @@ class Store:
 
     def document(self) -> str:
         """state.json as compaction writes it: one guest per line, so it stays readable and diffable."""
-        groups: dict[str, list[str]] = {CT: [], VOLUMES: [], POOL: []}
+        groups: dict[str, list[str]] = {kind: [] for kind in KINDS}
         for (kind, ident), text in self.image.items():
             groups[kind].append(text if kind == CT else f"{json.dumps(ident)}: {text}")
         cts = ",\n".join(f"  {text}" for text in groups[CT])
         return (f'{{"format": {FORMAT},\n "cts": [\n{cts}\n ],\n "volumes": {{{", ".join(groups[VOLUMES])}}},\n'
-                f' "pools": {{{", ".join(groups[POOL])}}}\n}}\n')
+                f' "pools": {{{", ".join(groups[POOL])}}},\n "nodes": {{{", ".join(groups[NODE])}}}\n}}\n')
 
     def compact(self) -> None:
         """Write state.json from the image (atomically) and empty the journal."""

@@ -15,6 +15,7 @@ from .base import ExecResult, Output, ScriptRun
 from .pct import Pct
 from .shell import Shell, q
 
+HOST_DIR = "/var/lib/phoenix/host"  # where a host set-up script and its context go on the node
 FACTS_TIMEOUT_S = 60
 PATHS_TIMEOUT_S = 60
 # prints each argument that is not a directory (symlinks to one count as one), NUL-terminated
@@ -57,6 +58,10 @@ class Node(Protocol):
 
     def make_dirs(self, paths: Sequence[str], owner: int | None = None) -> None:
         """Create these host directories (with their parents); chown the ones made here to owner:owner if given."""
+        ...
+
+    def run_on_node(self, run: ScriptRun, output: Output) -> ExecResult:
+        """Put context, lib and script under /var/lib/phoenix/host on the node itself and run it there, as root."""
         ...
 
     def check(self) -> None:
@@ -107,9 +112,11 @@ class SshNode:
 
     simulated = False
 
-    def __init__(self, shell: Shell, node: str):
+    def __init__(self, shell: Shell, node: str, host_dir: str = HOST_DIR):
+        """host_dir: where a host script and its context go on the node (tests give a directory of their own)."""
         self.shell = shell
         self.node = node
+        self.host_dir = host_dir
         self.pct = Pct(shell, node)
 
     def facts(self) -> NodeFacts:
@@ -139,6 +146,27 @@ class SshNode:
             detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
             raise PhoenixError(f"creating host directories {', '.join(paths)} on node {self.node} failed "
                                f"(exit {done.exit_status}): {detail or 'no output'}")
+
+    def run_on_node(self, run: ScriptRun, output: Output) -> ExecResult:
+        import threading
+        import time
+
+        from ..context import to_env, to_json
+        from .pct import stream
+
+        start = time.monotonic()
+        root = self.host_dir
+        context = f"{root}/context.json"
+        files = [(context, 0o644, to_json(dict(run.context)).encode()), (f"{root}/context.env", 0o644,
+                                                                     to_env(dict(run.context)).encode()),
+                 (f"{root}/lib/phoenix-common.sh", 0o644, run.lib.read_bytes()),
+                 (f"{root}/run/{run.name}", 0o755, run.script.read_bytes())]
+        self.make_dirs([self.host_dir, f"{root}/lib", f"{root}/run"])
+        for path, mode, data in files:
+            self.shell.put_file(path, data, mode)
+        env = {"PHOENIX_CONTEXT": context, "PHOENIX_ENV": f"{root}/context.env",
+               "PHOENIX_LIB": f"{root}/lib/phoenix-common.sh"}
+        return stream(self.shell, [], env, f"{root}/run/{run.name}", run, output, start, threading.Lock())
 
     def check(self) -> None:
         self.shell.check()

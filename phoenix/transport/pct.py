@@ -116,46 +116,8 @@ class Pct:
         """Deliver context, secrets, lib and script into the guest, run it, stream its lines to output."""
         start = time.monotonic()
         self.deliver(run)
-        prefix = f"[{run.layer} {run.name}] "
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-        pending = bytearray()
-        log = None
-        if run.log_path is not None:
-            run.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = run.log_path.open("a", encoding="utf-8")
-
-        def emit(raw: bytes) -> None:
-            line = raw.decode("utf-8", "replace").rstrip("\r")
-            tail.append(line)
-            output(prefix + line)
-            if log is not None:
-                with self._log_lock:
-                    log.write(prefix + line + "\n")
-                    log.flush()
-
-        def on_output(data: bytes) -> None:
-            pending.extend(data)
-            while (i := pending.find(b"\n")) >= 0:
-                emit(bytes(pending[:i]))
-                del pending[: i + 1]
-
-        remaining = max(1.0, run.timeout_s - (time.monotonic() - start))   # delivery counts against the timeout
-        seconds = max(1, math.ceil(remaining))
-        env = [f"{k}={v}" for k, v in SCRIPT_ENV.items()]
-        # `timeout` in the guest kills the script's whole process group; closing the channel alone would not.
-        # stderr joins stdout in the guest, so lines keep their order (sshd reads two pipes otherwise).
-        command = q(["pct", "exec", int(run.ctid), "--", "sh", "-c", 'exec "$@" 2>&1', "sh",
-                     "timeout", f"--kill-after={KILL_AFTER_S}", seconds, "env", *env, "/bin/bash", run.guest_path])
-        try:
-            done = self.shell.execute(command, timeout_s=remaining + KILL_AFTER_S + CLIENT_GRACE_S, on_output=on_output)
-            if pending:
-                emit(bytes(pending))
-        finally:
-            if log is not None:
-                log.close()
-        elapsed = time.monotonic() - start
-        timed_out = done.timed_out or (done.exit_status in (124, 137) and elapsed >= run.timeout_s)
-        return ExecResult(exit_status=done.exit_status, seconds=elapsed, tail=tuple(tail), timed_out=timed_out)
+        return stream(self.shell, ["pct", "exec", int(run.ctid), "--"], SCRIPT_ENV, run.guest_path, run, output, start,
+                      self._log_lock)
 
     def set(self, vmid: int, options: dict[str, str]) -> None:
         """`pct set <vmid> --key value ...` on the node, for settings only root@pam may make."""
@@ -171,3 +133,50 @@ class Pct:
 
         Run before a layer is snapshotted as a template, so clones never inherit its tokens. The container must run."""
         self._exec(vmid, ["sh", "-c", REMOVE_SECRETS_SCRIPT, "sh", SECRETS_DIR], what=f"remove the secrets in {SECRETS_DIR}")
+
+
+def stream(shell: Shell, prefix: Sequence[object], env: dict[str, str], path: str, run: ScriptRun, output: Output,
+           start: float, log_lock: threading.Lock) -> ExecResult:
+    """Run `prefix… timeout … env … bash PATH` through the shell, each output line to output and the run's log.
+
+    `timeout` where the script runs kills its whole process group (closing the channel alone would not); stderr
+    joins stdout there, so lines keep their order (sshd reads two pipes otherwise). `start`: when the delivery
+    began, which counts against the run's timeout."""
+    prefix_text = f"[{run.layer} {run.name}] "
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    pending = bytearray()
+    log = None
+    if run.log_path is not None:
+        run.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = run.log_path.open("a", encoding="utf-8")
+
+    def emit(raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        tail.append(line)
+        output(prefix_text + line)
+        if log is not None:
+            with log_lock:
+                log.write(prefix_text + line + "\n")
+                log.flush()
+
+    def on_output(data: bytes) -> None:
+        pending.extend(data)
+        while (i := pending.find(b"\n")) >= 0:
+            emit(bytes(pending[:i]))
+            del pending[: i + 1]
+
+    remaining = max(1.0, run.timeout_s - (time.monotonic() - start))
+    seconds = max(1, math.ceil(remaining))
+    words = [f"{k}={v}" for k, v in env.items()]
+    command = q([*prefix, "sh", "-c", 'exec "$@" 2>&1', "sh", "timeout", f"--kill-after={KILL_AFTER_S}", seconds, "env",
+                 *words, "/bin/bash", path])
+    try:
+        done = shell.execute(command, timeout_s=remaining + KILL_AFTER_S + CLIENT_GRACE_S, on_output=on_output)
+        if pending:
+            emit(bytes(pending))
+    finally:
+        if log is not None:
+            log.close()
+    elapsed = time.monotonic() - start
+    timed_out = done.timed_out or (done.exit_status in (124, 137) and elapsed >= run.timeout_s)
+    return ExecResult(exit_status=done.exit_status, seconds=elapsed, tail=tuple(tail), timed_out=timed_out)

@@ -99,6 +99,13 @@ class SimulatedNode:
         require_absolute(paths)
         return []
 
+    def run_on_node(self, run: ScriptRun, output: Output) -> ExecResult:
+        """Recorded, not run: the simulated node has what a host script would install."""
+        self._record({"op": "run_on_node", "layer": run.layer, "name": run.name, "context_keys": sorted(run.context),
+                      "script_sha256": _sha256(run.script)})
+        output(f"[{run.layer} {run.name}] simulated: would run {run.name} on the node")
+        return ExecResult(exit_status=0, seconds=0.0, tail=())
+
     def make_dirs(self, paths: Sequence[str], owner: int | None = None) -> None:
         """Recorded: the simulated node has every host path already."""
         require_absolute(paths)

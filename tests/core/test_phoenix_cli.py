@@ -79,3 +79,15 @@ def test_unknown_verbs_and_ids_get_a_suggestion_and_exit_2(project: Path):
     assert phoenix(project, "setup-hypervisor").stderr.startswith("phoenix: ")  # no host parts yet: said, not a crash
     help_ = phoenix(project, "delete", "--help")
     assert help_.returncode == 0 and "--with-children" in help_.stdout
+
+
+def test_setup_hypervisor_runs_the_host_parts_only(project: Path):
+    path = project / "etc" / "phoenix_hypervisor_config.json"
+    data = json.loads(path.read_text())
+    data["host"] = {"repos": {"no_subscription": True}, "network": {"bridges": [{"name": "vmbr1", "vlan_aware": True}]}}
+    path.write_text(json.dumps(data))
+    done = phoenix(project, "--setup-hypervisor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert outcomes(project) == {"host:network": "built", "host:repos": "built"}  # no guest
+    again = phoenix(project, "setup-hypervisor")
+    assert "nothing to do" in again.stdout and outcomes(project) == {"host:network": "up-to-date", "host:repos": "up-to-date"}

@@ -72,3 +72,31 @@ def test_missing_paths_is_an_error_when_the_check_cannot_run(sshd: SshServer, tm
     kh.write_text("")
     with sshd.node(known_hosts=str(kh)) as node, pytest.raises(PhoenixError, match="is unknown"):
         node.missing_paths(["/"])
+
+
+# ------------------------------------------------------------------ a script on the node itself
+
+
+def test_a_host_script_runs_on_the_node_with_its_context_and_lib(sshd: SshServer, tmp_path: Path):
+    """run_on_node: context, lib and script put over SFTP under the node's host directory, run as the SSH user, lines
+    streamed and logged, the exit status returned."""
+    from phoenix.transport.base import ScriptRun
+
+    script = tmp_path / "part.sh"
+    script.write_text('set -eu\nsource "$PHOENIX_LIB"\n. "$PHOENIX_ENV"\necho "lib=$LIB_OK version=$PHX_DRIVER_VERSION"\n'
+                      'python3 -c "import json,os; print(json.load(open(os.environ[\'PHOENIX_CONTEXT\']))[\'gpus\'])"\nexit 3\n')
+    lib = tmp_path / "lib.sh"
+    lib.write_text("LIB_OK=yes\n")
+    host_dir = tmp_path / "node-host"
+    node = SshNode(sshd.shell(), node="pve-test", host_dir=str(host_dir))
+    lines: list[str] = []
+    try:
+        result = node.run_on_node(ScriptRun(0, "host:nvidia", "part.sh", script, lib, {"driver_version": "580.1",
+                                                                                        "gpus": [0, 1]},
+                                            {}, 30, tmp_path / "host.log"), lines.append)
+    finally:
+        node.close()
+    assert result.exit_status == 3 and not result.timed_out
+    assert lines == ["[host:nvidia part.sh] lib=yes version=580.1", "[host:nvidia part.sh] [0, 1]"]
+    assert (host_dir / "run" / "part.sh").stat().st_mode & 0o777 == 0o755
+    assert "[host:nvidia part.sh] lib=yes version=580.1" in (tmp_path / "host.log").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...resources import Resource, digest
+from ..host import resources as host
 
 if TYPE_CHECKING:  # the config models (pydantic) are needed to make resources, not to check them
     from ...config.estate import Estate
@@ -101,5 +102,6 @@ def resources(estate: Estate) -> dict[str, Resource]:
         role = "template" if g.is_template_layer or estate.children(ctid) else "app"
         parent = task(g.clone_from_ctid) if g.clone_from_ctid is not None else None
         out[task(ctid)] = Resource(task(ctid), KIND, g.name, parent, role, build_inputs(estate, ctid),
-                                   in_place_settings(estate, ctid), describe(estate, ctid, role), vmid=ctid)
+                                   in_place_settings(estate, ctid), describe(estate, ctid, role), vmid=ctid,
+                                   deps=host.dependencies(estate, bool(g.gpu_assignment)))
     return out

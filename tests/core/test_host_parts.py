@@ -1,0 +1,154 @@
+"""The node as layers, host:* , on the simulated host (which keeps the node's notes, network, access, APT repositories
+and disks as state, as a real node does): set up once, a no-op after, a change touches only its part, and what could
+cut the node off or erase a disk is refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from typing import Any
+
+import pytest
+
+from phoenix.pve.client import Pve
+from phoenix.pve.endpoint import Endpoint
+
+from .conftest import Checkout
+
+HOST = {
+    "repos": {"enterprise": False, "no_subscription": True},
+    "storage": {"storages": [{"id": "vmdata", "type": "dir", "path": "/srv/vmdata", "content": ["snippets", "import", "iso"]},
+                             {"id": "local", "type": "dir", "path": "/var/lib/vz",
+                              "content": ["vztmpl", "iso", "backup", "snippets"]}],
+                "new_disks": [{"device": "/dev/sdb", "kind": "zfs", "name": "fastpool", "confirm": "/dev/sdb"}]},
+    "network": {"bridges": [{"name": "vmbr1", "ports": ["eno2"], "vlan_aware": True}]},
+    "access": {"token_file": "phoenix_api_token.conf"},
+    "nvidia": {},
+}
+PARTS = ("host:repos", "host:storage", "host:network", "host:access", "host:nvidia")
+GUESTS = ("ct900", "ct901", "ct902", "ct910", "ct920", "ct950")
+
+
+def with_host(co: Checkout, host: dict[str, Any] = HOST) -> None:
+    path = co.root / "etc" / "phoenix_hypervisor_config.json"
+    data = json.loads(path.read_text())
+    data["host"] = host
+    path.write_text(json.dumps(data, indent=1))
+
+
+@pytest.fixture
+def set_up(checkout: Checkout) -> Checkout:
+    with_host(checkout)
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    return checkout
+
+
+def test_the_host_is_set_up_before_the_guests_and_a_second_run_changes_nothing(set_up: Checkout):
+    co = set_up
+    pve = co.pve
+    out = json.loads((co.cache / "last-run.json").read_text())["tasks"]
+    assert {k: v["outcome"] for k, v in out.items()} == dict.fromkeys((*PARTS, *GUESTS), "built")
+    # what the node has now
+    assert [r["Enabled"] for f in pve.node_state["apt"] for r in f["repositories"] if "pve-enterprise" in r["Components"]] == [0]
+    assert any("pve-no-subscription" in r["Components"] and r["Enabled"] for f in pve.node_state["apt"] for r in f["repositories"])
+    assert pve.storages["vmdata"]["content"] == "snippets,import,iso" and pve.storages["fastpool"]["type"] == "zfspool"
+    assert pve.node_state["disks"][1]["used"] == "ZFS"
+    assert pve.node_state["network"]["vmbr1"]["bridge_vlan_aware"] == 1 and pve.node_state["pending"] is None
+    assert "phoenix@pve" in pve.node_state["users"] and "phoenix" in pve.node_state["users"]["phoenix@pve"]["tokens"]
+    assert ("/", "token", "phoenix@pve!phoenix", "Phoenix") in {(a["path"], a["type"], a["ugid"], a["roleid"])
+                                                               for a in pve.node_state["acl"]}
+    token = co.root / "etc" / "phoenix_api_token.conf"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    secret = token.read_text().strip()
+    logs = "".join(f.read_text() for f in (co.cache / "logs").glob("*.log"))
+    assert secret not in logs and secret not in json.dumps(pve.node_state["description"])
+    # the new token works, with privilege separation, against the node
+    ep = Endpoint(co.sim.endpoint.url, "pve1", "phoenix@pve!phoenix", token, verify=co.sim.endpoint.verify)
+    assert Pve.of(ep).get("version")
+    # the record is in the node's notes
+    assert re.search(r'phoenix-host: .*"host:nvidia"', pve.node_state["description"])
+    # a second run: nothing to do, two reads (the guests' listing and the node's notes), no write
+    mark = co.mark()
+    again = co.doit()
+    assert again.outcomes() == dict.fromkeys((*PARTS, *GUESTS), "up-to-date"), again.output
+    assert [(m, p) for m, p, _ in pve.requests[mark:]] == [("GET", "/api2/json/cluster/resources"),
+                                                           ("GET", "/api2/json/nodes/pve1/config")]
+
+
+def test_a_change_to_one_part_rebuilds_that_part_only(set_up: Checkout):
+    co = set_up
+    host = json.loads(json.dumps(HOST))
+    host["network"]["bridges"][0]["vlan_aware"] = False
+    with_host(co, host)
+    plan = co.doit("plan")
+    assert re.search(r"host:network\s+rebuild: build settings changed", plan.output), plan.output
+    assert all(re.search(rf"{k}\s+up-to-date", plan.output) for k in (*GUESTS, "host:storage")), plan.output
+    mark = co.mark()
+    result = co.doit()
+    assert result.outcomes()["host:network"] == "built"
+    writes = co.writes(mark)
+    assert ("PUT", "/api2/json/nodes/pve1/network/vmbr1") in writes and ("PUT", "/api2/json/nodes/pve1/network") in writes
+    assert not any("/lxc/" in p or "/storage" in p or "/access" in p for _, p in writes), writes
+    assert co.pve.node_state["network"]["vmbr1"]["bridge_vlan_aware"] == 0
+
+
+def test_a_fresh_checkout_against_a_set_up_node_changes_nothing(set_up: Checkout):
+    co = set_up
+    for path in co.cache.iterdir():
+        if path.name != "sim":
+            import shutil
+
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    co.stop_sim()
+    mark = 0
+    result = co.doit()
+    assert result.outcomes() == dict.fromkeys((*PARTS, *GUESTS), "up-to-date"), result.output
+    assert co.writes(mark) == []
+
+
+def refused(co: Checkout, expected: str) -> None:
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 1 and expected in result.output, result.output
+    assert co.writes(mark) == [] and co.lease_writes(mark) == []
+
+
+def test_a_change_to_the_management_bridge_is_refused_without_the_flag(set_up: Checkout):
+    host = json.loads(json.dumps(HOST))
+    host["network"]["bridges"].append({"name": "vmbr0", "ports": ["eno1", "eno3"], "cidr": "127.0.0.1/8"})
+    with_host(set_up, host)
+    refused(set_up, "vmbr0 carries the node's management address (127.0.0.1); changing its bridge_ports")
+    host["network"]["allow_management_change"] = True
+    with_host(set_up, host)
+    assert set_up.doit().rc == 0
+    assert set_up.pve.node_state["network"]["vmbr0"]["bridge_ports"] == "eno1 eno3"
+
+
+def test_a_pool_is_made_only_on_a_disk_that_holds_nothing(checkout: Checkout):
+    host = {"storage": {"new_disks": [{"device": "/dev/sda", "kind": "lvmthin", "name": "thin", "confirm": "/dev/sda"}]}}
+    with_host(checkout, host)
+    refused(checkout, "disk /dev/sda is in use (LVM): Phoenix makes a pool only on a disk that holds nothing")
+
+
+def test_the_token_is_made_again_when_its_file_is_lost(set_up: Checkout):
+    co = set_up
+    token = co.root / "etc" / "phoenix_api_token.conf"
+    old = token.read_text()
+    token.unlink()
+    co.doit("forget", "host:access")
+    result = co.doit()
+    assert result.outcomes()["host:access"] == "built", result.output
+    assert token.read_text() != old and stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert token.read_text().strip() not in result.output
+
+
+def test_host_config_errors_name_the_fix(checkout: Checkout):
+    host = {"storage": {"new_disks": [{"device": "/dev/sdb", "kind": "zfs", "name": "p", "confirm": "/dev/sdc"}]},
+            "network": {"bridges": [{"name": "br0"}]}}
+    with_host(checkout, host)
+    with pytest.raises(SystemExit) as stop:
+        checkout.doit()
+    assert stop.value.code == 2
+    assert checkout.pve.requests == []
