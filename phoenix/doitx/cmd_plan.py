@@ -45,8 +45,12 @@ class Plan(DoitCmdBase):
         failed = 0
         for key, d in decisions.items():
             self.outstream.write(f"{key:<{width}}  {d.text}\n")
-            if steps and d.action not in (Action.OK, Action.BLOCKED):
+            if d.action in (Action.OK, Action.BLOCKED):
+                continue
+            if steps:
                 failed += self.print_steps(run, d)
+            elif run.kinds[run.resources[key].kind].plan_checks:
+                failed += self.print_checks(run, d)
         todo = sum(1 for d in decisions.values() if d.action != Action.OK)
         self.outstream.write(f"phoenix plan: {todo} of {len(decisions)} resources to change; "
                              f"{run.counters.total} API requests (target: {run.target})\n")
@@ -56,6 +60,17 @@ class Plan(DoitCmdBase):
     def decisions(run: Any, keys: set[str] | None) -> dict[str, Decision]:
         run.view.guests()
         return run.planner.plan(run.facts_of, forced=run.forced.keys(), keys=keys, live_owners=run.live_owners())
+
+    def print_checks(self, run: Any, d: Decision) -> int:
+        """The checks that would stop the build (kinds whose checks are cheap reads say them in every plan)."""
+        res = run.resources[d.key]
+        try:
+            problems = run.kinds[res.kind].prepare(res, d, run.context).problems
+        except PhoenixError as e:
+            problems = (str(e),)
+        for problem in problems:
+            self.outstream.write(f"    check failed: {problem}\n")
+        return 1 if problems else 0
 
     def print_steps(self, run: Any, d: Decision) -> int:
         """The build's steps, or the checks that would stop it; 1 if a check fails."""

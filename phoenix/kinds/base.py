@@ -72,6 +72,7 @@ class Prepared:
 
 class Kind(Protocol):
     name: str
+    plan_checks: bool  # `doit plan` runs this kind's checks (prepare) for every stale resource: they are cheap reads
 
     def resources(self, estate: Estate) -> dict[str, Resource]:
         """Every resource of this kind in the estate, parents first."""

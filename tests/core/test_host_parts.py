@@ -152,3 +152,13 @@ def test_host_config_errors_name_the_fix(checkout: Checkout):
         checkout.doit()
     assert stop.value.code == 2
     assert checkout.pve.requests == []
+
+
+def test_the_plan_says_what_would_be_refused(set_up: Checkout):
+    host = json.loads(json.dumps(HOST))
+    host["network"]["bridges"].append({"name": "vmbr0", "ports": ["eno9"]})
+    with_host(set_up, host)
+    plan = set_up.doit("plan")
+    assert plan.rc == 1
+    assert re.search(r"host:network\s+rebuild: build settings changed\n    check failed: vmbr0 carries the node's "
+                     r"management address", plan.output), plan.output

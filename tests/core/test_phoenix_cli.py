@@ -91,3 +91,12 @@ def test_setup_hypervisor_runs_the_host_parts_only(project: Path):
     assert outcomes(project) == {"host:network": "built", "host:repos": "built"}  # no guest
     again = phoenix(project, "setup-hypervisor")
     assert "nothing to do" in again.stdout and outcomes(project) == {"host:network": "up-to-date", "host:repos": "up-to-date"}
+
+
+def test_sync_says_when_the_estate_has_nothing_to_sync(project: Path):
+    result = phoenix(project, "sync", "portainer")
+    assert result.returncode == 1 and "no Portainer and no stacks to sync" in result.stderr
+    result = phoenix(project, "sync", "stack", "qdrant", "to", "910")
+    assert result.returncode == 1 and "no stack 'qdrant' on ct910" in result.stderr
+    result = phoenix(project, "sync", "stacks")
+    assert result.returncode == 1 and "usage: phoenix sync portainer" in result.stderr

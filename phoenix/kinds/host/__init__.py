@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 class HostKind:
     name = R.KIND
+    plan_checks = True  # `doit plan` says what would be refused (e.g. a change to the management bridge)
 
     def resources(self, estate: Estate) -> dict[str, Resource]:
         return R.resources(estate)

@@ -38,6 +38,7 @@ def explain_lock(ctx: Context, ctid: int, lock: str) -> str:
 
 class LxcKind:
     name = R.KIND
+    plan_checks = False  # the checks read the guests' configs and the node over SSH: `doit plan --steps` runs them
 
     def resources(self, estate: Estate) -> dict[str, Resource]:
         return R.resources(estate)
