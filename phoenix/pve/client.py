@@ -19,8 +19,9 @@ from proxmoxer.core import ResourceException
 from requests.adapters import HTTPAdapter
 
 from ..errors import PhoenixError, ProxmoxTaskFailed, TaskTimeout
+from ..tlsget import fingerprint_hex
 from .counters import Counters
-from .endpoint import Endpoint, fingerprint_hex
+from .endpoint import Endpoint
 
 T = TypeVar("T")
 

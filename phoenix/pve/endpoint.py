@@ -71,7 +71,3 @@ class Endpoint:
     def from_json(cls, data: dict[str, Any]) -> Endpoint:
         return cls(**{**data, "token_file": Path(data["token_file"]) if data.get("token_file") else None})
 
-
-def fingerprint_hex(fingerprint: str) -> str:
-    """A SHA-256 fingerprint as lowercase hex, from 'AB:CD:…' or 'abcd…'."""
-    return fingerprint.replace(":", "").lower()
