@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cachefiles import write_whole
-from .config.files import HYPERVISOR, LXC, SUFFIXES
+from .config.files import HYPERVISOR, LXC, SUFFIXES, VM
 from .pve.endpoint import Endpoint
 from .resources import Resource
 
@@ -33,7 +33,7 @@ def model_key(config_dir: Path, images_dir: Path) -> str:
     Secret files are not in it: they are read when a script needs them, never validated or hashed."""
     h = hashlib.sha256(f"{FORMAT}|{config_dir.resolve()}|{images_dir.resolve()}".encode())
     package = Path(__file__).parent
-    configs = [config_dir / f"{stem}{suffix}" for stem in (HYPERVISOR, LXC) for suffix in SUFFIXES]
+    configs = [config_dir / f"{stem}{suffix}" for stem in (HYPERVISOR, LXC, VM) for suffix in SUFFIXES]
     code = [*package.glob("config/*.py"), *package.glob("kinds/**/*.py"), package / "resources.py", package / "features.py"]
     sources = [*(p for p in configs if p.exists()), *sorted(p for p in images_dir.rglob("*") if p.is_file()), *sorted(code)]
     for path in sources:

@@ -9,10 +9,11 @@ from pathlib import Path
 from ..errors import ConfigError, Problem
 from ..features import Library, Script
 from ..secrets import SECRET_NAMES
-from .files import HYPERVISOR, LXC
+from .files import HYPERVISOR, LXC, SUFFIXES, VM
 from .hypervisor import HypervisorConfig, OsTemplate
 from .load import find, load_model
 from .lxc import LxcConfigs, LxcGuest
+from .vm import Vm, VmConfigs
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Estate:
     guests: dict[int, LxcGuest]
     library: Library
     notes: list[Problem] = field(default_factory=list)
+    vms: dict[int, Vm] = field(default_factory=dict)   # the VMs (phoenix_vm_configs), by VMID
+    vm_file: Path | None = None
 
     def children(self, ctid: int) -> list[int]:
         if "_children" not in self.__dict__:
@@ -108,10 +111,23 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
             notes += found
     except ConfigError as e:
         problems += e.problems
-    if hyp is None or lxc is None:
+    vm_file, vms = None, None
+    try:
+        if any((config_dir / f"{VM}{s}").exists() for s in SUFFIXES):
+            vm_file = find(config_dir, VM)
+            vms, found = load_model(vm_file, VmConfigs)
+            notes += found
+    except ConfigError as e:
+        problems += e.problems
+    if hyp is None or lxc is None or (vm_file is not None and vms is None):
         raise ConfigError(problems)
-    estate = Estate(config_dir, files[HYPERVISOR], files[LXC], hyp, lxc.guests(), Library(images_dir), notes)
+    estate = Estate(config_dir, files[HYPERVISOR], files[LXC], hyp, lxc.guests(), Library(images_dir), notes,
+                    vms.vms() if vms else {}, vm_file)
     problems += cross_check(estate)
+    if vms is not None:
+        from .vmcheck import check_vms
+
+        problems += check_vms(estate, vms)
     if problems:
         raise ConfigError(problems)
     return estate

@@ -7,6 +7,7 @@ from pathlib import Path
 
 HYPERVISOR = "phoenix_hypervisor_config"
 LXC = "phoenix_lxc_configs"
+VM = "phoenix_vm_configs"  # optional: an estate without VMs has no such file
 SUFFIXES = (".json", ".yaml", ".yml")
 
 

@@ -70,7 +70,8 @@ class StorageDefaults(Strict):
                      "(local:vztmpl/...); remove storage.templates",
     }
 
-    rootdir: str = Field("local-lvm", description="Default storage for container root file systems.")
+    rootdir: str = Field("local-lvm", description="Default storage for container root file systems (and VM disks).")
+    snippets: str = Field("local", description="Storage with `snippets` content: VMs' cloud-init files go there.")
     templates: str | None = Field(
         None, json_schema_extra={"deprecated": True},
         description="Deprecated and unused: each OS template's volume names its storage.",
@@ -95,6 +96,23 @@ class OsTemplate(Strict):
 
     @model_validator(mode="after")
     def _checksum_pair(self) -> OsTemplate:
+        if bool(self.checksum) != bool(self.checksum_algorithm):
+            raise ValueError("give checksum and checksum_algorithm together")
+        return self
+
+
+class CloudImage(Strict):
+    """A cloud image VMs are made from: its volume in a storage with `import` content, and where to fetch it."""
+
+    volume: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+:import/[^/\s]+\.(qcow2|raw|vmdk|img)$",
+                        description="storage:import/file, e.g. local:import/noble-server-cloudimg-amd64.qcow2")
+    url: str | None = Field(None, description="Downloaded into the storage through the API (download-url, "
+                                              "content=import; PVE 8.4+) when the volume is missing.")
+    checksum: str | None = None
+    checksum_algorithm: Literal["md5", "sha1", "sha224", "sha256", "sha384", "sha512"] | None = None
+
+    @model_validator(mode="after")
+    def _checksum_pair(self) -> CloudImage:
         if bool(self.checksum) != bool(self.checksum_algorithm):
             raise ValueError("give checksum and checksum_algorithm together")
         return self
@@ -153,6 +171,8 @@ class HypervisorConfig(Strict):
     storage: StorageDefaults = Field(default_factory=StorageDefaults)
     network: NetworkDefaults = Field(default_factory=NetworkDefaults)
     os_templates: dict[str, OsTemplate] = Field(default_factory=dict)
+    cloud_images: dict[str, CloudImage] = Field(default_factory=dict, description="Cloud images VM root layers "
+                                                                                "are made from, by key.")
     nvidia: NvidiaConfig = Field(default_factory=NvidiaConfig)
     secrets: SecretFiles = Field(default_factory=SecretFiles)
     behavior: Behavior = Field(default_factory=Behavior)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from .files import HYPERVISOR, LXC
+from .files import HYPERVISOR, LXC, VM
 from .hypervisor import HypervisorConfig
 from .lxc import LxcConfigs
+from .vm import VmConfigs
 
-MODELS: dict[str, type[BaseModel]] = {HYPERVISOR: HypervisorConfig, LXC: LxcConfigs}
+MODELS: dict[str, type[BaseModel]] = {HYPERVISOR: HypervisorConfig, LXC: LxcConfigs, VM: VmConfigs}
 
 
 def schema_text(stem: str) -> str:

@@ -1,0 +1,116 @@
+"""The VM config (phoenix_vm_configs): seed 002's shape, seed 004's spellings, defaults merged, clear problems."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from phoenix.config.estate import load_estate
+from phoenix.config.vm import parent_of, vm_order
+
+from .conftest import REPO
+from .test_config import copy_example, problems
+
+VMF = "phoenix_vm_configs"
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    return copy_example(tmp_path)
+
+
+def edit_vms(root: Path, fn) -> None:
+    path = root / "etc" / f"{VMF}.json"
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+
+
+def test_example_estate_has_the_seed_vms_on_a_cloud_image_template():
+    estate = load_estate(REPO / "etc", REPO / "images")
+    vms = estate.vms
+    assert sorted(vms) == [1001, 1002, 9000, 9001]
+    assert {v: parent_of(vms, v) for v in vms} == {9000: None, 9001: 9000, 1001: 9001, 1002: 9001}
+    assert vm_order(vms) == [9000, 9001, 1001, 1002]
+    assert vms[9000].cloud_image == "ubuntu-24.04-cloud" and vms[9000].convert_to_template
+    assert vms[9000].template_name is None  # a root inherits no template_name from the defaults
+    assert vms[9001].features == ["base_setup", "docker"] and vms[9001].template_snapshot_name == "docker-golden"
+    assert vms[1002].memory_mb == 8192 and vms[1001].memory_mb == 4096  # own key over vm_defaults
+    assert vms[1001].cpu_sockets == 1 and vms[1001].network_model == "virtio"
+    assert [s.model_dump() for s in vms[1002].docker_stacks] == [  # type: ignore[union-attr]
+        {"name": "qdrant_service", "environment": "production"},
+        {"name": "thinkheads_ai_app", "environment": "development"}]
+    assert estate.hypervisor.cloud_images["ubuntu-24.04-cloud"].volume.startswith("local:import/")
+
+
+def test_seed_004_spellings_and_plain_stack_names(cfg: Path):
+    def seed4(d):
+        vm = d["virtual_machines"][3]
+        vm["vmid"], vm["name"] = vm.pop("vm_id"), vm.pop("vm_name")
+        vm["docker_stacks"] = ["portainer", "qdrant"]
+    edit_vms(cfg, seed4)
+    vms = load_estate(cfg / "etc", cfg / "images").vms
+    assert vms[1002].vm_name == "qdrant-db" and vms[1002].docker_stacks == ["portainer", "qdrant"]
+    schema = json.loads((REPO / "etc" / f"{VMF}.schema.json").read_text())
+    jsonschema.validate(json.loads((cfg / "etc" / f"{VMF}.json").read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):  # neither spelling of the id
+        jsonschema.validate({"virtual_machines": [{"vm_name": "x"}]}, schema)
+
+
+def test_yaml_file_is_read_like_json(cfg: Path):
+    data = json.loads((cfg / "etc" / f"{VMF}.json").read_text())
+    (cfg / "etc" / f"{VMF}.json").unlink()
+    (cfg / "etc" / f"{VMF}.yaml").write_text(yaml.safe_dump(data))
+    assert sorted(load_estate(cfg / "etc", cfg / "images").vms) == [1001, 1002, 9000, 9001]
+
+
+def test_no_vm_file_means_no_vms(cfg: Path):
+    (cfg / "etc" / f"{VMF}.json").unlink()
+    estate = load_estate(cfg / "etc", cfg / "images")
+    assert estate.vms == {} and estate.vm_file is None
+
+
+def test_problems_name_file_path_and_fix(cfg: Path):
+    def bad(d):
+        vms = d["virtual_machines"]
+        vms[0]["cloud_image"] = "debian-13"
+        vms[1]["memroy_mb"] = 1
+        vms[1]["template_name"] = "someone-elses-template"
+        vms[2]["user_config"] = {"username": "u", "password_hash": "$6$x"}
+        vms[3]["vm_id"] = 950  # a container's CTID
+    edit_vms(cfg, bad)
+    found = problems(cfg)
+    f = str(cfg / "etc" / f"{VMF}.json")
+    assert f"{f}: $.virtual_machines[1].memroy_mb: unknown key 'memroy_mb'; did you mean 'memory_mb'?" in found, found
+    assert any(p.startswith(f"{f}: $.virtual_machines[2].user_config: ") and "password_hash_file" in p
+               and "chmod 600" in p for p in found), found
+    edit_vms(cfg, lambda d: (d["virtual_machines"][1].pop("memroy_mb"), d["virtual_machines"][2].pop("user_config")))
+    found = problems(cfg)
+    assert any("$.virtual_machines[0].cloud_image: cloud image 'debian-13' is not in cloud_images" in p
+               and "ubuntu-24.04-cloud" in p for p in found), found
+    assert any("$.virtual_machines[1].template_name: template_name 'someone-elses-template' is not a VM of this "
+               "file: Phoenix clones only templates it builds" in p for p in found), found
+    assert any("$.virtual_machines[3].vm_id: VMID 950 is also a container" in p for p in found), found
+
+
+def test_clone_of_a_layer_that_is_no_template_is_refused(cfg: Path):
+    edit_vms(cfg, lambda d: d["virtual_machines"][1].pop("template_snapshot_name"))
+    found = problems(cfg)
+    assert any("$.virtual_machines[1]: VM 1001 is cloned from it, so it needs template_snapshot_name" in p
+               for p in found), found
+
+
+def test_unknown_feature_and_both_spellings(cfg: Path):
+    def bad(d):
+        d["virtual_machines"][1]["features"] = ["base_setup", "dockr"]
+        d["virtual_machines"][2]["vmid"] = 1001
+    edit_vms(cfg, bad)
+    found = problems(cfg)
+    assert any("$.virtual_machines[2]: give vm_id or vmid (seed 004's spelling), not both" in p for p in found), found
+    edit_vms(cfg, lambda d: d["virtual_machines"][2].pop("vmid"))
+    found = problems(cfg)
+    assert any("$.virtual_machines[1].features[1]: unknown feature 'dockr'" in p for p in found), found
