@@ -34,8 +34,12 @@ def model_key(config_dir: Path, images_dir: Path) -> str:
     h = hashlib.sha256(f"{FORMAT}|{config_dir.resolve()}|{images_dir.resolve()}".encode())
     package = Path(__file__).parent
     configs = [config_dir / f"{stem}{suffix}" for stem in (HYPERVISOR, LXC, VM) for suffix in SUFFIXES]
-    code = [*package.glob("config/*.py"), *package.glob("kinds/**/*.py"), package / "resources.py", package / "features.py"]
-    sources = [*(p for p in configs if p.exists()), *sorted(p for p in images_dir.rglob("*") if p.is_file()), *sorted(code)]
+    code = [*package.glob("config/*.py"), *package.glob("kinds/**/*.py"), package / "resources.py", package / "features.py",
+            *package.glob("cloudinit/*.py")]
+    cloudinit = images_dir.parent / "cloudinit"  # VM identities hold their rendered cloud-init files
+    templates = sorted(p for p in cloudinit.rglob("*") if p.is_file()) if cloudinit.is_dir() else []
+    sources = [*(p for p in configs if p.exists()), *sorted(p for p in images_dir.rglob("*") if p.is_file()), *templates,
+               *sorted(code)]
     for path in sources:
         try:
             data = path.read_bytes()

@@ -45,6 +45,7 @@ def copy_project(root: Path, *, config: bool = True) -> Path:
     if config:
         shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns("*.conf"))
     shutil.copytree(REPO / "images", root / "images")
+    shutil.copytree(REPO / "cloudinit", root / "cloudinit")
     for name in ("dodo.py", "pyproject.toml"):
         shutil.copy(REPO / name, root / name)
     return root
