@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING
 
 from .errors import ScriptFailed
 from .steps import (
+    AgentRun,
+    AgentWait,
     Call,
     HostRecorded,
     MakeDirs,
     NodeScript,
     NodeSet,
     NoteHost,
+    PutSnippets,
     RemoveSecrets,
     RestartIfPending,
     SaveToken,
@@ -102,6 +105,14 @@ class Builder:
             self.save_token(step)
         elif isinstance(step, NoteHost):
             self.note_host(step)
+        elif isinstance(step, PutSnippets):
+            ctx.node.put_snippets(step.storage, step.directory, dict(step.files), step.prefix)
+        elif isinstance(step, AgentWait):
+            from .agent import GuestAgent
+
+            GuestAgent(ctx.pve, step.node, step.vmid).wait_ready(step.timeout)
+        elif isinstance(step, AgentRun):
+            self.agent_run(step)
         else:  # pragma: no cover - every step type is handled above
             raise TypeError(f"unknown step {step!r}")
 
@@ -116,6 +127,38 @@ class Builder:
         if result.exit_status != 0:
             raise ScriptFailed(f"{self.key}: {step.what} exited with status {result.exit_status}; last output:\n{tail}"
                                f"\n  full log: {log}")
+
+    def agent_run(self, step: AgentRun) -> None:
+        """Files, then the command, through the guest agent; its output into the layer's log and on the run's."""
+        from .agent import GuestAgent
+
+        agent = GuestAgent(self.ctx.pve, step.node, step.vmid)
+        for path, mode, data in step.files:
+            agent.write_file(path, data)
+            if mode != 0o644:
+                agent.run(["chmod", f"{mode:o}", path], 60)
+        done = agent.run(list(step.argv), step.timeout)
+        log = self.ctx.log_path(self.key)
+        lines = [f"[{step.layer}] {line}" for line in (done.out + done.err).splitlines()]
+        with log.open("a", encoding="utf-8") as f:
+            f.write(f"[{step.layer}] $ {' '.join(step.argv)}\n" + "".join(line + "\n" for line in lines))
+        for line in lines[-20:]:
+            self.ctx.say(line)
+        if done.truncated:
+            self.ctx.say(f"[{step.layer}] (the guest agent cut the output at 16 MiB: out-truncated)")
+        tail = "\n".join(f"    | {t}" for t in lines[-30:])
+        if done.timed_out:
+            raise ScriptFailed(f"{self.key}: {step.what} timed out after {step.timeout:.0f}s in VM {step.vmid}; "
+                               f"full log: {log}")
+        if done.exitcode in step.warn_exit:
+            self.ctx.say(f"{self.key}: WARNING: {step.what} exited with status {done.exitcode}:\n{tail}")
+        elif done.exitcode != 0:
+            shown = ""
+            if step.show_on_failure:
+                more = agent.run(["tail", "-n", "40", step.show_on_failure], 60)
+                shown = f"\n  {step.show_on_failure}:\n" + "\n".join(f"    | {t}" for t in more.out.splitlines())
+            raise ScriptFailed(f"{self.key}: {step.what} exited with status {done.exitcode} in VM {step.vmid}; "
+                               f"last output:\n{tail}{shown}\n  full log: {log}")
 
     def node_script(self, step: NodeScript) -> None:
         log = self.ctx.log_path(self.key)

@@ -145,7 +145,46 @@ class RestartIfPending:
     changed_root: tuple[str, ...] = ()
 
 
-Step = Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending | NodeScript | SaveToken | NoteHost
+@dataclass(frozen=True)
+class PutSnippets:
+    """Write cloud-init snippets into a storage's snippets directory on the node (Proxmox has no API upload for
+    them): each under a temporary name, then renamed, named by content so a VM never reads a half-written file."""
+
+    what: str
+    storage: str
+    directory: str                     # the storage's snippets directory on the node (<path>/snippets)
+    files: Mapping[str, bytes]         # file name -> content (user-data may hold a secret: never printed)
+    prefix: str = ""                   # other files with this prefix are this guest's old snippets: removed
+
+
+@dataclass(frozen=True)
+class AgentWait:
+    """Wait until the VM's guest agent answers (agent/ping), on the host's clock."""
+
+    what: str
+    node: str
+    vmid: int
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """Run a command in a VM through the guest agent: the files first (agent/file-write), then agent/exec with an
+    argv list, polled with exec-status until it exits. warn_exit: exit codes that are a warning, not a failure."""
+
+    what: str
+    node: str
+    vmid: int
+    layer: str
+    argv: tuple[str, ...]
+    files: tuple[tuple[str, int, bytes], ...] = ()   # (path in the guest, mode, content)
+    timeout: float = 3600.0
+    warn_exit: tuple[int, ...] = ()
+    show_on_failure: str | None = None               # a guest file whose tail a failure shows
+
+
+Step = (Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending | NodeScript | SaveToken | NoteHost
+        | PutSnippets | AgentWait | AgentRun)
 
 
 def _value(value: Any, limit: int = 60) -> str:
@@ -175,4 +214,12 @@ def render(step: Step, node: str = "") -> str:
         return f"PUT /nodes/{step.node}/config  description=<notes with {step.key} {step.identity}> digest=<as read>"
     if isinstance(step, RemoveSecrets):
         return f"remove /etc/phoenix/secrets/* in CT {step.vmid}"
+    if isinstance(step, PutSnippets):
+        return (f"write {', '.join(sorted(step.files))} into {step.directory} (storage {step.storage}) on the node "
+                f"(SFTP; other {step.prefix}* removed)")
+    if isinstance(step, AgentWait):
+        return f"GET /nodes/{step.node}/qemu/{step.vmid}/agent/ping until it answers (timeout {step.timeout:.0f}s)"
+    if isinstance(step, AgentRun):
+        files = f"agent/file-write {', '.join(f[0] for f in step.files)}; " if step.files else ""
+        return f"{files}agent/exec {list(step.argv)} in VM {step.vmid} (timeout {step.timeout:.0f}s)"
     return f"GET /{step.path}/pending, then POST /{step.path}/status/reboot if anything is pending"

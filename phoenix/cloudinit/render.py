@@ -18,19 +18,16 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from ..errors import ConfigError, Problem
+from .paths import FILES, template_files, templates_dir
+
+__all__ = ["FILES", "Rendered", "identity_inputs", "render", "template_files", "templates_dir", "variables"]
 
 if TYPE_CHECKING:
     from ..config.estate import Estate
 
-FILES = ("user-data", "network-config", "meta-data")
 SECRET_MARK = "<secret {name}: read from its file when the snippet is written>"
 PACKAGES = ("qemu-guest-agent",)
 SNIPPET_MAX = 1024 * 1024  # Proxmox reads at most 1 MiB per cicustom file
-
-
-def templates_dir(images_dir: Path) -> Path:
-    """cloudinit/ lives next to images/ at the top of the project."""
-    return Path(images_dir).parent / "cloudinit"
 
 
 def template_paths(directory: Path, vmid: int) -> dict[str, Path]:
@@ -40,11 +37,6 @@ def template_paths(directory: Path, vmid: int) -> dict[str, Path]:
         own = directory / str(vmid) / f"{name}.yml.j2"
         out[name] = own if own.is_file() else directory / f"{name}.yml.j2"
     return out
-
-
-def template_files(directory: Path) -> list[Path]:
-    """Every template under cloudinit/ (shared and per-VM): what renders depend on."""
-    return sorted(p for p in directory.rglob("*.j2") if p.is_file()) if directory.is_dir() else []
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,13 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from . import render as R
+from .paths import out_dir, targets
 from .validate import validate
+
+__all__ = ["out_dir", "preview_instance_id", "render_checked", "secrets_of", "targets", "write"]
 
 if TYPE_CHECKING:
     from ..config.estate import Estate
-
-
-def out_dir(cache: Path, vmid: int) -> Path:
-    return Path(cache) / "cloudinit" / str(vmid)
-
-
-def targets(cache: Path, vmid: int) -> list[Path]:
-    return [out_dir(cache, vmid) / name for name in R.FILES]
 
 
 def secrets_of(estate: Estate, vmid: int, read: Callable[[Path], str]) -> dict[str, str]:

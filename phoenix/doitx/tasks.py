@@ -71,7 +71,8 @@ def resource_tasks(run: Run) -> list[dict[str, Any]]:
             "basename": key,
             "doc": res.doc,
             "actions": [(action, [run, key])],
-            "task_dep": ([res.parent] if res.parent is not None else []) + list(res.deps),
+            "task_dep": ([res.parent] if res.parent is not None else []) + list(res.deps)
+                        + ([f"cloudinit:{res.vmid}"] if res.kind == "vm" else []),
             "uptodate": [Check(run, key)],
             "verbosity": 2,
             "meta": {"kind": res.kind, "vmid": res.vmid},
@@ -127,5 +128,8 @@ def setup(root: Path, *, process: bool = True, **kwargs: Any) -> tuple[dict[str,
     def task_resources() -> Any:
         """Proxmox resources (one task each)."""
         yield from resource_tasks(run)
+        from .cloudinit import cloudinit_tasks
+
+        yield from cloudinit_tasks(run)
 
     return config, task_resources

@@ -34,7 +34,7 @@ from .dirlock import IN_PROCESS, StateLock
 from .guestlock import CREATE, Unlocked, after_crash, unlocked
 from .node_api import NodeApi, initial_state
 from .served import SERVER_FILE, served
-from .store import CT, NODE, POOL, STATE_FILE, VOLUMES, Key, Stats, Store, dumps
+from .store import CT, NODE, POOL, STATE_FILE, VM, VOLUMES, Key, Stats, Store, dumps
 
 if TYPE_CHECKING:  # a run whose simulator is served by another process imports no asyncio
     import asyncio
@@ -85,6 +85,23 @@ def ct_record(ct: Any) -> dict[str, Any]:
     """A container as saved."""
     return {"vmid": ct.vmid, "node": ct.node, "status": ct.status, "config": ct.config, "pending": ct.pending,
             "snapshots": ct.snapshots}
+
+
+def vm_record(vm: Any) -> dict[str, Any]:
+    """A VM as saved."""
+    return {"vmid": vm.vmid, "name": vm.name, "node": vm.node, "status": vm.status, "config": vm.config,
+            "pending": vm.pending, "snapshots": vm.snapshots, "template": bool(vm.template)}
+
+
+def agent_enabled(config: dict[str, Any]) -> bool:
+    """agent: 1, enabled=1 or 1,fstrim_cloned_disks=1 ..."""
+    first = str(config.get("agent", "0")).split(",")[0]
+    return first.split("=")[-1] == "1"
+
+
+def cicustom_volumes(value: Any) -> list[str]:
+    """The volumes a cicustom value names: user=local:snippets/a.yml,meta=... -> ['local:snippets/a.yml', ...]."""
+    return [part.split("=", 1)[1] for part in str(value or "").split(",") if "=" in part]
 
 
 STORAGE_INTERNAL = ("files", "avail", "active", "volumes", "total")  # fakepve's own keys, not storage.cfg's
@@ -176,6 +193,18 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
                     entry.done.set_result(None)
                     owner.save_touched(what)
             return await super().task(node, ttype, tid, user, tracked, vm=vm, lock=lock, log=log)
+
+        async def _do_start(self, vm, user, p):
+            """As PVE: a VM whose cicustom snippet is missing does not start; an agent-enabled VM's agent answers."""
+            from fakepve.model import PveError
+
+            for volume in cicustom_volumes(vm.config.get("cicustom")):
+                if not owner.snippet_exists(volume):
+                    raise PveError(500, f"volume '{volume}' does not exist\n")
+            answer = await super()._do_start(vm, user, p)
+            if agent_enabled(vm.config) and vm.agent is None:
+                vm.agent = {}
+            return answer
 
         async def pause(self, secs):
             entry = _TASK.get()
@@ -272,6 +301,8 @@ class SimHost:
         pve.grant(TOKEN_ID, "/", "Sys.Audit")
         for name in OS_TEMPLATES:
             pve.store_file("local", name, 200 * 1024 ** 2, content="vztmpl")
+        local = pve.storages["local"]  # as a node set up for VMs: cloud images (import) and cloud-init snippets
+        local["content"] = ",".join(dict.fromkeys([*str(local.get("content", "")).split(","), "snippets", "import"]))
         self.pve = pve
         self.store = Store(self.dir, self.note)
         self._running, self._abandoned, self._abandoning = {}, [], False
@@ -357,6 +388,13 @@ class SimHost:
 
     # ----------------------------------------------------------- persistence
 
+    def snippet_exists(self, volume: str) -> bool:
+        """Whether a snippet volume (local:snippets/NAME) was written into the simulated storage (over 'SFTP')."""
+        storage, _, volname = volume.partition(":")
+        name = volname.removeprefix("snippets/")
+        return volname.startswith("snippets/") and "/" not in name and (
+            self.dir / "storage" / storage / "snippets" / name).is_file()
+
     @property
     def state_file(self) -> Path:
         return self.dir / STATE_FILE
@@ -364,7 +402,7 @@ class SimHost:
     def snapshot(self) -> dict[str, Any]:
         """The simulated host's guests, storage contents and pools, as JSON-able data (as state.json holds them)."""
         pve = self.pve
-        return {"format": 1, "cts": [ct_record(ct) for ct in pve.cts],
+        return {"format": 1, "cts": [ct_record(ct) for ct in pve.cts], "vms": [vm_record(vm) for vm in pve.vms],
                 "volumes": {name: store.get("volumes", {}) for name, store in pve.storages.items()},
                 "pools": {name: pool_record(pve, name) for name in pve.pools}}
 
@@ -390,10 +428,15 @@ class SimHost:
             current = {str(ct.vmid): ct for ct in list(pve.cts)}
             out.update({(CT, ident): None for ident in self.store.keys(CT) if ident not in current})
             out.update({(CT, ident): dumps(ct_record(ct)) for ident, ct in current.items()})
+            vms = {str(vm.vmid): vm for vm in list(pve.vms)}
+            out.update({(VM, ident): None for ident in self.store.keys(VM) if ident not in vms})
+            out.update({(VM, ident): dumps(vm_record(vm)) for ident, vm in vms.items()})
         else:
             for vmid in vmids:
                 ct = pve.ct(vmid)
                 out[(CT, str(vmid))] = None if ct is None else dumps(ct_record(ct))
+                vm = pve.vm(vmid)
+                out[(VM, str(vmid))] = None if vm is None else dumps(vm_record(vm))
         if volumes:
             out.update({(VOLUMES, name): dumps(store.get("volumes", {})) for name, store in pve.storages.items()})
         out.update({(POOL, name): None for name in self.store.keys(POOL) if name not in pve.pools})
@@ -420,6 +463,17 @@ class SimHost:
                     self.note(f"saved guest {ident} is not loaded: {e}")
                     continue
                 ct.snapshots = value.get("snapshots") or {}
+            elif kind == VM:
+                config = after_crash(dict(value["config"]))
+                if config is None:
+                    dropped.append(value["vmid"])
+                    continue
+                vm = pve.add_vm(value["vmid"], value.get("name") or config.get("name") or f"vm{value['vmid']}",
+                                node=value.get("node", "pve1"), status=value.get("status", "stopped"), config=config,
+                                pending=value.get("pending") or {}, template=bool(value.get("template")))
+                vm.snapshots = value.get("snapshots") or {}
+                if vm.status == "running" and agent_enabled(config):
+                    vm.agent = {}
             elif kind == VOLUMES and ident in pve.storages:
                 pve.storages[ident].setdefault("volumes", {}).update(value)
             elif kind == POOL:

@@ -24,8 +24,8 @@ from typing import Any
 STATE_FILE = "state.json"
 JOURNAL_FILE = "state.journal"
 FORMAT = 1
-CT, VOLUMES, POOL, NODE = "ct", "volumes", "pool", "node"  # kinds of record
-KINDS = (CT, VOLUMES, POOL, NODE)
+CT, VOLUMES, POOL, NODE, VM = "ct", "volumes", "pool", "node", "vm"  # kinds of record
+KINDS = (CT, VOLUMES, POOL, NODE, VM)
 MIN_JOURNAL = 1024 ** 2  # bytes; compaction when the journal outgrows this and 4x state.json
 
 Key = tuple[str, str]  # (kind, id): ("ct", "901"), ("volumes", "local"), ("pool", "phoenix")
@@ -38,7 +38,7 @@ def dumps(value: Any) -> str:
 
 def valid(kind: str, ident: str, value: Any) -> bool:
     """Whether a record has the shape the simulator loads."""
-    if kind == CT:
+    if kind in (CT, VM):
         return (isinstance(value, dict) and isinstance(value.get("vmid"), int) and str(value["vmid"]) == ident
                 and isinstance(value.get("config"), dict))
     if kind == VOLUMES:
@@ -122,6 +122,8 @@ class Store:
         records: list[tuple[str, str, Any]] = []
         for item in data.get("cts") or []:
             records.append((CT, str(item.get("vmid")) if isinstance(item, dict) else "?", item))
+        for item in data.get("vms") or []:
+            records.append((VM, str(item.get("vmid")) if isinstance(item, dict) else "?", item))
         for name, volumes in (data.get("volumes") or {}).items():
             records.append((VOLUMES, name, volumes))
         for name, pool in (data.get("pools") or {}).items():
@@ -197,9 +199,11 @@ class Store:
         """state.json as compaction writes it: one guest per line, so it stays readable and diffable."""
         groups: dict[str, list[str]] = {kind: [] for kind in KINDS}
         for (kind, ident), text in self.image.items():
-            groups[kind].append(text if kind == CT else f"{json.dumps(ident)}: {text}")
+            groups[kind].append(text if kind in (CT, VM) else f"{json.dumps(ident)}: {text}")
         cts = ",\n".join(f"  {text}" for text in groups[CT])
-        return (f'{{"format": {FORMAT},\n "cts": [\n{cts}\n ],\n "volumes": {{{", ".join(groups[VOLUMES])}}},\n'
+        vms = ",\n".join(f"  {text}" for text in groups[VM])
+        return (f'{{"format": {FORMAT},\n "cts": [\n{cts}\n ],\n "vms": [\n{vms}\n ],\n'
+                f' "volumes": {{{", ".join(groups[VOLUMES])}}},\n'
                 f' "pools": {{{", ".join(groups[POOL])}}},\n "nodes": {{{", ".join(groups[NODE])}}}\n}}\n')
 
     def compact(self) -> None:

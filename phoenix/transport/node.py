@@ -64,6 +64,11 @@ class Node(Protocol):
         """Put context, lib and script under /var/lib/phoenix/host on the node itself and run it there, as root."""
         ...
 
+    def put_snippets(self, storage: str, directory: str, files: dict[str, bytes], prefix: str = "") -> None:
+        """Write each file into directory (a storage's snippets) under a temporary name, then rename it; then remove
+        the other files whose names start with prefix (a guest's older snippets)."""
+        ...
+
     def check(self) -> None:
         """Reach the node and log in, running nothing: PhoenixError saying what to fix when that is not possible."""
         ...
@@ -79,6 +84,11 @@ def require_absolute(paths: Sequence[str]) -> None:
     if bad:
         raise PhoenixError(f"host path(s) {', '.join(map(repr, bad))} must be absolute paths (without NUL)")
 
+
+# renames each written .NAME.phx-tmp to NAME in $1, then removes the other files named $2* (a guest's old snippets)
+SNIPPETS_SCRIPT = ('dir=$1; prefix=$2; shift 2; cd -- "$dir" || exit 1; for n in "$@"; do mv -f -- ".$n.phx-tmp" "$n" '
+                   '|| exit 1; done; [ -n "$prefix" ] || exit 0; for f in "$prefix"*; do [ -f "$f" ] || continue; '
+                   'keep=; for n in "$@"; do [ "$f" = "$n" ] && keep=1; done; [ -n "$keep" ] || rm -f -- "$f"; done')
 
 # makes each missing directory; only those it made are given to the owner ($1; "-" for none)
 MAKE_DIRS_SCRIPT = ('owner=$1; shift; for p in "$@"; do [ -d "$p" ] && continue; mkdir -p -- "$p" || exit 1; '
@@ -167,6 +177,17 @@ class SshNode:
         env = {"PHOENIX_CONTEXT": context, "PHOENIX_ENV": f"{root}/context.env",
                "PHOENIX_LIB": f"{root}/lib/phoenix-common.sh"}
         return stream(self.shell, [], env, f"{root}/run/{run.name}", run, output, start, threading.Lock())
+
+    def put_snippets(self, storage: str, directory: str, files: dict[str, bytes], prefix: str = "") -> None:
+        require_absolute([directory])
+        for name, data in files.items():
+            self.shell.put_file(f"{directory}/.{name}.phx-tmp", data, 0o600)
+        done = self.shell.execute(q(["sh", "-c", SNIPPETS_SCRIPT, "sh", directory, prefix, *files]),
+                                  timeout_s=PATHS_TIMEOUT_S)
+        if done.exit_status != 0:
+            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
+            raise PhoenixError(f"writing snippets into {directory} (storage {storage}) on node {self.node} failed "
+                               f"(exit {done.exit_status}): {detail or 'no output'}")
 
     def check(self) -> None:
         self.shell.check()

@@ -111,6 +111,26 @@ class SimulatedNode:
         require_absolute(paths)
         self._record({"op": "make_dirs", "paths": list(paths), "owner": owner})
 
+    def snippets_dir(self, storage: str) -> Path:
+        """Where the simulated node keeps a storage's snippets (the simulator reads them when a VM starts)."""
+        return self.record_path.parent / "storage" / storage / "snippets"
+
+    def put_snippets(self, storage: str, directory: str, files: dict[str, bytes], prefix: str = "") -> None:
+        """Into the simulated storage, as on a node: a temporary name, then renamed; older ones removed."""
+        require_absolute([directory])
+        where = self.snippets_dir(storage)
+        where.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            tmp = where / f".{name}.phx-tmp"
+            tmp.write_bytes(data)
+            tmp.chmod(0o600)
+            tmp.replace(where / name)
+        if prefix:
+            for old in where.glob(f"{prefix}*"):
+                if old.name not in files:
+                    old.unlink()
+        self._record({"op": "put_snippets", "storage": storage, "directory": directory, "files": sorted(files)})
+
     def check(self) -> None:
         """Nothing to reach."""
 

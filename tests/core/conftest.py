@@ -40,10 +40,13 @@ class Result:
         return {k: v["outcome"] for k, v in self.last_run["tasks"].items()}
 
 
-def copy_project(root: Path, *, config: bool = True) -> Path:
-    """A fresh copy of the project as a user has it: etc/ (no secret files; unless config=False), images/, dodo.py."""
+def copy_project(root: Path, *, config: bool = True, vms: bool = False) -> Path:
+    """A fresh copy of the project as a user has it: etc/ (no secret files; unless config=False), images/, dodo.py.
+
+    The example VMs (etc/phoenix_vm_configs.json) only with vms=True: the container tests keep their estate."""
     if config:
-        shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns("*.conf"))
+        skip = ("*.conf",) if vms else ("*.conf", "phoenix_vm_configs.*")
+        shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns(*skip))
     shutil.copytree(REPO / "images", root / "images")
     shutil.copytree(REPO / "cloudinit", root / "cloudinit")
     for name in ("dodo.py", "pyproject.toml"):
@@ -82,8 +85,8 @@ def doit_command(root: Path, *args: str, env: dict[str, str] | None = None, time
 class Checkout:
     """A copy of the example estate with its own .cache; the simulator stays up across runs of one test."""
 
-    def __init__(self, root: Path, sim_options: dict[str, Any] | None = None):
-        self.root = copy_project(root)
+    def __init__(self, root: Path, sim_options: dict[str, Any] | None = None, *, vms: bool = False):
+        self.root = copy_project(root, vms=vms)
         self.cache = root / ".cache"
         self.sim_options = sim_options or {}
         self.sim: SimHost = shared(self.cache / "sim", **self.sim_options)
@@ -134,11 +137,34 @@ class Checkout:
         self.sim.stop()
 
 
+def audit(co: Checkout) -> None:
+    """Fail on any request fakepve accepted that a real node refuses (pve_audit.py); after every simulated test."""
+    from .pve_audit import refused
+
+    if co.sim.pve is not None:
+        found = refused(co.pve.requests, list(co.pve.vms))
+        assert not found, "requests a real Proxmox node refuses:\n" + "\n".join(found)
+
+
 @pytest.fixture
 def checkout(tmp_path: Path):
     co = Checkout(tmp_path / "phoenix")
     yield co
-    co.stop_sim()
+    try:
+        audit(co)
+    finally:
+        co.stop_sim()
+
+
+@pytest.fixture
+def vm_checkout(tmp_path: Path):
+    """The example estate with its VMs (containers and VMs), audited like checkout."""
+    co = Checkout(tmp_path / "phoenix", vms=True)
+    yield co
+    try:
+        audit(co)
+    finally:
+        co.stop_sim()
 
 
 @pytest.fixture

@@ -1,0 +1,137 @@
+"""VM layers: the second guest kind. Tasks `vmNNNN`; a root is made from a cloud image, the others are cloned from
+their parent layer; cloud-init snippets rendered from cloudinit/ reach the node over SFTP; features run through
+the guest agent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ...errors import PhoenixError
+from ...facts import guests as F
+from ...plan import Action
+from . import resources as R
+from . import rules
+
+if TYPE_CHECKING:
+    from ...config.estate import Estate
+    from ...hostview import HostView
+    from ...plan import Decision
+    from ...resources import Resource
+    from ...steps import Step
+    from ..base import Context, Prepared
+
+
+class VmKind:
+    name = R.KIND
+    plan_checks = False  # the checks render snippets with their secrets and read the node: `doit plan --steps`
+
+    def resources(self, estate: Estate) -> dict[str, Resource]:
+        return R.resources(estate)
+
+    def facts(self, res: Resource, view: HostView) -> F.GuestFacts | None:
+        assert res.vmid is not None
+        return view.get(res.vmid)
+
+    foreign = staticmethod(rules.foreign)
+    compare = staticmethod(rules.compare)
+
+    def record(self, res: Resource, ctx: Context) -> dict[str, Any]:
+        config = ctx.pve().get(f"nodes/{ctx.node}/qemu/{res.vmid}/config")
+        return F.parse_record(config.get("description"))
+
+    def prepare(self, res: Resource, decision: Decision, ctx: Context) -> Prepared:
+        """Read and check what the build needs before a write: the storages (snippets, import), the cloud image,
+        the rendered cloud-init files (with their secrets), the node's SSH, and the guests it replaces."""
+        from ...cloudinit.write import render_checked
+        from ...config.vm import parent_of
+        from ...secrets import read_secret
+        from ..base import Prepared
+        from ..lxc import explain_lock
+        from . import checks
+        from . import steps as S
+
+        vmid = res.vmid
+        assert vmid is not None
+        estate = ctx.estate
+        vm, hyp = estate.vms[vmid], estate.hypervisor
+        problems: list[str] = []
+        facts = ctx.view.get(vmid)
+        if decision.action == Action.UPDATE:
+            assert facts is not None
+            config = ctx.pve().get(S.qemu(ctx.node, vmid, "/config"))
+            if config.get("lock"):
+                problems.append(explain_lock(ctx, vmid, str(config["lock"])).replace("CT ", "VM "))
+            return Prepared({"config": config, "facts": facts}, tuple(problems))
+        storages = ctx.once("storage config", lambda: ctx.pve().get("storage"))
+        directory, found = checks.snippets_dir(storages, hyp.storage.snippets)
+        problems += found
+        try:
+            ctx.once("node check", lambda: ctx.transport().check())
+        except PhoenixError as e:
+            problems.append(str(e))
+        files: dict[str, bytes] = {}
+        try:
+            rendered = render_checked(estate, vmid, instance_id="pending", read=read_secret)
+            files = {name: rendered.files[name].encode() for name in ("user-data", "network-config")}
+        except PhoenixError as e:
+            problems.append(str(e))
+        download = False
+        if vm.cloud_image is not None:
+            image = hyp.cloud_images[vm.cloud_image]
+            i_storage = image.volume.split(":", 1)[0]
+            problems += checks.content_problem(storages, i_storage, "import",
+                                               f"cloud image {image.volume}")
+            content = ctx.once(f"content {i_storage} import",
+                               lambda: ctx.pve().get(f"nodes/{ctx.node}/storage/{i_storage}/content", content="import"))
+            if not any(item.get("volid") == image.volume for item in content):
+                if not image.url:
+                    problems.append(f"cloud image {image.volume} is not in storage {i_storage} and has no url to fetch "
+                                    "it from: set cloud_images.*.url in the hypervisor config")
+                download = True
+        replaced: list[S.Replaced] = []
+        keep: tuple[str, ...] = ()
+        if facts is not None:
+            on_host = [vmid]
+            if vm.convert_to_template:  # linked clones hold the template's base disk: they go first
+                kids = [v for v in estate.vms if parent_of(estate.vms, v) == vmid]
+                on_host = [v for v in kids if ctx.view.get(v) is not None] + on_host
+            for v in on_host:
+                f = ctx.view.get(v)
+                assert f is not None
+                if not f.managed:
+                    problems.append(f"VM {v} is not Phoenix's (no 'phoenix' tag and record): refusing to destroy it")
+                    continue
+                config = ctx.pve().get(S.qemu(ctx.node, v, "/config"))
+                if config.get("protection") and not ctx.allow_protected(v):
+                    problems.append(f"VM {v} has protection set, and rebuilding it would destroy it: clear it "
+                                    f"(qm set {v} --protection 0) or allow it for this run")
+                if config.get("lock"):
+                    problems.append(explain_lock(ctx, v, str(config["lock"])).replace("CT ", "VM "))
+                replaced.append(S.Replaced(v, config, f.status == "running"))
+                if v == vmid:
+                    keep = tuple(t for t in f.user_tags if t not in vm.tags)
+        return Prepared({"replaced": tuple(replaced), "download": download, "dir": directory, "files": files,
+                         "keep": keep}, tuple(problems))
+
+    def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
+              build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
+        from ...cloudinit import render as CR
+        from . import steps as S
+
+        data = prepared.data
+        if decision.action == Action.UPDATE:
+            return S.update(ctx.estate, res, ctx.node, data["facts"], data["config"], "; ".join(decision.reasons))
+        vmid = res.vmid
+        assert vmid is not None
+        directory = CR.templates_dir(ctx.estate.library.root)
+        meta_path = CR.template_paths(directory, vmid)["meta-data"]
+        values = {**CR.variables(ctx.estate, vmid), "instance_id": f"phx-{vmid}-{build_id}"}
+        meta = CR.render_file(directory, meta_path, vmid, values).encode()
+        bake = S.Bake(identity or res.identity(parent_build), build_id, parent_build, ctx.owner, data["replaced"],
+                      data["download"], data["dir"], data["files"], meta, data["keep"])
+        return S.bake(ctx.estate, res, ctx.node, bake)
+
+
+VM = VmKind()
+
+__all__ = ["VM", "VmKind"]

@@ -1,0 +1,30 @@
+"""Checks of the storages a VM build needs, from the cluster's storage config (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _find(storages: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    return next((s for s in storages if s.get("storage") == name), None)
+
+
+def content_problem(storages: list[dict[str, Any]], name: str, content: str, what: str) -> list[str]:
+    store = _find(storages, name)
+    if store is None:
+        return [f"storage {name} (for {what}) does not exist on the node: define it, or name another storage"]
+    if content not in str(store.get("content", "")).split(","):
+        return [f"storage {name} does not allow '{content}' content, which {what} needs: add it "
+                f"(pvesm set {name} --content {store.get('content')},{content}, or in Datacenter > Storage)"]
+    return []
+
+
+def snippets_dir(storages: list[dict[str, Any]], name: str) -> tuple[str, list[str]]:
+    """The snippets directory of the storage (its path + /snippets), and the problems that stop a build."""
+    problems = content_problem(storages, name, "snippets", "cloud-init snippets (cicustom)")
+    store = _find(storages, name) or {}
+    path = store.get("path") or ("/var/lib/vz" if name == "local" else "")
+    if store and not path:
+        problems.append(f"storage {name} has no path (it is not a directory storage): cloud-init snippets need a file "
+                        "storage; set storage.snippets to one (e.g. local)")
+    return f"{path}/snippets", problems

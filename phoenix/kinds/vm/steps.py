@@ -1,0 +1,245 @@
+"""The steps of a VM layer's bake, update and destroy, as data (pure).
+
+A bake: destroy what it replaces (linked clones first), fetch the cloud image if it is missing, write the
+cloud-init snippets (named by content), create the root from the image (`scsi0=<storage>:0,import-from=…`, a
+cloud-init drive, the agent, a serial console) or clone the parent, grow the disk, start, wait for the agent and
+for cloud-init, run the features through the agent, stop and snapshot or make a template, and last the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ...context import to_env, to_json
+from ...facts import guests as F
+from ...resources import Resource
+from ...steps import AgentRun, AgentWait, Call, Forget, PutSnippets, RestartIfPending, SetFacts, Step
+from ..lxc.rules import GIB, MIB, recorded
+
+if TYPE_CHECKING:
+    from ...config.estate import Estate
+
+GUEST_DIR = "/var/lib/phoenix"          # the context, the library and the scripts go here in a VM
+AGENT_TIMEOUT_S = 600.0
+CLOUD_INIT_TIMEOUT_S = 1800.0
+SNIPPET_KEYS = {"user-data": "user", "network-config": "network", "meta-data": "meta"}
+
+
+def qemu(node: str, vmid: int, suffix: str = "") -> str:
+    return f"nodes/{node}/qemu/{vmid}{suffix}"
+
+
+@dataclass(frozen=True)
+class Replaced:
+    vmid: int
+    config: dict[str, Any]
+    running: bool
+
+
+@dataclass(frozen=True)
+class Bake:
+    identity: str
+    build_id: str
+    parent_build: str | None
+    owner: str | None
+    replaced: tuple[Replaced, ...]
+    download: bool                       # the cloud image is not in its storage yet
+    snippets_dir: str                    # <path of the snippets storage>/snippets on the node
+    files: dict[str, bytes]              # user-data and network-config as rendered (with secrets)
+    meta_data: bytes                     # meta-data, rendered with this build's instance-id
+    keep_tags: tuple[str, ...] = ()
+
+
+def snippet_names(vmid: int, files: dict[str, bytes]) -> dict[str, str]:
+    """cloud-init file -> snippet file name, by content: phoenix-1001-user-3f2a9c1d0b7e.yml."""
+    return {name: f"phoenix-{vmid}-{SNIPPET_KEYS[name]}-{hashlib.sha256(data).hexdigest()[:12]}.yml"
+            for name, data in files.items()}
+
+
+def cicustom(storage: str, names: dict[str, str]) -> str:
+    return ",".join(f"{SNIPPET_KEYS[f]}={storage}:snippets/{names[f]}" for f in ("user-data", "network-config",
+                                                                                  "meta-data"))
+
+
+def destroy(node: str, r: Replaced, why: str) -> list[Step]:
+    out: list[Step] = []
+    path = qemu(node, r.vmid)
+    if r.config.get("protection"):
+        out.append(Call(f"destroy VM {r.vmid} ({why}): clear protection", "PUT", f"{path}/config", {"protection": 0},
+                        idempotent=True))
+    if r.running:
+        out.append(Call(f"destroy VM {r.vmid} ({why}): stop", "POST", f"{path}/status/stop", idempotent=True))
+    out.append(Call(f"destroy VM {r.vmid} ({why})", "DELETE", path, {"purge": 1, "destroy-unreferenced-disks": 1},
+                    then=Forget(r.vmid)))
+    return out
+
+
+def context(estate: Estate, vmid: int) -> dict[str, Any]:
+    """What feature scripts read in a VM (no secret values): the same keys as a container's where they apply."""
+    from ...config.vm import parent_of
+
+    vm, hyp = estate.vms[vmid], estate.hypervisor
+    chain: list[int] = []
+    cur: int | None = vmid
+    while cur is not None and cur in estate.vms:
+        chain.append(cur)
+        cur = parent_of(estate.vms, cur)
+    features: list[str] = []
+    for v in reversed(chain):
+        features += [f for f in estate.vms[v].features if f not in features]
+    net = vm.network_config
+    user = vm.user_config
+    return {"guest_kind": "vm", "vmid": vmid, "name": vm.vm_name, "features": features, "timezone": hyp.timezone,
+            "locale": "en_US.UTF-8", "extra_packages": [], "unattended_upgrades": False,
+            "user": {"username": user.username, "ssh_public_key": user.ssh_public_key, "sudo": user.sudo} if user else None,
+            "network": {"ip": str(net.ip) if net else "dhcp",
+                        "gateway": str(net.gw or hyp.network.gateway or "") if net else ""},
+            "gpus": [], "gpu_count": 0, "docker": {"user": user.username if user else None, "nvidia_toolkit": False},
+            "secrets": []}
+
+
+def feature_runs(estate: Estate, res: Resource, node: str) -> list[Step]:
+    vmid = res.vmid
+    assert vmid is not None
+    vm, lib = estate.vms[vmid], estate.library
+    if not vm.features:
+        return []
+    ctx = context(estate, vmid)
+    timeout = vm.feature_timeout_s or estate.hypervisor.behavior.feature_timeout_s
+    base = (f"{GUEST_DIR}/context.json", 0o644, to_json(ctx).encode()), \
+        (f"{GUEST_DIR}/context.env", 0o644, to_env(ctx).encode()), \
+        (f"{GUEST_DIR}/lib/phoenix-common.sh", 0o644, lib.lib_path.read_bytes())
+    out: list[Step] = [AgentRun("prepare /var/lib/phoenix", node, vmid, res.key,
+                                ("mkdir", "-p", "-m", "0755", f"{GUEST_DIR}/lib", f"{GUEST_DIR}/run"), timeout=60)]
+    for i, name in enumerate(vm.features):
+        script = lib.feature(name)
+        files = ((*base, (f"{GUEST_DIR}/run/{name}.sh", 0o755, script.path.read_bytes())) if i == 0 else
+                 ((f"{GUEST_DIR}/run/{name}.sh", 0o755, script.path.read_bytes()),))
+        out.append(AgentRun(f"feature {name}", node, vmid, res.key,
+                            ("/usr/bin/env", f"PHOENIX_CONTEXT={GUEST_DIR}/context.json",
+                             f"PHOENIX_ENV={GUEST_DIR}/context.env", f"PHOENIX_LIB={GUEST_DIR}/lib/phoenix-common.sh",
+                             "/bin/bash", f"{GUEST_DIR}/run/{name}.sh"), files, timeout))
+    return out
+
+
+def record(res: Resource, identity: str, build_id: str, parent_build: str | None,
+           snippets: dict[str, str]) -> dict[str, Any]:
+    return {"layer": res.key, "identity": identity, "build": build_id, "parent_build": parent_build,
+            "inputs": res.inputs, "settings": recorded(res.settings), "snippets": sorted(snippets.values()),
+            "built_at": int(time.time())}
+
+
+def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
+    from ...config.vm import parent_of
+
+    vmid = res.vmid
+    assert vmid is not None
+    vm, hyp, settings = estate.vms[vmid], estate.hypervisor, res.settings
+    storage = vm.boot_disk_storage or hyp.storage.rootdir
+    out: list[Step] = []
+    for r in b.replaced:
+        out += destroy(node, r, "was built from other inputs" if r.vmid == vmid else f"a linked clone of vm{vmid}")
+    user_tags = [*vm.tags, *b.keep_tags]
+    building = F.building_tags(user_tags, b.owner)
+    temp_desc = F.description(vm.description, {"layer": res.key, "state": "building"})
+    files = {**b.files, "meta-data": b.meta_data}
+    names = snippet_names(vmid, files)
+    snippets = hyp.storage.snippets
+    out.append(PutSnippets(f"write cloud-init snippets ({', '.join(sorted(names.values()))})", snippets,
+                           b.snippets_dir, {names[f]: data for f, data in files.items()}, f"phoenix-{vmid}-"))
+    started = SetFacts(vmid, building, {"name": vm.vm_name, "kind": "qemu"}, new=True)
+    hardware = {"name": vm.vm_name, "ostype": vm.os_type, "sockets": settings["sockets"], "cores": settings["cores"],
+                "memory": settings["memory"], "net0": settings["net0"], "agent": "enabled=1",
+                "cicustom": cicustom(snippets, names), "tags": building, "description": temp_desc}
+    parent = parent_of(estate.vms, vmid)
+    if parent is None:
+        image = hyp.cloud_images[vm.cloud_image or ""]
+        if b.download:
+            i_storage, filename = image.volume.split(":import/", 1)
+            args: dict[str, Any] = {"url": image.url, "filename": filename, "content": "import"}
+            if image.checksum:
+                args.update({"checksum": image.checksum, "checksum-algorithm": image.checksum_algorithm})
+            out.append(Call(f"download {filename} into {i_storage}", "POST",
+                            f"nodes/{node}/storage/{i_storage}/download-url", args))
+        out.append(Call(f"create from {image.volume}", "POST", f"nodes/{node}/qemu",
+                        {"vmid": vmid, **hardware, "scsihw": "virtio-scsi-pci",
+                         "scsi0": f"{storage}:0,import-from={image.volume}", "ide2": f"{storage}:cloudinit",
+                         "boot": "order=scsi0", "serial0": "socket", "vga": "serial0"}, then=started))
+        out.append(Call(f"resize scsi0 to {settings['disk_gb']} GB", "PUT", qemu(node, vmid, "/resize"),
+                        {"disk": "scsi0", "size": f"{settings['disk_gb']}G"}, idempotent=True))
+    else:
+        p = estate.vms[parent]
+        linked = p.convert_to_template
+        params: dict[str, Any] = {"newid": vmid, "name": vm.vm_name, "description": temp_desc}
+        if linked:
+            what = f"linked clone of template vm{parent}"
+        else:
+            params.update(full=1, snapname=p.template_snapshot_name, storage=storage)
+            what = f"full clone of vm{parent}@{p.template_snapshot_name}"
+        out.append(Call(what, "POST", qemu(node, parent, "/clone"), params, retry_locked=True, clone=True, then=started))
+        out.append(Call("configure", "PUT", qemu(node, vmid, "/config"),
+                        {k: v for k, v in hardware.items() if k != "ostype"}, idempotent=True))
+        if settings["disk_gb"] > p.boot_disk_size_gb:
+            out.append(Call(f"grow scsi0 {p.boot_disk_size_gb} -> {settings['disk_gb']} GB", "PUT",
+                            qemu(node, vmid, "/resize"), {"disk": "scsi0", "size": f"{settings['disk_gb']}G"},
+                            idempotent=True))
+    runs = feature_runs(estate, res, node)
+    template_layer = vm.is_template_layer
+    boots = bool(runs) or not template_layer
+    if boots:
+        out.append(Call("start", "POST", qemu(node, vmid, "/status/start"), idempotent=True))
+        out.append(AgentWait("wait for the guest agent", node, vmid, AGENT_TIMEOUT_S))
+        out.append(AgentRun("wait for cloud-init", node, vmid, res.key, ("cloud-init", "status", "--wait"),
+                            timeout=CLOUD_INIT_TIMEOUT_S, warn_exit=(2,),
+                            show_on_failure="/var/log/cloud-init-output.log"))
+        out += runs
+    stopped = template_layer
+    if boots and stopped:
+        out.append(Call("stop", "POST", qemu(node, vmid, "/status/shutdown"), {"forceStop": 1}, idempotent=True))
+    if vm.template_snapshot_name:
+        out.append(Call(f"snapshot {vm.template_snapshot_name}", "POST", qemu(node, vmid, "/snapshot"),
+                        {"snapname": vm.template_snapshot_name,
+                         "description": f"Phoenix layer {res.key}, build {b.build_id}"}))
+    if vm.convert_to_template:
+        out.append(Call("convert to template", "POST", qemu(node, vmid, "/template")))
+    tags = F.record_tags(user_tags, b.identity, b.build_id, res.settings_hash)
+    desc = F.description(vm.description, record(res, b.identity, b.build_id, b.parent_build, names))
+    out.append(Call("record layer identity", "PUT", qemu(node, vmid, "/config"), {"tags": tags, "description": desc},
+                    idempotent=True, records=True,
+                    then=SetFacts(vmid, tags, {"name": vm.vm_name, "kind": "qemu", "maxmem": vm.memory_mb * MIB,
+                                               "maxcpu": vm.cpu_sockets * vm.cpu_cores,
+                                               "maxdisk": vm.boot_disk_size_gb * GIB,
+                                               "template": vm.convert_to_template,
+                                               "status": "stopped" if stopped or not boots else "running"})))
+    return out
+
+
+def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config: dict[str, Any],
+           reasons: str) -> list[Step]:
+    """Change settings in place: one config PUT, the disk grown, a restart if Proxmox holds a change until then."""
+    vmid = res.vmid
+    assert vmid is not None
+    vm, settings = estate.vms[vmid], res.settings
+    rec = F.parse_record(config.get("description"))
+    rec["settings"] = recorded(settings)
+    user_tags = [t for t in facts.user_tags]
+    tags = F.record_tags([*vm.tags, *[t for t in user_tags if t not in vm.tags]], facts.identity or "",
+                         facts.build_id or "", res.settings_hash)
+    put = {"name": settings["name"], "sockets": settings["sockets"], "cores": settings["cores"],
+           "memory": settings["memory"], "net0": settings["net0"], "tags": tags,
+           "description": F.description(vm.description, rec)}
+    out: list[Step] = [Call(f"update in place ({reasons or 'settings'})", "PUT", qemu(node, vmid, "/config"), put,
+                            idempotent=True,
+                            then=SetFacts(vmid, tags, {"maxmem": vm.memory_mb * MIB,
+                                                       "maxcpu": vm.cpu_sockets * vm.cpu_cores,
+                                                       "maxdisk": max(facts.maxdisk, vm.boot_disk_size_gb * GIB)}))]
+    current = facts.maxdisk // GIB if facts.maxdisk else None
+    if current and settings["disk_gb"] > current:
+        out.append(Call(f"grow scsi0 {current} -> {settings['disk_gb']} GB", "PUT", qemu(node, vmid, "/resize"),
+                        {"disk": "scsi0", "size": f"{settings['disk_gb']}G"}, idempotent=True))
+    if facts.status == "running":
+        out.append(RestartIfPending("restart", qemu(node, vmid)))
+    return out

@@ -1,0 +1,154 @@
+"""VMs as layers on the simulated host (fakepve over HTTPS): the example estate's cloud-image template, golden
+image and clones, built with doit; incremental rebuilds from cloud-init templates and feature scripts; what a real
+node refuses, audited in fakepve's request log after every test (conftest.audit)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from phoenix.facts.guests import parse_record
+
+from .conftest import NODE, Checkout, run_doit
+from .pve_audit import refused
+
+CTS = ("ct900", "ct901", "ct902", "ct910", "ct920", "ct950")
+VMS = ("vm9000", "vm9001", "vm1001", "vm1002")
+
+
+def snippets(co: Checkout) -> set[str]:
+    where = co.cache / "sim" / "storage" / "local" / "snippets"
+    return {p.name for p in where.iterdir()} if where.is_dir() else set()
+
+
+def changes(result) -> dict[str, str]:
+    return {k: v for k, v in result.outcomes().items() if v != "up-to-date"}
+
+
+def test_example_vms_build_end_to_end_and_a_second_run_is_one_request(vm_checkout: Checkout):
+    co = vm_checkout
+    first = co.doit()
+    assert first.rc == 0, first.output
+    assert {k: v for k, v in first.outcomes().items() if k.startswith("vm")} == dict.fromkeys(VMS, "built")
+    pve = co.pve
+    template, golden, portainer = pve.vm(9000), pve.vm(9001), pve.vm(1001)
+    assert template.template and "import-from=local:import/noble-server-cloudimg-amd64.qcow2" in template.config["scsi0"]
+    assert template.config["serial0"] == "socket" and template.config["agent"] == "enabled=1"
+    create = next(parse_qs(b.decode()) for m, p, b in pve.requests if m == "POST" and p == f"{NODE}/qemu")
+    assert create["ide2"] == ["local-lvm:cloudinit"]  # fakepve names the drive vm-N-disk-0; PVE vm-N-cloudinit
+    assert create["scsi0"] == ["local-lvm:0,import-from=local:import/noble-server-cloudimg-amd64.qcow2"]
+    assert "docker-golden" in golden.snapshots and golden.status == "stopped"
+    assert portainer.status == "running"
+    record = parse_record(portainer.config["description"])
+    assert record["layer"] == "vm1001" and record["inputs"]["cloudinit:user-data"]
+    # the snippets the VMs name are in the (simulated) snippets storage, named by content
+    on_storage = snippets(co)
+    for vm in (template, golden, portainer, pve.vm(1002)):
+        named = {part.split("local:snippets/")[1] for part in vm.config["cicustom"].split(",")}
+        assert named <= on_storage and all(n.startswith(f"phoenix-{vm.vmid}-") for n in named)
+    # features ran through the agent with an argv list, the files written first
+    asked = [cmd for cmd, _ in golden.agent_requests]
+    assert asked.count("file-write") >= 4 and "exec" in asked
+    mark = co.mark()
+    second = co.doit()
+    assert second.rc == 0 and "nothing to do" in second.output, second.output
+    assert second.outcomes() == dict.fromkeys((*CTS, *VMS), "up-to-date")
+    assert [(m, p) for m, p, _ in pve.requests[mark:]] == [("GET", "/api2/json/cluster/resources")]
+
+
+def test_a_cloudinit_template_edit_rebuilds_exactly_the_vms_whose_snippet_changed(vm_checkout: Checkout):
+    co = vm_checkout
+    assert co.doit().rc == 0
+    old = {n for n in snippets(co) if n.startswith("phoenix-1002-user-")}
+    path = co.root / "cloudinit" / "user-data.yml.j2"
+    path.write_text(path.read_text() + "{% if vm.id == 1002 %}ntp: {enabled: true}\n{% endif %}")
+    plan = co.doit("plan")
+    assert "vm1002  rebuild: cloudinit:user-data changed" in plan.output, plan.output
+    for other in ("vm9000", "vm9001", "vm1001", *CTS):
+        assert f"{other:<7} up-to-date" in plan.output, plan.output
+    result = co.doit()
+    assert result.rc == 0, result.output
+    assert changes(result) == {"vm1002": "built"}
+    new = {n for n in snippets(co) if n.startswith("phoenix-1002-user-")}
+    assert len(new) == 1 and not new & old  # the old snippet was removed, the new one is named by its content
+    assert "ntp" in (co.cache / "sim" / "storage" / "local" / "snippets" / new.pop()).read_text()
+
+
+def test_a_feature_edit_rebuilds_the_layers_that_run_it_and_their_clones(vm_checkout: Checkout):
+    co = vm_checkout
+    assert co.doit().rc == 0
+    script = co.root / "images" / "features" / "docker.sh"
+    script.write_text(script.read_text() + "\n# changed\n")
+    result = co.doit()
+    assert result.rc == 0, result.output
+    assert changes(result) == {"ct902": "built", "ct910": "built", "vm9001": "built", "vm1001": "built",
+                               "vm1002": "built"}
+
+
+def test_forget_rebuilds_the_golden_image_and_its_clones(vm_checkout: Checkout):
+    co = vm_checkout
+    assert co.doit().rc == 0
+    assert co.doit("forget", "vm9001").rc == 0
+    result = co.doit()
+    assert result.rc == 0, result.output
+    assert changes(result) == {"vm9001": "built", "vm1001": "built", "vm1002": "built"}
+
+
+def test_a_foreign_template_is_refused_and_nothing_is_written(vm_checkout: Checkout):
+    co = vm_checkout
+    co.pve.add_vm(9000, "someones-template", template=True, config={"scsi0": "local-lvm:base-9000-disk-0"})
+    mark = co.mark()
+    result = co.doit("vm1001")
+    assert result.rc != 0
+    assert "VMID 9000 holds a template that Phoenix did not build" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert [w for w in co.writes(mark) if "/qemu" in w[1]] == []
+    assert co.pve.vm(9000).name == "someones-template"
+
+
+def test_cloudinit_task_renders_and_checks_without_touching_a_host(tmp_path: Path):
+    co = Checkout(tmp_path / "phoenix", vms=True)
+    try:
+        result = run_doit(co.root, ("cloudinit:1001",))
+        assert result.rc == 0, result.output
+        out = co.cache / "cloudinit" / "1001"
+        assert sorted(p.name for p in out.iterdir()) == ["meta-data", "network-config", "user-data"]
+        assert stat.S_IMODE((out / "user-data").stat().st_mode) == 0o600
+        assert (out / "user-data").read_text().startswith("#cloud-config\n")
+        assert co.sim.pve is None and "pve" not in result.run.__dict__  # no simulator, no API
+        again = run_doit(co.root, ("cloudinit:1001",))
+        assert "-- cloudinit:1001" in again.output and "wrote" not in again.output, again.output
+        bad = co.root / "cloudinit" / "network-config.yml.j2"
+        bad.write_text(bad.read_text().replace("0.0.0.0/0", "default"))
+        failed = run_doit(co.root, ("cloudinit:1001",))
+        assert failed.rc != 0 and "Debian 12's cloud-init (22.4) refuses `to: default`" in failed.output
+        assert "Traceback" not in failed.output
+    finally:
+        co.stop_sim()
+
+
+def test_the_audit_catches_what_a_real_node_refuses():
+    q = f"{NODE}/qemu"
+    bad = [("POST", q, b"vmid=9000&scsi0=local-lvm%3A0%2Cimport-from%3D%2Fvar%2Flib%2Fvz%2Fimport%2Fx.qcow2"),
+           ("PUT", f"{q}/9000/config", b"args=-cpu+host"),
+           ("PUT", f"{q}/9000/config", b"hostpci0=0000%3A01%3A00"),
+           ("PUT", f"{q}/9000/config", b"cicustom=user%3Dlocal%3Asnippets%2Fa.yml%2Cnetwork%3Dlocal%3Aiso%2Fb.iso"),
+           ("PUT", f"{q}/9000/config", b"cicustom=users%3Dlocal%3Asnippets%2Fa.yml"),
+           ("POST", f"{q}/9000/agent/exec", b"command=cloud-init+status+--wait")]
+    good = [("POST", q, b"vmid=9000&scsi0=local-lvm%3A0%2Cimport-from%3Dlocal%3Aimport%2Fnoble.qcow2"),
+            ("PUT", f"{q}/9000/config", b"cicustom=user%3Dlocal%3Asnippets%2Fa.yml%2Cmeta%3Dlocal%3Asnippets%2Fm.yml"),
+            ("POST", f"{q}/9000/agent/exec", b"command=cloud-init&command=status&command=--wait")]
+
+    class Vm:
+        vmid = 1001
+        agent_requests = [("exec", {"command": ["true"]}), ("exec-status", {"pid": 7}), ("exec-status", {"pid": 7})]
+
+    found = refused(bad + good, [Vm()])
+    assert len(found) == 7, json.dumps(found, indent=1)
+    assert any("import-from needs" in f for f in found) and any("args may be set by root@pam" in f for f in found)
+    assert any("hostpci0" in f for f in found) and any("not a snippet volume" in f for f in found)
+    assert any("'users'" in f for f in found) and any("is a string" in f for f in found)
+    assert any("pid 7 polled 2 times" in f for f in found)
+    assert refused(good) == []
