@@ -218,7 +218,7 @@ def render(step: Step, node: str = "") -> str:
         return (f"write {', '.join(sorted(step.files))} into {step.directory} (storage {step.storage}) on the node "
                 f"(SFTP; other {step.prefix}* removed)")
     if isinstance(step, AgentWait):
-        return f"GET /nodes/{step.node}/qemu/{step.vmid}/agent/ping until it answers (timeout {step.timeout:.0f}s)"
+        return f"POST /nodes/{step.node}/qemu/{step.vmid}/agent/ping until it answers (timeout {step.timeout:.0f}s)"
     if isinstance(step, AgentRun):
         files = f"agent/file-write {', '.join(f[0] for f in step.files)}; " if step.files else ""
         return f"{files}agent/exec {list(step.argv)} in VM {step.vmid} (timeout {step.timeout:.0f}s)"

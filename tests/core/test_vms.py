@@ -152,3 +152,34 @@ def test_the_audit_catches_what_a_real_node_refuses():
     assert any("'users'" in f for f in found) and any("is a string" in f for f in found)
     assert any("pid 7 polled 2 times" in f for f in found)
     assert refused(good) == []
+
+
+def test_a_storage_without_snippets_content_stops_the_build_before_any_write(vm_checkout: Checkout):
+    co = vm_checkout
+    co.pve.storages["local"]["content"] = "iso,vztmpl,backup,import"
+    mark = co.mark()
+    result = co.doit("vm9000")
+    assert result.rc != 0 and "Traceback" not in result.output
+    assert "storage local does not allow 'snippets' content" in result.output, result.output
+    assert "pvesm set local --content iso,vztmpl,backup,import,snippets" in result.output, result.output
+    assert co.writes(mark) == [] and snippets(co) == set()
+
+
+def test_the_simulator_refuses_to_start_a_vm_whose_snippet_is_missing(vm_checkout: Checkout):
+    from phoenix.errors import PhoenixError
+    from phoenix.pve.client import Pve
+
+    co = vm_checkout
+    assert co.doit("vm1001").rc == 0
+    pve = Pve.of(co.sim.endpoint)
+    pve.run("POST", "nodes/pve1/qemu/1001/status/stop")
+    for name in snippets(co):
+        if name.startswith("phoenix-1001-user-"):
+            (co.cache / "sim" / "storage" / "local" / "snippets" / name).unlink()
+    try:
+        pve.run("POST", "nodes/pve1/qemu/1001/status/start")
+    except PhoenixError as e:
+        assert "snippets/phoenix-1001-user-" in str(e) and "does not exist" in str(e), str(e)
+    else:
+        raise AssertionError("the simulator started a VM whose user-data snippet is missing")
+    assert co.pve.vm(1001).status == "stopped"
