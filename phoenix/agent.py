@@ -16,7 +16,8 @@ from .errors import PhoenixError
 if TYPE_CHECKING:
     from .pve.client import Pve
 
-FILE_WRITE_MAX = 60 * 1024
+FILE_WRITE_MAX = 60 * 1024                 # characters of `content` in one file-write
+CHUNK = FILE_WRITE_MAX // 4 * 3            # bytes that fit once base64-encoded (encode=0: any bytes)
 INPUT_MAX = 64 * 1024
 
 
@@ -53,14 +54,14 @@ class GuestAgent:
             self.sleep(poll)
 
     def write_file(self, path: str, data: bytes) -> None:
-        """One file-write when it fits in 60 KiB; else parts, joined by cat in the guest."""
-        if len(data) <= FILE_WRITE_MAX:
+        """One file-write when it fits in 60 KiB (base64); else parts, joined by cat in the guest."""
+        if len(data) <= CHUNK:
             self._write(path, data)
             return
         parts = []
-        for i in range(0, len(data), FILE_WRITE_MAX):
-            part = f"{path}.phx-part{i // FILE_WRITE_MAX:04d}"
-            self._write(part, data[i:i + FILE_WRITE_MAX])
+        for i in range(0, len(data), CHUNK):
+            part = f"{path}.phx-part{i // CHUNK:04d}"
+            self._write(part, data[i:i + CHUNK])
             parts.append(part)
         done = self.run(["/bin/sh", "-c", 'out=$1; shift; cat "$@" > "$out" && rm -f "$@"', "sh", path, *parts], 120)
         if done.exitcode != 0:

@@ -203,7 +203,7 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
                     raise PveError(500, f"volume '{volume}' does not exist\n")
             answer = await super()._do_start(vm, user, p)
             if agent_enabled(vm.config) and vm.agent is None:
-                vm.agent = {}
+                vm.agent = dict(owner.agent_answers.get(vm.vmid, {}))  # fakepve's canned answers (tests set them)
             return answer
 
         async def pause(self, secs):
@@ -245,6 +245,7 @@ class SimHost:
         self.notes: list[str] = []
         self._say = note or _print_note
         self.pve: Any = None
+        self.agent_answers: dict[int, dict[str, Any]] = {}  # vmid -> fakepve's vm.agent once the VM starts
         self.endpoint: Endpoint | None = None
         self.store = Store(self.dir, self.note)
         self._dirlock = StateLock(self.dir)

@@ -183,3 +183,86 @@ def test_the_simulator_refuses_to_start_a_vm_whose_snippet_is_missing(vm_checkou
     else:
         raise AssertionError("the simulator started a VM whose user-data snippet is missing")
     assert co.pve.vm(1001).status == "stopped"
+
+
+def test_cloud_init_degraded_is_a_warning_and_an_error_shows_its_log(vm_checkout: Checkout):
+    co = vm_checkout
+    co.pve  # noqa: B018 - the simulator is up, so the canned agent answers apply when the VMs start
+    co.sim.agent_answers[1001] = {"exec": {"cloud-init status --wait": {"exitcode": 2, "out-data": "status: degraded\n"}}}
+    co.sim.agent_answers[1002] = {"exec": {
+        "cloud-init status --wait": {"exitcode": 1, "out-data": "status: error\n"},
+        "tail -n 40 /var/log/cloud-init-output.log": {"exitcode": 0, "out-data": "E: Package 'chrony' has no candidate\n"}}}
+    result = co.doit()
+    assert result.rc != 0 and "Traceback" not in result.output
+    outcomes = result.outcomes()
+    assert outcomes["vm1001"] == "built" and outcomes["vm1002"] == "failed", result.output
+    assert "vm1001: WARNING: wait for cloud-init exited with status 2" in result.output, result.output
+    assert "[vm1001] status: degraded" in result.output
+    assert "vm1002: wait for cloud-init exited with status 1 in VM 1002" in result.output, result.output
+    assert "/var/log/cloud-init-output.log:" in result.output and "E: Package 'chrony'" in result.output
+    log = (co.cache / "logs" / "vm1002.log").read_text()
+    assert "$ cloud-init status --wait" in log and "status: error" in log
+
+
+def test_large_files_reach_the_agent_in_parts_within_its_limits(vm_checkout: Checkout):
+    import base64
+
+    from phoenix.agent import FILE_WRITE_MAX, GuestAgent
+    from phoenix.pve.client import Pve
+
+    co = vm_checkout
+    assert co.doit("vm1001").rc == 0
+    agent = GuestAgent(Pve.of(co.sim.endpoint), "pve1", 1001)
+    vm = co.pve.vm(1001)
+    before = len(vm.agent_requests)
+    data = bytes(range(256)) * 600  # 150 KiB, binary
+    agent.write_file("/var/lib/phoenix/big.bin", data)
+    asked = vm.agent_requests[before:]
+    writes = [a for c, a in asked if c == "file-write"]
+    assert len(writes) == 4 and all(len(a["content"]) <= FILE_WRITE_MAX for a in writes)
+    assert b"".join(base64.b64decode(a["content"]) for a in writes) == data
+    assert [a["file"] for a in writes] == [f"/var/lib/phoenix/big.bin.phx-part{i:04d}" for i in range(4)]
+    execs = [a["command"] for c, a in asked if c == "exec"]
+    assert execs[-1][:2] == ["/bin/sh", "-c"] and execs[-1][4] == "/var/lib/phoenix/big.bin"
+    from phoenix.errors import PhoenixError
+
+    try:
+        agent.start(["cat"], input_data=b"x" * (64 * 1024 + 1))
+    except PhoenixError as e:
+        assert "at most 65536" in str(e)
+    else:
+        raise AssertionError("input-data over 64 KiB was sent")
+
+
+def test_a_noop_of_the_mixed_estate_renders_nothing_and_loads_no_config_models(tmp_path: Path):
+    """Containers and VMs built; the next `doit` decides from .cache/ and one listing: no Jinja, pydantic or
+    jsonschema import, no render, and the cloudinit tasks skipped by doit's own file checks."""
+    import os
+    import subprocess
+    import sys
+
+    from .test_sim import serve, stop
+
+    co = Checkout(tmp_path / "phoenix", vms=True)
+    proc = serve(co.cache / "sim")
+    try:
+        assert co.doit(own_sim=False).rc == 0
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit"], cwd=co.root, env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        stop(proc)
+    assert done.returncode == 0 and "nothing to do" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "1 API requests" in done.stdout and "wrote" not in done.stdout, done.stdout
+    for vmid in (9000, 9001, 1001, 1002):
+        assert f"-- cloudinit:{vmid}" in done.stdout
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "phoenix.runtime" in imported
+    assert not {"jinja2", "pydantic", "jsonschema", "yaml", "phoenix.cloudinit.render", "phoenix.config.estate"} & imported
+    # the served simulator saved the VMs: the next run's own simulator finds them as they were
+    again = co.doit()
+    try:
+        assert again.rc == 0 and set(again.outcomes().values()) == {"up-to-date"}, again.output
+        assert co.pve.vm(1001).status == "running" and "docker-golden" in co.pve.vm(9001).snapshots
+    finally:
+        co.stop_sim()
