@@ -137,6 +137,14 @@ class Builder:
             agent.write_file(path, data)
             if mode != 0o644:
                 agent.run(["chmod", f"{mode:o}", path], 60)
+        if step.secrets:  # into a 0700 directory, each file 0600; values never in argv or a log
+            values = self.ctx.secrets(step.secrets, step.required)
+            agent.run(["install", "-d", "-m", "0700", step.secrets_dir], 60)
+            for name, value in values.items():
+                target = f"{step.secrets_dir}/{name}"
+                agent.run(["sh", "-c", 'umask 077 && : > "$1"', "sh", target], 60)
+                agent.write_file(target, value.encode())
+                agent.run(["chmod", "600", target], 60)
         done = agent.run(list(step.argv), step.timeout)
         log = self.ctx.log_path(self.key)
         lines = [f"[{step.layer}] {line}" for line in (done.out + done.err).splitlines()]

@@ -181,6 +181,9 @@ class AgentRun:
     timeout: float = 3600.0
     warn_exit: tuple[int, ...] = ()
     show_on_failure: str | None = None               # a guest file whose tail a failure shows
+    secrets: tuple[str, ...] = ()                    # names: their values are read when it runs, written 0600
+    required: tuple[str, ...] = ()
+    secrets_dir: str = ""                            # where they go in the guest
 
 
 Step = (Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending | NodeScript | SaveToken | NoteHost
@@ -221,5 +224,6 @@ def render(step: Step, node: str = "") -> str:
         return f"POST /nodes/{step.node}/qemu/{step.vmid}/agent/ping until it answers (timeout {step.timeout:.0f}s)"
     if isinstance(step, AgentRun):
         files = f"agent/file-write {', '.join(f[0] for f in step.files)}; " if step.files else ""
-        return f"{files}agent/exec {list(step.argv)} in VM {step.vmid} (timeout {step.timeout:.0f}s)"
+        secrets = f"; secrets {', '.join(step.secrets)} (0600 in {step.secrets_dir})" if step.secrets else ""
+        return f"{files}agent/exec {list(step.argv)} in VM {step.vmid} (timeout {step.timeout:.0f}s{secrets})"
     return f"GET /{step.path}/pending, then POST /{step.path}/status/reboot if anything is pending"

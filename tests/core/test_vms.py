@@ -51,6 +51,15 @@ def test_example_vms_build_end_to_end_and_a_second_run_is_one_request(vm_checkou
     # features ran through the agent with an argv list, the files written first
     asked = [cmd for cmd, _ in golden.agent_requests]
     assert asked.count("file-write") >= 4 and "exec" in asked
+    # docker.sh's optional secret: written 0600 into a 0700 directory, removed before the golden image is kept
+    secret = (co.root / "etc" / "phoenix_docker_token.conf").read_text().strip()
+    writes = [a["file"] for c, a in golden.agent_requests if c == "file-write"]
+    execs = [a["command"] for c, a in golden.agent_requests if c == "exec"]
+    assert "/var/lib/phoenix/secrets/docker_token" in writes
+    assert ["install", "-d", "-m", "0700", "/var/lib/phoenix/secrets"] in execs
+    assert execs[-1] == ["rm", "-rf", "--", "/var/lib/phoenix/secrets"]
+    assert not any(secret in " ".join(cmd) for cmd in execs)
+    assert secret not in first.output and secret not in (co.cache / "logs" / "vm9001.log").read_text()
     mark = co.mark()
     second = co.doit()
     assert second.rc == 0 and "nothing to do" in second.output, second.output

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ...context import to_env, to_json
 from ...facts import guests as F
 from ...resources import Resource
+from ...secrets import SECRET_NAMES
 from ...steps import AgentRun, AgentWait, Call, Forget, PutSnippets, RestartIfPending, SetFacts, Step
 from ..lxc.rules import GIB, MIB, recorded
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from ...config.estate import Estate
 
 GUEST_DIR = "/var/lib/phoenix"          # the context, the library and the scripts go here in a VM
+SECRETS_DIR = f"{GUEST_DIR}/secrets"    # 0700; each secret a 0600 file (removed before a golden image is kept)
 AGENT_TIMEOUT_S = 600.0
 CLOUD_INIT_TIMEOUT_S = 1800.0
 SNIPPET_KEYS = {"user-data": "user", "network-config": "network", "meta-data": "meta"}
@@ -98,7 +100,7 @@ def context(estate: Estate, vmid: int) -> dict[str, Any]:
             "network": {"ip": str(net.ip) if net else "dhcp",
                         "gateway": str(net.gw or hyp.network.gateway or "") if net else ""},
             "gpus": [], "gpu_count": 0, "docker": {"user": user.username if user else None, "nvidia_toolkit": False},
-            "secrets": []}
+            "secrets": [s for s in SECRET_NAMES if hyp.secrets.file(s)]}
 
 
 def feature_runs(estate: Estate, res: Resource, node: str) -> list[Step]:
@@ -121,7 +123,12 @@ def feature_runs(estate: Estate, res: Resource, node: str) -> list[Step]:
         out.append(AgentRun(f"feature {name}", node, vmid, res.key,
                             ("/usr/bin/env", f"PHOENIX_CONTEXT={GUEST_DIR}/context.json",
                              f"PHOENIX_ENV={GUEST_DIR}/context.env", f"PHOENIX_LIB={GUEST_DIR}/lib/phoenix-common.sh",
-                             "/bin/bash", f"{GUEST_DIR}/run/{name}.sh"), files, timeout))
+                             f"PHOENIX_SECRETS={SECRETS_DIR}", "/bin/bash", f"{GUEST_DIR}/run/{name}.sh"), files, timeout,
+                            secrets=(*script.secrets, *script.optional_secrets), required=script.secrets,
+                            secrets_dir=SECRETS_DIR))
+    if vm.is_template_layer and any(isinstance(s, AgentRun) and s.secrets for s in out):
+        out.append(AgentRun("remove secrets (clones must not inherit them)", node, vmid, res.key,
+                            ("rm", "-rf", "--", SECRETS_DIR), timeout=60))
     return out
 
 
