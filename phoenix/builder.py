@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING
 from .errors import ScriptFailed
 from .steps import (
     Call,
+    DeployStack,
     HostRecorded,
     MakeDirs,
     NodeScript,
     NodeSet,
     NoteHost,
+    PortainerEnv,
+    PortainerToken,
     RemoveSecrets,
     RestartIfPending,
     SaveToken,
@@ -32,6 +35,8 @@ from .transport.base import ScriptRun
 if TYPE_CHECKING:
     from .clones import CloneTurns
     from .hostview import HostView
+    from .portainer.client import Portainer
+    from .portainer.target import PortainerTarget
     from .pve.client import Pve
     from .transport.node import Node
 
@@ -47,6 +52,9 @@ class BuildContext:
     log_path: Callable[[str], Path]
     before_record: Callable[[], None] = lambda: None  # a last check before a build is recorded (the run's lease)
     before_write: Callable[[], None] = lambda: None   # before every step (the lease still held: no request)
+    portainer: Callable[[], Portainer] | None = None  # a client with Phoenix's token (made on use)
+    portainer_target: Callable[[], PortainerTarget] | None = None
+    admin_password: Callable[[], str] | None = None
 
 
 class Builder:
@@ -102,6 +110,11 @@ class Builder:
             self.save_token(step)
         elif isinstance(step, NoteHost):
             self.note_host(step)
+        elif isinstance(step, PortainerToken | PortainerEnv | DeployStack):
+            from .portainer import deploy
+
+            assert self.ctx.portainer is not None and self.ctx.admin_password is not None
+            deploy.execute(step, self.ctx.portainer, self.ctx.view, self.ctx.admin_password)
         else:  # pragma: no cover - every step type is handled above
             raise TypeError(f"unknown step {step!r}")
 

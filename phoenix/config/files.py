@@ -7,6 +7,7 @@ from pathlib import Path
 
 HYPERVISOR = "phoenix_hypervisor_config"
 LXC = "phoenix_lxc_configs"
+STACKS = "phoenix_stacks_config"  # optional
 SUFFIXES = (".json", ".yaml", ".yml")
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from .files import HYPERVISOR, LXC
+from .files import HYPERVISOR, LXC, STACKS
 from .hypervisor import HypervisorConfig
 from .lxc import LxcConfigs
+from .stacks import StacksConfig
 
-MODELS: dict[str, type[BaseModel]] = {HYPERVISOR: HypervisorConfig, LXC: LxcConfigs}
+MODELS: dict[str, type[BaseModel]] = {HYPERVISOR: HypervisorConfig, LXC: LxcConfigs, STACKS: StacksConfig}
 
 
 def schema_text(stem: str) -> str:
