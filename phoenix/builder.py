@@ -18,11 +18,14 @@ from .steps import (
     AgentRun,
     AgentWait,
     Call,
+    DeployStack,
     HostRecorded,
     MakeDirs,
     NodeScript,
     NodeSet,
     NoteHost,
+    PortainerEnv,
+    PortainerToken,
     PutSnippets,
     RemoveSecrets,
     RestartIfPending,
@@ -35,6 +38,8 @@ from .transport.base import ScriptRun
 if TYPE_CHECKING:
     from .clones import CloneTurns
     from .hostview import HostView
+    from .portainer.client import Portainer
+    from .portainer.target import PortainerTarget
     from .pve.client import Pve
     from .transport.node import Node
 
@@ -50,6 +55,9 @@ class BuildContext:
     log_path: Callable[[str], Path]
     before_record: Callable[[], None] = lambda: None  # a last check before a build is recorded (the run's lease)
     before_write: Callable[[], None] = lambda: None   # before every step (the lease still held: no request)
+    portainer: Callable[[], Portainer] | None = None  # a client with Phoenix's token (made on use)
+    portainer_target: Callable[[], PortainerTarget] | None = None
+    admin_password: Callable[[], str] | None = None
 
 
 class Builder:
@@ -113,6 +121,11 @@ class Builder:
             GuestAgent(ctx.pve, step.node, step.vmid).wait_ready(step.timeout)
         elif isinstance(step, AgentRun):
             self.agent_run(step)
+        elif isinstance(step, PortainerToken | PortainerEnv | DeployStack):
+            from .portainer import deploy
+
+            assert self.ctx.portainer is not None and self.ctx.admin_password is not None
+            deploy.execute(step, self.ctx.portainer, self.ctx.view, self.ctx.admin_password)
         else:  # pragma: no cover - every step type is handled above
             raise TypeError(f"unknown step {step!r}")
 

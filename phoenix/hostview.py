@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import PhoenixError
 
 if TYPE_CHECKING:
+    from .portainer.listing import Listing
     from .steps import Effect
 
 from .facts.guests import GuestFacts, parse_resources, split_tags
@@ -23,10 +24,14 @@ class HostView:
     """The guests on the run's node, keyed by vmid (thread-safe)."""
 
     def __init__(self, lister: Callable[[], list[dict[str, Any]]], node: Callable[[], str],
-                 notes: Callable[[], dict[str, Any]] | None = None):
+                 notes: Callable[[], dict[str, Any]] | None = None, portainer: Callable[[], Listing | None] | None = None):
         """lister: GET /cluster/resources?type=vm; node: the node's name; notes: GET /nodes/{node}/config (read only
-        when a host part is decided). Each is called on first use."""
+        when a host part is decided); portainer: GET /api/stacks of the Portainer server (read only when a stack or
+        environment is decided; None: not there yet). Each is called on first use."""
         self._lister, self._node, self._notes_reader = lister, node, notes
+        self._portainer_reader = portainer
+        self._portainer: Listing | None = None
+        self._portainer_failed: PhoenixError | None = None
         self._notes: dict[str, dict[str, Any]] | None = None
         self._lock = threading.Lock()
         self._guests: dict[int, GuestFacts] | None = None
@@ -56,6 +61,31 @@ class HostView:
                 self._notes = split_notes(config.get("description"))[1]
             return self._notes
 
+    def portainer(self) -> Listing | None:
+        """What Portainer has deployed (one listing, then kept current by the run's deployments), or None when
+        there is no server to ask yet."""
+        with self._lock:
+            if self._portainer is None and self._portainer_reader is not None:
+                if self._portainer_failed is not None:
+                    raise self._portainer_failed
+                try:
+                    self._portainer = self._portainer_reader()
+                except PhoenixError as e:
+                    self._portainer_failed = e
+                    raise
+            return self._portainer
+
+    def touched(self) -> None:
+        """The run changed something the view's listings hold (a stack deployed): decisions are made again."""
+        with self._lock:
+            self.version += 1
+
+    def portainer_changed(self) -> None:
+        """Portainer changed in a way the listing cannot follow (a new token): list it again when next asked."""
+        with self._lock:
+            self._portainer, self._portainer_failed = None, None
+            self.version += 1
+
     def get(self, vmid: int) -> GuestFacts | None:
         return self.guests().get(vmid)
 
@@ -69,6 +99,7 @@ class HostView:
         with self._lock:
             self._guests = guests
             self._notes = None
+            self._portainer, self._portainer_failed = None, None
             self.version += 1
 
     def apply(self, effect: Effect) -> None:

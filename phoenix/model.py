@@ -10,36 +10,38 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cachefiles import write_whole
-from .config.files import HYPERVISOR, LXC, SUFFIXES, VM
+from .config.files import HYPERVISOR, LXC, STACKS, SUFFIXES, VM
 from .pve.endpoint import Endpoint
 from .resources import Resource
 
 if TYPE_CHECKING:
     from .config.estate import Estate
 
-FORMAT = 6  # bump when what .cache/model.json holds changes
+FORMAT = 7  # bump when what .cache/model.json holds changes
 CACHE_FILE = "model.json"
 OLD_CACHES = ("estate.pickle",)  # earlier Phoenix kept a pickle: never read, removed
 
 
 def model_key(config_dir: Path, images_dir: Path) -> str:
-    """Digest of everything the model is made from: config files, scripts, and Phoenix's own model code.
+    """Digest of everything the model is made from: config files, scripts, stacks and Phoenix's own model code.
 
-    Secret files are not in it: they are read when a script needs them, never validated or hashed."""
+    Secret files of the hypervisor config are not in it: they are read when a script needs them. A stack variable's
+    value_file is (its value is part of the stack's identity, hashed): the model lists those files (`extra`)."""
     h = hashlib.sha256(f"{FORMAT}|{config_dir.resolve()}|{images_dir.resolve()}".encode())
     package = Path(__file__).parent
-    configs = [config_dir / f"{stem}{suffix}" for stem in (HYPERVISOR, LXC, VM) for suffix in SUFFIXES]
+    configs = [config_dir / f"{stem}{suffix}" for stem in (HYPERVISOR, LXC, STACKS, VM) for suffix in SUFFIXES]
     code = [*package.glob("config/*.py"), *package.glob("kinds/**/*.py"), package / "resources.py", package / "features.py",
             *package.glob("cloudinit/*.py")]
+    stacks = images_dir.parent / "stacks"
     cloudinit = images_dir.parent / "cloudinit"  # VM identities hold their rendered cloud-init files
     templates = sorted(p for p in cloudinit.rglob("*") if p.is_file()) if cloudinit.is_dir() else []
-    sources = [*(p for p in configs if p.exists()), *sorted(p for p in images_dir.rglob("*") if p.is_file()), *templates,
-               *sorted(code)]
+    sources = [*(p for p in configs if p.exists()), *sorted(p for p in images_dir.rglob("*") if p.is_file()),
+               *sorted(p for p in stacks.rglob("*") if p.is_file()), *templates, *sorted(code)]
     for path in sources:
         try:
             data = path.read_bytes()
@@ -54,24 +56,39 @@ class Model:
     key: str
     resources: dict[str, Resource]   # every resource of every kind, parents first
     endpoint: Endpoint               # the API as the config names it
+    extra: dict[str, str] = field(default_factory=dict)  # more input files (stack value files): path -> sha256
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "key": self.key, "endpoint": self.endpoint.to_json(),
+        return {"format": FORMAT, "key": self.key, "endpoint": self.endpoint.to_json(), "extra": self.extra,
                 "resources": [r.to_json() for r in self.resources.values()]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Model:
         resources = [Resource.from_json(r) for r in data["resources"]]
-        return cls(data["key"], {r.key: r for r in resources}, Endpoint.from_json(data["endpoint"]))
+        return cls(data["key"], {r.key: r for r in resources}, Endpoint.from_json(data["endpoint"]), dict(data["extra"]))
+
+    def current(self) -> bool:
+        """Whether the extra input files still hold what the model was made from."""
+        return all(_sha256(Path(p)) == digest for p, digest in self.extra.items())
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def of_estate(estate: Estate, key: str) -> Model:
+    from .config.files import resolve
     from .kinds import KINDS
 
     resources: dict[str, Resource] = {}
     for kind in KINDS.values():
         resources.update(kind.resources(estate))
-    return Model(key, resources, Endpoint.of(estate.hypervisor, estate.config_dir))
+    files = sorted({str(resolve(estate.config_dir, v.value_file)) for stack in estate.stacks.docker_stacks.values()
+                    for env in stack.environments.values() for v in env.variables if v.value_file})
+    return Model(key, resources, Endpoint.of(estate.hypervisor, estate.config_dir), {f: _sha256(Path(f)) for f in files})
 
 
 def load(config_dir: Path, images_dir: Path, cache: Path, say: Callable[[str], None]) -> tuple[Model, Estate | None]:
@@ -83,7 +100,9 @@ def load(config_dir: Path, images_dir: Path, cache: Path, say: Callable[[str], N
     try:
         data = json.loads(path.read_bytes())
         if isinstance(data, dict) and data.get("format") == FORMAT and data.get("key") == key:
-            return Model.from_json(data), None
+            cached = Model.from_json(data)
+            if cached.current():
+                return cached, None
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError) as e:

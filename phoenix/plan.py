@@ -102,7 +102,9 @@ def input_label(key: str) -> str:
     return {"feature": f"feature {name} changed", "app": f"app script {name} changed", "lib": "shared script library changed",
             "os_template": "OS template changed", "config": "build settings changed",
             "app_config": "app settings changed", "script": f"script {name} changed",
-            "driver": "NVIDIA driver version changed"}.get(kind, f"{key} changed")
+            "driver": "NVIDIA driver version changed", "compose": "compose file changed",
+            "var": f"variable {name} changed", "file": f"file {name} changed",
+            "name": "stack name changed"}.get(kind, f"{key} changed")
 
 
 def input_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
@@ -135,9 +137,10 @@ class Planner:
         def d(action: Action, why: Why, *reasons: str, origin: Decision | None = None) -> Decision:
             return Decision(k, action, reasons, why, origin, res.parent)
 
-        if facts is None:
-            return d(Action.BUILD, Why.NOT_ON_HOST, "not on the host")
         rules = self.rules[res.kind]
+        if facts is None:
+            absent = getattr(rules, "absent", None)  # a kind may say it in its own words ("not deployed")
+            return d(Action.BUILD, Why.NOT_ON_HOST, absent(res) if absent is not None else "not on the host")
         foreign = rules.foreign(res, facts)
         if foreign is not None:
             return d(Action.BLOCKED, *foreign)

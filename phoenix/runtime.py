@@ -40,6 +40,9 @@ if TYPE_CHECKING:  # a run that only checks resources imports none of these (no 
     from .kinds.base import Context, Kind, Prepared
     from .lease import Lease
     from .model import Model
+    from .portainer.client import Portainer
+    from .portainer.listing import Listing
+    from .portainer.target import PortainerTarget
     from .pve.client import Pve
     from .transport.node import Node
 
@@ -82,7 +85,8 @@ class Run:
         self.lock = threading.RLock()
         self._say_lock = threading.Lock()
         self.counters = Counters()              # every request of the run, whichever client made it
-        self.view = HostView(self._list, lambda: self.endpoint.node, self._node_config)
+        self.portainer_counters = Counters()    # every request to Portainer
+        self.view = HostView(self._list, lambda: self.endpoint.node, self._node_config, self._portainer_list)
         self.outcomes = Outcomes()
         self.forced = Forced(self.cache / "forced.json", self.say)
         self.scope: set[str] = set()            # the resources doit will run (set_scope)
@@ -194,6 +198,48 @@ class Run:
         return found if isinstance(found, dict) else {}
 
     @cached_property
+    def portainer_target(self) -> PortainerTarget:
+        """The Portainer server stacks are deployed through; on the simulated host, the stand-in it serves."""
+        from .kinds.portainer.resources import SERVER
+        from .portainer.target import PortainerTarget
+
+        res = self.resources.get(SERVER)
+        if res is None:
+            raise PhoenixError("this estate has no Portainer server (no guest chooses docker_stacks)")
+        tgt = PortainerTarget.from_json(dict(res.settings["target"]))
+        if self.simulated:
+            from .sim.served import portainer_address
+
+            self.endpoint  # noqa: B018 - the simulator serves the stand-in
+            found = portainer_address(self.cache / "sim")
+            if found is None:
+                raise PhoenixError("the simulated host serves no Portainer stand-in (restart `python -m phoenix.sim`)")
+            tgt = tgt.with_address(*found)
+        elif not tgt.url:
+            raise PhoenixError(f"where is Portainer? CT {tgt.server_guest} has no static address: set portainer_api.url "
+                               "in the hypervisor config")
+        return tgt
+
+    def _portainer_list(self) -> Listing | None:
+        """The run's one Portainer listing (GET /api/stacks), or None when the estate has no stacks."""
+        from .kinds.portainer.resources import SERVER
+
+        if SERVER not in self.resources:
+            return None
+        from .portainer.listing import read
+
+        return read(self.portainer_target, self.portainer_counters)
+
+    def portainer(self) -> Portainer:
+        """A client of the Portainer server with Phoenix's token (made anew: the token may have been made just now)."""
+        from .portainer.client import Portainer
+        from .portainer.listing import token
+
+        tgt = self.portainer_target
+        return Portainer(tgt.url, key=token(tgt), verify=tgt.verify, fingerprint=tgt.fingerprint, timeout=tgt.timeout,
+                         counters=self.portainer_counters)
+
+    @cached_property
     def transport(self) -> Node:
         """The node's shell operations: SSH to a real node, a recorder on the simulated one."""
         if self.simulated:
@@ -210,6 +256,10 @@ class Run:
             if self._node_facts is None:
                 self._node_facts = self.transport.facts()
             return self._node_facts
+
+    def read_admin_password(self) -> str:
+        """The Portainer admin password (a placeholder on the simulated host)."""
+        return self.secrets(("portainer_password",), ("portainer_password",))["portainer_password"]
 
     def secrets(self, names: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, str]:
         """Secret values for a script, from the 0600 token files of the hypervisor config."""
@@ -312,7 +362,8 @@ class Run:
         from .kinds.base import Context
 
         return Context(self.estate, self.api.node, lambda: self.pve, self.view, lambda: self.transport, self.node_facts,
-                       self.id, protected_allowed, self.simulated, self.endpoint.host)
+                       self.id, protected_allowed, self.simulated, self.endpoint.host,
+                       portainer_target=lambda: self.portainer_target)
 
     @cached_property
     def build_context(self) -> BuildContext:
@@ -323,7 +374,8 @@ class Run:
                 self.lease.verify()
 
         return BuildContext(self.pve, self.transport, self.view, self.clones, self.say, self.secrets, self.log_path,
-                            before_record, self.lease.check if self.lease is not None else lambda: None)
+                            before_record, self.lease.check if self.lease is not None else lambda: None,
+                            self.portainer, lambda: self.portainer_target, self.read_admin_password)
 
     def execute(self, key: str) -> dict[str, Any]:
         """doit's action for a resource: build or update it as needed; returns what doit saves."""
@@ -461,7 +513,9 @@ class Run:
     # ------------------------------------------------------------ finish
 
     def summary(self) -> dict[str, Any]:
-        return self.outcomes.summary(self.target if "model" in self.__dict__ else "?", self.counters)
+        data = self.outcomes.summary(self.target if "model" in self.__dict__ else "?", self.counters)
+        data["portainer_requests"] = self.portainer_counters.total
+        return data
 
     def write_last_run(self) -> dict[str, Any]:
         data = self.summary()

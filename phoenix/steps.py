@@ -146,6 +146,47 @@ class RestartIfPending:
 
 
 @dataclass(frozen=True)
+class PortainerToken:
+    """Make Phoenix's API token on the Portainer server: the admin first if it has none (with the admin password),
+    then log in and create the key, whose value goes straight into its 0600 file."""
+
+    what: str
+    url: str
+    admin_user: str
+    token_file: str
+
+
+@dataclass(frozen=True)
+class PortainerEnv:
+    """Find the guest's Portainer environment (by its URL), or register it: the server's own Docker (local) or the
+    agent at `url`. Then the run knows its id, identity and build."""
+
+    what: str
+    guest: int
+    name: str
+    url: str                           # tcp://ip:9001 for an agent; "" for the server's local Docker
+    identity: str
+    build_id: str
+
+
+@dataclass(frozen=True)
+class DeployStack:
+    """Create the stack on the guest's environment, or update Phoenix's stack of that name; refuse one that is not
+    Phoenix's. Variables are (name, inline value or None, value file or None): values are read when it runs."""
+
+    what: str
+    guest: int
+    name: str                          # as Portainer keeps it (normalised)
+    compose: str                       # the text sent (files mounted as inline configs)
+    variables: tuple[tuple[str, str | None, str | None], ...]
+    identity: str
+    build_id: str
+    parent_build: str | None
+    inputs: Mapping[str, str]
+    pull: bool = False
+
+
+@dataclass(frozen=True)
 class PutSnippets:
     """Write cloud-init snippets into a storage's snippets directory on the node (Proxmox has no API upload for
     them): each under a temporary name, then renamed, named by content so a VM never reads a half-written file."""
@@ -187,7 +228,7 @@ class AgentRun:
 
 
 Step = (Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending | NodeScript | SaveToken | NoteHost
-        | PutSnippets | AgentWait | AgentRun)
+        | PortainerToken | PortainerEnv | DeployStack | PutSnippets | AgentWait | AgentRun)
 
 
 def _value(value: Any, limit: int = 60) -> str:
@@ -226,4 +267,16 @@ def render(step: Step, node: str = "") -> str:
         files = f"agent/file-write {', '.join(f[0] for f in step.files)}; " if step.files else ""
         secrets = f"; secrets {', '.join(step.secrets)} (0600 in {step.secrets_dir})" if step.secrets else ""
         return f"{files}agent/exec {list(step.argv)} in VM {step.vmid} (timeout {step.timeout:.0f}s{secrets})"
+    if isinstance(step, PortainerToken):
+        return (f"{step.url}: POST /api/users/admin/init if it has no admin, POST /api/auth as {step.admin_user}, "
+                f"POST /api/users/<id>/tokens; the key to {step.token_file} (0600)")
+    if isinstance(step, PortainerEnv):
+        how = f"POST /api/endpoints  Name={step.name} EndpointCreationType=2 URL={step.url}" if step.url else \
+            "the local environment (unix:///var/run/docker.sock)"
+        return f"GET /api/endpoints; if not there: {how}"
+    if isinstance(step, DeployStack):
+        names = ", ".join(n for n, _, _ in step.variables) or "none"
+        return (f"POST /api/stacks/create/standalone/string?endpointId=<env of {step.guest}>  Name={step.name} "
+                f"(or PUT /api/stacks/<id> if Phoenix's is there); variables {names}; "
+                f"compose {len(step.compose)} bytes")
     return f"GET /{step.path}/pending, then POST /{step.path}/status/reboot if anything is pending"

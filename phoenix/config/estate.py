@@ -9,10 +9,11 @@ from pathlib import Path
 from ..errors import ConfigError, Problem
 from ..features import Library, Script
 from ..secrets import SECRET_NAMES
-from .files import HYPERVISOR, LXC, SUFFIXES, VM
+from .files import HYPERVISOR, LXC, STACKS, SUFFIXES, VM
 from .hypervisor import HypervisorConfig, OsTemplate
 from .load import find, load_model
 from .lxc import LxcConfigs, LxcGuest
+from .stacks import StacksConfig
 from .vm import Vm, VmConfigs
 
 
@@ -31,8 +32,15 @@ class Estate:
     guests: dict[int, LxcGuest]
     library: Library
     notes: list[Problem] = field(default_factory=list)
+    stacks_file: Path | None = None       # phoenix_stacks_config (optional)
+    stacks: StacksConfig = field(default_factory=StacksConfig)
     vms: dict[int, Vm] = field(default_factory=dict)   # the VMs (phoenix_vm_configs), by VMID
     vm_file: Path | None = None
+
+    @property
+    def project(self) -> Path:
+        """The project's top directory (where stacks/ is): the images directory's parent."""
+        return self.library.root.parent
 
     def children(self, ctid: int) -> list[int]:
         if "_children" not in self.__dict__:
@@ -111,6 +119,14 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
             notes += found
     except ConfigError as e:
         problems += e.problems
+    stacks_file, stacks = None, StacksConfig()
+    if any((config_dir / f"{STACKS}{s}").exists() for s in SUFFIXES):
+        try:
+            stacks_file = find(config_dir, STACKS)
+            stacks, found = load_model(stacks_file, StacksConfig)
+            notes += found
+        except ConfigError as e:
+            problems += e.problems
     vm_file, vms = None, None
     try:
         if any((config_dir / f"{VM}{s}").exists() for s in SUFFIXES):
@@ -122,12 +138,22 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
     if hyp is None or lxc is None or (vm_file is not None and vms is None):
         raise ConfigError(problems)
     estate = Estate(config_dir, files[HYPERVISOR], files[LXC], hyp, lxc.guests(), Library(images_dir), notes,
-                    vms.vms() if vms else {}, vm_file)
+                    stacks_file, stacks, vms.vms() if vms else {}, vm_file)
     problems += cross_check(estate)
     if vms is not None:
         from .vmcheck import check_vms
 
         problems += check_vms(estate, vms)
+    from . import stacks as st
+
+    sf = str(stacks_file) if stacks_file else ""
+    choices = {ctid: (str(files[LXC]), _at(ctid), g.docker_stacks) for ctid, g in estate.guests.items() if g.docker_stacks}
+    problems += st.checks(stacks, sf, estate.project, config_dir, choices)
+    if choices and hyp.portainer_api is None and not any(g.app.portainer.role == "server" for g in estate.guests.values()):
+        problems.append(Problem(str(files[HYPERVISOR]), "$.portainer_api", "guests choose docker_stacks, so Phoenix needs "
+                                "a Portainer server: give portainer_api.url, or a guest with app.portainer.role "
+                                "\"server\""))
+    notes += st.notes(stacks, sf, st.deployed_environments(stacks, choices))
     if problems:
         raise ConfigError(problems)
     return estate

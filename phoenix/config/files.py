@@ -8,6 +8,7 @@ from pathlib import Path
 HYPERVISOR = "phoenix_hypervisor_config"
 LXC = "phoenix_lxc_configs"
 VM = "phoenix_vm_configs"  # optional: an estate without VMs has no such file
+STACKS = "phoenix_stacks_config"  # optional
 SUFFIXES = (".json", ".yaml", ".yml")
 
 

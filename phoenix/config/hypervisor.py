@@ -153,6 +153,25 @@ class SecretFiles(Strict):
         return value
 
 
+class PortainerApi(Strict):
+    """The Portainer server the stacks are deployed through (seed 002's portainer_api)."""
+
+    url: str | None = Field(None, pattern=r"^https://[^/\s]+(:\d+)?/?$",
+                            description="https://host:9443; defaults to the server guest's address and app.portainer.port")
+    server: int | None = Field(None, ge=100, description="the guest that runs the server; defaults to the guest whose "
+                                                        "app.portainer.role is server")
+    admin_user: str = "admin"
+    token_file: str = Field("phoenix_portainer_token.conf",
+                            description="the API token (X-API-Key), 0600; Phoenix makes it from the admin password the "
+                                        "first time (secrets.portainer_password_file)")
+    verify_tls: bool = True
+    ca_file: str | None = None
+    fingerprint: str | None = Field(None, pattern=r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$",
+                                    description="the server certificate's SHA-256 (Portainer's own is self-signed)")
+    timeout_s: float = Field(30, gt=0, le=600)
+    agent_port: int = Field(9001, ge=1, le=65535)
+
+
 class Behavior(Strict):
     feature_timeout_s: float = Field(
         3600, gt=0, le=SCRIPT_TIMEOUT_MAX_S, description="Default timeout of one feature or app script."
@@ -179,6 +198,7 @@ class HypervisorConfig(Strict):
     timezone: str = "Etc/UTC"
     host: HostConfig | None = Field(None, description="What the node itself must have: the host:* tasks "
                                                        "(phoenix setup-hypervisor).")
+    portainer_api: PortainerApi | None = Field(None, description="The Portainer server stacks are deployed through.")
 
     @model_validator(mode="after")
     def _host_nvidia_needs_a_version(self) -> HypervisorConfig:

@@ -19,6 +19,7 @@ from .limits import (
     SCRIPT_NAME,
     SCRIPT_TIMEOUT_MAX_S,
 )
+from .stacks import StackChoices
 from .strict import Strict
 
 HOSTNAME = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
@@ -215,6 +216,8 @@ class LxcGuest(Strict):
     )
     gpu_assignment: GpuList = Field(default_factory=list, description='GPU indexes, [0, 1] or "0,1".')
     mount_points: list[MountPoint] = Field(default_factory=list)
+    docker_stacks: StackChoices = Field(default_factory=list, description="stacks of phoenix_stacks_config deployed "
+                                        "to this guest through Portainer: a name, or {name, environment}")
     onboot: bool = False
     protection: bool = False
     tags: list[Annotated[str, Field(pattern=TAG)]] = Field(default_factory=list)

@@ -8,12 +8,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from .files import HYPERVISOR, LXC, VM
+from .files import HYPERVISOR, LXC, STACKS, VM
 from .hypervisor import HypervisorConfig
 from .lxc import LxcConfigs
+from .stacks import StacksConfig
 from .vm import VmConfigs
 
-MODELS: dict[str, type[BaseModel]] = {HYPERVISOR: HypervisorConfig, LXC: LxcConfigs, VM: VmConfigs}
+MODELS: dict[str, type[BaseModel]] = {HYPERVISOR: HypervisorConfig, LXC: LxcConfigs, STACKS: StacksConfig,
+                                      VM: VmConfigs}
 
 
 def schema_text(stem: str) -> str:

@@ -15,11 +15,11 @@ from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_val
 
 from .limits import DESCRIPTION_MAX_BYTES, MEMORY_MAX_MB, SCRIPT_TIMEOUT_MAX_S
 from .lxc import HOSTNAME, SNAPSHOT, TAG, FeatureName
+from .stacks import StackChoices
 from .strict import Strict
 
 OS_TYPES = ("l26", "l24", "other", "win11", "win10", "win8", "win7", "w2k8", "wvista", "wxp", "w2k3", "w2k", "solaris")
 NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139", "vmxnet3")
-STACK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 # Phoenix's own defaults, under everything vm_defaults and a VM say.
 BUILTIN: dict[str, Any] = {
@@ -27,17 +27,6 @@ BUILTIN: dict[str, Any] = {
     "boot_disk_storage": None, "network_bridge": None, "network_model": "virtio", "features": [],
     "docker_stacks": [], "tags": [], "template_name": None, "user_config": None, "feature_timeout_s": None,
 }
-
-
-class StackRef(Strict):
-    """A Docker stack a VM runs: its name in the stacks catalogue, and which of its environments."""
-
-    name: str = Field(..., pattern=STACK_NAME)
-    environment: str | None = Field(None, pattern=STACK_NAME)
-
-
-# Seed 002 names a stack by its name or as {name, environment}. The stacks issue gives the catalogue.
-StackChoice = Annotated[str, Field(pattern=STACK_NAME)] | StackRef
 
 
 class VmNetworkConfig(Strict):
@@ -89,7 +78,9 @@ class VmCommon(Strict):
     network_model: Literal[NIC_MODELS] | None = None  # type: ignore[valid-type]
     features: list[FeatureName] | None = Field(
         None, description="Feature scripts (images/features/<name>.sh), run through the guest agent, in order.")
-    docker_stacks: list[StackChoice] | None = Field(None, description="Stacks to deploy: names or {name, environment}.")
+    docker_stacks: StackChoices | None = Field(None, description="Stacks of phoenix_stacks_config to deploy: names or "
+                                                                 "{name, environment} (deployed to VMs by the stacks "
+                                                                 "issue; kept here)")
     tags: list[Annotated[str, Field(pattern=TAG)]] | None = None
     user_config: VmUserConfig | None = None
     feature_timeout_s: float | None = Field(None, gt=0, le=SCRIPT_TIMEOUT_MAX_S)
@@ -176,7 +167,7 @@ class Vm(Strict):
     network_model: str
     network_config: VmNetworkConfig | None
     features: list[str]
-    docker_stacks: list[StackChoice]
+    docker_stacks: StackChoices
     tags: list[str]
     user_config: VmUserConfig | None
     feature_timeout_s: float | None

@@ -23,10 +23,15 @@ if TYPE_CHECKING:
     from ..facts.node import NodeFacts
     from ..hostview import HostView
     from ..plan import Action, Decision, Why
+    from ..portainer.target import PortainerTarget
     from ..pve.client import Pve
     from ..resources import Resource
     from ..steps import Step
     from ..transport.node import Node
+
+
+def _no_portainer() -> PortainerTarget:
+    raise PhoenixError("this estate has no Portainer server (no guest chooses docker_stacks)")
 
 
 @dataclass
@@ -47,6 +52,7 @@ class Context:
     api_host: str = ""                          # the API's host name (the node's management address)
     read: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    portainer_target: Callable[[], PortainerTarget] = field(default=lambda: _no_portainer())
 
     def once(self, key: str, fetch: Callable[[], T]) -> T:
         """fetch() the first time a run asks for key; the same answer (or the same error) after that."""

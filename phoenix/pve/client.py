@@ -41,7 +41,7 @@ class ApiError(PhoenixError):
         super().__init__(f"Proxmox refused {method} /{path}: HTTP {status} {message}{detail}")
 
 
-class _FingerprintAdapter(HTTPAdapter):
+class FingerprintAdapter(HTTPAdapter):
     """Accept exactly the certificate with this SHA-256 fingerprint (self-signed PVE nodes)."""
 
     def __init__(self, fingerprint: str):
@@ -98,7 +98,7 @@ class Pve:
         session: requests.Session = self.api._store["session"]
         session.hooks["response"].append(lambda r, *a, **k: self.counters.add(r.request.method, r.elapsed.total_seconds()))
         if fingerprint:  # the certificate must be exactly this one; the adapter checks it instead of a CA chain
-            session.mount("https://", _FingerprintAdapter(fingerprint))
+            session.mount("https://", FingerprintAdapter(fingerprint))
 
     @classmethod
     def of(cls, ep: Endpoint, counters: Counters | None = None) -> Pve:

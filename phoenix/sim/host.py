@@ -33,7 +33,7 @@ from .changes import CONTROL, Touched, task_touched, touched
 from .dirlock import IN_PROCESS, StateLock
 from .guestlock import CREATE, Unlocked, after_crash, unlocked
 from .node_api import NodeApi, initial_state
-from .served import SERVER_FILE, served
+from .served import PORTAINER_FILE, SERVER_FILE, served
 from .store import CT, NODE, POOL, STATE_FILE, VM, VOLUMES, Key, Stats, Store, dumps
 
 if TYPE_CHECKING:  # a run whose simulator is served by another process imports no asyncio
@@ -254,6 +254,7 @@ class SimHost:
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._running: dict[int, _Task] = {}
+        self._portainer: Any = None  # the Portainer stand-in's aiohttp runner, while it serves
         self._abandoned: list[_Task] = []
         self._abandoning = False
         self._stopping: asyncio.Event
@@ -315,10 +316,14 @@ class SimHost:
         failure: list[BaseException] = []
         loop = self._loop
 
+        async def start_all() -> None:
+            await pve.start(str(certfile), str(keyfile))
+            self._portainer = await self._serve_portainer(certfile, keyfile)
+
         def serve() -> None:
             asyncio.set_event_loop(loop)
             try:
-                loop.run_until_complete(pve.start(str(certfile), str(keyfile)))
+                loop.run_until_complete(start_all())
             except BaseException as e:
                 failure.append(e)
                 ready.set()
@@ -356,6 +361,30 @@ class SimHost:
                     self.endpoint = None
                     self._dirlock.release()
 
+    async def _serve_portainer(self, certfile: Path, keyfile: Path) -> Any:
+        """The Portainer stand-in, on the simulator's loop, over HTTPS with the simulator's certificate; its address
+        in portainer.json of the state dir (for runs against a simulator served by another process too)."""
+        import ssl
+
+        from aiohttp import web
+
+        from .portainer import PortainerStandin
+
+        schema = os.environ.get("PHOENIX_COMPOSE_SCHEMA")  # the compose-spec schema, checked by the stand-in too
+        standin = PortainerStandin(self.dir / "portainer-state.json", agents="simulated",
+                                   compose_schema=Path(schema) if schema else None)
+        runner = web.AppRunner(standin.app(), access_log=None)
+        await runner.setup()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(certfile), str(keyfile))
+        site = web.TCPSite(runner, self.host, 0, ssl_context=context)
+        await site.start()
+        port = runner.addresses[0][1]
+        self.portainer_standin = standin
+        _write_private(self.dir / PORTAINER_FILE, json.dumps({"url": f"https://{self.host}:{port}",
+                                                              "ca": str(certfile)}) + "\n")
+        return runner
+
     async def _shutdown(self) -> None:
         """On the loop: fail the running tasks (each at its next pause, as an interrupted PVE task), stop serving,
         then release what the failed tasks left locked."""
@@ -363,6 +392,10 @@ class SimHost:
 
         self._abandoning = True
         self._stopping.set()
+        if self._portainer is not None:
+            await self._portainer.cleanup()
+            self._portainer = None
+            (self.dir / PORTAINER_FILE).unlink(missing_ok=True)
         await self.pve.stop()
         for _ in range(3):  # tasks whose request has just been answered start their body
             await asyncio.sleep(0)

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..pve.endpoint import Endpoint
 
 SERVER_FILE = "server.json"
+PORTAINER_FILE = "portainer.json"  # the Portainer stand-in the simulator serves: its URL and CA file
 
 
 def served(state_dir: Path) -> tuple[Endpoint, int] | None:
@@ -25,5 +26,14 @@ def served(state_dir: Path) -> tuple[Endpoint, int] | None:
         if cmdline.exists() and b"phoenix.sim" not in cmdline.read_bytes():
             return None  # the pid was reused: the server died without removing its file
         return Endpoint.from_json(data["endpoint"]), pid
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def portainer_address(state_dir: Path) -> tuple[str, Path] | None:
+    """The URL and CA file of the Portainer stand-in served with the simulated host of this state dir."""
+    try:
+        data = json.loads((Path(state_dir) / PORTAINER_FILE).read_text())
+        return str(data["url"]), Path(data["ca"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -40,14 +40,22 @@ class Result:
         return {k: v["outcome"] for k, v in self.last_run["tasks"].items()}
 
 
-def copy_project(root: Path, *, config: bool = True, vms: bool = False) -> Path:
-    """A fresh copy of the project as a user has it: etc/ (no secret files; unless config=False), images/, dodo.py.
-
-    The example VMs (etc/phoenix_vm_configs.json) only with vms=True: the container tests keep their estate."""
+def copy_project(root: Path, *, config: bool = True, stacks: bool = False, vms: bool = False) -> Path:
+    """A fresh copy of the project as a user has it: etc/ (no secret files; unless config=False), images/, stacks/,
+    cloudinit/, dodo.py. Without stacks, the guests choose no docker_stacks: the container layers alone, which these
+    tests are about (tests/stacks runs the estate as shipped, stacks included). The example VMs
+    (etc/phoenix_vm_configs.json) only with vms=True."""
     if config:
         skip = ("*.conf",) if vms else ("*.conf", "phoenix_vm_configs.*")
         shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns(*skip))
+        if not stacks:
+            path = root / "etc" / "phoenix_lxc_configs.json"
+            data = json.loads(path.read_text())
+            for guest in data["lxc_configs"].values():
+                guest.pop("docker_stacks", None)
+            path.write_text(json.dumps(data, indent=2))
     shutil.copytree(REPO / "images", root / "images")
+    shutil.copytree(REPO / "stacks", root / "stacks")
     shutil.copytree(REPO / "cloudinit", root / "cloudinit")
     for name in ("dodo.py", "pyproject.toml"):
         shutil.copy(REPO / name, root / name)
@@ -85,8 +93,9 @@ def doit_command(root: Path, *args: str, env: dict[str, str] | None = None, time
 class Checkout:
     """A copy of the example estate with its own .cache; the simulator stays up across runs of one test."""
 
-    def __init__(self, root: Path, sim_options: dict[str, Any] | None = None, *, vms: bool = False):
-        self.root = copy_project(root, vms=vms)
+    def __init__(self, root: Path, sim_options: dict[str, Any] | None = None, *, stacks: bool = False,
+                 vms: bool = False):
+        self.root = copy_project(root, stacks=stacks, vms=vms)
         self.cache = root / ".cache"
         self.sim_options = sim_options or {}
         self.sim: SimHost = shared(self.cache / "sim", **self.sim_options)

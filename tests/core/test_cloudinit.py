@@ -4,7 +4,6 @@ template line and the VM, secrets only in the 0600 rendered file."""
 from __future__ import annotations
 
 import json
-import shutil
 import stat
 from pathlib import Path
 
@@ -17,15 +16,12 @@ from phoenix.cloudinit.validate import validate
 from phoenix.config.estate import load_estate
 from phoenix.errors import ConfigError
 
-from .conftest import REPO
-from .test_config import copy_example
+from .conftest import copy_project
 
 
 @pytest.fixture
 def proj(tmp_path: Path) -> Path:
-    copy_example(tmp_path)
-    shutil.copytree(REPO / "cloudinit", tmp_path / "cloudinit")
-    return tmp_path
+    return copy_project(tmp_path, vms=True)
 
 
 def estate(root: Path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import jsonschema
@@ -18,10 +17,11 @@ from .conftest import REPO, Checkout
 
 
 def copy_example(root: Path) -> Path:
-    """The example config and images under root (etc/, images/), as a user's checkout has them."""
-    shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns("*.conf"))
-    shutil.copytree(REPO / "images", root / "images")
-    return root
+    """The example config and images under root (etc/, images/, stacks/), as a user's checkout has them; its guests
+    choose no stacks (tests/stacks checks those)."""
+    from .conftest import copy_project
+
+    return copy_project(root)
 
 
 @pytest.fixture

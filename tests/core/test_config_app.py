@@ -47,7 +47,9 @@ def test_app_fields_are_the_old_flat_dict():
 
 def test_seed_style_flat_file_loads_with_the_same_app_fields_and_notes(cfg: Path):
     example = load_estate(REPO / "etc", REPO / "images")
-    assert example.notes == []
+    # the example's one note: the seed's inline password, kept as seed 002 wrote it (a test copy deploys no stacks)
+    assert [n.path for n in example.notes] == ['$.docker_stacks["thinkheads_ai_app"].environments["development"]'
+                                              '.variables[1]']
     edit(cfg, flatten_app)
     data = json.loads((cfg / "etc" / "phoenix_lxc_configs.json").read_text())["lxc_configs"]
     assert "app" not in data["950"] and data["950"]["vllm_model"].startswith("Qwen/")

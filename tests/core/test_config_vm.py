@@ -12,15 +12,15 @@ import yaml
 from phoenix.config.estate import load_estate
 from phoenix.config.vm import parent_of, vm_order
 
-from .conftest import REPO
-from .test_config import copy_example, problems
+from .conftest import REPO, copy_project
+from .test_config import problems
 
 VMF = "phoenix_vm_configs"
 
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> Path:
-    return copy_example(tmp_path)
+    return copy_project(tmp_path, vms=True)
 
 
 def edit_vms(root: Path, fn) -> None:
@@ -41,7 +41,7 @@ def test_example_estate_has_the_seed_vms_on_a_cloud_image_template():
     assert vms[9001].features == ["base_setup", "docker"] and vms[9001].template_snapshot_name == "docker-golden"
     assert vms[1002].memory_mb == 8192 and vms[1001].memory_mb == 4096  # own key over vm_defaults
     assert vms[1001].cpu_sockets == 1 and vms[1001].network_model == "virtio"
-    assert [s.model_dump() for s in vms[1002].docker_stacks] == [  # type: ignore[union-attr]
+    assert [s.model_dump() for s in vms[1002].docker_stacks] == [
         {"name": "qdrant_service", "environment": "production"},
         {"name": "thinkheads_ai_app", "environment": "development"}]
     assert estate.hypervisor.cloud_images["ubuntu-24.04-cloud"].volume.startswith("local:import/")
@@ -51,12 +51,13 @@ def test_seed_004_spellings_and_plain_stack_names(cfg: Path):
     def seed4(d):
         vm = d["virtual_machines"][3]
         vm["vmid"], vm["name"] = vm.pop("vm_id"), vm.pop("vm_name")
-        vm["docker_stacks"] = ["portainer", "qdrant"]
     edit_vms(cfg, seed4)
-    vms = load_estate(cfg / "etc", cfg / "images").vms
-    assert vms[1002].vm_name == "qdrant-db" and vms[1002].docker_stacks == ["portainer", "qdrant"]
     schema = json.loads((REPO / "etc" / f"{VMF}.schema.json").read_text())
     jsonschema.validate(json.loads((cfg / "etc" / f"{VMF}.json").read_text()), schema)
+    edit_vms(cfg, lambda d: d["virtual_machines"][3].update(docker_stacks=["portainer", "qdrant"]))
+    vms = load_estate(cfg / "etc", cfg / "images").vms
+    assert vms[1002].vm_name == "qdrant-db"
+    assert [(s.name, s.environment) for s in vms[1002].docker_stacks] == [("portainer", None), ("qdrant", None)]
     with pytest.raises(jsonschema.ValidationError):  # neither spelling of the id
         jsonschema.validate({"virtual_machines": [{"vm_name": "x"}]}, schema)
 

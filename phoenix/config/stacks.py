@@ -1,0 +1,190 @@
+"""`phoenix_stacks_config.json`: Docker Compose stacks (seed 002's shape), deployed per environment through Portainer.
+
+A stack names its compose file by its path in the project, under `stacks/` (`stacks/qdrant/docker-compose.yml`);
+each environment gives the stack's variables
+(inline, or from a 0600 file: `value_file`, which the README recommends for secrets) and files to place in its
+containers. Guests choose stacks with `docker_stacks` (a name, or `{name, environment}`).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from ..errors import Problem
+from .strict import Strict
+
+STACKS_DIR = "stacks"
+VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+LOOKS_SECRET = re.compile(r"(PASS|SECRET|TOKEN|KEY|CREDENTIAL)", re.I)
+
+
+def normalise(name: str) -> str:
+    """Portainer's stack name: lower case, characters outside [-_a-z0-9] dropped."""
+    return re.sub(r"[^-_a-z0-9]", "", name.lower())
+
+
+class Variable(Strict):
+    name: str = Field(..., pattern=VARIABLE)
+    value: str | None = None
+    value_file: str | None = Field(None, description="a 0600 file holding the value (for secrets), relative to the config dir")
+
+    @model_validator(mode="after")
+    def _one(self) -> Variable:
+        if (self.value is None) == (self.value_file is None):
+            raise ValueError("give value or value_file (a 0600 file, for secrets), not both")
+        return self
+
+
+class StackFile(Strict):
+    """A file of the project placed in the stack's containers (an inline Compose `config` mounted at the destination)."""
+
+    source: str = Field(..., description="the file's path in the project, under stacks/")
+    destination_in_container: str = Field(..., pattern=r"^/[^\s]*$")
+
+
+class Environment(Strict):
+    variables: list[Variable] = Field(default_factory=list)
+    files: list[StackFile] = Field(default_factory=list)
+
+
+class Stack(Strict):
+    description: str = ""
+    compose_file_path: str = Field(..., description="the compose file's path in the project, under stacks/")
+    environments: dict[str, Environment] = Field(..., min_length=1)
+
+
+class StacksConfig(Strict):
+    schema_ref: str | None = Field(None, alias="$schema")
+    docker_stacks: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], Stack] = Field(default_factory=dict)
+
+
+def _choice(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class StackChoice(Strict):
+    """A stack a guest runs: its name, and which of its environments (the only one if it has one)."""
+
+    name: str
+    environment: str | None = None
+
+
+StackChoices = list[Annotated[StackChoice, BeforeValidator(_choice)]]
+
+
+def under(project: Path, relative: str) -> Path | None:
+    """project/relative, normalised, if it lies under the project's stacks/ (no absolute path, no way out with ..)."""
+    if relative.startswith("/") or "\0" in relative:
+        return None
+    path = posixpath.normpath(relative)
+    if not path.startswith(f"{STACKS_DIR}/"):
+        return None
+    return project / path
+
+
+def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
+           choices: dict[int, tuple[str, str, StackChoices]]) -> list[Problem]:
+    """Stacks against the project's files and the guests' choices: every problem at once.
+
+    choices: guest id -> (its config file, its JSON path, the stacks it chose)."""
+    from .compose import compose_problems
+
+    out: list[Problem] = []
+    deployed = deployed_environments(stacks, choices)
+    normal: dict[str, str] = {}
+    for name in stacks.docker_stacks:
+        if normalise(name) in normal:
+            out.append(Problem(file, f'$.docker_stacks["{name}"]', f"{name!r} and {normal[normalise(name)]!r} are both "
+                               f"{normalise(name)!r} to Portainer (lower case, [-_a-z0-9] only): rename one"))
+        normal.setdefault(normalise(name), name)
+    for name, stack in stacks.docker_stacks.items():
+        at = f'$.docker_stacks["{name}"]'
+        compose = under(project, stack.compose_file_path)
+        if compose is None:
+            out.append(Problem(file, f"{at}.compose_file_path",
+                               f"{stack.compose_file_path!r} is not under the project's stacks/ directory: give a path "
+                               "like stacks/NAME/docker-compose.yml"))
+            continue
+        if not compose.is_file():
+            out.append(Problem(file, f"{at}.compose_file_path", f"{compose} does not exist"))
+            continue
+        for env_name, env in stack.environments.items():
+            variables = {v.name for v in env.variables}
+            if (name, env_name) in deployed:
+                out += _value_files(env, config_dir, file, f'{at}.environments["{env_name}"]')
+            for text in compose_problems(compose, variables):
+                out.append(Problem(file, f"{at}.environments[\"{env_name}\"]", text))
+            for i, f in enumerate(env.files):
+                source = under(project, f.source)
+                if source is None or not source.is_file():
+                    why = (f"{f.source!r} is not under the project's stacks/ directory" if source is None
+                           else f"{source} does not exist")
+                    out.append(Problem(file, f"{at}.environments[\"{env_name}\"].files[{i}].source", why))
+    for _vmid, (gfile, gat, chosen) in sorted(choices.items()):
+        seen: dict[str, str] = {}
+        for i, choice in enumerate(chosen):
+            at = f"{gat}.docker_stacks[{i}]"
+            chosen_stack = stacks.docker_stacks.get(choice.name)
+            if chosen_stack is None:
+                known = ", ".join(sorted(stacks.docker_stacks)) or "none"
+                out.append(Problem(gfile, at, f"no stack {choice.name!r} in {file or 'phoenix_stacks_config.json'} "
+                                              f"(stacks: {known})"))
+                continue
+            if choice.environment is None and len(chosen_stack.environments) > 1:
+                out.append(Problem(gfile, at, f"stack {choice.name!r} has environments "
+                                              f"{', '.join(chosen_stack.environments)}: "
+                                              'say which, {"name": ..., "environment": ...}'))
+            elif choice.environment is not None and choice.environment not in chosen_stack.environments:
+                out.append(Problem(gfile, f"{at}.environment", f"stack {choice.name!r} has no environment "
+                                   f"{choice.environment!r} (it has: {', '.join(chosen_stack.environments)})"))
+            if choice.name in seen:
+                out.append(Problem(gfile, at, f"stack {choice.name!r} is listed twice: a guest runs a stack once"))
+            seen[choice.name] = choice.name
+    return out
+
+
+def _value_files(env: Environment, config_dir: Path, file: str, at: str) -> list[Problem]:
+    """Each value_file of a deployed environment is a 0600 file (its value is read to make the stack's identity)."""
+    from ..errors import PhoenixError
+    from ..secrets import check_private_file
+    from .files import resolve
+
+    out = []
+    for i, v in enumerate(env.variables):
+        if v.value_file is not None:
+            try:
+                check_private_file(resolve(config_dir, v.value_file), f"value_file of {v.name}")
+            except PhoenixError as e:
+                out.append(Problem(file, f"{at}.variables[{i}].value_file", str(e)))
+    return out
+
+
+def deployed_environments(stacks: StacksConfig, choices: dict[int, tuple[str, str, StackChoices]]) -> set[tuple[str, str]]:
+    """(stack, environment) of every choice of a guest."""
+    return {(c.name, environment_of(stacks.docker_stacks[c.name], c)) for _, _, chosen in choices.values()
+            for c in chosen if c.name in stacks.docker_stacks}
+
+
+def notes(stacks: StacksConfig, file: str, deployed: set[tuple[str, str]]) -> list[Problem]:
+    """What is accepted but worth saying once: secrets written inline, in the environments guests deploy."""
+    out = []
+    for name, stack in stacks.docker_stacks.items():
+        for env_name, env in stack.environments.items():
+            if (name, env_name) not in deployed:
+                continue
+            for i, v in enumerate(env.variables):
+                if v.value is not None and LOOKS_SECRET.search(v.name):
+                    out.append(Problem(file, f'$.docker_stacks["{name}"].environments["{env_name}"].variables[{i}]',
+                                       f"{v.name} looks like a secret written inline: put it in a 0600 file and give "
+                                       "value_file instead"))
+    return out
+
+
+def environment_of(stack: Stack, choice: StackChoice) -> str:
+    """The environment a guest's choice means (its only one when none is named)."""
+    return choice.environment or next(iter(stack.environments))

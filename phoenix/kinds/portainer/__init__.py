@@ -1,0 +1,192 @@
+"""The environment layer as two kinds: `portainer` (the server's API token and the guests' environments) and
+`stack` (Compose stacks deployed per environment), decided from the run's one Portainer listing.
+
+Each stack carries Phoenix's record in its own Env on Portainer (portainer/record.py): a fresh checkout against a
+deployed estate redeploys nothing, a stack removed by hand is deployed again, one that Phoenix did not deploy is
+refused, not overwritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ...plan import Action, Why
+from . import resources as R
+
+if TYPE_CHECKING:
+    from ...config.estate import Estate
+    from ...hostview import HostView
+    from ...plan import Decision
+    from ...resources import Resource
+    from ...steps import Step
+    from ..base import Context, Prepared
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """Phoenix's token on the server: it works (refused False) or the server refused it."""
+
+    identity: str
+    build_id: str
+    refused: bool = False
+    building: bool = False
+    owner: str | None = None
+
+
+def _listing(view: HostView, res: Resource) -> Any:
+    return view.portainer()
+
+
+class PortainerKind:
+    name = "portainer"
+    plan_checks = False
+
+    def resources(self, estate: Estate) -> dict[str, Resource]:
+        out = R.resources(estate)
+        return {k: r for k, r in out.items() if r.kind == self.name}
+
+    def absent(self, res: Resource) -> str:
+        return "no API token yet" if res.name == "server" else "not registered in Portainer"
+
+    def facts(self, res: Resource, view: HostView) -> Any:
+        from ...portainer.listing import OK, REFUSED
+
+        guest = view.get(int(res.parent[2:])) if res.parent is not None else None
+        if res.parent is not None and guest is None:
+            return None  # the guest is built first: nothing to ask Portainer yet
+        listing = view.portainer()
+        if listing is None or listing.state not in (OK, REFUSED):
+            return None
+        if res.name == "server":
+            identity = res.identity(guest.build_id if guest is not None else None)
+            return ServerFacts(identity, identity, refused=listing.state == REFUSED)
+        if listing.state != OK:
+            return None
+        return listing.env(int(res.settings["guest"]))
+
+    def foreign(self, res: Resource, facts: Any) -> tuple[Why, str] | None:
+        return None
+
+    def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
+        if isinstance(facts, ServerFacts) and facts.refused:
+            return Action.REBUILD, Why.INPUTS_CHANGED, ("the server refused Phoenix's API token",)
+        return None
+
+    def record(self, res: Resource, ctx: Context) -> dict[str, Any]:
+        return {}
+
+    def prepare(self, res: Resource, decision: Decision, ctx: Context) -> Prepared:
+        from ...errors import PhoenixError
+        from ...secrets import check_private_file
+        from ..base import Prepared
+
+        if res.name != "server":
+            return Prepared()
+        tgt = ctx.portainer_target()
+        if tgt.password_file is None:
+            return Prepared(None, ("making Phoenix's Portainer API token needs the admin password: set "
+                                   f"secrets.portainer_password_file in {ctx.estate.hypervisor_file}",))
+        if not ctx.simulated:
+            try:
+                check_private_file(tgt.password_file, "the Portainer admin password file")
+            except PhoenixError as e:
+                return Prepared(None, (str(e),))
+        return Prepared()
+
+    def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
+              build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
+        from ...steps import PortainerEnv, PortainerToken, Script
+
+        tgt = ctx.portainer_target()
+        if res.name == "server":
+            return [PortainerToken("make Phoenix's API token", tgt.url, tgt.admin_user, tgt.token_file)]
+        guest = int(res.settings["guest"])
+        identity = identity or res.identity(parent_build)
+        out: list[Step] = []
+        if res.settings["url"]:
+            lib = ctx.estate.library
+            context = {"portainer_agent_version": R.AGENT_VERSION, "portainer_agent_port": tgt.agent_port}
+            out.append(Script(f"run {R.AGENT_SCRIPT}", guest, res.key, R.AGENT_SCRIPT, lib.app_path(R.AGENT_SCRIPT),
+                              lib.lib_path, context, timeout=ctx.estate.hypervisor.behavior.feature_timeout_s))
+        out.append(PortainerEnv(f"register CT {guest} ({res.settings['name']}) in Portainer", guest,
+                                str(res.settings["name"]),
+                                str(res.settings["url"]), identity, build_id))
+        return out
+
+
+class StackKind:
+    name = "stack"
+    plan_checks = False
+
+    def resources(self, estate: Estate) -> dict[str, Resource]:
+        out = R.resources(estate)
+        return {k: r for k, r in out.items() if r.kind == self.name}
+
+    def absent(self, res: Resource) -> str:
+        return "not deployed"
+
+    def facts(self, res: Resource, view: HostView) -> Any:
+        from ...portainer.listing import OK
+
+        guest = int(res.settings["guest"])
+        if view.get(guest) is None:
+            return None
+        listing = view.portainer()
+        if listing is None or listing.state != OK:
+            return None
+        found = listing.stack(guest, res.settings["stack"])
+        if found is not None:
+            return found
+        env = listing.env(guest)
+        return listing.foreign(env.endpoint, res.settings["stack"]) if env is not None else None
+
+    def foreign(self, res: Resource, facts: Any) -> tuple[Why, str] | None:
+        if not facts.phoenix:
+            return Why.FOREIGN, (f"deployed by hand, not Phoenix's: refused (stack {facts.name} on environment "
+                                 f"{facts.endpoint}; remove it in Portainer, or give Phoenix's stack another name)")
+        return None
+
+    def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
+        return None
+
+    def record(self, res: Resource, ctx: Context) -> dict[str, Any]:
+        facts = self.facts(res, ctx.view)
+        if facts is None or not facts.phoenix:
+            return {}
+        return {"inputs": facts.inputs, "parent_build": facts.parent_build}
+
+    def prepare(self, res: Resource, decision: Decision, ctx: Context) -> Prepared:
+        from ..base import Prepared
+
+        return Prepared()
+
+    def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
+              build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
+        from ...config.stacks import under
+        from ...portainer.render import compose_with_files
+        from ...steps import DeployStack
+
+        estate = ctx.estate
+        stack = estate.stacks.docker_stacks[res.name]
+        env = stack.environments[res.settings["environment"]]
+        compose = under(estate.project, stack.compose_file_path)
+        assert compose is not None
+        files = []
+        for f in env.files:
+            source = under(estate.project, f.source)
+            assert source is not None
+            files.append((f.destination_in_container, source.read_text(encoding="utf-8")))
+        from ...config.files import resolve
+
+        variables = tuple((v.name, v.value, str(resolve(estate.config_dir, v.value_file)) if v.value_file else None)
+                          for v in env.variables)
+        verb = "deploy" if decision.action == Action.BUILD else "redeploy"
+        return [DeployStack(f"{verb} stack {res.settings['stack']} ({res.settings['environment']})",
+                            int(res.settings["guest"]), str(res.settings["stack"]),
+                            compose_with_files(compose.read_text(encoding="utf-8"), files), variables,
+                            identity or res.identity(parent_build), build_id, parent_build, dict(res.inputs))]
+
+
+PORTAINER = PortainerKind()
+STACK = StackKind()

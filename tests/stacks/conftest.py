@@ -1,0 +1,33 @@
+"""The environment layer's tests: the compose-spec schema of ../shared checks every Compose file Phoenix reads and the
+Portainer stand-in checks every one it is sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.core.conftest import REPO, Checkout
+
+SCHEMA = REPO.parent / "shared" / "schemas" / "compose-spec.json"
+
+
+@pytest.fixture(autouse=True)
+def compose_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert SCHEMA.exists(), f"{SCHEMA} is missing: the tests validate Compose files against it"
+    monkeypatch.setenv("PHOENIX_COMPOSE_SCHEMA", str(SCHEMA))
+
+
+@pytest.fixture
+def checkout(tmp_path: Path):
+    """The example estate as shipped: its guests choose stacks."""
+    co = Checkout(tmp_path / "phoenix", stacks=True)
+    yield co
+    co.stop_sim()
+
+
+@pytest.fixture
+def deployed(checkout: Checkout) -> Checkout:
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    return checkout

@@ -1,0 +1,218 @@
+"""The environment layer on the simulated host with the Portainer stand-in: deploy, no-op, incremental redeploys,
+hand-made changes, files and secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import jsonschema
+import yaml
+
+from phoenix.portainer.record import MARK, decode
+from tests.core.conftest import Checkout, doit_command
+
+from .conftest import SCHEMA
+
+STACKS = ("stack:qdrant_service@910", "stack:thinkheads_ai_app@910")
+
+
+def standin(co: Checkout):
+    return co.sim.portainer_standin
+
+
+def stacks_by_name(co: Checkout) -> dict[str, dict]:
+    return {s["Name"]: s for s in standin(co).state["stacks"]}
+
+
+def env_of(stack: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in stack["Env"]}
+
+
+def portainer_writes(co: Checkout, since: int) -> list[tuple[str, str]]:
+    return [(m, p) for m, p in standin(co).requests[since:] if m != "GET"]
+
+
+def edit_stacks_config(co: Checkout, change) -> None:
+    path = co.root / "etc" / "phoenix_stacks_config.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def test_first_run_deploys_every_stack_and_a_second_run_is_one_plus_one_requests(deployed: Checkout) -> None:
+    found = stacks_by_name(deployed)
+    assert set(found) == {"qdrant_service", "thinkheads_ai_app"}
+    endpoint = standin(deployed).state["endpoints"]
+    assert [(e["Type"], e["URL"]) for e in endpoint] == [(1, "unix:///var/run/docker.sock")]
+    for stack in found.values():
+        record = decode(env_of(stack)[MARK])
+        assert record is not None and record["guest"] == 910 and record["env"]["endpoint"] == endpoint[0]["Id"]
+    token = deployed.root / "etc" / "phoenix_portainer_token.conf"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and token.read_text().startswith("ptr_")
+
+    mark = len(standin(deployed).requests)
+    again = deployed.doit()
+    assert again.rc == 0, again.output
+    run = again.last_run
+    assert run["api_requests"] == 1 and run["portainer_requests"] == 1, run
+    assert standin(deployed).requests[mark:] == [("GET", "/api/stacks")]
+    assert {k: again.outcomes()[k] for k in STACKS} == {k: "up-to-date" for k in STACKS}
+
+
+def test_a_compose_edit_redeploys_only_that_stack_and_plan_says_why(deployed: Checkout) -> None:
+    compose = deployed.root / "stacks" / "qdrant" / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("v1.15.5", "v1.15.4"))
+    plan = deployed.doit("plan")
+    assert plan.rc == 0, plan.output
+    changing = [line for line in plan.output.splitlines() if line.startswith(("ct", "portainer:", "stack:"))
+                and "up-to-date" not in line]
+    assert changing == ["stack:qdrant_service@910     rebuild: compose file changed"], plan.output
+    mark = len(standin(deployed).requests)
+    result = deployed.doit()
+    assert result.rc == 0, result.output
+    qdrant = stacks_by_name(deployed)["qdrant_service"]
+    assert portainer_writes(deployed, mark) == [("PUT", f"/api/stacks/{qdrant['Id']}?endpointId={qdrant['EndpointId']}")]
+    assert "qdrant/qdrant:v1.15.4" in qdrant["content"]
+    assert result.outcomes()["stack:qdrant_service@910"] == "built"
+    assert result.outcomes()["stack:thinkheads_ai_app@910"] == "up-to-date"
+
+
+def test_a_variable_edit_redeploys_only_the_stacks_of_that_environment(deployed: Checkout) -> None:
+    def port(data: dict) -> None:
+        data["docker_stacks"]["thinkheads_ai_app"]["environments"]["development"]["variables"][2]["value"] = "8003"
+
+    edit_stacks_config(deployed, port)
+    plan = deployed.doit("plan")
+    assert "stack:thinkheads_ai_app@910  rebuild: variable API_PORT changed" in plan.output
+    assert "stack:qdrant_service@910     up-to-date" in plan.output
+    result = deployed.doit()
+    assert result.rc == 0, result.output
+    assert env_of(stacks_by_name(deployed)["thinkheads_ai_app"])["API_PORT"] == "8003"
+    assert result.outcomes()["stack:qdrant_service@910"] == "up-to-date"
+
+
+def test_an_unused_environment_changes_nothing(deployed: Checkout) -> None:
+    def port(data: dict) -> None:
+        data["docker_stacks"]["thinkheads_ai_app"]["environments"]["testing"]["variables"][2]["value"] = "9001"
+
+    edit_stacks_config(deployed, port)
+    mark = len(standin(deployed).requests)
+    result = deployed.doit()
+    assert result.rc == 0, result.output
+    assert portainer_writes(deployed, mark) == []
+
+
+def test_a_stack_removed_by_hand_is_deployed_again(deployed: Checkout) -> None:
+    qdrant = stacks_by_name(deployed)["qdrant_service"]
+    standin(deployed).state["stacks"].remove(qdrant)
+    plan = deployed.doit("plan")
+    assert "stack:qdrant_service@910     build: not deployed" in plan.output
+    result = deployed.doit()
+    assert result.rc == 0, result.output
+    assert "qdrant_service" in stacks_by_name(deployed)
+    assert result.outcomes()["stack:thinkheads_ai_app@910"] == "up-to-date"
+
+
+def test_a_stack_of_the_same_name_that_phoenix_did_not_deploy_is_refused_not_overwritten(deployed: Checkout) -> None:
+    qdrant = stacks_by_name(deployed)["qdrant_service"]
+    qdrant["Env"] = [{"name": "FROM", "value": "hand"}]
+    qdrant["content"] = "services:\n  mine:\n    image: busybox\n"
+    compose = deployed.root / "stacks" / "qdrant" / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("v1.15.5", "v1.15.4"))
+    plan = deployed.doit("plan")
+    assert "stack:qdrant_service@910     blocked: deployed by hand, not Phoenix's: refused" in plan.output
+    mark = len(standin(deployed).requests)
+    result = deployed.doit()
+    assert result.rc != 0
+    assert "deployed by hand, not Phoenix's: refused" in result.output and "Traceback" not in result.output
+    assert portainer_writes(deployed, mark) == []
+    assert stacks_by_name(deployed)["qdrant_service"]["content"] == "services:\n  mine:\n    image: busybox\n"
+
+
+def test_a_fresh_checkout_against_a_deployed_estate_redeploys_nothing(deployed: Checkout) -> None:
+    import shutil
+
+    token = deployed.root / "etc" / "phoenix_portainer_token.conf"
+    token.unlink()
+    for name in ("model.json", "last-run.json", "forced.json"):
+        (deployed.cache / name).unlink(missing_ok=True)
+    shutil.rmtree(deployed.cache / "logs", ignore_errors=True)
+    mark = len(standin(deployed).requests)
+    result = deployed.doit()
+    assert result.rc == 0, result.output
+    assert result.outcomes()["portainer:server"] == "built"  # a new API token: the old file is gone
+    assert {k: result.outcomes()[k] for k in (*STACKS, "portainer:env@910")} == \
+        {k: "up-to-date" for k in (*STACKS, "portainer:env@910")}
+    writes = portainer_writes(deployed, mark)
+    assert [p for _, p in writes] == ["/api/auth", "/api/users/1/tokens"], writes
+
+
+def test_files_reach_the_container_as_inline_configs_at_their_destination(deployed: Checkout) -> None:
+    app = stacks_by_name(deployed)["thinkheads_ai_app"]
+    data = yaml.safe_load(app["content"])
+    jsonschema.Draft7Validator(json.loads(SCHEMA.read_text())).validate(data)
+    (config,) = data["configs"].values()
+    assert config["content"] == (deployed.root / "stacks" / "thinkheads_ai" / "configs" / "dev.env").read_text()
+    assert {"source": next(iter(data["configs"])), "target": "/app/.env"} in data["services"]["app"]["configs"]
+    # the stack without files is sent as written
+    qdrant = stacks_by_name(deployed)["qdrant_service"]
+    assert qdrant["content"] == (deployed.root / "stacks" / "qdrant" / "docker-compose.yml").read_text()
+
+
+def test_a_secret_from_a_value_file_reaches_portainer_only(checkout: Checkout) -> None:
+    secret = "s3cr3t-value-of-the-dev-database"
+    path = checkout.root / "etc" / "dev_db_password.conf"
+    path.write_text(secret + "\n")
+    os.chmod(path, 0o600)
+
+    def use_file(data: dict) -> None:
+        variables = data["docker_stacks"]["thinkheads_ai_app"]["environments"]["development"]["variables"]
+        variables[1] = {"name": "DATABASE_PASS", "value_file": "dev_db_password.conf"}
+
+    edit_stacks_config(checkout, use_file)
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    app = stacks_by_name(checkout)["thinkheads_ai_app"]
+    env = env_of(app)
+    assert env["DATABASE_PASS"] == secret
+    assert secret not in env[MARK] and secret not in json.dumps(decode(env[MARK]))
+    for where in (result.output, *(p.read_text() for p in checkout.cache.rglob("*.json")
+                                   if p.name != "portainer-state.json")):
+        assert secret not in where
+    # a new value in the file redeploys the stack that uses it
+    path.write_text("another-value-entirely\n")
+    plan = checkout.doit("plan")
+    assert "stack:thinkheads_ai_app@910  rebuild: variable DATABASE_PASS changed" in plan.output
+
+
+def test_a_loose_value_file_is_a_config_error_naming_the_file_and_the_fix(checkout: Checkout) -> None:
+    path = checkout.root / "etc" / "dev_db_password.conf"
+    path.write_text("x\n")
+    os.chmod(path, 0o644)
+
+    def use_file(data: dict) -> None:
+        variables = data["docker_stacks"]["thinkheads_ai_app"]["environments"]["development"]["variables"]
+        variables[1] = {"name": "DATABASE_PASS", "value_file": "dev_db_password.conf"}
+
+    edit_stacks_config(checkout, use_file)
+    result = doit_command(checkout.root)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert ('$.docker_stacks["thinkheads_ai_app"].environments["development"].variables[1].value_file' in out
+            and f"chmod 600 {path}" in out and "nothing on the host was touched" in out), out
+    assert not (checkout.cache / "sim").exists()  # no simulated host was even started
+
+
+def test_a_rebuilt_guest_redeploys_its_stacks(deployed: Checkout) -> None:
+    result = deployed.doit("forget", "ct910")
+    assert result.rc == 0, result.output
+    plan = deployed.doit("plan")
+    assert "stack:qdrant_service@910     follows (parent portainer:env@910 rebuilds): ct910 forced by doit forget" \
+        in plan.output, plan.output
+    again = deployed.doit()
+    assert again.rc == 0, again.output
+    assert {k: again.outcomes()[k] for k in STACKS} == {k: "built" for k in STACKS}
+    assert len(stacks_by_name(deployed)) == 2  # updated in place, not duplicated
+
