@@ -25,6 +25,7 @@ from .steps import (
     PortainerEnv,
     PortainerToken,
     RemoveSecrets,
+    RemoveStack,
     RestartIfPending,
     SaveToken,
     Script,
@@ -110,7 +111,7 @@ class Builder:
             self.save_token(step)
         elif isinstance(step, NoteHost):
             self.note_host(step)
-        elif isinstance(step, PortainerToken | PortainerEnv | DeployStack):
+        elif isinstance(step, PortainerToken | PortainerEnv | DeployStack | RemoveStack):
             from .portainer import deploy
 
             assert self.ctx.portainer is not None and self.ctx.admin_password is not None

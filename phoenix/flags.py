@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 
 ALLOW_PROTECTED = "PHOENIX_DESTROY_PROTECTED"
+PRUNE_STACKS = "PHOENIX_PRUNE_STACKS"
+
+
+def prune_stacks() -> bool:
+    """The explicit flag PHOENIX_PRUNE_STACKS=1: remove the stacks Phoenix deployed that no guest lists any more."""
+    return os.environ.get(PRUNE_STACKS, "") not in ("", "0", "no", "false")
 
 
 def protected_allowed(vmid: int) -> bool:

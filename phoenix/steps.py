@@ -186,8 +186,17 @@ class DeployStack:
     pull: bool = False
 
 
+@dataclass(frozen=True)
+class RemoveStack:
+    """Remove a stack Phoenix deployed that no guest lists any more (only with PHOENIX_PRUNE_STACKS)."""
+
+    what: str
+    stack_id: int
+    endpoint: int
+
+
 Step = (Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending | NodeScript | SaveToken | NoteHost
-        | PortainerToken | PortainerEnv | DeployStack)
+        | PortainerToken | PortainerEnv | DeployStack | RemoveStack)
 
 
 def _value(value: Any, limit: int = 60) -> str:
@@ -224,6 +233,8 @@ def render(step: Step, node: str = "") -> str:
         how = f"POST /api/endpoints  Name={step.name} EndpointCreationType=2 URL={step.url}" if step.url else \
             "the local environment (unix:///var/run/docker.sock)"
         return f"GET /api/endpoints; if not there: {how}"
+    if isinstance(step, RemoveStack):
+        return f"DELETE /api/stacks/{step.stack_id}?endpointId={step.endpoint}"
     if isinstance(step, DeployStack):
         names = ", ".join(n for n, _, _ in step.variables) or "none"
         return (f"POST /api/stacks/create/standalone/string?endpointId=<env of {step.guest}>  Name={step.name} "

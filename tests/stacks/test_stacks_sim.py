@@ -267,3 +267,24 @@ def test_sync_verbs_run_the_environment_layer(deployed: Checkout) -> None:
     assert "0 built, 0 updated, 7 up-to-date" in whole.stdout  # the stacks, their environment, server, guests
     unknown = phoenix("sync", "stack", "nope", "to", "910")
     assert unknown.returncode == 2 and "no stack 'nope' on ct910" in unknown.stdout + unknown.stderr
+
+
+def test_a_stack_no_guest_lists_is_removed_only_when_the_run_is_told_to_prune(deployed: Checkout, monkeypatch) -> None:
+    data = deployed.lxc_config()
+    data["lxc_configs"]["910"]["docker_stacks"] = [{"name": "qdrant_service", "environment": "production"}]
+    deployed.write_lxc_config(data)
+    mark = len(standin(deployed).requests)
+    kept = deployed.doit()
+    assert kept.rc == 0, kept.output
+    assert portainer_writes(deployed, mark) == [] and "thinkheads_ai_app" in stacks_by_name(deployed)
+
+    monkeypatch.setenv("PHOENIX_PRUNE_STACKS", "1")
+    plan = deployed.doit("plan")
+    assert ("portainer:server          update: remove stack thinkheads_ai_app of CT 910: no guest lists it "
+            "(PHOENIX_PRUNE_STACKS)") in plan.output, plan.output
+    app = stacks_by_name(deployed)["thinkheads_ai_app"]
+    pruned = deployed.doit()
+    assert pruned.rc == 0, pruned.output
+    assert portainer_writes(deployed, mark) == [("DELETE", f"/api/stacks/{app['Id']}?endpointId={app['EndpointId']}")]
+    assert set(stacks_by_name(deployed)) == {"qdrant_service"}
+    assert deployed.doit().last_run["portainer_requests"] == 1
