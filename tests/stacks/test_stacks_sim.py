@@ -288,3 +288,27 @@ def test_a_stack_no_guest_lists_is_removed_only_when_the_run_is_told_to_prune(de
     assert portainer_writes(deployed, mark) == [("DELETE", f"/api/stacks/{app['Id']}?endpointId={app['EndpointId']}")]
     assert set(stacks_by_name(deployed)) == {"qdrant_service"}
     assert deployed.doit().last_run["portainer_requests"] == 1
+
+
+def test_a_noop_with_stacks_imports_no_http_client_and_no_config_models(tmp_path) -> None:
+    """The Portainer listing is the standard library's GET too: a no-op imports no requests, YAML or pydantic."""
+    import subprocess
+    import sys
+
+    from tests.core.test_sim import serve, stop
+
+    co = Checkout(tmp_path / "phoenix", stacks=True)
+    proc = serve(co.cache / "sim")
+    try:
+        assert co.doit(own_sim=False).rc == 0
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "-n", "2"], cwd=co.root, env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        stop(proc)
+    assert done.returncode == 0 and "nothing to do" in done.stdout, done.stdout + done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert {"phoenix.portainer.listing", "phoenix.tlsget"} <= imported
+    heavy = {"pydantic", "yaml", "jinja2", "requests", "urllib3", "proxmoxer", "aiohttp", "phoenix.config.estate",
+             "phoenix.portainer.client", "phoenix.builder"}
+    assert not heavy & imported, sorted(heavy & imported)
