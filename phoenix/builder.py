@@ -21,10 +21,12 @@ from .steps import (
     NodeScript,
     NodeSet,
     NoteHost,
+    RemoveNodeFile,
     RemoveSecrets,
     RestartIfPending,
     SaveToken,
     Script,
+    SendFile,
     Step,
 )
 from .transport.base import ScriptRun
@@ -102,6 +104,10 @@ class Builder:
             self.save_token(step)
         elif isinstance(step, NoteHost):
             self.note_host(step)
+        elif isinstance(step, SendFile):
+            self.send_file(step)
+        elif isinstance(step, RemoveNodeFile):
+            ctx.node.remove(step.path)
         else:  # pragma: no cover - every step type is handled above
             raise TypeError(f"unknown step {step!r}")
 
@@ -135,6 +141,29 @@ class Builder:
             self.ctx.pve.call("DELETE", path)
         answer = self.ctx.pve.call("POST", path, privsep=1, comment="made by Phoenix (host:access)")
         write_secret(step.file, str(answer["value"]))
+
+    def send_file(self, step: SendFile) -> None:
+        """Stream the file to the node, hashing what is read: a file changed since it was checked is removed there."""
+        import hashlib
+
+        from .errors import PhoenixError
+
+        sha = hashlib.sha256()
+        try:
+            with step.source.open("rb") as f:
+                class Hashing:
+                    def read(self, n: int = -1) -> bytes:
+                        block = f.read(n)
+                        sha.update(block)
+                        return block
+
+                self.ctx.node.send(step.path, Hashing())  # type: ignore[arg-type]
+        except OSError as e:
+            raise PhoenixError(f"cannot read {step.source}: {e.strerror}") from None
+        if sha.hexdigest() != step.sha256:
+            self.ctx.node.remove(step.path)
+            raise PhoenixError(f"{step.source} changed since it was checked (its sha256 no longer matches its manifest); "
+                               "refusing to restore from it: run again to bake the layer")
 
     def note_host(self, step: NoteHost) -> None:
         """Read the notes, add this part's record, write them back with the digest read (again if another changed them)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cachefiles import write_whole
-from .config.files import HYPERVISOR, LXC, SUFFIXES
+from .config.files import HYPERVISOR, LXC, SUFFIXES, resolve
 from .pve.endpoint import Endpoint
 from .resources import Resource
 
@@ -50,15 +50,16 @@ class Model:
     key: str
     resources: dict[str, Resource]   # every resource of every kind, parents first
     endpoint: Endpoint               # the API as the config names it
+    artifacts: str | None = None     # the artifact store's directory as the config names it (resolved)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "key": self.key, "endpoint": self.endpoint.to_json(),
-                "resources": [r.to_json() for r in self.resources.values()]}
+                "resources": [r.to_json() for r in self.resources.values()], "artifacts": self.artifacts}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Model:
         resources = [Resource.from_json(r) for r in data["resources"]]
-        return cls(data["key"], {r.key: r for r in resources}, Endpoint.from_json(data["endpoint"]))
+        return cls(data["key"], {r.key: r for r in resources}, Endpoint.from_json(data["endpoint"]), data.get("artifacts"))
 
 
 def of_estate(estate: Estate, key: str) -> Model:
@@ -67,7 +68,9 @@ def of_estate(estate: Estate, key: str) -> Model:
     resources: dict[str, Resource] = {}
     for kind in KINDS.values():
         resources.update(kind.resources(estate))
-    return Model(key, resources, Endpoint.of(estate.hypervisor, estate.config_dir))
+    store = estate.hypervisor.artifacts.dir
+    return Model(key, resources, Endpoint.of(estate.hypervisor, estate.config_dir),
+                 str(resolve(estate.config_dir, store)) if store else None)
 
 
 def load(config_dir: Path, images_dir: Path, cache: Path, say: Callable[[str], None]) -> tuple[Model, Estate | None]:

@@ -32,6 +32,7 @@ from .pve.endpoint import Endpoint
 from .resources import Resource, with_ancestors
 
 if TYPE_CHECKING:  # a run that only checks resources imports none of these (no pydantic, no requests)
+    from .artifacts.store import Store
     from .builder import BuildContext
     from .clones import CloneTurns
     from .config.estate import Estate
@@ -242,8 +243,16 @@ class Run:
         return KINDS
 
     @cached_property
+    def artifacts(self) -> Store | None:
+        """The artifact store (PHOENIX_ARTIFACTS, or the config's artifacts.dir), or None: layers are baked."""
+        from .artifacts.store import Store, store_dir
+
+        found = store_dir(self.model.artifacts, Path)
+        return Store(found, self.say) if found is not None else None
+
+    @cached_property
     def planner(self) -> Planner:
-        return Planner(self.resources, self.kinds)
+        return Planner(self.resources, self.kinds, self.artifacts.find if self.artifacts is not None else None)
 
     def facts_of(self, res: Resource) -> Any:
         return self.kinds[res.kind].facts(res, self.view)
@@ -312,7 +321,8 @@ class Run:
         from .kinds.base import Context
 
         return Context(self.estate, self.api.node, lambda: self.pve, self.view, lambda: self.transport, self.node_facts,
-                       self.id, protected_allowed, self.simulated, self.endpoint.host)
+                       self.id, protected_allowed, self.simulated, self.endpoint.host,
+                       artifacts=self.artifacts.root if self.artifacts is not None else None)
 
     @cached_property
     def build_context(self) -> BuildContext:
@@ -337,7 +347,9 @@ class Run:
             decision = self.explain(self.decide(key))
             if decision.action == Action.BLOCKED:
                 raise UnsafeOperation("; ".join(decision.reasons))
-            if decision.action.bakes:
+            if decision.artifact is not None:
+                self.say(f"{key:<6} {decision.text}")
+            elif decision.action.bakes:
                 self.say(f"{key:<6} {decision.action}: {'; '.join(decision.reasons)}")
                 self.clones.started(key)
             if decision.action != Action.OK:
@@ -352,7 +364,7 @@ class Run:
                 steps = kind.steps(res, decision, prepared, self.context,
                                    build_id=new_build_id(res.identity(parent_build)), parent_build=parent_build)
                 Builder(self.build_context, key).run(steps)
-                outcome = "built" if decision.action.bakes else "updated"
+                outcome = "restored" if decision.artifact is not None else "built" if decision.action.bakes else "updated"
                 if decision.action.bakes:
                     self.forced.done(key)
         except BaseException:
@@ -370,7 +382,7 @@ class Run:
 
     def stopped(self, problems: list[tuple[str, str]]) -> str:
         """The message of a run stopped by checks: every problem, and what this run had changed before."""
-        built = self.outcomes.of("built") + self.outcomes.of("updated")
+        built = self.outcomes.of("built") + self.outcomes.of("restored") + self.outcomes.of("updated")
         lines = [f"{len(problems)} problem(s) found before changing anything for them:"]
         lines += [f"  - {key}: {text}" for key, text in problems]
         lines.append(f"Already built or updated in this run: {', '.join(built)}." if built else

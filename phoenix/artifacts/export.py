@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..errors import PhoenixError
 from ..plan import Action
 from ..resources import chain
-from .store import Manifest, Store, store_dir
+from .store import Manifest, Store
 
 if TYPE_CHECKING:
     from ..runtime import Run
@@ -38,11 +38,10 @@ class Exported:
 
 def store_of(run: Run) -> Store:
     """The run's artifact store; PhoenixError when none is configured."""
-    found = store_dir(run.hypervisor.artifacts.dir, run.resolve)
-    if found is None:
+    if run.artifacts is None:
         raise PhoenixError(f"no artifact store: set PHOENIX_ARTIFACTS=<directory> or artifacts.dir in "
                            f"{run.estate.hypervisor_file}")
-    return Store(found, run.say)
+    return run.artifacts
 
 
 def archive_path(log: Iterable[str]) -> str:

@@ -35,7 +35,8 @@ class PhoenixReporter(ConsoleReporter):
             self.write(f"phoenix: could not write last-run.json: {e}\n")
             return
         counts = Counter(t["outcome"] for t in data["tasks"].values())
-        parts = [f"{counts.get(k, 0)} {k}" for k in ("built", "updated", "up-to-date", "failed")]
+        parts = [f"{counts.get(k, 0)} {k}" for k in ("built", "restored", "updated", "up-to-date", "failed")
+                 if k != "restored" or counts.get(k)]  # restored: only where a layer was (issue 15)
         if data["tasks"] and counts.get("up-to-date") == len(data["tasks"]) and not self.failures:
             self.write("phoenix: nothing to do, the host matches the config\n")
         self.write(f"phoenix: {', '.join(parts)}; {data['api_requests']} API requests; {data['wall_seconds']:.2f}s "

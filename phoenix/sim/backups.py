@@ -1,9 +1,11 @@
 """vzdump and its archives on the simulated node: what fakepve only stubs (its POST /nodes/{node}/vzdump keeps nothing).
 
-A backup writes a real archive (a gzip'd tar holding the container's config as etc/vzdump/pct.conf, as vzdump does)
-into the simulated node's file system, under the storage's path (`<path>/dump/vzdump-lxc-<vmid>-<time>.tar.gz`),
-and says where in its task log, in PVE's words. A restore (`POST /nodes/{node}/lxc` with `restore=1`) fails, as on
-PVE, when the backup volume is not in that directory: an archive copied there over SSH is found.
+A backup writes a real archive (a tar holding the container's config as etc/vzdump/pct.conf, as vzdump does) into
+the simulated node's file system, under the storage's path (`<path>/dump/vzdump-lxc-<vmid>-<time>.tar.gz`), and
+says where in its task log, in PVE's words. It compresses with gzip whichever compressor is asked for (the standard
+library has no zstd) and names the file by what it holds, as vzdump does. A restore (`POST /nodes/{node}/lxc` with
+`restore=1`) fails, as on PVE, when the backup volume is not in that directory: an archive copied there over SSH is
+found.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_VZDUMP_SECONDS = 10.0
-EXTENSIONS = {"gzip": "tar.gz", "1": "tar.gz", "zstd": "tar.zst", "lzo": "tar.lzo", "0": "tar"}  # by `compress`
 
 
 def pct_conf(config: dict[str, Any]) -> bytes:
@@ -25,9 +26,9 @@ def pct_conf(config: dict[str, Any]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def archive_bytes(config: dict[str, Any]) -> bytes:
+def archive_bytes(config: dict[str, Any], compressed: bool = True) -> bytes:
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+    with tarfile.open(fileobj=out, mode="w:gz" if compressed else "w") as tar:
         data = pct_conf(config)
         info = tarfile.TarInfo("./etc/vzdump/pct.conf")
         info.size, info.mtime = len(data), int(time.time())
@@ -76,7 +77,7 @@ class Backups:
         dump = self.dump_dir(storage)
         if dump is None or "backup" not in split_list(self.storages[storage].get("content")):
             raise PveError(500, f"storage '{storage}' does not support backups")
-        ext = EXTENSIONS.get(str(v.get("compress") or "0"), "tar")
+        ext = "tar" if str(v.get("compress") or "0") == "0" else "tar.gz"  # gzip for any compressor: no zstd in Python
         name = f"vzdump-lxc-{vmid}-{time.strftime('%Y_%m_%d-%H_%M_%S', time.gmtime())}.{ext}"
         path = f"{dump}/{name}"
 
@@ -84,7 +85,7 @@ class Backups:
             ct.config["lock"] = "backup"
             try:
                 await this.pause(self.ct_secs.get("vzdump", DEFAULT_VZDUMP_SECONDS))
-                data = archive_bytes({k: val for k, val in ct.config.items() if k != "lock"})
+                data = archive_bytes({k: val for k, val in ct.config.items() if k != "lock"}, ext != "tar")
                 target = self.node_file(path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
