@@ -63,3 +63,22 @@ def test_export_without_a_store_says_how_to_set_one(built: Checkout, monkeypatch
     monkeypatch.delenv(ENV, raising=False)
     result = built.doit("export", "ct900")
     assert result.rc == 1 and "PHOENIX_ARTIFACTS" in result.output, result.output
+
+
+def test_an_interrupted_export_leaves_no_archive_under_its_final_name(built: Checkout, store: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from phoenix.errors import PhoenixError
+    from phoenix.transport.simulated import SimulatedNode
+
+    def cut(self: SimulatedNode, path: str, sink) -> int:  # the connection drops after part of the archive
+        sink(b"the first part of an archive")
+        raise PhoenixError(f"cannot read {path} on the node: connection lost")
+
+    monkeypatch.setattr(SimulatedNode, "fetch", cut)
+    result = built.doit("export", "ct900")
+    assert result.rc == 1 and "connection lost" in result.output, result.output
+    assert list(store.iterdir()) == []  # no archive, no manifest, no temporary file
+    assert not list((built.cache / "sim" / "node-fs").rglob("vzdump-*"))  # the dump is removed from the node anyway
+    monkeypatch.undo()
+    monkeypatch.setenv("PHOENIX_ARTIFACTS", str(store))
+    assert built.doit("export", "ct900").rc == 0 and len(list(store.glob("*.json"))) == 1

@@ -49,6 +49,9 @@ def test_a_fresh_host_restores_what_has_an_archive_and_bakes_the_rest(built: Che
     for layer in ("ct900", "ct901", "ct920"):
         assert re.search(rf"{layer}\s+restore from artifact {exported[layer]['archive']}", plan.output), plan.output
     assert re.search(r"ct902\s+build", plan.output) and re.search(r"ct950\s+build", plan.output), plan.output
+    steps = fresh.doit("plan", "--steps", "ct900").output
+    assert f"copy artifact {exported['ct900']['archive']} to the node: copy " in steps, steps
+    assert re.search(r"POST /nodes/pve1/lxc .*ostemplate=local:backup/vzdump-lxc-900-.*restore=1", steps), steps
     mark = fresh.mark()
     result = fresh.doit()
     assert result.rc == 0, result.output
