@@ -142,7 +142,9 @@ class Planner:
                 return decision
             parent_build = parent.artifact.build
         found = self.artifacts(res.identity(parent_build))
-        return decision if found is None else replace(decision, artifact=found)
+        if found is None or found.kind != res.kind:  # an archive restores only a resource of its own kind
+            return decision
+        return replace(decision, artifact=found)
 
     def decide_one(self, res: Resource, facts: Any, *, parent: Decision | None, parent_build: str | None,
                    forced: bool, record: dict[str, Any] | None, live_owners: Mapping[str, str] | None = None) -> Decision:

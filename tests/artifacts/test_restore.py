@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from phoenix.artifacts.store import ENV
+from phoenix.facts.guests import parse_record
 from tests.core.conftest import NODE, Checkout
 
 ALL = ("ct900", "ct901", "ct902", "ct910", "ct920", "ct950")
@@ -37,9 +38,9 @@ def fresh(tmp_path: Path):
 
 
 def record(co: Checkout, vmid: int) -> dict:
-    desc = co.ct(vmid).config.get("description") or ""
-    return json.loads(next(line for line in desc.splitlines() if line.startswith("phoenix:"))[len("phoenix:"):].strip()) \
-        if "phoenix:" in desc else {}
+    found = parse_record(co.ct(vmid).config.get("description"))
+    assert found, co.ct(vmid).config
+    return found
 
 
 def test_a_fresh_host_restores_what_has_an_archive_and_bakes_the_rest(built: Checkout, exported: dict, fresh: Checkout,
@@ -69,6 +70,8 @@ def test_a_fresh_host_restores_what_has_an_archive_and_bakes_the_rest(built: Che
         assert built.tags(vmid) == fresh.tags(vmid)
         assert set(built.ct(vmid).snapshots) == set(fresh.ct(vmid).snapshots)
         assert built.ct(vmid).config.get("template") == fresh.ct(vmid).config.get("template")
+    assert record(fresh, 920)["restored_from"] == exported["ct920"]["archive"]
+    assert record(fresh, 920)["build"] == exported["ct920"]["build"] == record(built, 920)["build"]
     # no script ran for a restored layer
     runs = [json.loads(line) for line in (fresh.cache / "sim" / "runs.jsonl").read_text().splitlines()]
     ran = {r["layer"] for r in runs if r["op"] == "run_script"}
@@ -97,3 +100,14 @@ def test_without_a_store_every_layer_is_baked(exported: dict, fresh: Checkout, m
     monkeypatch.delenv(ENV)
     result = fresh.doit()
     assert result.rc == 0 and result.outcomes() == dict.fromkeys(ALL, "built"), result.output
+
+
+def test_a_forced_rebuild_bakes_even_with_an_archive(exported: dict, fresh: Checkout) -> None:
+    assert fresh.doit().outcomes()["ct920"] == "restored"
+    assert fresh.doit("forget", "ct920").rc == 0
+    plan = fresh.doit("plan")
+    assert re.search(r"ct920\s+rebuild: forced", plan.output) and "restore from" not in plan.output, plan.output
+    result = fresh.doit()
+    assert result.outcomes()["ct920"] == "built" and result.outcomes()["ct950"] == "built", result.output
+    assert f"phx-id-{exported['ct920']['identity']}" in fresh.tags(920)  # same inputs, same identity; a new build
+    assert record(fresh, 920).get("build") != exported["ct920"]["build"]
