@@ -36,12 +36,51 @@ def archive_bytes(config: dict[str, Any], compressed: bool = True) -> bytes:
     return out.getvalue()
 
 
+def archive_config(path: Path) -> dict[str, str]:
+    """The container config kept in an archive (etc/vzdump/pct.conf), without its description; {} if none."""
+    try:
+        with tarfile.open(path) as tar:
+            member = tar.extractfile("./etc/vzdump/pct.conf")
+            text = member.read().decode() if member is not None else ""
+    except (OSError, KeyError, tarfile.TarError):
+        return {}
+    pairs = (line.split(": ", 1) for line in text.splitlines() if line and not line.startswith("#") and ": " in line)
+    return dict(pairs)
+
+
 class Backups:
-    """Mixin of the simulator's FakePve subclass: vzdump to a file storage, and backup volumes found on disk."""
+    """Mixin of the simulator's FakePve subclass: vzdump to a file storage, backup volumes found on disk, and a restored
+    template made a template again (PVE 9: "Convert restored container to template...")."""
 
     node_root: Path
     storages: dict[str, Any]
     ct_secs: dict[str, float]
+    _restoring: dict[int, Path]
+
+    async def _lxc_create(self, user: str, v: dict[str, Any]) -> Any:
+        if v.get("restore"):
+            sid, _, volname = str(v.get("ostemplate")).partition(":")
+            dump = self.dump_dir(sid)
+            if dump is not None and volname.startswith("backup/"):
+                self.__dict__.setdefault("_restoring", {})[int(v["vmid"])] = self.node_file(f"{dump}/{volname[7:]}")
+        return await super()._lxc_create(user, v)  # type: ignore[misc]
+
+    async def task(self, node: str, ttype: str, tid: Any, user: str, body: Any, vm: Any = None, lock: bool = True,
+                   log: Any = ()) -> Any:
+        archive = self.__dict__.get("_restoring", {}).pop(int(tid), None) if ttype == "vzrestore" else None
+        if archive is not None and vm is not None and archive_config(archive).get("template") == "1":
+            from fakepve.lxc import print_mount, to_base
+
+            inner = body
+
+            async def body() -> Any:
+                note = await inner()
+                for key, mount in vm.volumes():
+                    mount["volume"] = to_base(mount["volume"])
+                    vm.config[key] = print_mount(mount, key == "rootfs")
+                vm.config["template"] = 1
+                return note
+        return await super().task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)  # type: ignore[misc]
 
     def _routes_backups(self) -> list[tuple[str, str, Any]]:
         return [("POST", "/nodes/{node}/vzdump", self._vzdump)]

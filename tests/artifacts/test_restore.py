@@ -111,3 +111,26 @@ def test_a_forced_rebuild_bakes_even_with_an_archive(exported: dict, fresh: Chec
     assert result.outcomes()["ct920"] == "built" and result.outcomes()["ct950"] == "built", result.output
     assert f"phx-id-{exported['ct920']['identity']}" in fresh.tags(920)  # same inputs, same identity; a new build
     assert record(fresh, 920).get("build") != exported["ct920"]["build"]
+
+
+def test_a_template_layer_is_restored_as_a_template_and_its_children_linked_clones(tmp_path: Path, store: Path) -> None:
+    hosts = [Checkout(tmp_path / name) for name in ("first", "second")]
+    try:
+        for co in hosts:
+            co.edit_guest(902, convert_to_template=True, template_snapshot_name=None)
+        first, second = hosts
+        assert first.doit().rc == 0 and first.ct(902).config.get("template") == 1
+        assert first.doit("export", "ct902").rc == 0
+        mark = second.mark()
+        result = second.doit()
+        assert result.rc == 0, result.output
+        assert result.outcomes()["ct902"] == "restored" and result.outcomes()["ct910"] == "built"
+        # Proxmox makes a container restored from a template's archive a template: Phoenix does not convert it again
+        assert second.ct(902).config.get("template") == 1
+        writes = second.writes(mark)
+        assert ("POST", f"{NODE}/lxc/902/template") not in writes
+        assert ("POST", f"{NODE}/lxc/902/clone") in writes  # 910: a linked clone, which only a template allows
+        assert second.tags(902) == first.tags(902)
+    finally:
+        for co in hosts:
+            co.stop_sim()

@@ -168,7 +168,8 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
 
 def finish(estate: Estate, res: Resource, node: str, b: Bake, user_tags: list[str], stopped: bool,
            restored_from: str | None = None) -> list[Step]:
-    """The end of a bake or a restore: snapshot, template, and last the record (then the layer is built)."""
+    """The end of a bake or a restore: snapshot, template, and last the record (then the layer is built). A restored
+    template is one already: Proxmox converts a container restored from a template's archive back into a template."""
     ctid = res.vmid
     assert ctid is not None
     g, settings = estate.guests[ctid], res.settings
@@ -176,7 +177,7 @@ def finish(estate: Estate, res: Resource, node: str, b: Bake, user_tags: list[st
     if g.template_snapshot_name:
         out.append(Call(f"snapshot {g.template_snapshot_name}", "POST", lxc(node, ctid, "/snapshot"),
                         {"snapname": g.template_snapshot_name, "description": f"Phoenix layer {res.key}, build {b.build_id}"}))
-    if g.convert_to_template:
+    if g.convert_to_template and restored_from is None:
         out.append(Call("convert to template", "POST", lxc(node, ctid, "/template")))
     tags = F.record_tags(user_tags, b.identity, b.build_id, res.settings_hash)
     rec = record(res, b.identity, b.build_id, b.parent_build)
