@@ -49,6 +49,7 @@ class BuildContext:
     log_path: Callable[[str], Path]
     before_record: Callable[[], None] = lambda: None  # a last check before a build is recorded (the run's lease)
     before_write: Callable[[], None] = lambda: None   # before every step (the lease still held: no request)
+    damaged: Callable[[Path], None] = lambda _: None   # an archive found damaged while sent (the store rehashes it)
 
 
 class Builder:
@@ -162,6 +163,7 @@ class Builder:
             raise PhoenixError(f"cannot read {step.source}: {e.strerror}") from None
         if sha.hexdigest() != step.sha256:
             self.ctx.node.remove(step.path)
+            self.ctx.damaged(step.source)
             raise PhoenixError(f"{step.source} changed since it was checked (its sha256 no longer matches its manifest); "
                                "refusing to restore from it: run again to bake the layer")
 

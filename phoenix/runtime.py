@@ -248,7 +248,7 @@ class Run:
         from .artifacts.store import Store, store_dir
 
         found = store_dir(self.model.artifacts, Path)
-        return Store(found, self.say) if found is not None else None
+        return Store(found, self.say, self.cache / "artifacts-hashed.json") if found is not None else None
 
     @cached_property
     def planner(self) -> Planner:
@@ -333,7 +333,8 @@ class Run:
                 self.lease.verify()
 
         return BuildContext(self.pve, self.transport, self.view, self.clones, self.say, self.secrets, self.log_path,
-                            before_record, self.lease.check if self.lease is not None else lambda: None)
+                            before_record, self.lease.check if self.lease is not None else lambda: None,
+                            self.artifacts.forget_hash if self.artifacts is not None else lambda _: None)
 
     def execute(self, key: str) -> dict[str, Any]:
         """doit's action for a resource: build or update it as needed; returns what doit saves."""

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..errors import PhoenixError
 
@@ -96,9 +96,12 @@ class HashingWriter:
 class Store:
     """The artifact store in one directory; safe to share between threads."""
 
-    def __init__(self, root: Path, say: Callable[[str], None] = lambda _: None):
+    def __init__(self, root: Path, say: Callable[[str], None] = lambda _: None, hashed: Path | None = None):
+        """hashed: a file (in .cache/) remembering the sha256 of archives by path, size and mtime, so that a plan
+        does not read every archive again; an archive changed since is hashed again."""
         self.root = Path(root)
         self.say = say
+        self.hashed = hashed
         self._lock = threading.Lock()
         self._checked: dict[str, Manifest | None] = {}   # identity -> a verified manifest, or None (refused/absent)
 
@@ -136,10 +139,41 @@ class Store:
             return f"archive {path} is missing"
         if size != m.size:
             return f"archive {path} has {size} bytes, its manifest says {m.size}"
-        found = sha256_file(path)
+        found = self._sha256(path)
         if found != m.sha256:
             return f"archive {path} does not match its manifest's sha256 (found {found[:12]}..., expected {m.sha256[:12]}...)"
         return None
+
+    def _sha256(self, path: Path) -> str:
+        """The archive's sha256, from the hashed file while its size and mtime are those remembered."""
+        st = path.stat()
+        stamp = [st.st_size, st.st_mtime_ns]
+        known: dict[str, Any] = {}
+        if self.hashed is not None:
+            with suppress(OSError, ValueError):
+                loaded = json.loads(self.hashed.read_text())
+                known = loaded if isinstance(loaded, dict) else {}
+            entry = known.get(str(path.resolve()))
+            if isinstance(entry, list) and entry[:2] == stamp and len(entry) == 3:
+                return str(entry[2])
+        found = sha256_file(path)
+        if self.hashed is not None:
+            known[str(path.resolve())] = [*stamp, found]
+            with suppress(OSError):
+                self.hashed.parent.mkdir(parents=True, exist_ok=True)
+                temp = self.hashed.with_name(f"{self.hashed.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                temp.write_text(json.dumps(known))
+                os.replace(temp, self.hashed)
+        return found
+
+    def forget_hash(self, archive: Path) -> None:
+        """An archive found damaged while it was sent: hash it again next time (it is then refused)."""
+        if self.hashed is None:
+            return
+        with suppress(OSError, ValueError):
+            known = json.loads(self.hashed.read_text())
+            if isinstance(known, dict) and known.pop(str(archive.resolve()), None) is not None:
+                self.hashed.write_text(json.dumps(known))
 
     def find(self, identity: str) -> Manifest | None:
         """The checked manifest of an archive of this identity, or None: a damaged archive is refused and said (once

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -134,3 +135,19 @@ def test_a_template_layer_is_restored_as_a_template_and_its_children_linked_clon
     finally:
         for co in hosts:
             co.stop_sim()
+
+
+def test_an_archive_damaged_after_it_was_checked_is_caught_as_it_is_sent_then_refused(exported: dict, fresh: Checkout,
+                                                                                      store: Path) -> None:
+    assert "restore from artifact" in fresh.doit("plan").output  # hashed once, remembered in .cache/
+    archive = store / exported["ct900"]["archive"]
+    st = archive.stat()
+    data = bytearray(archive.read_bytes())
+    data[-1] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and time: the remembered hash is trusted
+    failed = fresh.doit()
+    assert failed.rc == 1 and "changed since it was checked" in failed.output, failed.output
+    assert not list((fresh.cache / "sim" / "node-fs").rglob("vzdump-*"))  # the bad copy is removed from the node
+    again = fresh.doit()
+    assert "artifact refused for ct900" in again.output and again.outcomes()["ct900"] == "built", again.output
