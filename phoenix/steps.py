@@ -195,8 +195,26 @@ class RemoveStack:
     endpoint: int
 
 
+@dataclass(frozen=True)
+class SendFile:
+    """Copy a local file (an archive from the artifact store) to the node, streamed; its sha256 checked as it is sent."""
+
+    what: str
+    source: Path
+    path: str                          # absolute, on the node
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RemoveNodeFile:
+    """Remove a file Phoenix put on the node (an archive once restored)."""
+
+    what: str
+    path: str
+
+
 Step = (Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending | NodeScript | SaveToken | NoteHost
-        | PortainerToken | PortainerEnv | DeployStack | RemoveStack)
+        | PortainerToken | PortainerEnv | DeployStack | RemoveStack | SendFile | RemoveNodeFile)
 
 
 def _value(value: Any, limit: int = 60) -> str:
@@ -224,6 +242,10 @@ def render(step: Step, node: str = "") -> str:
         return f"{new}POST /access/users/{step.userid}/token/{step.tokenid}  privsep=1; its secret to {step.file} (0600)"
     if isinstance(step, NoteHost):
         return f"PUT /nodes/{step.node}/config  description=<notes with {step.key} {step.identity}> digest=<as read>"
+    if isinstance(step, SendFile):
+        return f"copy {step.source} to {step.path} on the node (SFTP; sha256 {step.sha256[:12]}...)"
+    if isinstance(step, RemoveNodeFile):
+        return f"rm -f {step.path} on the node"
     if isinstance(step, RemoveSecrets):
         return f"remove /etc/phoenix/secrets/* in CT {step.vmid}"
     if isinstance(step, PortainerToken):

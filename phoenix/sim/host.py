@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PhoenixError
 from ..pve.endpoint import Endpoint
+from ..transport.simulated import NODE_FS
+from .backups import Backups
 from .changes import CONTROL, Touched, task_touched, touched
 from .dirlock import IN_PROCESS, StateLock
 from .guestlock import CREATE, Unlocked, after_crash, unlocked
@@ -42,7 +44,8 @@ if TYPE_CHECKING:  # a run whose simulator is served by another process imports 
 TOKEN_ID = "root@pam!phoenix"
 NODE_NAME = "pve1"
 OS_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "debian-12-standard_12.7-1_amd64.tar.zst")
-CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate")
+CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate",
+            "vzdump")
 CT_POWER = ("start", "shutdown", "stop")  # per-container durations in fakepve, applied here to every container
 UNLOCK_PATH = CONTROL + "/unlock/{vmid}"  # POST, with the API token: the simulated `pct unlock`
 ABANDONED = "interrupted: the simulator stopped while this task ran"
@@ -130,7 +133,7 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
     from fakepve.model import TaskError
     from fakepve.server import USER, params
 
-    class PersistentPve(NodeApi, base):
+    class PersistentPve(NodeApi, Backups, base):
         def _build_app(self):
             app = super()._build_app()
 
@@ -201,7 +204,8 @@ class SimHost:
     """Start, persist and stop the simulator. One per state dir (a second is refused); thread-safe start."""
 
     def __init__(self, state_dir: Path, *, time_scale: float = 0.0, ct_secs: dict[str, float] | None = None,
-                 host: str = "127.0.0.1", role: str = IN_PROCESS, note: Callable[[str], None] | None = None):
+                 host: str = "127.0.0.1", role: str = IN_PROCESS, note: Callable[[str], None] | None = None,
+                 node_root: Path | None = None):
         """ct_secs: PVE seconds per container task (create, clone, snapshot, ...) and per start, shutdown, stop.
 
         role: who holds the state dir (IN_PROCESS: a Phoenix run; SERVED: `python -m phoenix.sim`), as a second
@@ -212,6 +216,7 @@ class SimHost:
             raise PhoenixError(f"unknown simulated task {', '.join(unknown)}: durations can be set for "
                                f"{', '.join(CT_TASKS + CT_POWER)} (PHOENIX_SIM_TASK_SECONDS)")
         self.time_scale, self.ct_secs, self.host = time_scale, dict(ct_secs or {}), host
+        self.node_root = Path(node_root) if node_root is not None else self.dir / NODE_FS  # the node's files (archives)
         self.role = role
         self.notes: list[str] = []
         self._say = note or _print_note
@@ -268,6 +273,7 @@ class SimHost:
         pve.ct_secs.update({k: v for k, v in self.ct_secs.items() if k in CT_TASKS})
         pve.apitokens[TOKEN_ID] = token_file.read_text().strip()
         pve.node_state = initial_state()
+        pve.node_root = self.node_root
         # An ACL makes fakepve check privileges as PVE does for a token: no devN, bind mounts or
         # feature flags other than nesting. Those go through the node transport, as on a real host.
         pve.grant(TOKEN_ID, "/", "Sys.Audit")
