@@ -260,6 +260,6 @@ def render(step: Step, node: str = "") -> str:
     if isinstance(step, DeployStack):
         names = ", ".join(n for n, _, _ in step.variables) or "none"
         return (f"POST /api/stacks/create/standalone/string?endpointId=<env of {step.guest}>  Name={step.name} "
-                f"(or PUT /api/stacks/<id> if Phoenix's is there); variables {names}; "
-                f"compose {len(step.compose)} bytes")
+                f"(or PUT /api/stacks/<id> if Phoenix's is there{', PullImage' if step.pull else ''}); "
+                f"variables {names}; compose {len(step.compose)} bytes")
     return f"GET /{step.path}/pending, then POST /{step.path}/status/reboot if anything is pending"

@@ -110,7 +110,7 @@ class PortainerStandin:
         return next((e for e in self.state["endpoints"] if str(e["Id"]) == str(ident)), None)
 
     def _view(self, stack: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in stack.items() if k != "content"}
+        return {k: v for k, v in stack.items() if k not in ("content", "pulled")}
 
     # -------------------------------------------------------------- routes
 
@@ -305,7 +305,8 @@ class PortainerStandin:
         problem = self._compose_problem(body["StackFileContent"])
         if problem:
             return _error(500, "Unable to deploy stack", problem)
-        stack.update({"content": body["StackFileContent"], "Env": list(body.get("Env") or []), "UpdateDate": int(time.time())})
+        stack.update({"content": body["StackFileContent"], "Env": list(body.get("Env") or []), "UpdateDate": int(time.time()),
+                      "pulled": bool(body.get("PullImage"))})
         return web.json_response(self._view(stack))
 
     async def stack_file(self, request: web.Request) -> web.Response:

@@ -312,3 +312,14 @@ def test_a_noop_with_stacks_imports_no_http_client_and_no_config_models(tmp_path
     heavy = {"pydantic", "yaml", "jinja2", "requests", "urllib3", "proxmoxer", "aiohttp", "phoenix.config.estate",
              "phoenix.portainer.client", "phoenix.builder"}
     assert not heavy & imported, sorted(heavy & imported)
+
+
+def test_images_are_pulled_again_only_when_asked(deployed: Checkout, monkeypatch) -> None:
+    compose = deployed.root / "stacks" / "qdrant" / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("v1.15.5", "v1.15.4"))
+    assert deployed.doit().rc == 0
+    assert stacks_by_name(deployed)["qdrant_service"]["pulled"] is False
+    compose.write_text(compose.read_text().replace("v1.15.4", "v1.15.5"))
+    monkeypatch.setenv("PHOENIX_PULL_IMAGES", "1")
+    assert deployed.doit().rc == 0
+    assert stacks_by_name(deployed)["qdrant_service"]["pulled"] is True

@@ -177,6 +177,7 @@ class StackKind:
     def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
               build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
         from ...config.stacks import under
+        from ...flags import pull_images
         from ...portainer.render import compose_with_files
         from ...steps import DeployStack
 
@@ -198,7 +199,8 @@ class StackKind:
         return [DeployStack(f"{verb} stack {res.settings['stack']} ({res.settings['environment']})",
                             int(res.settings["guest"]), str(res.settings["stack"]),
                             compose_with_files(compose.read_text(encoding="utf-8"), files), variables,
-                            identity or res.identity(parent_build), build_id, parent_build, dict(res.inputs))]
+                            identity or res.identity(parent_build), build_id, parent_build, dict(res.inputs),
+                            pull=pull_images())]
 
 
 PORTAINER = PortainerKind()
