@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -78,6 +79,13 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def _lost_connection(record: logging.LogRecord) -> bool:
+    """aiohttp's server log, less a client that went away mid-request (a run interrupted by Ctrl-C or SIGTERM): that
+    is the client's news to tell, not a traceback of the simulator's."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, ConnectionError)
 
 
 def _print_note(text: str) -> None:
@@ -268,6 +276,9 @@ class SimHost:
         certfile, keyfile = self.dir / "fakepve.crt", self.dir / "fakepve.key"
         if not certfile.exists() or time.time() - certfile.stat().st_mtime > 20 * 86400:
             make_cert(str(self.dir), hosts=(self.host,))
+        server_log = logging.getLogger("aiohttp.server")
+        if _lost_connection not in server_log.filters:
+            server_log.addFilter(_lost_connection)
         pve = _pve_class(FakePve, self)(host=self.host, port=0)
         pve.time_scale = self.time_scale
         pve.ct_secs.update({k: v for k, v in self.ct_secs.items() if k in CT_TASKS})
