@@ -42,6 +42,7 @@ def estate_configs(guests: int) -> dict[str, Any]:
     for i in range(extra):
         ctid = 1000 + i
         g = copy.deepcopy(models[i % 2])
+        g.pop("docker_stacks", None)  # guests here, not stacks (bench/stacks.py measures those)
         kind = "portainer" if i % 2 == 0 else "vllm"
         g["name"] = f"app-{kind}-{ctid}"
         g["description"] = f"bench app container {i + 1} of {extra}, cloned from ct{g['clone_from_ctid']}"

@@ -27,10 +27,13 @@ from .steps import (
     PortainerEnv,
     PortainerToken,
     PutSnippets,
+    RemoveNodeFile,
     RemoveSecrets,
+    RemoveStack,
     RestartIfPending,
     SaveToken,
     Script,
+    SendFile,
     Step,
 )
 from .transport.base import ScriptRun
@@ -58,6 +61,7 @@ class BuildContext:
     portainer: Callable[[], Portainer] | None = None  # a client with Phoenix's token (made on use)
     portainer_target: Callable[[], PortainerTarget] | None = None
     admin_password: Callable[[], str] | None = None
+    damaged: Callable[[Path], None] = lambda _: None   # an archive found damaged while sent (the store rehashes it)
 
 
 class Builder:
@@ -121,7 +125,11 @@ class Builder:
             GuestAgent(ctx.pve, step.node, step.vmid).wait_ready(step.timeout)
         elif isinstance(step, AgentRun):
             self.agent_run(step)
-        elif isinstance(step, PortainerToken | PortainerEnv | DeployStack):
+        elif isinstance(step, SendFile):
+            self.send_file(step)
+        elif isinstance(step, RemoveNodeFile):
+            ctx.node.remove(step.path)
+        elif isinstance(step, PortainerToken | PortainerEnv | DeployStack | RemoveStack):
             from .portainer import deploy
 
             assert self.ctx.portainer is not None and self.ctx.admin_password is not None
@@ -199,6 +207,30 @@ class Builder:
             self.ctx.pve.call("DELETE", path)
         answer = self.ctx.pve.call("POST", path, privsep=1, comment="made by Phoenix (host:access)")
         write_secret(step.file, str(answer["value"]))
+
+    def send_file(self, step: SendFile) -> None:
+        """Stream the file to the node, hashing what is read: a file changed since it was checked is removed there."""
+        import hashlib
+
+        from .errors import PhoenixError
+
+        sha = hashlib.sha256()
+        try:
+            with step.source.open("rb") as f:
+                class Hashing:
+                    def read(self, n: int = -1) -> bytes:
+                        block = f.read(n)
+                        sha.update(block)
+                        return block
+
+                self.ctx.node.send(step.path, Hashing())  # type: ignore[arg-type]
+        except OSError as e:
+            raise PhoenixError(f"cannot read {step.source}: {e.strerror}") from None
+        if sha.hexdigest() != step.sha256:
+            self.ctx.node.remove(step.path)
+            self.ctx.damaged(step.source)
+            raise PhoenixError(f"{step.source} changed since it was checked (its sha256 no longer matches its manifest); "
+                               "refusing to restore from it: run again to bake the layer")
 
     def note_host(self, step: NoteHost) -> None:
         """Read the notes, add this part's record, write them back with the digest read (again if another changed them)."""

@@ -5,6 +5,20 @@ from __future__ import annotations
 import os
 
 ALLOW_PROTECTED = "PHOENIX_DESTROY_PROTECTED"
+PRUNE_STACKS = "PHOENIX_PRUNE_STACKS"
+
+
+PULL_IMAGES = "PHOENIX_PULL_IMAGES"
+
+
+def pull_images() -> bool:
+    """The explicit flag PHOENIX_PULL_IMAGES=1: a stack redeployed now pulls its images again (Portainer's PullImage)."""
+    return os.environ.get(PULL_IMAGES, "") not in ("", "0", "no", "false")
+
+
+def prune_stacks() -> bool:
+    """The explicit flag PHOENIX_PRUNE_STACKS=1: remove the stacks Phoenix deployed that no guest lists any more."""
+    return os.environ.get(PRUNE_STACKS, "") not in ("", "0", "no", "false")
 
 
 def protected_allowed(vmid: int) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from .cachefiles import write_whole
 from .pve.counters import Counters
 
-OUTCOMES = ("built", "updated", "up-to-date", "failed")
+OUTCOMES = ("built", "restored", "updated", "up-to-date", "failed")
 
 
 def dumps_last_run(data: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cachefiles import write_whole
-from .config.files import HYPERVISOR, LXC, STACKS, SUFFIXES, VM
+from .config.files import HYPERVISOR, LXC, STACKS, SUFFIXES, VM, resolve
 from .pve.endpoint import Endpoint
 from .resources import Resource
 
@@ -57,15 +57,17 @@ class Model:
     resources: dict[str, Resource]   # every resource of every kind, parents first
     endpoint: Endpoint               # the API as the config names it
     extra: dict[str, str] = field(default_factory=dict)  # more input files (stack value files): path -> sha256
+    artifacts: str | None = None     # the artifact store's directory as the config names it (resolved)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "key": self.key, "endpoint": self.endpoint.to_json(), "extra": self.extra,
-                "resources": [r.to_json() for r in self.resources.values()]}
+                "resources": [r.to_json() for r in self.resources.values()], "artifacts": self.artifacts}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Model:
         resources = [Resource.from_json(r) for r in data["resources"]]
-        return cls(data["key"], {r.key: r for r in resources}, Endpoint.from_json(data["endpoint"]), dict(data["extra"]))
+        return cls(data["key"], {r.key: r for r in resources}, Endpoint.from_json(data["endpoint"]), dict(data["extra"]),
+                   data.get("artifacts"))
 
     def current(self) -> bool:
         """Whether the extra input files still hold what the model was made from."""
@@ -80,7 +82,6 @@ def _sha256(path: Path) -> str:
 
 
 def of_estate(estate: Estate, key: str) -> Model:
-    from .config.files import resolve
     from .kinds import KINDS
 
     resources: dict[str, Resource] = {}
@@ -88,7 +89,9 @@ def of_estate(estate: Estate, key: str) -> Model:
         resources.update(kind.resources(estate))
     files = sorted({str(resolve(estate.config_dir, v.value_file)) for stack in estate.stacks.docker_stacks.values()
                     for env in stack.environments.values() for v in env.variables if v.value_file})
-    return Model(key, resources, Endpoint.of(estate.hypervisor, estate.config_dir), {f: _sha256(Path(f)) for f in files})
+    store = estate.hypervisor.artifacts.dir
+    return Model(key, resources, Endpoint.of(estate.hypervisor, estate.config_dir), {f: _sha256(Path(f)) for f in files},
+                 str(resolve(estate.config_dir, store)) if store else None)
 
 
 def load(config_dir: Path, images_dir: Path, cache: Path, say: Callable[[str], None]) -> tuple[Model, Estate | None]:

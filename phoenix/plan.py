@@ -11,7 +11,7 @@ The generic rules (missing, foreign, unfinished, identity, forced) are here; wha
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,7 @@ class Decision:
     why: Why = Why.UP_TO_DATE
     origin: Decision | None = None  # for a follower: the ancestor's decision that started the chain
     parent: str | None = None
+    artifact: Any = None            # a bake restored instead from this archive (its manifest: .archive, .build)
 
     @property
     def needs_record(self) -> bool:
@@ -81,6 +82,8 @@ class Decision:
     @property
     def text(self) -> str:
         """What the resource needs and why: what `doit plan` prints after the key."""
+        if self.artifact is not None:
+            return f"restore from artifact {self.artifact.archive}" + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
         if self.why == Why.PARENT_BAKES:
             out = f"follows ({'; '.join(self.reasons)})"
             if self.origin is not None and self.origin.reasons:
@@ -92,6 +95,8 @@ class Decision:
     @property
     def summary(self) -> str:
         """One line with the key: what `doit info` and a failed uptodate check show."""
+        if self.artifact is not None:
+            return f"{self.key}: {self.text}"
         if self.why == Why.PARENT_BAKES:
             return f"{self.key}: {self.text}"
         return f"{self.key}: {self.action}" + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
@@ -123,8 +128,25 @@ def input_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
 class Planner:
     """Decisions for resources of every kind, each after its ancestors."""
 
-    def __init__(self, resources: Mapping[str, Resource], rules: Mapping[str, Rules]):
-        self.resources, self.rules = resources, rules
+    def __init__(self, resources: Mapping[str, Resource], rules: Mapping[str, Rules],
+                 artifacts: Callable[[str], Any] | None = None):
+        """artifacts: the archive (manifest) of an identity in the artifact store, or None: a bake is a restore."""
+        self.resources, self.rules, self.artifacts = resources, rules, artifacts
+
+    def restorable(self, res: Resource, decision: Decision, parent: Decision | None, parent_build: str | None) -> Decision:
+        """A bake as a restore when the store has an archive of the identity the resource will have: its parent's build
+        is the one on the host, or the one of the archive the parent is restored from (a parent baked anew has a new
+        build id, which no archive has). A forced rebuild is always baked."""
+        if self.artifacts is None or not decision.action.bakes or decision.why == Why.FORCED:
+            return decision
+        if parent is not None and parent.action.bakes:
+            if parent.artifact is None:
+                return decision
+            parent_build = parent.artifact.build
+        found = self.artifacts(res.identity(parent_build))
+        if found is None or found.kind != res.kind:  # an archive restores only a resource of its own kind
+            return decision
+        return replace(decision, artifact=found)
 
     def decide_one(self, res: Resource, facts: Any, *, parent: Decision | None, parent_build: str | None,
                    forced: bool, record: dict[str, Any] | None, live_owners: Mapping[str, str] | None = None) -> Decision:
@@ -186,8 +208,10 @@ class Planner:
             res = self.resources[k]
             parent = memo.get(res.parent) if res.parent is not None else None
             p_facts = facts_of(self.resources[res.parent]) if res.parent is not None and res.parent in self.resources else None
-            memo[k] = self.decide_one(res, facts_of(res), parent=parent, parent_build=p_facts.build_id if p_facts else None,
-                                      forced=k in forced, record=records.get(k), live_owners=live_owners)
+            p_build = p_facts.build_id if p_facts else None
+            decision = self.decide_one(res, facts_of(res), parent=parent, parent_build=p_build, forced=k in forced,
+                                       record=records.get(k), live_owners=live_owners)
+            memo[k] = self.restorable(res, decision, parent, p_build)
         return memo[key]
 
     def plan(self, facts_of: Callable[[Resource], Any], *, forced: Collection[str] = (),

@@ -32,6 +32,7 @@ from .pve.endpoint import Endpoint
 from .resources import Resource, with_ancestors
 
 if TYPE_CHECKING:  # a run that only checks resources imports none of these (no pydantic, no requests)
+    from .artifacts.store import Store
     from .builder import BuildContext
     from .clones import CloneTurns
     from .config.estate import Estate
@@ -292,8 +293,16 @@ class Run:
         return KINDS
 
     @cached_property
+    def artifacts(self) -> Store | None:
+        """The artifact store (PHOENIX_ARTIFACTS, or the config's artifacts.dir), or None: layers are baked."""
+        from .artifacts.store import Store, store_dir
+
+        found = store_dir(self.model.artifacts, Path)
+        return Store(found, self.say, self.cache / "artifacts-hashed.json") if found is not None else None
+
+    @cached_property
     def planner(self) -> Planner:
-        return Planner(self.resources, self.kinds)
+        return Planner(self.resources, self.kinds, self.artifacts.find if self.artifacts is not None else None)
 
     def facts_of(self, res: Resource) -> Any:
         return self.kinds[res.kind].facts(res, self.view)
@@ -363,6 +372,7 @@ class Run:
 
         return Context(self.estate, self.api.node, lambda: self.pve, self.view, lambda: self.transport, self.node_facts,
                        self.id, protected_allowed, self.simulated, self.endpoint.host,
+                       artifacts=self.artifacts.root if self.artifacts is not None else None,
                        portainer_target=lambda: self.portainer_target)
 
     @cached_property
@@ -375,7 +385,8 @@ class Run:
 
         return BuildContext(self.pve, self.transport, self.view, self.clones, self.say, self.secrets, self.log_path,
                             before_record, self.lease.check if self.lease is not None else lambda: None,
-                            self.portainer, lambda: self.portainer_target, self.read_admin_password)
+                            self.portainer, lambda: self.portainer_target, self.read_admin_password,
+                            self.artifacts.forget_hash if self.artifacts is not None else lambda _: None)
 
     def execute(self, key: str) -> dict[str, Any]:
         """doit's action for a resource: build or update it as needed; returns what doit saves."""
@@ -389,7 +400,9 @@ class Run:
             decision = self.explain(self.decide(key))
             if decision.action == Action.BLOCKED:
                 raise UnsafeOperation("; ".join(decision.reasons))
-            if decision.action.bakes:
+            if decision.artifact is not None:
+                self.say(f"{key:<6} {decision.text}")
+            elif decision.action.bakes:
                 self.say(f"{key:<6} {decision.action}: {'; '.join(decision.reasons)}")
                 self.clones.started(key)
             if decision.action != Action.OK:
@@ -404,7 +417,7 @@ class Run:
                 steps = kind.steps(res, decision, prepared, self.context,
                                    build_id=new_build_id(res.identity(parent_build)), parent_build=parent_build)
                 Builder(self.build_context, key).run(steps)
-                outcome = "built" if decision.action.bakes else "updated"
+                outcome = "restored" if decision.artifact is not None else "built" if decision.action.bakes else "updated"
                 if decision.action.bakes:
                     self.forced.done(key)
         except BaseException:
@@ -422,7 +435,7 @@ class Run:
 
     def stopped(self, problems: list[tuple[str, str]]) -> str:
         """The message of a run stopped by checks: every problem, and what this run had changed before."""
-        built = self.outcomes.of("built") + self.outcomes.of("updated")
+        built = self.outcomes.of("built") + self.outcomes.of("restored") + self.outcomes.of("updated")
         lines = [f"{len(problems)} problem(s) found before changing anything for them:"]
         lines += [f"  - {key}: {text}" for key, text in problems]
         lines.append(f"Already built or updated in this run: {', '.join(built)}." if built else

@@ -227,8 +227,36 @@ class AgentRun:
     secrets_dir: str = ""                            # where they go in the guest
 
 
+@dataclass(frozen=True)
+class RemoveStack:
+    """Remove a stack Phoenix deployed that no guest lists any more (only with PHOENIX_PRUNE_STACKS)."""
+
+    what: str
+    stack_id: int
+    endpoint: int
+
+
+@dataclass(frozen=True)
+class SendFile:
+    """Copy a local file (an archive from the artifact store) to the node, streamed; its sha256 checked as it is sent."""
+
+    what: str
+    source: Path
+    path: str                          # absolute, on the node
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RemoveNodeFile:
+    """Remove a file Phoenix put on the node (an archive once restored)."""
+
+    what: str
+    path: str
+
+
 Step = (Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending | NodeScript | SaveToken | NoteHost
-        | PortainerToken | PortainerEnv | DeployStack | PutSnippets | AgentWait | AgentRun)
+        | PortainerToken | PortainerEnv | DeployStack | RemoveStack | SendFile | RemoveNodeFile | PutSnippets
+        | AgentWait | AgentRun)
 
 
 def _value(value: Any, limit: int = 60) -> str:
@@ -256,6 +284,10 @@ def render(step: Step, node: str = "") -> str:
         return f"{new}POST /access/users/{step.userid}/token/{step.tokenid}  privsep=1; its secret to {step.file} (0600)"
     if isinstance(step, NoteHost):
         return f"PUT /nodes/{step.node}/config  description=<notes with {step.key} {step.identity}> digest=<as read>"
+    if isinstance(step, SendFile):
+        return f"copy {step.source} to {step.path} on the node (SFTP; sha256 {step.sha256[:12]}...)"
+    if isinstance(step, RemoveNodeFile):
+        return f"rm -f {step.path} on the node"
     if isinstance(step, RemoveSecrets):
         return f"remove /etc/phoenix/secrets/* in CT {step.vmid}"
     if isinstance(step, PutSnippets):
@@ -274,9 +306,11 @@ def render(step: Step, node: str = "") -> str:
         how = f"POST /api/endpoints  Name={step.name} EndpointCreationType=2 URL={step.url}" if step.url else \
             "the local environment (unix:///var/run/docker.sock)"
         return f"GET /api/endpoints; if not there: {how}"
+    if isinstance(step, RemoveStack):
+        return f"DELETE /api/stacks/{step.stack_id}?endpointId={step.endpoint}"
     if isinstance(step, DeployStack):
         names = ", ".join(n for n, _, _ in step.variables) or "none"
         return (f"POST /api/stacks/create/standalone/string?endpointId=<env of {step.guest}>  Name={step.name} "
-                f"(or PUT /api/stacks/<id> if Phoenix's is there); variables {names}; "
-                f"compose {len(step.compose)} bytes")
+                f"(or PUT /api/stacks/<id> if Phoenix's is there{', PullImage' if step.pull else ''}); "
+                f"variables {names}; compose {len(step.compose)} bytes")
     return f"GET /{step.path}/pending, then POST /{step.path}/status/reboot if anything is pending"

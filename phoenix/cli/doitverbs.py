@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import PhoenixError
-from .targets import of_kind, resolve
+from .targets import UnknownTarget, of_kind, resolve
 
 
 def create(run: Any, words: list[str]) -> list[str]:
@@ -36,6 +36,6 @@ def sync(run: Any, words: list[str]) -> list[str]:
         key = f"stack:{words[1]}@{guest.vmid}"
         if key not in run.resources:
             known = ", ".join(of_kind(run.resources, "stack:")) or "none"
-            raise PhoenixError(f"no stack {words[1]!r} on {guest.key} in the estate (stacks: {known})")
+            raise UnknownTarget(f"no stack {words[1]!r} on {guest.key} in the estate (stacks: {known})")
         return [key]
-    raise PhoenixError("usage: phoenix sync portainer | phoenix sync stack NAME to ID")
+    raise UnknownTarget("usage: phoenix sync portainer | phoenix sync stack NAME to ID")

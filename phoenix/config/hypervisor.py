@@ -180,6 +180,16 @@ class Behavior(Strict):
     api_retries: int = Field(4, ge=0, le=10, description="Retries of idempotent calls on lock/network errors.")
 
 
+class ArtifactsConfig(Strict):
+    """Layer archives kept outside the host (issue 15): `doit export` writes them, a run restores a layer from one."""
+
+    dir: str | None = Field(None, description="The artifact store: a directory (local or a mounted share). "
+                                              "PHOENIX_ARTIFACTS overrides it.")
+    backup_storage: str = Field("local", description="The node's storage for vzdump archives (content 'backup').")
+    node_dump_dir: str = Field("/var/lib/vz/dump", pattern=r"^/", description="Where that storage keeps its "
+                               "archives on the node (<storage path>/dump): archives are copied there over SSH.")
+
+
 class HypervisorConfig(Strict):
     """Global settings for the estate."""
 
@@ -199,6 +209,7 @@ class HypervisorConfig(Strict):
     host: HostConfig | None = Field(None, description="What the node itself must have: the host:* tasks "
                                                        "(phoenix setup-hypervisor).")
     portainer_api: PortainerApi | None = Field(None, description="The Portainer server stacks are deployed through.")
+    artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
 
     @model_validator(mode="after")
     def _host_nvidia_needs_a_version(self) -> HypervisorConfig:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from doit.reporter import ConsoleReporter
 
+from ..junit import ENV as JUNIT
 from . import current
 
 
@@ -34,9 +37,30 @@ class PhoenixReporter(ConsoleReporter):
         except OSError as e:
             self.write(f"phoenix: could not write last-run.json: {e}\n")
             return
+        junit = os.environ.get(JUNIT)
+        if junit:
+            self.write_junit(run, data, Path(junit))
         counts = Counter(t["outcome"] for t in data["tasks"].values())
-        parts = [f"{counts.get(k, 0)} {k}" for k in ("built", "updated", "up-to-date", "failed")]
+        parts = [f"{counts.get(k, 0)} {k}" for k in ("built", "restored", "updated", "up-to-date", "failed")
+                 if k != "restored" or counts.get(k)]  # restored: only where a layer was (issue 15)
         if data["tasks"] and counts.get("up-to-date") == len(data["tasks"]) and not self.failures:
             self.write("phoenix: nothing to do, the host matches the config\n")
         self.write(f"phoenix: {', '.join(parts)}; {data['api_requests']} API requests; {data['wall_seconds']:.2f}s "
                    f"(target: {data['target']})\n")
+
+    def write_junit(self, run: Any, data: dict[str, Any], path: Path) -> None:
+        """The run as JUnit XML (PHOENIX_JUNIT): one test case per task, failures with the task's log."""
+        from ..cachefiles import write_whole
+        from ..junit import report
+
+        failures = {f["task"].name: f["exception"].get_msg().strip() for f in self.failures}
+
+        def log(key: str) -> str | None:
+            found = run.cache / "logs" / f"{key}.log"
+            return found.read_text(errors="replace") if found.exists() else None
+
+        scope = [k for k in run.resources if not run.scope or k in run.scope]
+        try:
+            write_whole(path, report(data, failures, scope, log).encode())
+        except OSError as e:
+            self.write(f"phoenix: could not write the JUnit report {path}: {e.strerror}\n")

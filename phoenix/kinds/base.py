@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import PhoenixError
@@ -50,6 +51,7 @@ class Context:
     allow_protected: Callable[[int], bool]      # the user's explicit flag for protected guests
     simulated: bool = False
     api_host: str = ""                          # the API's host name (the node's management address)
+    artifacts: Path | None = None               # the artifact store's directory (archives restored from it)
     read: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     portainer_target: Callable[[], PortainerTarget] = field(default=lambda: _no_portainer())

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..hostview import HostView
-    from ..steps import DeployStack, PortainerEnv, PortainerToken
+    from ..steps import DeployStack, PortainerEnv, PortainerToken, RemoveStack
     from .client import Portainer
     from .listing import Listing
 
@@ -21,10 +21,10 @@ LOCAL_URL = "unix:///var/run/docker.sock"
 READY_SECONDS = 120
 
 
-def execute(step: PortainerToken | PortainerEnv | DeployStack, client: Callable[[], Portainer], view: HostView,
-            admin_password: Callable[[], str]) -> None:
+def execute(step: PortainerToken | PortainerEnv | DeployStack | RemoveStack, client: Callable[[], Portainer],
+            view: HostView, admin_password: Callable[[], str]) -> None:
     """Run one step; the run's view of Portainer follows."""
-    from ..steps import DeployStack, PortainerEnv, PortainerToken
+    from ..steps import DeployStack, PortainerEnv, PortainerToken, RemoveStack
 
     if isinstance(step, PortainerToken):
         make_token(step, client(), admin_password())
@@ -34,6 +34,10 @@ def execute(step: PortainerToken | PortainerEnv | DeployStack, client: Callable[
         view.touched()
     elif isinstance(step, DeployStack):
         deploy(step, client(), _listing(view))
+        view.touched()
+    elif isinstance(step, RemoveStack):
+        client().delete_stack(step.stack_id, step.endpoint)
+        _listing(view).removed(step.stack_id)
         view.touched()
 
 

@@ -76,8 +76,6 @@ def token(target: PortainerTarget) -> str | None:
 
 def read(target: PortainerTarget, counters: Counters) -> Listing:
     """Every stack on the server (one request), or why there is no listing yet (no token, token refused)."""
-    from .client import PortainerError
-
     key = token(target)
     if key is None:
         return Listing(NO_TOKEN)
@@ -86,7 +84,7 @@ def read(target: PortainerTarget, counters: Counters) -> Listing:
     found = get_json(target.url, "/api/stacks", {"X-API-Key": key}, verify=target.verify,
                      fingerprint=target.fingerprint, timeout=target.timeout, counters=counters)
     if not isinstance(found, list):
-        from .client import Portainer
+        from .client import Portainer, PortainerError  # what the standard library's GET could not answer
 
         client = Portainer(target.url, key=key, verify=target.verify, fingerprint=target.fingerprint,
                            timeout=target.timeout, counters=counters)

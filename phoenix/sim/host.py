@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -29,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PhoenixError
 from ..pve.endpoint import Endpoint
+from ..transport.simulated import NODE_FS
+from .backups import Backups
 from .changes import CONTROL, Touched, task_touched, touched
 from .dirlock import IN_PROCESS, StateLock
 from .guestlock import CREATE, Unlocked, after_crash, unlocked
@@ -42,7 +45,8 @@ if TYPE_CHECKING:  # a run whose simulator is served by another process imports 
 TOKEN_ID = "root@pam!phoenix"
 NODE_NAME = "pve1"
 OS_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "debian-12-standard_12.7-1_amd64.tar.zst")
-CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate")
+CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate",
+            "vzdump")
 CT_POWER = ("start", "shutdown", "stop")  # per-container durations in fakepve, applied here to every container
 UNLOCK_PATH = CONTROL + "/unlock/{vmid}"  # POST, with the API token: the simulated `pct unlock`
 ABANDONED = "interrupted: the simulator stopped while this task ran"
@@ -75,6 +79,13 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def _lost_connection(record: logging.LogRecord) -> bool:
+    """aiohttp's server log, less a client that went away mid-request (a run interrupted by Ctrl-C or SIGTERM): that
+    is the client's news to tell, not a traceback of the simulator's."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, ConnectionError)
 
 
 def _print_note(text: str) -> None:
@@ -147,7 +158,7 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
     from fakepve.model import TaskError
     from fakepve.server import USER, params
 
-    class PersistentPve(NodeApi, base):
+    class PersistentPve(NodeApi, Backups, base):
         def _build_app(self):
             app = super()._build_app()
 
@@ -230,7 +241,8 @@ class SimHost:
     """Start, persist and stop the simulator. One per state dir (a second is refused); thread-safe start."""
 
     def __init__(self, state_dir: Path, *, time_scale: float = 0.0, ct_secs: dict[str, float] | None = None,
-                 host: str = "127.0.0.1", role: str = IN_PROCESS, note: Callable[[str], None] | None = None):
+                 host: str = "127.0.0.1", role: str = IN_PROCESS, note: Callable[[str], None] | None = None,
+                 node_root: Path | None = None):
         """ct_secs: PVE seconds per container task (create, clone, snapshot, ...) and per start, shutdown, stop.
 
         role: who holds the state dir (IN_PROCESS: a Phoenix run; SERVED: `python -m phoenix.sim`), as a second
@@ -241,6 +253,7 @@ class SimHost:
             raise PhoenixError(f"unknown simulated task {', '.join(unknown)}: durations can be set for "
                                f"{', '.join(CT_TASKS + CT_POWER)} (PHOENIX_SIM_TASK_SECONDS)")
         self.time_scale, self.ct_secs, self.host = time_scale, dict(ct_secs or {}), host
+        self.node_root = Path(node_root) if node_root is not None else self.dir / NODE_FS  # the node's files (archives)
         self.role = role
         self.notes: list[str] = []
         self._say = note or _print_note
@@ -293,11 +306,15 @@ class SimHost:
         certfile, keyfile = self.dir / "fakepve.crt", self.dir / "fakepve.key"
         if not certfile.exists() or time.time() - certfile.stat().st_mtime > 20 * 86400:
             make_cert(str(self.dir), hosts=(self.host,))
+        server_log = logging.getLogger("aiohttp.server")
+        if _lost_connection not in server_log.filters:
+            server_log.addFilter(_lost_connection)
         pve = _pve_class(FakePve, self)(host=self.host, port=0)
         pve.time_scale = self.time_scale
         pve.ct_secs.update({k: v for k, v in self.ct_secs.items() if k in CT_TASKS})
         pve.apitokens[TOKEN_ID] = token_file.read_text().strip()
         pve.node_state = initial_state()
+        pve.node_root = self.node_root
         # An ACL makes fakepve check privileges as PVE does for a token: no devN, bind mounts or
         # feature flags other than nesting. Those go through the node transport, as on a real host.
         pve.grant(TOKEN_ID, "/", "Sys.Audit")

@@ -110,7 +110,7 @@ class PortainerStandin:
         return next((e for e in self.state["endpoints"] if str(e["Id"]) == str(ident)), None)
 
     def _view(self, stack: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in stack.items() if k != "content"}
+        return {k: v for k, v in stack.items() if k not in ("content", "pulled")}
 
     # -------------------------------------------------------------- routes
 
@@ -305,7 +305,8 @@ class PortainerStandin:
         problem = self._compose_problem(body["StackFileContent"])
         if problem:
             return _error(500, "Unable to deploy stack", problem)
-        stack.update({"content": body["StackFileContent"], "Env": list(body.get("Env") or []), "UpdateDate": int(time.time())})
+        stack.update({"content": body["StackFileContent"], "Env": list(body.get("Env") or []), "UpdateDate": int(time.time()),
+                      "pulled": bool(body.get("PullImage"))})
         return web.json_response(self._view(stack))
 
     async def stack_file(self, request: web.Request) -> web.Response:
@@ -320,3 +321,46 @@ class PortainerStandin:
             return _error(404, "Unable to find a stack with the specified identifier inside the database")
         self.state["stacks"].remove(stack)
         return web.Response(status=204)
+
+
+class Served:
+    """The stand-in served on its own (tests, a live demo): over HTTPS on host, in a thread with its own event loop."""
+
+    def __init__(self, standin: PortainerStandin, certfile: Path, keyfile: Path, host: str = "127.0.0.1"):
+        self.standin, self.certfile, self.keyfile, self.host = standin, certfile, keyfile, host
+        self.url = ""
+
+    def __enter__(self) -> Served:
+        import asyncio
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def start() -> None:
+            self.runner = web.AppRunner(self.standin.app(), access_log=None)
+            await self.runner.setup()
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(self.certfile), str(self.keyfile))
+            site = web.TCPSite(self.runner, self.host, 0, ssl_context=context)
+            await site.start()
+            self.url = f"https://{self.host}:{self.runner.addresses[0][1]}"
+
+        def serve() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(start())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=serve, name="portainer-standin", daemon=True)
+        self.thread.start()
+        if not ready.wait(30):
+            raise RuntimeError("the Portainer stand-in did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

@@ -6,8 +6,8 @@ Node is the interface (SimulatedNode in phoenix.transport.simulated, SshNode her
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, BinaryIO, Protocol
 
 from ..errors import PhoenixError
 from ..facts.node import NODE_FACTS_SCRIPT, NodeFacts, parse_node_facts
@@ -71,6 +71,18 @@ class Node(Protocol):
 
     def check(self) -> None:
         """Reach the node and log in, running nothing: PhoenixError saying what to fix when that is not possible."""
+        ...
+
+    def fetch(self, path: str, sink: Callable[[bytes], object]) -> int:
+        """Stream the file at the absolute path on the node to sink, block by block; the bytes read."""
+        ...
+
+    def send(self, path: str, source: BinaryIO, mode: int = 0o644) -> None:
+        """Write what source reads (streamed) to the absolute path on the node, atomically (whole or not at all)."""
+        ...
+
+    def remove(self, path: str) -> None:
+        """Remove a file on the node (nothing if it is gone)."""
         ...
 
     def close(self) -> None:
@@ -191,6 +203,27 @@ class SshNode:
 
     def check(self) -> None:
         self.shell.check()
+
+    def fetch(self, path: str, sink: Callable[[bytes], object]) -> int:
+        require_absolute([path])
+        return self._files().get_stream(path, sink)
+
+    def send(self, path: str, source: BinaryIO, mode: int = 0o644) -> None:
+        require_absolute([path])
+        self._files().put_stream(path, source, mode)
+
+    def remove(self, path: str) -> None:
+        require_absolute([path])
+        done = self.shell.execute(q(["rm", "-f", "--", path]), timeout_s=PATHS_TIMEOUT_S)
+        if done.exit_status != 0:
+            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
+            raise PhoenixError(f"removing {path} on node {self.node} failed: {detail or 'no output'}")
+
+    def _files(self) -> Any:
+        """The shell's streamed file transfer (SshShell's SFTP)."""
+        if not hasattr(self.shell, "get_stream"):
+            raise PhoenixError("this node's shell cannot stream files (SFTP is needed to copy archives)")
+        return self.shell
 
     def close(self) -> None:
         self.shell.close()

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import PhoenixError
 from ..facts.node import NodeFacts
 from .base import ExecResult, Output, ScriptRun
 from .node import require_absolute
 
+NODE_FS = "node-fs"  # the simulated node's files, under the simulator's state dir
 SIMULATED_DEVICES = ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 
 
@@ -86,8 +88,11 @@ class SimulatedNode:
 
     simulated = True
 
-    def __init__(self, record_path: Path):
+    def __init__(self, record_path: Path, node_root: Path | None = None):
+        """node_root: the simulated node's file system (archives copied to and from it), by default next to the record
+        file (the simulator's own: .cache/sim/node-fs)."""
         self.record_path = Path(record_path)
+        self.node_root = Path(node_root) if node_root is not None else self.record_path.parent / NODE_FS
         self._record = Recorder(self.record_path)
         self.pct = SimulatedPct(self._record)
 
@@ -133,6 +138,45 @@ class SimulatedNode:
 
     def check(self) -> None:
         """Nothing to reach."""
+
+    def local(self, path: str) -> Path:
+        """Where an absolute node path lies in the simulated node's file system."""
+        require_absolute([path])
+        parts = [p for p in path.split("/") if p]
+        if ".." in parts:
+            raise PhoenixError(f"node path {path!r} has '..' in it")
+        return self.node_root.joinpath(*parts)
+
+    def fetch(self, path: str, sink: Callable[[bytes], object]) -> int:
+        total = 0
+        try:
+            with self.local(path).open("rb") as f:
+                for block in iter(lambda: f.read(1024 * 1024), b""):
+                    sink(block)
+                    total += len(block)
+        except OSError as e:
+            raise PhoenixError(f"cannot read {path} on the simulated node: {e.strerror}") from None
+        self._record({"op": "fetch", "path": path, "bytes": total})
+        return total
+
+    def send(self, path: str, source: BinaryIO, mode: int = 0o644) -> None:
+        target = self.local(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
+        try:
+            with temp.open("wb") as f:
+                for block in iter(lambda: source.read(1024 * 1024), b""):
+                    f.write(block)
+            temp.chmod(mode)
+            os.replace(temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        self._record({"op": "send", "path": path, "bytes": target.stat().st_size})
+
+    def remove(self, path: str) -> None:
+        self.local(path).unlink(missing_ok=True)
+        self._record({"op": "remove", "path": path})
 
     def close(self) -> None:
         pass

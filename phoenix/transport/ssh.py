@@ -15,6 +15,7 @@ while it is being written. The node's sshd needs the sftp subsystem (Debian: ope
 from __future__ import annotations
 
 import errno
+import io
 import os
 import posixpath
 import select
@@ -22,7 +23,7 @@ import socket
 import threading
 import time
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import paramiko
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 _CHANNEL_ERRORS = (paramiko.SSHException, EOFError, OSError)
 SFTP_TIMEOUT_S = 300.0     # for each SFTP request (not the whole upload)
 STAGING_PREFIX = ".phoenix-put-"
+STREAM_BLOCK = 1024 * 1024  # bytes read or sent at a time when a file is streamed
 
 
 class SshShell:
@@ -244,6 +246,10 @@ class SshShell:
 
         The parent directory must exist. PhoenixError naming the node, the path and the step that failed;
         what was written so far is removed."""
+        self.put_stream(path, io.BytesIO(data), mode)
+
+    def put_stream(self, path: str, source: BinaryIO, mode: int) -> None:
+        """put_file for a file read from source in blocks as it is sent (an archive is never held in memory)."""
         parent, name = posixpath.split(path)
         if not path.startswith("/") or not name or name in (".", "..") or "\0" in path:
             raise PhoenixError(f"cannot put a file at {path!r} on {self.where}: not an absolute path to a file")
@@ -258,7 +264,8 @@ class SshShell:
             step = f"writing {temp}"
             with sftp.open(temp, "wx") as f:
                 f.set_pipelined(True)
-                f.write(data)
+                for block in iter(lambda: source.read(STREAM_BLOCK), b""):
+                    f.write(block)
                 f.chmod(mode & 0o7777)
             step = f"renaming {temp} over {path}"
             sftp.posix_rename(temp, path)
@@ -280,3 +287,20 @@ class SshShell:
             raise PhoenixError(f"cannot put {path} on {self.where}: {step} failed: {reason}.{hint}{left}") from None
         finally:
             sftp.close()
+
+    def get_stream(self, path: str, sink: Callable[[bytes], object]) -> int:
+        """Read the file at path on the node over SFTP, handing it to sink block by block; the bytes read."""
+        sftp = self._sftp()
+        total = 0
+        try:
+            with sftp.open(path, "rb") as f:
+                f.prefetch()
+                for block in iter(lambda: f.read(STREAM_BLOCK), b""):
+                    sink(block)
+                    total += len(block)
+        except _CHANNEL_ERRORS as e:
+            reason = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
+            raise PhoenixError(f"cannot read {path} on {self.where}: {reason}") from None
+        finally:
+            sftp.close()
+        return total

@@ -96,7 +96,7 @@ def test_setup_hypervisor_runs_the_host_parts_only(project: Path):
 def test_sync_says_when_the_estate_has_nothing_to_sync(project: Path):
     result = phoenix(project, "sync", "portainer")
     assert result.returncode == 1 and "no Portainer and no stacks to sync" in result.stderr
-    result = phoenix(project, "sync", "stack", "qdrant", "to", "910")
-    assert result.returncode == 1 and "no stack 'qdrant' on ct910" in result.stderr
+    result = phoenix(project, "sync", "stack", "qdrant", "to", "910")  # names nothing: a usage error
+    assert result.returncode == 2 and "no stack 'qdrant' on ct910" in result.stderr
     result = phoenix(project, "sync", "stacks")
-    assert result.returncode == 1 and "usage: phoenix sync portainer" in result.stderr
+    assert result.returncode == 2 and "usage: phoenix sync portainer" in result.stderr

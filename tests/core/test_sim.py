@@ -125,3 +125,18 @@ def test_task_seconds_from_the_environment_are_checked(tmp_path: Path, monkeypat
         tasks.setup(REPO, process=False, cache_dir=tmp_path / ".cache")
     assert stop.value.code == 2
     assert "PHOENIX_SIM_TASK_SECONDS: expected name=seconds, got 'create20'" in capsys.readouterr().err
+
+
+def test_a_client_that_goes_away_mid_request_is_no_traceback_of_the_simulator():
+    """An interrupted run drops its connection mid-request: aiohttp's server log of it is not shown."""
+    import logging
+
+    from phoenix.sim.host import _lost_connection
+
+    def record(exc: BaseException | None) -> logging.LogRecord:
+        return logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request", (),
+                                 (type(exc), exc, None) if exc else None)
+
+    assert _lost_connection(record(ConnectionResetError("Connection lost"))) is False
+    assert _lost_connection(record(ValueError("a real bug"))) is True
+    assert _lost_connection(record(None)) is True

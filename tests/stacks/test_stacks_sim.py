@@ -216,3 +216,110 @@ def test_a_rebuilt_guest_redeploys_its_stacks(deployed: Checkout) -> None:
     assert {k: again.outcomes()[k] for k in STACKS} == {k: "built" for k in STACKS}
     assert len(stacks_by_name(deployed)) == 2  # updated in place, not duplicated
 
+
+
+def add_docker_guest(co: Checkout, ctid: int = 930, stacks: list | None = None) -> None:
+    data = co.lxc_config()
+    guest = json.loads(json.dumps(data["lxc_configs"]["910"]))
+    for key in ("application_script", "app", "mount_points", "mac_address"):
+        guest.pop(key, None)
+    guest.update({"name": "qdrant-db", "network_config": {"name": "eth0", "bridge": "vmbr0", "ip": f"10.0.0.{ctid - 800}/24",
+                                                          "gw": "10.0.0.1"},
+                  "docker_stacks": stacks or [{"name": "qdrant_service", "environment": "production"}]})
+    data["lxc_configs"][str(ctid)] = guest
+    co.write_lxc_config(data)
+
+
+def test_another_docker_guest_gets_the_agent_and_is_registered_once(checkout: Checkout) -> None:
+    add_docker_guest(checkout)
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    agents = [e for e in standin(checkout).state["endpoints"] if e["Type"] == 2]
+    assert [(e["Name"], e["URL"]) for e in agents] == [("qdrant-db", "tcp://10.0.0.130:9001")]
+    runs = [json.loads(line) for line in (checkout.cache / "sim" / "runs.jsonl").read_text().splitlines()]
+    assert [r.get("ctid") for r in runs if r.get("name") == "portainer_agent.sh"] == [930]
+    on_930 = [s for s in standin(checkout).state["stacks"] if s["EndpointId"] == agents[0]["Id"]]
+    assert [s["Name"] for s in on_930] == ["qdrant_service"]  # the same stack on two guests: one on each environment
+    again = checkout.doit()
+    assert again.rc == 0 and again.last_run["portainer_requests"] == 1, again.output
+    assert again.outcomes()["portainer:env@930"] == "up-to-date"
+
+
+def test_sync_verbs_run_the_environment_layer(deployed: Checkout) -> None:
+    import subprocess
+    import sys
+
+    from tests.core.conftest import REPO
+
+    def phoenix(*args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+        return subprocess.run([sys.executable, "-m", "phoenix", "--project", str(deployed.root), *args],
+                              capture_output=True, text=True, timeout=300, env={**env, "PYTHONPATH": str(REPO)})
+
+    deployed.stop_sim()
+    compose = deployed.root / "stacks" / "qdrant" / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("v1.15.5", "v1.15.4"))
+    one = phoenix("sync", "stack", "qdrant_service", "to", "910")
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert "stack:qdrant_service@910 redeploy stack qdrant_service (production)" in one.stdout
+    whole = phoenix("sync", "portainer")
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    assert "0 built, 0 updated, 7 up-to-date" in whole.stdout  # the stacks, their environment, server, guests
+    unknown = phoenix("sync", "stack", "nope", "to", "910")
+    assert unknown.returncode == 2 and "no stack 'nope' on ct910" in unknown.stdout + unknown.stderr
+
+
+def test_a_stack_no_guest_lists_is_removed_only_when_the_run_is_told_to_prune(deployed: Checkout, monkeypatch) -> None:
+    data = deployed.lxc_config()
+    data["lxc_configs"]["910"]["docker_stacks"] = [{"name": "qdrant_service", "environment": "production"}]
+    deployed.write_lxc_config(data)
+    mark = len(standin(deployed).requests)
+    kept = deployed.doit()
+    assert kept.rc == 0, kept.output
+    assert portainer_writes(deployed, mark) == [] and "thinkheads_ai_app" in stacks_by_name(deployed)
+
+    monkeypatch.setenv("PHOENIX_PRUNE_STACKS", "1")
+    plan = deployed.doit("plan")
+    assert ("portainer:server          update: remove stack thinkheads_ai_app of CT 910: no guest lists it "
+            "(PHOENIX_PRUNE_STACKS)") in plan.output, plan.output
+    app = stacks_by_name(deployed)["thinkheads_ai_app"]
+    pruned = deployed.doit()
+    assert pruned.rc == 0, pruned.output
+    assert portainer_writes(deployed, mark) == [("DELETE", f"/api/stacks/{app['Id']}?endpointId={app['EndpointId']}")]
+    assert set(stacks_by_name(deployed)) == {"qdrant_service"}
+    assert deployed.doit().last_run["portainer_requests"] == 1
+
+
+def test_a_noop_with_stacks_imports_no_http_client_and_no_config_models(tmp_path) -> None:
+    """The Portainer listing is the standard library's GET too: a no-op imports no requests, YAML or pydantic."""
+    import subprocess
+    import sys
+
+    from tests.core.test_sim import serve, stop
+
+    co = Checkout(tmp_path / "phoenix", stacks=True)
+    proc = serve(co.cache / "sim")
+    try:
+        assert co.doit(own_sim=False).rc == 0
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "-n", "2"], cwd=co.root, env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        stop(proc)
+    assert done.returncode == 0 and "nothing to do" in done.stdout, done.stdout + done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert {"phoenix.portainer.listing", "phoenix.tlsget"} <= imported
+    heavy = {"pydantic", "yaml", "jinja2", "requests", "urllib3", "proxmoxer", "aiohttp", "phoenix.config.estate",
+             "phoenix.portainer.client", "phoenix.builder"}
+    assert not heavy & imported, sorted(heavy & imported)
+
+
+def test_images_are_pulled_again_only_when_asked(deployed: Checkout, monkeypatch) -> None:
+    compose = deployed.root / "stacks" / "qdrant" / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("v1.15.5", "v1.15.4"))
+    assert deployed.doit().rc == 0
+    assert stacks_by_name(deployed)["qdrant_service"]["pulled"] is False
+    compose.write_text(compose.read_text().replace("v1.15.4", "v1.15.5"))
+    monkeypatch.setenv("PHOENIX_PULL_IMAGES", "1")
+    assert deployed.doit().rc == 0
+    assert stacks_by_name(deployed)["qdrant_service"]["pulled"] is True

@@ -73,6 +73,8 @@ class LxcKind:
         problems: list[str] = []
         storages = ctx.once("storages", lambda: ctx.pve().get(f"nodes/{ctx.node}/storage"))
         problems += checks.storage_problems(estate, ctid, storages, bake=bake)
+        if decision.artifact is not None:
+            problems += checks.backup_storage_problems(estate, storages)
         if bake:
             problems += checks.script_problems(estate, ctid)
             problems += checks.secret_problems(estate, ctid, lambda path: resolve(estate.config_dir, path),
@@ -164,6 +166,11 @@ class LxcKind:
             return S.update(ctx.estate, res, ctx.node, data["facts"], data["config"], "; ".join(decision.reasons),
                             data["dirs"])
         keep: S.HandSet = data["keep"]
+        m = decision.artifact
+        if m is not None and ctx.artifacts is not None:  # restored: the archive's identity and build ids
+            bake = S.Bake(m.identity, m.build, m.parent_build, ctx.owner, data["replaced"], False, data["devices"],
+                          data["node_facts"], keep.tags, keep.protection, data["dirs"])
+            return S.restore(ctx.estate, res, ctx.node, bake, ctx.artifacts / m.archive, m)
         bake = S.Bake(identity or res.identity(parent_build), build_id, parent_build, ctx.owner, data["replaced"],
                       data["download"], data["devices"], data["node_facts"], keep.tags, keep.protection, data["dirs"])
         return S.bake(ctx.estate, res, ctx.node, bake)

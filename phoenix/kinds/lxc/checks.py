@@ -92,3 +92,14 @@ def host_path_problems(estate: Estate, ctid: int, missing: list[str]) -> list[st
             out.append(f"host directory {mp.host_path} (bind-mounted at {mp.container_path}) does not exist on the node: "
                        "create it there (and give it to the container's mapped user), or set create_host_path: true")
     return out
+
+
+def backup_storage_problems(estate: Any, storages: list[dict[str, Any]]) -> list[str]:
+    """A restore needs the configured backup storage on the node, with content 'backup'."""
+    name = estate.hypervisor.artifacts.backup_storage
+    found = next((s for s in storages if s.get("storage") == name), None)
+    if found is None:
+        return [f"backup storage '{name}' (artifacts.backup_storage, to restore from an archive) does not exist on the node"]
+    if "backup" not in str(found.get("content") or "").split(","):
+        return [f"storage '{name}' (artifacts.backup_storage) does not hold backups: add content 'backup' to it"]
+    return []

@@ -9,11 +9,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...facts import guests as F
 from ...resources import Resource
-from ...steps import Call, Forget, MakeDirs, NodeSet, RemoveSecrets, RestartIfPending, Script, SetFacts, Step
+from ...steps import (
+    Call,
+    Forget,
+    MakeDirs,
+    NodeSet,
+    RemoveNodeFile,
+    RemoveSecrets,
+    RestartIfPending,
+    Script,
+    SendFile,
+    SetFacts,
+    Step,
+)
 from . import params as P
 from .context import build_context
 from .rules import GIB, MIB, recorded
@@ -150,14 +163,27 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     stopped = (g.is_template_layer and hyp.behavior.stop_templates_after_build) or g.convert_to_template
     if stopped:
         out.append(Call("stop", "POST", lxc(node, ctid, "/status/shutdown"), {"forceStop": 1}, idempotent=True))
+    return out + finish(estate, res, node, b, user_tags, stopped)
+
+
+def finish(estate: Estate, res: Resource, node: str, b: Bake, user_tags: list[str], stopped: bool,
+           restored_from: str | None = None) -> list[Step]:
+    """The end of a bake or a restore: snapshot, template, and last the record (then the layer is built). A restored
+    template is one already: Proxmox converts a container restored from a template's archive back into a template."""
+    ctid = res.vmid
+    assert ctid is not None
+    g, settings = estate.guests[ctid], res.settings
+    out: list[Step] = []
     if g.template_snapshot_name:
         out.append(Call(f"snapshot {g.template_snapshot_name}", "POST", lxc(node, ctid, "/snapshot"),
                         {"snapname": g.template_snapshot_name, "description": f"Phoenix layer {res.key}, build {b.build_id}"}))
-    if g.convert_to_template:
+    if g.convert_to_template and restored_from is None:
         out.append(Call("convert to template", "POST", lxc(node, ctid, "/template")))
     tags = F.record_tags(user_tags, b.identity, b.build_id, res.settings_hash)
-    put = P.record_params(settings, tags=tags, description=F.description(g.description, record(res, b.identity, b.build_id,
-                                                                                              b.parent_build)))
+    rec = record(res, b.identity, b.build_id, b.parent_build)
+    if restored_from is not None:
+        rec["restored_from"] = restored_from
+    put = P.record_params(settings, tags=tags, description=F.description(g.description, rec))
     if b.keep_protection:
         put["protection"] = 1
     out.append(Call("record layer identity", "PUT", lxc(node, ctid, "/config"), put, idempotent=True, records=True,
@@ -165,6 +191,47 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
                                                "maxdisk": g.storage_size_gb * GIB, "template": g.convert_to_template,
                                                "status": "stopped" if stopped else "running"})))
     return out
+
+
+def backup_volume(ctid: int, m: Any) -> str:
+    """The archive's file name on the node's backup storage, as vzdump names one (PVE reads the guest type and time)."""
+    stamp = time.strftime("%Y_%m_%d-%H_%M_%S", time.gmtime(m.created))
+    return f"vzdump-lxc-{ctid}-{stamp}.{m.archive.split('.', 1)[1]}"
+
+
+def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m: Any) -> list[Step]:
+    """A bake replaced by a restore from the artifact store: the archive copied into the node's backup storage, the
+    container restored from it (POST /nodes/{node}/lxc restore=1, the config's settings given), the archive removed,
+    then root-only settings, started if the layer runs, and snapshot, template and record as a bake makes them, with the
+    archive's identity and build ids (so its children's identities are those of their archives)."""
+    ctid = res.vmid
+    assert ctid is not None
+    g, hyp = estate.guests[ctid], estate.hypervisor
+    out: list[Step] = []
+    for r in b.replaced:
+        out += destroy(node, r, "was built from other inputs" if r.vmid == ctid else f"a linked clone of ct{ctid}")
+    user_tags = [*g.tags, *b.keep_tags]
+    building = F.building_tags(user_tags, b.owner)
+    temp_desc = F.description(g.description, {"layer": res.key, "state": "building"})
+    volname = backup_volume(ctid, m)
+    dump_dir = hyp.artifacts.node_dump_dir.rstrip("/")
+    on_node = f"{dump_dir}/{volname}"
+    out.append(MakeDirs(f"create {dump_dir} on the node if missing", (dump_dir,)))
+    out.append(SendFile(f"copy artifact {m.archive} to the node", archive, on_node, m.sha256))
+    params = P.create_params(ctid, res.settings, ostemplate=f"{hyp.artifacts.backup_storage}:backup/{volname}",
+                             storage=estate.storage(ctid), unprivileged=g.unprivileged, tags=building, description=temp_desc)
+    params["restore"] = 1
+    out.append(Call(f"restore from artifact {m.archive}", "POST", f"nodes/{node}/lxc", params,
+                    then=SetFacts(ctid, building, {"name": g.name}, new=True)))
+    out.append(RemoveNodeFile("remove the archive from the node", on_node))
+    out += make_dirs(g, b.make_dirs)
+    options = P.root_options(res.settings, b.devices)
+    if options:
+        out.append(NodeSet(f"pct set (root only: {', '.join(sorted(options))})", ctid, options))
+    stopped = (g.is_template_layer and hyp.behavior.stop_templates_after_build) or g.convert_to_template
+    if not stopped:
+        out.append(Call("start", "POST", lxc(node, ctid, "/status/start"), idempotent=True))
+    return out + finish(estate, res, node, b, user_tags, stopped, restored_from=m.archive)
 
 
 def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config: dict[str, Any], reasons: str,

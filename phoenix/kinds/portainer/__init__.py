@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ...config.estate import Estate
     from ...hostview import HostView
     from ...plan import Decision
+    from ...portainer.record import StackFacts
     from ...resources import Resource
     from ...steps import Step
     from ..base import Context, Prepared
@@ -30,6 +31,7 @@ class ServerFacts:
     identity: str
     build_id: str
     refused: bool = False
+    unlisted: tuple[StackFacts, ...] = ()  # Phoenix's stacks that no guest lists any more
     building: bool = False
     owner: str | None = None
 
@@ -60,7 +62,9 @@ class PortainerKind:
             return None
         if res.name == "server":
             identity = res.identity(guest.build_id if guest is not None else None)
-            return ServerFacts(identity, identity, refused=listing.state == REFUSED)
+            listed = {(int(g), str(n)) for g, n in res.settings["stacks"]}
+            unlisted = tuple(s for s in listing.stacks if s.phoenix and (s.guest, s.name) not in listed)
+            return ServerFacts(identity, identity, refused=listing.state == REFUSED, unlisted=unlisted)
         if listing.state != OK:
             return None
         return listing.env(int(res.settings["guest"]))
@@ -69,8 +73,13 @@ class PortainerKind:
         return None
 
     def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
+        from ...flags import prune_stacks
+
         if isinstance(facts, ServerFacts) and facts.refused:
             return Action.REBUILD, Why.INPUTS_CHANGED, ("the server refused Phoenix's API token",)
+        if isinstance(facts, ServerFacts) and facts.unlisted and prune_stacks():
+            return Action.UPDATE, Why.SETTINGS_CHANGED, tuple(
+                f"remove stack {s.name} of CT {s.guest}: no guest lists it (PHOENIX_PRUNE_STACKS)" for s in facts.unlisted)
         return None
 
     def record(self, res: Resource, ctx: Context) -> dict[str, Any]:
@@ -96,9 +105,13 @@ class PortainerKind:
 
     def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
               build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
-        from ...steps import PortainerEnv, PortainerToken, Script
+        from ...steps import PortainerEnv, PortainerToken, RemoveStack, Script
 
         tgt = ctx.portainer_target()
+        if res.name == "server" and decision.action == Action.UPDATE:
+            facts = self.facts(res, ctx.view)
+            return [RemoveStack(f"remove stack {s.name} of CT {s.guest} (no guest lists it)", s.stack_id, s.endpoint)
+                    for s in facts.unlisted]
         if res.name == "server":
             return [PortainerToken("make Phoenix's API token", tgt.url, tgt.admin_user, tgt.token_file)]
         guest = int(res.settings["guest"])
@@ -164,6 +177,7 @@ class StackKind:
     def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
               build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
         from ...config.stacks import under
+        from ...flags import pull_images
         from ...portainer.render import compose_with_files
         from ...steps import DeployStack
 
@@ -185,7 +199,8 @@ class StackKind:
         return [DeployStack(f"{verb} stack {res.settings['stack']} ({res.settings['environment']})",
                             int(res.settings["guest"]), str(res.settings["stack"]),
                             compose_with_files(compose.read_text(encoding="utf-8"), files), variables,
-                            identity or res.identity(parent_build), build_id, parent_build, dict(res.inputs))]
+                            identity or res.identity(parent_build), build_id, parent_build, dict(res.inputs),
+                            pull=pull_images())]
 
 
 PORTAINER = PortainerKind()

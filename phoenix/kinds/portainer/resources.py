@@ -95,8 +95,12 @@ def _resources(estate: Estate) -> dict[str, Resource]:
     out: dict[str, Resource] = {}
     tgt = target(estate)
     server = tgt.server_guest
+    from ...config.stacks import normalise as norm
+
+    listed = sorted([vmid, norm(c.name)] for vmid, g in chosen.items() for c in g.docker_stacks)
     out[SERVER] = Resource(SERVER, "portainer", "server", guest_key(server) if server is not None else None, "app",
-                           {"admin": digest(tgt.admin_user), "url": digest(tgt.url)}, {"target": tgt.to_json()},
+                           {"admin": digest(tgt.admin_user), "url": digest(tgt.url)},
+                           {"target": tgt.to_json(), "stacks": listed},
                            doc=f"Portainer server, Phoenix's API token ({tgt.url or 'simulated'})")
     agent = estate.library.app_path(AGENT_SCRIPT)
     for vmid, guest in chosen.items():

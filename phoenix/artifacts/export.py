@@ -1,0 +1,115 @@
+"""`doit export ct920`: a layer (and each ancestor not in the store yet) into the artifact store, keyed by identity.
+
+For each layer, root first: it must be built as configured (up to date); vzdump through the API to the node's backup
+storage (`POST /nodes/{node}/vzdump`, waited for), the archive's path read from the task's log as PVE writes it, then
+the archive streamed from the node over the node transport (SFTP on SSH) into the store under a temporary name,
+renamed once whole, its manifest written last; the dump is then removed from the node. A template layer stopped and
+snapshotted as built is exported as it is (mode stop: nothing to stop).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import PhoenixError
+from ..plan import Action
+from ..resources import chain
+from .store import Manifest, Store
+
+if TYPE_CHECKING:
+    from ..runtime import Run
+
+ARCHIVE_LINE = re.compile(r"creating (?:vzdump )?archive '([^']+)'")
+EXTENSION = re.compile(r"\.(tar(?:\.(?:gz|zst|lzo|bz2))?|tgz|vma(?:\.(?:gz|zst|lzo))?)$")
+EXPORTABLE = ("lxc",)
+
+
+@dataclass(frozen=True)
+class Exported:
+    key: str
+    manifest: Manifest
+    new: bool            # False: the store had it already
+    seconds: float = 0.0
+
+
+def store_of(run: Run) -> Store:
+    """The run's artifact store; PhoenixError when none is configured."""
+    if run.artifacts is None:
+        raise PhoenixError(f"no artifact store: set PHOENIX_ARTIFACTS=<directory> or artifacts.dir in "
+                           f"{run.estate.hypervisor_file}")
+    return run.artifacts
+
+
+def archive_path(log: Iterable[str]) -> str:
+    """The archive's path on the node, from a vzdump task's log."""
+    for line in log:
+        found = ARCHIVE_LINE.search(line)
+        if found:
+            return found.group(1)
+    raise PhoenixError("the vzdump task's log does not say where it wrote the archive ('creating vzdump archive ...')")
+
+
+def extension(path: str) -> str:
+    found = EXTENSION.search(path)
+    if not found:
+        raise PhoenixError(f"vzdump wrote {path}, which is not an archive name Phoenix knows (.tar.zst, .tar.gz, ...)")
+    return found.group(1)
+
+
+def export(run: Run, keys: Iterable[str]) -> list[Exported]:
+    """Export these layers and their ancestors (those not in the store yet), root first, holding the host's lease."""
+    store = store_of(run)
+    order: list[str] = []
+    for key in keys:
+        order += [k for k in chain(run.resources, key) if k not in order]
+    for key in order:
+        res = run.resources[key]
+        if res.kind not in EXPORTABLE:
+            raise PhoenixError(f"{key}: only container layers can be exported yet (kind {res.kind})")
+        decision = run.explain(run.decide(key))
+        if decision.action != Action.OK:
+            raise PhoenixError(f"{key} is not built as configured ({decision.text}): run `doit {key}` first, then export")
+    out: list[Exported] = []
+    with run.holding():
+        version = ""
+        for key in order:
+            facts = run.facts_of(run.resources[key])
+            assert facts is not None and facts.identity and facts.build_id
+            existing = store.read(facts.identity)
+            if existing is not None:
+                out.append(Exported(key, existing, False))
+                continue
+            if not version:
+                version = str((run.pve.get("version") or {}).get("version", ""))
+            out.append(export_one(run, store, key, version))
+    return out
+
+
+def export_one(run: Run, store: Store, key: str, version: str) -> Exported:
+    t0 = time.monotonic()
+    res = run.resources[key]
+    facts = run.facts_of(res)
+    parent = run.facts_of(run.resources[res.parent]) if res.parent is not None else None
+    assert facts is not None and facts.identity and facts.build_id and res.vmid is not None
+    node, cfg = run.api.node, run.hypervisor.artifacts
+    mode = "snapshot" if facts.status == "running" else "stop"
+    upid = run.pve.call("POST", f"nodes/{node}/vzdump", vmid=res.vmid, storage=cfg.backup_storage, mode=mode,
+                        compress="zstd", remove=0)
+    run.pve.wait(upid, run.hypervisor.proxmox.task_timeout_s)
+    log = [str(entry.get("t", "")) for entry in run.pve.get(f"nodes/{node}/tasks/{upid}/log", limit=1000)]
+    path = archive_path(log)
+    name = f"{facts.identity}.{extension(path)}"
+    try:
+        with store.writing(name) as w:
+            run.transport.fetch(path, w.write)
+        manifest = Manifest(facts.identity, parent.identity if parent is not None else None, key, res.kind, name,
+                            w.sha.hexdigest(), w.size, facts.build_id, parent.build_id if parent is not None else None,
+                            version, int(time.time()), res.vmid)
+        store.commit(manifest)
+    finally:
+        run.transport.remove(path)  # the dump is in the store now (or failed): the node's storage keeps none
+    return Exported(key, manifest, True, time.monotonic() - t0)

@@ -1,0 +1,91 @@
+"""The artifact store: archives named by identity, manifests, atomic writes, checksums refused (pure: files only)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from phoenix.artifacts.store import ENV, Manifest, Store, store_dir
+from phoenix.errors import PhoenixError
+
+IDENT = "0123456789abcdef"
+
+
+def put(store: Store, data: bytes, identity: str = IDENT, layer: str = "ct900") -> Manifest:
+    name = f"{identity}.tar.gz"
+    with store.writing(name) as w:
+        for i in range(0, len(data), 7):
+            w.write(data[i:i + 7])
+    m = Manifest(identity, None, layer, "lxc", name, w.sha.hexdigest(), w.size, "b1", None, "9.0", 1700000000, 900)
+    store.commit(m)
+    return m
+
+
+def test_an_archive_is_found_by_its_identity_with_its_manifest(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    data = b"archive bytes " * 1000
+    m = put(store, data)
+    assert (tmp_path / "store" / f"{IDENT}.tar.gz").read_bytes() == data
+    assert m.sha256 == hashlib.sha256(data).hexdigest() and m.size == len(data)
+    found = Store(tmp_path / "store").find(IDENT)
+    assert found == m
+    assert Store(tmp_path / "store").find("fedcba9876543210") is None
+    assert [x.layer for x in store.manifests()] == ["ct900"]
+
+
+def test_a_corrupted_archive_is_refused_and_said(tmp_path: Path) -> None:
+    said: list[str] = []
+    store = Store(tmp_path, said.append)
+    m = put(store, b"x" * 100)
+    path = tmp_path / m.archive
+    path.write_bytes(b"y" * 100)  # same size, other bytes
+    fresh = Store(tmp_path, said.append)
+    assert fresh.find(IDENT) is None
+    assert len(said) == 1 and "does not match its manifest's sha256" in said[0] and "baked instead" in said[0]
+    assert fresh.find(IDENT) is None and len(said) == 1  # said once per run
+    path.write_bytes(b"y" * 10)
+    assert Store(tmp_path, said.append).find(IDENT) is None and "has 10 bytes" in said[-1]
+    path.unlink()
+    assert Store(tmp_path, said.append).find(IDENT) is None and "is missing" in said[-1]
+
+
+def test_an_interrupted_write_leaves_nothing_under_the_final_name(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    with pytest.raises(KeyboardInterrupt), store.writing("a.tar.gz") as w:
+        w.write(b"half an archive")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    assert store.find(IDENT) is None
+
+
+def test_an_archive_without_its_manifest_is_not_in_the_store(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    with store.writing(f"{IDENT}.tar.gz") as w:
+        w.write(b"data")
+    assert not store.has(IDENT) and store.find(IDENT) is None
+
+
+def test_a_manifest_for_another_identity_or_not_a_manifest_is_refused(tmp_path: Path) -> None:
+    said: list[str] = []
+    store = Store(tmp_path, said.append)
+    put(store, b"data")
+    (tmp_path / "fedcba9876543210.json").write_text((tmp_path / f"{IDENT}.json").read_text())
+    assert store.find("fedcba9876543210") is None and "is for identity" in said[-1]
+    (tmp_path / "aaaaaaaaaaaaaaaa.json").write_text("{not json")
+    assert store.find("aaaaaaaaaaaaaaaa") is None and "not a Phoenix manifest" in said[-1]
+
+
+def test_bad_archive_names_are_refused(tmp_path: Path) -> None:
+    for name in ("../x", ".hidden", ""):
+        with pytest.raises(PhoenixError), Store(tmp_path).writing(name):
+            pass
+
+
+def test_the_store_dir_comes_from_the_environment_or_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    assert store_dir(None, lambda p: tmp_path / p) is None
+    assert store_dir("art", lambda p: tmp_path / p) == tmp_path / "art"
+    monkeypatch.setenv(ENV, str(tmp_path / "env"))
+    assert store_dir("art", lambda p: tmp_path / p) == tmp_path / "env"

@@ -1,0 +1,122 @@
+"""phoenix_stacks_config and the guests' docker_stacks: every problem names the file, the JSON path and the fix, and
+nothing reaches a host (loading the config is all that runs)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from phoenix.config.compose import required_variables
+from phoenix.config.estate import load_estate
+from phoenix.errors import ConfigError
+from tests.core.conftest import copy_project
+
+STACKS = "phoenix_stacks_config.json"
+LXC = "phoenix_lxc_configs.json"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return copy_project(tmp_path / "p", stacks=True)
+
+
+def edit(root: Path, name: str, change: Callable[[dict[str, Any]], None]) -> None:
+    path = root / "etc" / name
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def problems(root: Path) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        load_estate(root / "etc", root / "images")
+    return [str(p) for p in e.value.problems]
+
+
+def test_the_example_loads_and_chooses_two_stacks(root: Path) -> None:
+    estate = load_estate(root / "etc", root / "images")
+    assert [c.name for c in estate.guests[910].docker_stacks] == ["qdrant_service", "thinkheads_ai_app"]
+    assert estate.stacks_file == root / "etc" / STACKS
+
+
+def test_an_unknown_stack_or_environment_is_named_with_what_exists(root: Path) -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["lxc_configs"]["910"]["docker_stacks"] = ["nope", {"name": "thinkheads_ai_app", "environment": "staging"},
+                                                       "thinkheads_ai_app"]
+
+    edit(root, LXC, change)
+    found = problems(root)
+    lxc = str(root / "etc" / LXC)
+    assert f"{lxc}: $.lxc_configs[\"910\"].docker_stacks[0]: no stack 'nope' in {root / 'etc' / STACKS} " \
+           "(stacks: qdrant_service, thinkheads_ai_app)" in found
+    assert any(p.startswith(f'{lxc}: $.lxc_configs["910"].docker_stacks[1].environment: stack \'thinkheads_ai_app\' '
+                            "has no environment 'staging' (it has: production, testing, development)") for p in found)
+    assert any(p.startswith(f'{lxc}: $.lxc_configs["910"].docker_stacks[2]: stack \'thinkheads_ai_app\' has '
+                            "environments production, testing, development: say which") for p in found)
+
+
+def test_a_variable_without_a_value_is_named_with_the_compose_file(root: Path) -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["docker_stacks"]["thinkheads_ai_app"]["environments"]["development"]["variables"].pop(2)  # API_PORT
+
+    edit(root, STACKS, change)
+    (found,) = problems(root)
+    assert found.startswith(f'{root / "etc" / STACKS}: $.docker_stacks["thinkheads_ai_app"].environments["development"]')
+    assert "uses ${API_PORT} without a default: give it a value in this environment's variables" in found
+
+
+def test_paths_outside_stacks_and_missing_files_are_refused(root: Path) -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["docker_stacks"]["qdrant_service"]["compose_file_path"] = "stacks/../etc/phoenix_lxc_configs.json"
+        files = data["docker_stacks"]["thinkheads_ai_app"]["environments"]["development"]["files"]
+        files[0]["source"] = "stacks/thinkheads_ai/configs/missing.env"
+
+    edit(root, STACKS, change)
+    found = problems(root)
+    assert any('$.docker_stacks["qdrant_service"].compose_file_path: \'stacks/../etc/phoenix_lxc_configs.json\' is not '
+               "under the project's stacks/ directory" in p for p in found)
+    assert any('.files[0].source: ' in p and "missing.env does not exist" in p for p in found)
+
+
+def test_names_that_portainer_normalises_alike_are_an_error(root: Path) -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["docker_stacks"]["Qdrant_Service"] = data["docker_stacks"]["qdrant_service"]
+
+    edit(root, STACKS, change)
+    (found,) = problems(root)
+    assert found == (f'{root / "etc" / STACKS}: $.docker_stacks["Qdrant_Service"]: \'Qdrant_Service\' and '
+                     "'qdrant_service' are both 'qdrant_service' to Portainer (lower case, [-_a-z0-9] only): rename one")
+
+
+def test_a_broken_compose_file_names_its_line(root: Path) -> None:
+    (root / "stacks" / "qdrant" / "docker-compose.yml").write_text("services:\n  qdrant: [\n")
+    (found,) = problems(root)
+    assert "docker-compose.yml: invalid YAML at line 3" in found
+
+
+def test_the_compose_spec_schema_is_checked(root: Path) -> None:
+    (root / "stacks" / "qdrant" / "docker-compose.yml").write_text("services:\n  qdrant:\n    image: q\n    ports: 80\n")
+    (found,) = problems(root)
+    assert "compose-spec: services/qdrant/ports: 80 is not of type 'array'" in found
+
+
+def test_stacks_without_a_server_are_an_error(root: Path) -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["lxc_configs"]["910"]["app"]["portainer"]["role"] = "none"
+
+    edit(root, LXC, change)
+    assert any("$.portainer_api: guests choose docker_stacks, so Phoenix needs a Portainer server" in p
+               for p in problems(root))
+
+
+@pytest.mark.parametrize(("text", "needed"), [
+    ("${A} $B ${C:-x} ${D-y} ${E:?must} $$F ${G:+z}", ["A", "B", "E"]),
+    ("image: x:${TAG}\nport: ${TAG}", ["TAG"]),
+    ("no variables $$here", []),
+])
+def test_required_variables(text: str, needed: list[str]) -> None:
+    assert required_variables(text) == needed
