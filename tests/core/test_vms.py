@@ -275,3 +275,22 @@ def test_a_noop_of_the_mixed_estate_renders_nothing_and_loads_no_config_models(t
         assert co.pve.vm(1001).status == "running" and "docker-golden" in co.pve.vm(9001).snapshots
     finally:
         co.stop_sim()
+
+
+def test_memory_and_disk_change_in_place(vm_checkout: Checkout):
+    co = vm_checkout
+    assert co.doit().rc == 0
+    path = co.root / "etc" / "phoenix_vm_configs.json"
+    data = json.loads(path.read_text())
+    data["virtual_machines"][2].update(memory_mb=6144, boot_disk_size_gb=40)
+    path.write_text(json.dumps(data))
+    plan = co.doit("plan")
+    assert "vm1001  update: memory 4096 -> 6144 MB" in plan.output, plan.output
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 0 and changes(result) == {"vm1001": "updated"}, result.output
+    assert co.pve.vm(1001).config["memory"] in (6144, "6144")
+    writes = co.writes(mark)
+    assert ("PUT", f"{NODE}/qemu/1001/config") in writes and ("PUT", f"{NODE}/qemu/1001/resize") in writes
+    assert not [w for w in writes if w[0] == "DELETE"]
+    assert co.doit().outcomes()["vm1001"] == "up-to-date"

@@ -231,6 +231,8 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
     assert vmid is not None
     vm, settings = estate.vms[vmid], res.settings
     rec = F.parse_record(config.get("description"))
+    found = rec.get("settings")
+    old: dict[str, Any] = found if isinstance(found, dict) else {}
     rec["settings"] = recorded(settings)
     user_tags = [t for t in facts.user_tags]
     tags = F.record_tags([*vm.tags, *[t for t in user_tags if t not in vm.tags]], facts.identity or "",
@@ -243,7 +245,7 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
                             then=SetFacts(vmid, tags, {"maxmem": vm.memory_mb * MIB,
                                                        "maxcpu": vm.cpu_sockets * vm.cpu_cores,
                                                        "maxdisk": max(facts.maxdisk, vm.boot_disk_size_gb * GIB)}))]
-    current = facts.maxdisk // GIB if facts.maxdisk else None
+    current = facts.maxdisk // GIB if facts.maxdisk else old.get("disk_gb")  # the listing, else the record
     if current and settings["disk_gb"] > current:
         out.append(Call(f"grow scsi0 {current} -> {settings['disk_gb']} GB", "PUT", qemu(node, vmid, "/resize"),
                         {"disk": "scsi0", "size": f"{settings['disk_gb']}G"}, idempotent=True))
