@@ -159,10 +159,10 @@ class Planner:
         def d(action: Action, why: Why, *reasons: str, origin: Decision | None = None) -> Decision:
             return Decision(k, action, reasons, why, origin, res.parent)
 
-        rules = self.rules[res.kind]
         if facts is None:
-            absent = getattr(rules, "absent", None)  # a kind may say it in its own words ("not deployed")
+            absent = getattr(self.rules.get(res.kind), "absent", None)  # a kind may say it in its own words
             return d(Action.BUILD, Why.NOT_ON_HOST, absent(res) if absent is not None else "not on the host")
+        rules = self.rules[res.kind]
         foreign = rules.foreign(res, facts)
         if foreign is not None:
             return d(Action.BLOCKED, *foreign)
