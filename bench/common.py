@@ -35,6 +35,8 @@ def estate_configs(guests: int) -> dict[str, Any]:
     """The example estate of etc/, plus extra app containers cloned from 902 (like 910) and 920 (like 950)."""
     base = json.loads((ROOT / "etc" / "phoenix_lxc_configs.json").read_text())
     cts = base["lxc_configs"]
+    for g in cts.values():
+        g.pop("docker_stacks", None)  # guests here, not stacks (bench/stacks.py measures those)
     extra = guests - len(cts)
     if extra < 0:
         raise ValueError(f"the example estate already has {len(cts)} guests")
@@ -53,11 +55,36 @@ def estate_configs(guests: int) -> dict[str, Any]:
     return base
 
 
-def write_config_dir(target: Path, guests: int | None = None) -> Path:
-    """A config dir: a copy of etc/ (hypervisor config, 0600 secret files), with `guests` guests if given."""
+VM_BASE = 5000  # the benchmark's VMs: clear of the app containers' CTIDs (1000 + i)
+
+
+def vm_configs(vms: int) -> dict[str, Any]:
+    """The example VMs of etc/ (a cloud-image template and a golden image), renumbered from VM_BASE, and app VMs
+    cloned from the golden image up to `vms` VMs in all."""
+    base = json.loads((ROOT / "etc" / "phoenix_vm_configs.json").read_text())
+    roots = [v for v in base["virtual_machines"] if v["vm_id"] in (9000, 9001)]
+    if vms < len(roots):
+        raise ValueError(f"a VM estate has at least the {len(roots)} template VMs")
+    apps = []
+    for i in range(vms - len(roots)):
+        vmid = VM_BASE + 1 + i
+        apps.append({"vm_id": vmid, "vm_name": f"app-vm-{vmid}", "description": f"bench app VM {i + 1}",
+                     "clone_from_vmid": 9001, "features": [],
+                     "network_config": {"ip": f"10.1.{i // 200}.{10 + i % 200}/16", "gw": "10.1.0.1"}})
+    base["virtual_machines"] = roots + apps
+    return base
+
+
+def write_config_dir(target: Path, guests: int | None = None, vms: int = 0) -> Path:
+    """A config dir: a copy of etc/ (hypervisor config, 0600 secret files), with `guests` guests if given, and
+    `vms` VMs (none: the example VMs are left out, so the containers' figures stay comparable)."""
     shutil.copytree(ROOT / "etc", target)
     if guests is not None:
         (target / "phoenix_lxc_configs.json").write_text(json.dumps(estate_configs(guests), indent=2) + "\n")
+    if vms:
+        (target / "phoenix_vm_configs.json").write_text(json.dumps(vm_configs(vms), indent=2) + "\n")
+    else:
+        (target / "phoenix_vm_configs.json").unlink(missing_ok=True)
     return target
 
 

@@ -113,12 +113,13 @@ def ratio(phoenix: list[float], bare: list[float]) -> float:
     return median([p / b for p, b in zip(phoenix, bare, strict=True)])
 
 
-def measure(work: Path, guests: int, jobs: int, repeat: int, in_process: bool) -> dict[str, Any]:
+def measure(work: Path, guests: int, jobs: int, repeat: int, in_process: bool, vms: int = 0) -> dict[str, Any]:
     """Build once, then time rounds of a Phoenix no-op and each bare no-op right after it, so a machine that
-    speeds up or slows down during the benchmark affects both sides of a round alike."""
+    speeds up or slows down during the benchmark affects both sides of a round alike. With vms, `guests` counts
+    the containers and VMs together, and each VM's cloudinit task is a task of the bare doit too."""
     cache = work / "cache"
     with contextlib.nullcontext() if in_process else served_sim(cache):
-        config_dir = write_config_dir(work / "etc", guests)
+        config_dir = write_config_dir(work / "etc", guests - vms, vms)
         sim = {"time_scale": 0}
         t0 = time.perf_counter()
         first = phoenix_run(config_dir, cache, jobs, sim, work / "build.log")
@@ -128,6 +129,7 @@ def measure(work: Path, guests: int, jobs: int, repeat: int, in_process: bool) -
             raise SystemExit(f"the first build of {guests} guests failed (rc {first['rc']}):\n{first['doit_output'][-3000:]}")
         resources = current.current().resources
         shape = {res.vmid: (resources[res.parent].vmid if res.parent else None) for res in resources.values()}
+        shape.update({10 ** 9 + res.vmid: None for res in resources.values() if res.kind == "vm"})  # cloudinit:<vmid>
         bares = {kind: Bare(work, shape, jobs, kind) for kind in KINDS}
         phoenix_run(config_dir, cache, jobs, sim, work / "warmup.log", prestart=in_process)  # one untimed no-op each
         for b in bares.values():
@@ -161,10 +163,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=4, help="doit -n")
     parser.add_argument("--in-process", action="store_true",
                         help="run the simulator in this process (as `doit` does) instead of its own process")
+    parser.add_argument("--vms", type=int, default=0, help="of each size, this many are VMs (a mixed estate)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(scratch(f"noop{args.one}"), args.one, args.jobs, args.repeat, args.in_process)))
+        print(json.dumps(measure(scratch(f"noop{args.one}"), args.one, args.jobs, args.repeat, args.in_process,
+                                 args.vms)))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"phoenix no-op benchmark, {datetime.date.today()}, {platform.python_implementation()} "
@@ -174,7 +178,7 @@ def main() -> None:
     for guests in sizes:
         # A fresh process per size: a run does not inherit the state of the sizes measured before it.
         cmd = [sys.executable, __file__, "--one", str(guests), "--repeat", str(args.repeat), "--jobs", str(args.jobs),
-               *(["--in-process"] if args.in_process else [])]
+               "--vms", str(args.vms), *(["--in-process"] if args.in_process else [])]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"measuring {guests} guests failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
