@@ -294,3 +294,25 @@ def test_memory_and_disk_change_in_place(vm_checkout: Checkout):
     assert ("PUT", f"{NODE}/qemu/1001/config") in writes and ("PUT", f"{NODE}/qemu/1001/resize") in writes
     assert not [w for w in writes if w[0] == "DELETE"]
     assert co.doit().outcomes()["vm1001"] == "up-to-date"
+
+
+def test_a_bad_vm_config_is_one_clear_message_and_no_request(tmp_path: Path, capsys):
+    co = Checkout(tmp_path / "phoenix", vms=True)
+    try:
+        path = co.root / "etc" / "phoenix_vm_configs.json"
+        data = json.loads(path.read_text())
+        data["virtual_machines"][3]["memroy_mb"] = 1
+        path.write_text(json.dumps(data))
+        try:
+            result = run_doit(co.root, ())
+            output, rc = result.output, result.rc
+        except SystemExit as e:  # setup() refuses a bad config before doit starts
+            output, rc = "", e.code
+        said = output + capsys.readouterr().err
+        assert rc not in (0, None)
+        assert co.sim.pve is None  # the simulator never started: nothing was asked of a host
+        assert "Traceback" not in said
+        assert "phoenix_vm_configs.json: $.virtual_machines[3].memroy_mb: unknown key 'memroy_mb'" in said, said
+        assert "nothing on the host was touched" in said
+    finally:
+        co.stop_sim()
