@@ -118,7 +118,7 @@ class Builder:
         elif isinstance(step, NoteHost):
             self.note_host(step)
         elif isinstance(step, PutSnippets):
-            ctx.node.put_snippets(step.storage, step.directory, dict(step.files), step.prefix)
+            ctx.node.put_snippets(step.storage, step.directory, dict(step.files), step.prefix, step.keep_vmids)
         elif isinstance(step, AgentWait):
             from .agent import GuestAgent
 

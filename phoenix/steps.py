@@ -196,6 +196,7 @@ class PutSnippets:
     directory: str                     # the storage's snippets directory on the node (<path>/snippets)
     files: Mapping[str, bytes]         # file name -> content (user-data may hold a secret: never printed)
     prefix: str = ""                   # other files with this prefix are this guest's old snippets: removed
+    keep_vmids: tuple[int, ...] = ()   # phoenix-<vmid>-*.yml of any other VMID is no VM's any more: removed
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,8 @@ def render(step: Step, node: str = "") -> str:
         return f"remove /etc/phoenix/secrets/* in CT {step.vmid}"
     if isinstance(step, PutSnippets):
         return (f"write {', '.join(sorted(step.files))} into {step.directory} (storage {step.storage}) on the node "
-                f"(SFTP; other {step.prefix}* removed)")
+                f"(SFTP; other {step.prefix}* removed" + (", and snippets of VMIDs neither on the host nor in the config"
+                                                           if step.keep_vmids else "") + ")")
     if isinstance(step, AgentWait):
         return f"POST /nodes/{step.node}/qemu/{step.vmid}/agent/ping until it answers (timeout {step.timeout:.0f}s)"
     if isinstance(step, AgentRun):

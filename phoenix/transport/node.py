@@ -64,9 +64,11 @@ class Node(Protocol):
         """Put context, lib and script under /var/lib/phoenix/host on the node itself and run it there, as root."""
         ...
 
-    def put_snippets(self, storage: str, directory: str, files: dict[str, bytes], prefix: str = "") -> None:
+    def put_snippets(self, storage: str, directory: str, files: dict[str, bytes], prefix: str = "",
+                     keep_vmids: Sequence[int] = ()) -> None:
         """Write each file into directory (a storage's snippets) under a temporary name, then rename it; then remove
-        the other files whose names start with prefix (a guest's older snippets)."""
+        the other files whose names start with prefix (a guest's older snippets) and, given keep_vmids, every
+        phoenix-<vmid>-*.yml of a VMID not among them (snippets no VM refers to any more)."""
         ...
 
     def check(self) -> None:
@@ -98,9 +100,12 @@ def require_absolute(paths: Sequence[str]) -> None:
 
 
 # renames each written .NAME.phx-tmp to NAME in $1, then removes the other files named $2* (a guest's old snippets)
-SNIPPETS_SCRIPT = ('dir=$1; prefix=$2; shift 2; cd -- "$dir" || exit 1; for n in "$@"; do mv -f -- ".$n.phx-tmp" "$n" '
-                   '|| exit 1; done; [ -n "$prefix" ] || exit 0; for f in "$prefix"*; do [ -f "$f" ] || continue; '
-                   'keep=; for n in "$@"; do [ "$f" = "$n" ] && keep=1; done; [ -n "$keep" ] || rm -f -- "$f"; done')
+SNIPPETS_SCRIPT = ('dir=$1; prefix=$2; ids=$3; shift 3; cd -- "$dir" || exit 1; for n in "$@"; do '
+                   'mv -f -- ".$n.phx-tmp" "$n" || exit 1; done; if [ -n "$prefix" ]; then for f in "$prefix"*; do '
+                   '[ -f "$f" ] || continue; keep=; for n in "$@"; do [ "$f" = "$n" ] && keep=1; done; [ -n "$keep" ] '
+                   '|| rm -f -- "$f"; done; fi; [ -n "$ids" ] || exit 0; for f in phoenix-*-*.yml; do [ -f "$f" ] || '
+                   'continue; id=${f#phoenix-}; id=${id%%-*}; case $id in *[!0-9]*|"") continue;; esac; '
+                   'case " $ids " in *" $id "*) ;; *) rm -f -- "$f";; esac; done')
 
 # makes each missing directory; only those it made are given to the owner ($1; "-" for none)
 MAKE_DIRS_SCRIPT = ('owner=$1; shift; for p in "$@"; do [ -d "$p" ] && continue; mkdir -p -- "$p" || exit 1; '
@@ -190,11 +195,13 @@ class SshNode:
                "PHOENIX_LIB": f"{root}/lib/phoenix-common.sh"}
         return stream(self.shell, [], env, f"{root}/run/{run.name}", run, output, start, threading.Lock())
 
-    def put_snippets(self, storage: str, directory: str, files: dict[str, bytes], prefix: str = "") -> None:
+    def put_snippets(self, storage: str, directory: str, files: dict[str, bytes], prefix: str = "",
+                     keep_vmids: Sequence[int] = ()) -> None:
         require_absolute([directory])
         for name, data in files.items():
             self.shell.put_file(f"{directory}/.{name}.phx-tmp", data, 0o600)
-        done = self.shell.execute(q(["sh", "-c", SNIPPETS_SCRIPT, "sh", directory, prefix, *files]),
+        ids = " ".join(str(int(v)) for v in keep_vmids)
+        done = self.shell.execute(q(["sh", "-c", SNIPPETS_SCRIPT, "sh", directory, prefix, ids, *files]),
                                   timeout_s=PATHS_TIMEOUT_S)
         if done.exit_status != 0:
             detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]

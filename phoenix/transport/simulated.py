@@ -120,7 +120,8 @@ class SimulatedNode:
         """Where the simulated node keeps a storage's snippets (the simulator reads them when a VM starts)."""
         return self.record_path.parent / "storage" / storage / "snippets"
 
-    def put_snippets(self, storage: str, directory: str, files: dict[str, bytes], prefix: str = "") -> None:
+    def put_snippets(self, storage: str, directory: str, files: dict[str, bytes], prefix: str = "",
+                     keep_vmids: Sequence[int] = ()) -> None:
         """Into the simulated storage, as on a node: a temporary name, then renamed; older ones removed."""
         require_absolute([directory])
         where = self.snippets_dir(storage)
@@ -133,6 +134,12 @@ class SimulatedNode:
         if prefix:
             for old in where.glob(f"{prefix}*"):
                 if old.name not in files:
+                    old.unlink()
+        if keep_vmids:
+            keep = {str(v) for v in keep_vmids}
+            for old in where.glob("phoenix-*-*.yml"):
+                vmid = old.name.removeprefix("phoenix-").split("-", 1)[0]
+                if vmid.isdigit() and vmid not in keep:
                     old.unlink()
         self._record({"op": "put_snippets", "storage": storage, "directory": directory, "files": sorted(files)})
 

@@ -316,3 +316,15 @@ def test_a_bad_vm_config_is_one_clear_message_and_no_request(tmp_path: Path, cap
         assert "nothing on the host was touched" in said
     finally:
         co.stop_sim()
+
+
+def test_snippets_no_vm_refers_to_are_removed_when_a_vm_is_built(vm_checkout: Checkout):
+    co = vm_checkout
+    assert co.doit("vm9000").rc == 0
+    where = co.cache / "sim" / "storage" / "local" / "snippets"
+    (where / "phoenix-4242-user-0123456789ab.yml").write_text("#cloud-config\n")  # a VM long gone
+    (where / "hand-made.yml").write_text("#cloud-config\n")                       # not Phoenix's
+    assert co.doit().rc == 0
+    left = snippets(co)
+    assert "phoenix-4242-user-0123456789ab.yml" not in left and "hand-made.yml" in left
+    assert {n.split("-")[1] for n in left if n.startswith("phoenix-")} == {"9000", "9001", "1001", "1002"}

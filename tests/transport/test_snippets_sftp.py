@@ -53,3 +53,19 @@ def test_an_unknown_host_key_writes_nothing(sshd: SshServer, tmp_path: Path):
     finally:
         node.close()
     assert list(where.iterdir()) == []
+
+
+def test_snippets_of_vms_that_are_gone_are_removed(sshd: SshServer, tmp_path: Path):
+    where = tmp_path / "snippets"
+    where.mkdir()
+    for name in ("phoenix-4242-user-aaaaaaaaaaaa.yml", "phoenix-1002-user-bbbbbbbbbbbb.yml", "phoenix-x-user-c.yml",
+                 "notes.yml"):
+        (where / name).write_text("x")
+    node = sshd.node()
+    try:
+        node.put_snippets("local", str(where), {"phoenix-1001-user-cccccccccccc.yml": b"y"}, "phoenix-1001-",
+                          keep_vmids=(1001, 1002))
+    finally:
+        node.close()
+    assert {p.name for p in where.iterdir()} == {"phoenix-1001-user-cccccccccccc.yml",
+                                                 "phoenix-1002-user-bbbbbbbbbbbb.yml", "phoenix-x-user-c.yml", "notes.yml"}

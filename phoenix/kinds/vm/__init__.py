@@ -110,8 +110,11 @@ class VmKind:
                 replaced.append(S.Replaced(v, config, f.status == "running"))
                 if v == vmid:
                     keep = tuple(t for t in f.user_tags if t not in vm.tags)
+        # snippets of a VMID that is neither a VM on the host nor one of the config are no VM's: the bake removes them
+        vms_on_host = {v for v, f in ctx.view.guests().items() if f.kind == "qemu"}
+        keep_vmids = tuple(sorted(vms_on_host | set(estate.vms)))
         return Prepared({"replaced": tuple(replaced), "download": download, "dir": directory, "files": files,
-                         "keep": keep}, tuple(problems))
+                         "keep": keep, "keep_vmids": keep_vmids}, tuple(problems))
 
     def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
               build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
@@ -128,7 +131,7 @@ class VmKind:
         values = {**CR.variables(ctx.estate, vmid), "instance_id": f"phx-{vmid}-{build_id}"}
         meta = CR.render_file(directory, meta_path, vmid, values).encode()
         bake = S.Bake(identity or res.identity(parent_build), build_id, parent_build, ctx.owner, data["replaced"],
-                      data["download"], data["dir"], data["files"], meta, data["keep"])
+                      data["download"], data["dir"], data["files"], meta, data["keep"], data["keep_vmids"])
         return S.bake(ctx.estate, res, ctx.node, bake)
 
 

@@ -53,6 +53,7 @@ class Bake:
     files: dict[str, bytes]              # user-data and network-config as rendered (with secrets)
     meta_data: bytes                     # meta-data, rendered with this build's instance-id
     keep_tags: tuple[str, ...] = ()
+    keep_vmids: tuple[int, ...] = ()     # VMs on the host or in the config: their snippets stay
 
 
 def snippet_names(vmid: int, files: dict[str, bytes]) -> dict[str, str]:
@@ -156,7 +157,8 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     names = snippet_names(vmid, files)
     snippets = hyp.storage.snippets
     out.append(PutSnippets(f"write cloud-init snippets ({', '.join(sorted(names.values()))})", snippets,
-                           b.snippets_dir, {names[f]: data for f, data in files.items()}, f"phoenix-{vmid}-"))
+                           b.snippets_dir, {names[f]: data for f, data in files.items()}, f"phoenix-{vmid}-",
+                           b.keep_vmids))
     started = SetFacts(vmid, building, {"name": vm.vm_name, "kind": "qemu"}, new=True)
     hardware = {"name": vm.vm_name, "ostype": vm.os_type, "sockets": settings["sockets"], "cores": settings["cores"],
                 "memory": settings["memory"], "net0": settings["net0"], "agent": "enabled=1",
