@@ -36,10 +36,6 @@ class ServerFacts:
     owner: str | None = None
 
 
-def _listing(view: HostView, res: Resource) -> Any:
-    return view.portainer()
-
-
 class PortainerKind:
     name = "portainer"
     plan_checks = False
@@ -54,8 +50,9 @@ class PortainerKind:
     def facts(self, res: Resource, view: HostView) -> Any:
         from ...portainer.listing import OK, REFUSED
 
-        guest = view.get(int(res.parent[2:])) if res.parent is not None else None
-        if res.parent is not None and guest is None:
+        vmid = res.settings["target"]["server_guest"] if res.name == "server" else res.settings["guest"]
+        guest = view.get(int(vmid)) if vmid is not None else None
+        if vmid is not None and guest is None:
             return None  # the guest is built first: nothing to ask Portainer yet
         listing = view.portainer()
         if listing is None or listing.state not in (OK, REFUSED):
