@@ -48,6 +48,9 @@ OS_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "debian-12-standa
 CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate",
             "vzdump")
 CT_POWER = ("start", "shutdown", "stop")  # per-container durations in fakepve, applied here to every container
+# fakepve times no VM task but start, stop and shutdown: the simulator gives these the containers' durations
+QM_TASKS = {"qmcreate": "create", "qmclone": "clone", "qmsnapshot": "snapshot", "qmtemplate": "template",
+            "qmdestroy": "destroy"}
 UNLOCK_PATH = CONTROL + "/unlock/{vmid}"  # POST, with the API token: the simulated `pct unlock`
 ABANDONED = "interrupted: the simulator stopped while this task ran"
 
@@ -189,6 +192,13 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
                     if name in CT_POWER:
                         setattr(vm, f"{name}_secs", secs)
             what = task_touched(getattr(vm, "vmid", None), tid)
+            secs = owner.ct_secs.get(QM_TASKS.get(ttype, ""), 0)
+            if secs:
+                work = body
+
+                async def body():
+                    await self.pause(secs)
+                    return await work()
 
             async def tracked():
                 entry = _Task(ttype, str(tid), what, asyncio.get_running_loop().create_future())
