@@ -294,6 +294,14 @@ def test_memory_and_disk_change_in_place(vm_checkout: Checkout):
     assert ("PUT", f"{NODE}/qemu/1001/config") in writes and ("PUT", f"{NODE}/qemu/1001/resize") in writes
     assert not [w for w in writes if w[0] == "DELETE"]
     assert co.doit().outcomes()["vm1001"] == "up-to-date"
+    # a tag removed from the config goes; one set by hand stays
+    vm = co.pve.vm(1001)
+    vm.config["tags"] = vm.config["tags"] + ";by-hand"
+    data["virtual_machines"][2]["tags"] = []
+    path.write_text(json.dumps(data))
+    assert co.doit().outcomes()["vm1001"] == "updated"
+    tags = set(co.pve.vm(1001).config["tags"].split(";"))
+    assert "by-hand" in tags and "portainer" not in tags
 
 
 def test_a_bad_vm_config_is_one_clear_message_and_no_request(tmp_path: Path, capsys):

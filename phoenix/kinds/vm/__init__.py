@@ -108,8 +108,10 @@ class VmKind:
                 if config.get("lock"):
                     problems.append(explain_lock(ctx, v, str(config["lock"])).replace("CT ", "VM "))
                 replaced.append(S.Replaced(v, config, f.status == "running"))
-                if v == vmid:
-                    keep = tuple(t for t in f.user_tags if t not in vm.tags)
+                if v == vmid:  # tags set by hand stay: those Phoenix did not set last time
+                    old = F.parse_record(config.get("description")).get("settings")
+                    ours = set((old or {}).get("tags") or ()) if isinstance(old, dict) else set()
+                    keep = tuple(t for t in f.user_tags if t not in ours and t not in vm.tags)
         # snippets of a VMID that is neither a VM on the host nor one of the config are no VM's: the bake removes them
         vms_on_host = {v for v, f in ctx.view.guests().items() if f.kind == "qemu"}
         keep_vmids = tuple(sorted(vms_on_host | set(estate.vms)))

@@ -236,9 +236,9 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
     found = rec.get("settings")
     old: dict[str, Any] = found if isinstance(found, dict) else {}
     rec["settings"] = recorded(settings)
-    user_tags = [t for t in facts.user_tags]
-    tags = F.record_tags([*vm.tags, *[t for t in user_tags if t not in vm.tags]], facts.identity or "",
-                         facts.build_id or "", res.settings_hash)
+    ours = set(old.get("tags") or ())  # the tags Phoenix set last time; the others were set by hand and stay
+    by_hand = [t for t in facts.user_tags if t not in ours]
+    tags = F.record_tags([*vm.tags, *by_hand], facts.identity or "", facts.build_id or "", res.settings_hash)
     put = {"name": settings["name"], "sockets": settings["sockets"], "cores": settings["cores"],
            "memory": settings["memory"], "net0": settings["net0"], "tags": tags,
            "description": F.description(vm.description, rec)}
