@@ -15,10 +15,12 @@
 #     or in 0600 files, never as arguments (arguments are visible in ps and /proc/*/cmdline).
 #   * a script ends with `if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi` so tests can
 #     source it and call its functions.
-set -euo pipefail
+set -Eeuo pipefail
 # The last command of a pipeline runs in this shell, so `printf ... | phx_write_file ...` counts its
 # changes (scripts run non-interactively: no job control, as lastpipe needs).
 shopt -s lastpipe
+# A failure inside $(...) stops the substitution too (without it, `x="$(false; echo ok)"` gives "ok").
+shopt -s inherit_errexit
 
 : "${PHOENIX_ENV:=/etc/phoenix/context.env}"
 : "${PHOENIX_CONTEXT:=/etc/phoenix/context.json}"
@@ -27,6 +29,8 @@ shopt -s lastpipe
 : "${PHOENIX_FEATURE:=$(basename "${BASH_SOURCE[1]:-$0}" .sh)}"
 
 _PHX_CHANGES=0
+# Temporary files and directories of this run (phx_tmpfile, phx_tmpdir), removed on exit and interrupt.
+_PHX_TMP=()
 _PHX_APT_UPDATED=0
 # Set by phx_write_file: 1 when the last call changed the file.
 PHX_FILE_CHANGED=0
@@ -40,6 +44,44 @@ phx_die() {
     printf '%s: ERROR: %s\n' "$PHOENIX_FEATURE" "$*" >&2
     exit 1
 }
+
+# phx_on_err STATUS LINE FILE COMMAND: the ERR trap: name what failed, so a failure under errexit (in a
+# function, a pipeline or a command substitution) never ends a run without saying why.
+phx_on_err() {
+    printf '%s: ERROR: command failed (exit %s) at %s line %s: %s\n' \
+        "$PHOENIX_FEATURE" "$1" "${3##*/}" "$2" "$4" >&2
+}
+
+# phx_cleanup: remove this run's temporary files and directories (the EXIT trap).
+phx_cleanup() {
+    local p
+    for p in "${_PHX_TMP[@]}"; do
+        [[ -n "$p" ]] && rm -rf -- "$p"
+    done
+    _PHX_TMP=()
+}
+
+# phx_tmpfile VAR [TEMPLATE] / phx_tmpdir VAR [TEMPLATE]: make a temporary file (directory), store its
+# path in VAR and remove it when the script ends, fails or is interrupted. They set a variable instead of
+# printing: a $(...) runs in a subshell, where the registration would be lost.
+phx_tmpfile() {
+    local _phx_t
+    _phx_t="$(mktemp ${2:+"$2"})"
+    _PHX_TMP+=("$_phx_t")
+    printf -v "$1" '%s' "$_phx_t"
+}
+
+phx_tmpdir() {
+    local _phx_t
+    _phx_t="$(mktemp -d ${2:+"$2"})"
+    _PHX_TMP+=("$_phx_t")
+    printf -v "$1" '%s' "$_phx_t"
+}
+
+trap 'phx_on_err "$?" "$LINENO" "${BASH_SOURCE[0]:-$0}" "$BASH_COMMAND"' ERR
+trap phx_cleanup EXIT
+trap 'phx_cleanup; trap - INT; kill -INT "$$"' INT
+trap 'phx_cleanup; exit 143' TERM
 
 # phx_changed MESSAGE: log a change to the system and count it.
 phx_changed() {
@@ -144,7 +186,7 @@ phx_write_file() {
         owner="$owner:$(id -gn "$owner")"
     fi
     mkdir -p "$(dirname "$path")"
-    tmp="$(mktemp "$path.phx.XXXXXX")"
+    phx_tmpfile tmp "$path.phx.XXXXXX"
     chmod 600 "$tmp"
     cat >"$tmp"
     if [[ -f "$path" ]] && cmp -s "$tmp" "$path"; then

@@ -48,7 +48,7 @@ def test_script_conventions(script):
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env bash\n")
     if script.parent.name == "lib":
-        assert "set -euo pipefail" in text
+        assert "set -Eeuo pipefail" in text and "shopt -s inherit_errexit" in text
         return
     assert 'source "${PHOENIX_LIB:-/opt/phoenix/lib/phoenix-common.sh}"' in text   # the lib sets -euo pipefail
     assert text.rstrip().endswith('if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then\n    main "$@"\nfi')
