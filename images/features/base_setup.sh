@@ -47,7 +47,9 @@ base_locale_builtin() {
 base_locale_available() {
     local want
     want="$(base_locale_normalized "$1")"
-    locale -a 2>/dev/null | grep -qxF "$want"
+    local all
+    all="$(locale -a 2>/dev/null || true)"   # all of it first: `locale -a | grep -q` can die of SIGPIPE
+    grep -qxF "$want" <<<"$all"
 }
 
 setup_locale() {

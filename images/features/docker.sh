@@ -127,7 +127,7 @@ add_docker_user() {
     user="$(phx_ctx docker_user)"
     [[ -n "$user" ]] || return 0
     id -u "$user" >/dev/null 2>&1 || phx_die "docker user $user does not exist (base_setup creates user_config.username)"
-    if ! id -nG "$user" | tr ' ' '\n' | grep -qxF docker; then
+    if [[ " $(id -nG "$user") " != *" docker "* ]]; then
         usermod -aG docker "$user"
         phx_changed "added $user to the docker group"
     fi

@@ -169,7 +169,7 @@ main() {
     local -a installed others
     mapfile -t installed < <(nvidia_installed_versions)
     mapfile -t others < <(printf '%s\n' "${installed[@]}" | grep -vxF -e "$version" -e '' || true)
-    if printf '%s\n' "${installed[@]}" | grep -qxF "$version" && ((${#others[@]} == 0)); then
+    if grep -qxF "$version" <<<"$(printf '%s\n' "${installed[@]}")" && ((${#others[@]} == 0)); then
         phx_log "NVIDIA userland $version already installed"
     else
         ((${#others[@]} == 0)) || uninstall_other_versions "${others[@]}"

@@ -18,7 +18,7 @@ VLLM_RELEASES="https://github.com/vllm-project/vllm/releases/download"
 
 # vllm_version_ge A B: version A >= version B (numeric, dot-separated).
 vllm_version_ge() {
-    [[ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" == "$2" ]]
+    [[ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | phx_first_line)" == "$2" ]]
 }
 
 # vllm_driver_max_cuda DRIVER: the newest CUDA toolkit a driver supports (CUDA release notes,
@@ -41,7 +41,7 @@ vllm_driver_max_cuda() {
 
 # vllm_cuda_from_smi: read plain `nvidia-smi` output on stdin, print its "CUDA Version: X.Y".
 vllm_cuda_from_smi() {
-    sed -nE 's/.*CUDA Version: *([0-9]+\.[0-9]+).*/\1/p' | head -n1
+    sed -nE 's/.*CUDA Version: *([0-9]+\.[0-9]+).*/\1/p' | phx_first_line
 }
 
 # vllm_variant_cuda cu128 -> 12.8
@@ -82,7 +82,7 @@ vllm_choose_variant() {
 # vllm_pip_args VLLM_VERSION VARIANT ARCH: pip install arguments, one a line.
 vllm_pip_args() {
     local version="$1" variant="$2" arch="${3:-x86_64}" default
-    default="$(vllm_cuda_variants "$version" | head -n1)"
+    default="$(vllm_cuda_variants "$version" | phx_first_line)"
     if [[ "$variant" == "$default" ]]; then
         printf '%s\n' "vllm==$version"
     else

@@ -348,6 +348,17 @@ phx_wait_for() {
     done
 }
 
+# phx_first_line: the first line of stdin, after reading all of it. Under pipefail, `cmd | head -n1` (or
+# `| grep -q`) fails with 141 whenever cmd writes after the reader has gone (SIGPIPE): read everything.
+phx_first_line() {
+    local first="" rest
+    if IFS= read -r first || [[ -n "$first" ]]; then
+        printf '%s\n' "$first"
+    fi
+    while IFS= read -r rest; do :; done
+    return 0
+}
+
 # phx_os_id / phx_os_codename: from the context, else from /etc/os-release.
 phx_os_id() {
     local id
