@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # @phoenix summary: Portainer Server (HTTPS, persistent data, admin password from the secret)
 # @phoenix requires: nesting
+# @phoenix requires: keyctl
 # @phoenix requires-feature: docker
 # @phoenix secret: portainer_password
 #

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # @phoenix summary: Docker Engine, and the NVIDIA Container Toolkit with GPUs
 # @phoenix requires: nesting
+# @phoenix requires: keyctl
 # @phoenix secret: docker_token optional
 #
 # Context: PHX_GPUS (toolkit only when non-empty), PHX_DOCKER_USER (added to the docker group),

@@ -64,10 +64,10 @@ def test_disabled_checks_are_justified():
 
 DECLARED = {
     "features/base_setup.sh": ((), (), (), ()),
-    "features/docker.sh": (("nesting",), (), (), ("docker_token",)),
+    "features/docker.sh": (("nesting", "keyctl"), (), (), ("docker_token",)),
     "features/nvidia.sh": (("gpu",), (), (), ()),
     "features/vllm.sh": (("gpu",), ("nvidia",), (), ()),
-    "apps/phoenix_hypervisor_lxc_910.sh": (("nesting",), ("docker",), ("portainer_password",), ()),
+    "apps/phoenix_hypervisor_lxc_910.sh": (("nesting", "keyctl"), ("docker",), ("portainer_password",), ()),
     "apps/phoenix_hypervisor_lxc_950.sh": (("gpu",), ("vllm",), (), ("hf_token",)),
 }
 
