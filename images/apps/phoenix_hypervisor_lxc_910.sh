@@ -4,6 +4,7 @@
 # @phoenix requires: keyctl
 # @phoenix requires-feature: docker
 # @phoenix secret: portainer_password
+# @phoenix secret: docker_token optional
 #
 # Context: PHX_PORTAINER_VERSION, PHX_PORTAINER_PORT (host HTTPS port), PHX_PORTAINER_DATA_DIR
 #          (a persistent bind mount, mounted at /data in the Portainer container).
@@ -107,7 +108,12 @@ main() {
                 docker rm -f "$PORTAINER_NAME" >/dev/null
                 phx_changed "removed container $PORTAINER_NAME (its settings changed; data stays in $data)"
             fi
-            docker pull -q "$image" >/dev/null
+            if docker image inspect "$image" >/dev/null 2>&1; then
+                phx_log "image $image is present: not pulled"
+            else
+                phx_docker_pull "$image"   # logged in for this pull only when docker_token is set
+                phx_changed "pulled $image"
+            fi
             local -a args
             mapfile -t args < <(portainer_run_args "$image" "$port" "$data" "$PORTAINER_PASSWORD_FILE")
             docker "${args[@]}" >/dev/null

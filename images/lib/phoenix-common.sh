@@ -348,6 +348,43 @@ phx_wait_for() {
     done
 }
 
+# ---------------------------------------------------------------------------------------------
+# Docker registries: log in per use, never saved
+
+# phx_docker_login_user SECRET [USER] / phx_docker_login_token SECRET: the parts of a docker_token secret,
+# "user:token" or a bare token plus a user (docker_login_user).
+phx_docker_login_user() {
+    if [[ "$1" == *:* ]]; then printf '%s\n' "${1%%:*}"; else printf '%s\n' "${2:-}"; fi
+}
+
+phx_docker_login_token() { printf '%s' "${1#*:}"; }
+
+# phx_docker_login DIR: log in to Docker Hub with the docker_token secret, into the client config directory DIR
+# (a DOCKER_CONFIG). False when there is no token.
+phx_docker_login() {
+    local dir="$1" secret user
+    phx_has_secret docker_token || return 1
+    secret="$(phx_secret docker_token)"
+    user="$(phx_docker_login_user "$secret" "$(phx_ctx docker_login_user)")"
+    [[ -n "$user" ]] || phx_die "docker_token has no user: write USERNAME:TOKEN or set docker_login_user"
+    # printf is a builtin: the token goes through a pipe, never into a process's arguments.
+    phx_docker_login_token "$secret" | DOCKER_CONFIG="$dir" docker login --username "$user" --password-stdin >/dev/null ||
+        phx_die "docker login as $user failed (docker_token)"
+}
+
+# phx_docker_pull IMAGE: pull IMAGE, logged in with the docker_token secret when there is one. The login goes
+# to a temporary DOCKER_CONFIG removed when the script ends: no credentials stay in the guest or its snapshots.
+phx_docker_pull() {
+    local image="$1" cfg
+    phx_tmpdir cfg
+    if ! phx_docker_login "$cfg"; then
+        docker pull -q "$image" >/dev/null
+        return 0
+    fi
+    DOCKER_CONFIG="$cfg" docker pull -q "$image" >/dev/null
+    DOCKER_CONFIG="$cfg" docker logout >/dev/null 2>&1 || true
+}
+
 # phx_first_line: the first line of stdin, after reading all of it. Under pipefail, `cmd | head -n1` (or
 # `| grep -q`) fails with 141 whenever cmd writes after the reader has gone (SIGPIPE): read everything.
 phx_first_line() {

@@ -67,7 +67,7 @@ DECLARED = {
     "features/docker.sh": (("nesting", "keyctl"), (), (), ("docker_token",)),
     "features/nvidia.sh": (("gpu",), (), (), ()),
     "features/vllm.sh": (("gpu",), ("nvidia",), (), ()),
-    "apps/phoenix_hypervisor_lxc_910.sh": (("nesting", "keyctl"), ("docker",), ("portainer_password",), ()),
+    "apps/phoenix_hypervisor_lxc_910.sh": (("nesting", "keyctl"), ("docker",), ("portainer_password",), ("docker_token",)),
     "apps/phoenix_hypervisor_lxc_950.sh": (("gpu",), ("vllm",), (), ("hf_token",)),
 }
 
@@ -87,5 +87,7 @@ def test_secrets_used_are_declared(rel):
     """A script reading a secret declares it, so Phoenix delivers it."""
     text = (IMAGES / rel).read_text()
     used = set(re.findall(r"phx_(?:has_)?secret (\w+)", text))
+    if re.search(r"^[^#]*\bphx_docker_(?:pull|login)\b", text, re.M):    # these read docker_token when it is there
+        used.add("docker_token")
     declared = set(DECLARED[rel][2]) | set(DECLARED[rel][3])
     assert used == declared

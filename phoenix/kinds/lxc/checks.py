@@ -92,3 +92,16 @@ def host_path_problems(estate: Estate, ctid: int, missing: list[str]) -> list[st
             out.append(f"host directory {mp.host_path} (bind-mounted at {mp.container_path}) does not exist on the node: "
                        "create it there (and give it to the container's mapped user), or set create_host_path: true")
     return out
+
+
+def docker_host_problems(estate: Estate, ctid: int, lxc_pve_version: str | None) -> list[str]:
+    """An unprivileged guest whose scripts run Docker (they declare keyctl) needs a node with a fixed lxc-pve."""
+    from ...facts.node import lxc_pve_docker_problem
+
+    g, lib = estate.guests[ctid], estate.library
+    if not g.unprivileged:
+        return []
+    scripts = [lib.feature(n) for n in g.features] + ([lib.app(g.application_script)] if g.application_script else [])
+    users = [s.name for s in scripts if "keyctl" in s.requires]
+    problem = lxc_pve_docker_problem(lxc_pve_version) if users else None
+    return [f"{', '.join(users)}: {problem}"] if problem else []
