@@ -20,7 +20,7 @@ PINNED = {  # ctid: (os_template, config, app_config, settings hash)
     902: (None, "399990a475d6", None, "8ca58d1a1e"),
     910: (None, "f51fa4f93457", "83ea14470912", "5281172029"),
     920: (None, "1410cce37733", None, "204fc28deb"),
-    950: (None, "d66920da00cc", "167a16f4d9ab", "aff6fcfc75"),
+    950: (None, "d66920da00cc", "167a16f4d9ab", "0786fc84de"),
 }
 
 

@@ -3,6 +3,8 @@ no secret value ever reaches a command line (every docker/systemctl/curl call is
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ P950 = "apps/phoenix_hypervisor_lxc_950.sh"
 PASSWORD = "S3cret-Portainer-Pa55!"
 HF_TOKEN = "hf_FAKEtokenDoNotUse1234567890"
 DOCKER_TOKEN = "dckr_pat_FAKE_token_123"
+API_KEY = "phx-FAKE-api-key-0123456789"
+RUNNER = pwd.getpwuid(os.geteuid()).pw_name    # the service user in tests: never a user made on this machine
 
 
 # ---- 910: Portainer
@@ -102,7 +106,7 @@ def test_portainer_refuses_a_short_password(shell, tmp_path):
 
 VLLM_CTX = make_context(
     gpus=[0, 1],
-    vllm={"model": "Qwen/Qwen3-Coder-30B-A3B-Instruct", "served_model_name": "qwen3-coder-30b", "port": 8000,
+    vllm={"version": "0.11.0", "model": "Qwen/Qwen3-Coder-30B-A3B-Instruct", "served_model_name": "qwen3-coder-30b", "port": 8000,
           "max_model_len": 32768, "gpu_memory_utilization": 0.9, "tensor_parallel_size": 2, "model_cache": "/models",
           "args": ["--enable-prefix-caching", "--override-generation-config", '{"temperature": 0.7, "top_p": 0.8}',
                    "--chat-template=/etc/vllm/100%$HOME.jinja"]},
@@ -117,7 +121,22 @@ def test_vllm_serve_args(shell):
         "--served-model-name", "qwen3-coder-30b", "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.9",
         "--max-model-len", "32768", "--enable-prefix-caching", "--override-generation-config",
         '{"temperature": 0.7, "top_p": 0.8}', "--chat-template=/etc/vllm/100%$HOME.jinja",
+        "--enable-auto-tool-choice", "--tool-call-parser", "qwen3_coder",
     ]
+
+
+@pytest.mark.parametrize(("model", "version", "args", "tools"), [
+    ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "0.10.0", [], True),
+    ("Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8", "0.11.2", [], True),
+    ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "0.9.2", [], False),          # no qwen3_coder parser before 0.10.0
+    ("Qwen/Qwen3-8B", "0.11.0", [], False),
+    ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "0.11.0", ["--tool-call-parser=hermes"], False),   # the config's choice
+])
+def test_qwen3_coder_gets_tool_calling(shell, model, version, args, tools):
+    ctx = make_context(gpus=[0], vllm={"model": model, "version": version, "args": args})
+    out = shell.run(P950, "vllm_serve_args", context=ctx).stdout.splitlines()
+    assert (out[-3:] == ["--enable-auto-tool-choice", "--tool-call-parser", "qwen3_coder"]) == tools
+    assert out.count("--tool-call-parser") + sum(a.startswith("--tool-call-parser=") for a in out) <= 1
 
 
 def test_vllm_serve_args_defaults(shell):
@@ -146,11 +165,16 @@ def test_vllm_unit_render(shell):
     assert ("ExecStart=/opt/vllm/bin/vllm serve Qwen/Qwen3-Coder-30B-A3B-Instruct --host 0.0.0.0 --port 8000 "
             "--served-model-name qwen3-coder-30b --tensor-parallel-size 2 --gpu-memory-utilization 0.9 "
             '--max-model-len 32768 --enable-prefix-caching --override-generation-config '
-            '"{\\"temperature\\": 0.7, \\"top_p\\": 0.8}" --chat-template=/etc/vllm/100%%$$HOME.jinja') in lines
+            '"{\\"temperature\\": 0.7, \\"top_p\\": 0.8}" --chat-template=/etc/vllm/100%%$$HOME.jinja '
+            "--enable-auto-tool-choice --tool-call-parser qwen3_coder") in lines
     assert "EnvironmentFile=/etc/vllm/vllm.env" in lines
     assert "WorkingDirectory=/models" in lines
     assert "WantedBy=multi-user.target" in lines
-    assert "HF_TOKEN" not in unit
+    assert "HF_TOKEN" not in unit and "api-key" not in unit and "API_KEY" not in unit
+    for line in ("User=vllm", "Group=vllm", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
+                 "PrivateTmp=yes", "ReadWritePaths=/models", "StateDirectory=vllm"):
+        assert line in lines
+    assert not any(x.startswith(("PrivateDevices", "DevicePolicy")) for x in lines)    # the GPUs stay reachable
 
 
 def test_vllm_unit_parses_with_systemd_analyze(shell, tmp_path):
@@ -171,16 +195,41 @@ def test_vllm_unit_parses_with_systemd_analyze(shell, tmp_path):
 
 def test_vllm_env_render(shell):
     shell.secret("hf_token", HF_TOKEN)
+    shell.secret("vllm_api_key", API_KEY)
     env = shell.run(P950, "vllm_env_render", context=VLLM_CTX).stdout.splitlines()
-    assert env == ["HF_HOME=/models", "VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1", f"HF_TOKEN={HF_TOKEN}"]
+    assert env == ["HF_HOME=/models", "VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1", f"VLLM_API_KEY={API_KEY}",
+                   f"HF_TOKEN={HF_TOKEN}"]
 
 
 def test_vllm_env_without_token(shell):
+    shell.secret("vllm_api_key", API_KEY)
     env = shell.run(P950, "vllm_env_render", context=VLLM_CTX).stdout
     assert "HF_TOKEN" not in env
 
 
+@pytest.mark.parametrize(("key", "message"), [
+    (None, "secret vllm_api_key is not available"), ("abc123", "shorter than 16 characters"),
+    ("x" * 20 + " $(id)", "holds characters other than"),
+])
+def test_vllm_needs_a_good_api_key(shell, key, message):
+    if key is not None:
+        shell.secret("vllm_api_key", key)
+    r = shell.run(P950, "vllm_env_render", context=VLLM_CTX, check=False)
+    assert r.returncode == 1 and message in r.stderr and "VLLM_API_KEY" not in r.stdout
+    assert key is None or key not in r.stderr
+
+
+@pytest.mark.parametrize(("bytes_", "cached", "seconds"), [
+    ("61000000000", "", 600 + 61 * 30), ("16400000000", "", 600 + 17 * 30), ("", "", 1800),
+    ("61000000000", "cached", 600), ("nonsense", "", 1800),
+])
+def test_the_health_wait_scales_with_the_model(shell, bytes_, cached, seconds):
+    r = shell.run(P950, f'vllm_health_timeout "{bytes_}" "{cached}"')
+    assert r.stdout.strip() == str(seconds)
+
+
 def test_vllm_env_refuses_odd_token(shell):
+    shell.secret("vllm_api_key", API_KEY)
     shell.secret("hf_token", "hf_x\nEVIL=1 $(x)")
     r = shell.run(P950, "vllm_env_render", context=VLLM_CTX, check=False)
     assert r.returncode == 0 or "holds characters" in r.stderr   # only the first line is the token
@@ -201,9 +250,10 @@ def fake_vllm_install(tmp_path):
 
 def test_vllm_main_without_systemd(shell, fakebin, tmp_path):
     shell.secret("hf_token", HF_TOKEN)
+    shell.secret("vllm_api_key", API_KEY)
     venv, ctx = fake_vllm_install(tmp_path)
     env = {**fakebin.env, "VLLM_VENV": str(venv), "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
-           "VLLM_ENV_FILE": str(tmp_path / "etc-vllm" / "vllm.env")}
+           "VLLM_ENV_FILE": str(tmp_path / "etc-vllm" / "vllm.env"), "VLLM_USER": RUNNER}
     first = shell.run(P950, "phx_has_systemd() { return 1; }; main", context=ctx, env=env)
     assert "vllm.service enabled but not started" in first.stdout
     assert "systemd is not running: not waiting for http://127.0.0.1:8000/health" in first.stdout
@@ -221,17 +271,45 @@ def test_vllm_main_without_systemd(shell, fakebin, tmp_path):
 
 
 def test_vllm_main_with_systemd_waits_for_health(shell, fakebin, tmp_path):
-    """With systemd (simulated), the unit is (re)started and /health is polled until it answers."""
+    """With systemd (simulated), the unit is (re)started, /health is polled until it answers, and the key is
+    checked: /v1/models answers 401 without it (this stand-in curl: 200 only with a header file)."""
     shell.secret("hf_token", HF_TOKEN)
+    shell.secret("vllm_api_key", API_KEY)
+    (fakebin.dir / "curl").write_text('#!/bin/bash\nprintf "curl %s\\n" "$*" >> "$FAKE_LOG"\n'
+                                      'case "$*" in *http_code*-H\\ @*) printf 200 ;; *http_code*) printf 401 ;; esac\n')
     venv, ctx = fake_vllm_install(tmp_path)
     env = {**fakebin.env, "VLLM_VENV": str(venv), "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
-           "VLLM_ENV_FILE": str(tmp_path / "vllm.env")}
+           "VLLM_ENV_FILE": str(tmp_path / "vllm.env"), "VLLM_USER": RUNNER}
     r = shell.run(P950, "phx_has_systemd() { return 0; }; main", context=ctx, env=env)
     calls = fakebin.calls()
     assert "systemctl daemon-reload" in calls and "systemctl restart vllm.service" in calls
     assert any(c.startswith("curl ") and "http://127.0.0.1:8000/health" in c for c in calls)
     assert "vLLM serves qwen3-coder-30b on port 8000" in r.stdout
-    assert HF_TOKEN not in "\n".join(calls) + r.stdout + r.stderr
+    assert "the API key is enforced on port 8000" in r.stdout
+    assert "waiting up to 1800s for http://127.0.0.1:8000/health" in r.stdout     # size unknown: 30 minutes
+    for secret in (HF_TOKEN, API_KEY):
+        assert secret not in "\n".join(calls) + r.stdout + r.stderr
+
+
+def test_vllm_main_refuses_an_api_without_the_key(shell, fakebin, tmp_path):
+    shell.secret("vllm_api_key", API_KEY)
+    (fakebin.dir / "curl").write_text('#!/bin/sh\ncase "$*" in *http_code*) printf 200 ;; esac\n')
+    venv, ctx = fake_vllm_install(tmp_path)
+    env = {**fakebin.env, "VLLM_VENV": str(venv), "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
+           "VLLM_ENV_FILE": str(tmp_path / "vllm.env"), "VLLM_USER": RUNNER}
+    r = shell.run(P950, "phx_has_systemd() { return 0; }; main", context=ctx, env=env, check=False)
+    assert r.returncode == 1 and "answered /v1/models without the API key (HTTP 200)" in r.stderr
+
+
+def test_an_unwritable_model_cache_fails_before_the_service_starts(shell, fakebin, tmp_path):
+    shell.secret("vllm_api_key", API_KEY)
+    venv, ctx = fake_vllm_install(tmp_path)
+    env = {**fakebin.env, "VLLM_VENV": str(venv), "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
+           "VLLM_ENV_FILE": str(tmp_path / "vllm.env"), "VLLM_USER": RUNNER}
+    r = shell.run(P950, "as_vllm_user() { return 1; }\nchown() { return 1; }\nphx_has_systemd() { return 0; }; main",
+                  context=ctx, env=env, check=False)
+    assert r.returncode == 1 and "is not writable by" in r.stderr and "mapped uid" in r.stderr
+    assert not any(c.startswith("systemctl") for c in fakebin.calls())
 
 
 def test_vllm_health_timeout(shell, fakebin, tmp_path):

@@ -68,7 +68,7 @@ DECLARED = {
     "features/nvidia.sh": (("gpu",), (), (), ()),
     "features/vllm.sh": (("gpu",), ("nvidia",), (), ()),
     "apps/phoenix_hypervisor_lxc_910.sh": (("nesting", "keyctl"), ("docker",), ("portainer_password",), ("docker_token",)),
-    "apps/phoenix_hypervisor_lxc_950.sh": (("gpu",), ("vllm",), (), ("hf_token",)),
+    "apps/phoenix_hypervisor_lxc_950.sh": (("gpu", "nesting"), ("vllm",), ("vllm_api_key",), ("hf_token",)),
 }
 
 
