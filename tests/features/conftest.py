@@ -62,7 +62,7 @@ BASE_CONTEXT: dict[str, Any] = {
     "gpu_count": 0,
     "nvidia": {"driver_version": "570.133.07"},
     "docker": {"user": None, "nvidia_toolkit": False},
-    "portainer": {"role": "none", "port": 9443, "version": "2.21.4", "data_dir": "/var/lib/portainer"},
+    "portainer": {"role": "none", "port": 9443, "version": "2.33.5", "data_dir": "/var/lib/portainer"},
     "vllm": {
         "version": "0.10.1.1",
         "model": None,

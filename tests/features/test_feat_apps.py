@@ -31,7 +31,8 @@ def test_portainer_run_args(shell):
         "--name", "portainer", "--restart=always", "-p", "9443:9443",
         "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", "/var/lib/portainer:/data",
         "-v", "/etc/phoenix/portainer/pw:/run/secrets/portainer_admin_password:ro",
-        "portainer/portainer-ce:2.21.4", "--admin-password-file", "/run/secrets/portainer_admin_password",
+        "portainer/portainer-ce:2.21.4", "-H", "unix:///var/run/docker.sock",
+        "--admin-password-file", "/run/secrets/portainer_admin_password",
     ]
 
 
@@ -57,17 +58,50 @@ def test_portainer_decide(shell, state, action):
     assert r.stdout.strip() == action
 
 
-def portainer_context(tmp: Path):
-    return make_context(portainer={"role": "server", "port": 9443, "version": "2.21.4", "data_dir": str(tmp / "data")},
+def portainer_context(tmp: Path, version: str = "2.33.5"):
+    return make_context(portainer={"role": "server", "port": 9443, "version": version, "data_dir": str(tmp / "data")},
                         secrets=["portainer_password"])
 
 
-def test_portainer_main_keeps_the_password_off_command_lines(shell, fakebin, tmp_path):
+# A stand-in curl for Portainer's API: status, login (the body file must hold the admin password), the environments
+# and the local environment's containers ($FAKE_CONTAINERS_FAIL: what a Portainer too old for Docker 29 answers).
+PORTAINER_CURL = r"""#!/bin/bash
+printf 'curl %s\n' "$*" >> "$FAKE_LOG"
+body="" url=""
+prev=""
+for a in "$@"; do
+    [ "$prev" = --data-binary ] && body="${a#@}"
+    case "$a" in https://*) url="$a" ;; esac
+    prev="$a"
+done
+case "$url" in
+    */api/system/status) echo '{"Version":"2.33.5"}' ;;
+    */api/auth) [ "$(jq -r .Password "$body")" = "$FAKE_PASSWORD" ] || { echo '{"message":"Invalid credentials"}'; exit 22; }
+               echo '{"jwt":"fake.jwt.token"}' ;;
+    */api/endpoints) echo '[{"Id":3,"Name":"local","Type":1,"URL":"unix:///var/run/docker.sock"}]' ;;
+    */api/endpoints/3/docker/containers/json)
+        if [ -n "${FAKE_CONTAINERS_FAIL:-}" ]; then echo '{"message":"client version 1.41 is too old"}'; exit 22; fi
+        echo '[{"Names":["/portainer"]},{"Names":["/other"]}]' ;;
+    *) exit 7 ;;
+esac
+"""
+
+
+@pytest.fixture
+def portainer_api(fakebin):
+    (fakebin.dir / "curl").write_text(PORTAINER_CURL)
+    fakebin.env["FAKE_PASSWORD"] = PASSWORD
+    return fakebin
+
+
+def test_portainer_main_keeps_the_password_off_command_lines(shell, portainer_api, tmp_path):
+    fakebin = portainer_api
     shell.secret("portainer_password", PASSWORD)
     pwfile = tmp_path / "portainer" / "admin_password"
     env = {**fakebin.env, "PORTAINER_PASSWORD_FILE": str(pwfile)}
     first = shell.run(P910, "main", context=portainer_context(tmp_path), env=env)
-    assert "created container portainer (portainer/portainer-ce:2.21.4, https port 9443)" in first.stdout
+    assert "created container portainer (portainer/portainer-ce:2.33.5, https port 9443)" in first.stdout
+    assert "Portainer's local environment (id 3) loads and lists its containers" in first.stdout
     assert pwfile.read_text() == PASSWORD
     assert oct(pwfile.stat().st_mode & 0o777) == "0o600"
     runs = [c for c in fakebin.calls() if c.startswith("docker run ")]
@@ -85,7 +119,53 @@ def test_portainer_main_keeps_the_password_off_command_lines(shell, fakebin, tmp
     assert [c for c in fakebin.calls() if c.startswith("docker run ")][-1].count("-p 9444:9443") == 1
 
     everything = "\n".join(fakebin.calls()) + first.stdout + first.stderr + second.stdout + third.stdout
-    assert PASSWORD not in everything
+    assert PASSWORD not in everything and "fake.jwt.token" not in everything
+
+
+def test_portainer_refuses_a_version_too_old_for_docker_29(shell, portainer_api, tmp_path):
+    shell.secret("portainer_password", PASSWORD)
+    env = {**portainer_api.env, "PORTAINER_PASSWORD_FILE": str(tmp_path / "pw")}
+    r = shell.run(P910, "main", context=portainer_context(tmp_path, "2.21.4"), env=env, check=False)
+    assert r.returncode == 1 and "Portainer 2.21.4 cannot manage Docker 29" in r.stderr and "2.33.5" in r.stderr
+    assert portainer_api.calls() == []
+
+
+def test_portainer_that_cannot_list_the_local_containers_fails(shell, portainer_api, tmp_path):
+    """/api/system/status answers, but the local environment does not load: the layer is not done."""
+    shell.secret("portainer_password", PASSWORD)
+    env = {**portainer_api.env, "PORTAINER_PASSWORD_FILE": str(tmp_path / "pw"), "FAKE_CONTAINERS_FAIL": "1"}
+    r = shell.run(P910, "main", context=portainer_context(tmp_path), env=env, check=False)
+    assert r.returncode == 1 and "cannot list the containers of its local environment" in r.stderr
+    assert "Portainer answers on https://127.0.0.1:9443" in r.stdout
+
+
+def test_portainer_with_another_admin_password_fails_clearly(shell, portainer_api, tmp_path):
+    shell.secret("portainer_password", PASSWORD)
+    env = {**portainer_api.env, "PORTAINER_PASSWORD_FILE": str(tmp_path / "pw"), "FAKE_PASSWORD": "the-first-password"}
+    r = shell.run(P910, "main", context=portainer_context(tmp_path), env=env, check=False)
+    assert r.returncode == 1 and "cannot log in to Portainer as admin" in r.stderr and PASSWORD not in r.stderr
+
+
+def test_a_present_image_is_not_pulled(shell, portainer_api, tmp_path):
+    shell.secret("portainer_password", PASSWORD)
+    env = {**portainer_api.env, "PORTAINER_PASSWORD_FILE": str(tmp_path / "pw")}
+    r = shell.run(P910, "main", context=portainer_context(tmp_path), env=env)
+    assert "image portainer/portainer-ce:2.33.5 is present: not pulled" in r.stdout
+    assert not any(c.startswith("docker pull") for c in portainer_api.calls())
+    # absent: pulled
+    (portainer_api.dir / "docker").write_text(portainer_api.dir.joinpath("docker").read_text().replace(
+        "case \"$1\" in", "case \"$1\" in\n    image) exit 1 ;;", 1))
+    shell.run(P910, "docker rm -f portainer; main", context=portainer_context(tmp_path), env=env)
+    assert any(c.startswith("docker pull -q portainer/portainer-ce:2.33.5") for c in portainer_api.calls())
+
+
+def test_a_data_dir_of_an_unmapped_owner_is_named(shell, portainer_api, tmp_path):
+    shell.secret("portainer_password", PASSWORD)
+    (tmp_path / "data").mkdir()
+    env = {**portainer_api.env, "PORTAINER_PASSWORD_FILE": str(tmp_path / "pw")}
+    r = shell.run(P910, "stat() { echo 65534; }\nchown() { return 1; }\nmain", context=portainer_context(tmp_path),
+                  env=env, check=False)
+    assert r.returncode == 1 and "belongs to uid 65534" in r.stderr and "100000:100000" in r.stderr
 
 
 def test_portainer_without_docker_daemon(shell, fakebin, tmp_path):
