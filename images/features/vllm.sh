@@ -15,7 +15,7 @@ source "${PHOENIX_LIB:-/opt/phoenix/lib/phoenix-common.sh}"
 
 VLLM_VENV="${VLLM_VENV:-/opt/vllm}"
 VLLM_MARKER="$VLLM_VENV/.phoenix-vllm"
-VLLM_UV_VERSION="${VLLM_UV_VERSION:-0.9.13}"
+VLLM_UV_VERSION="${VLLM_UV_VERSION:-0.9.5}"
 
 # vllm_torch_backend VARIANT: the --torch-backend value: auto, or a PyTorch CUDA build (cu126 ...).
 vllm_torch_backend() {
