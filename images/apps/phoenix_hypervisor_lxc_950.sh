@@ -156,6 +156,25 @@ vllm_env_render() {
 
 vllm_healthy() { curl -fsS --max-time 5 "http://127.0.0.1:$1/health" >/dev/null; }
 
+# vllm_restarts: how often systemd restarted the service after a crash (NRestarts).
+vllm_restarts() { systemctl show -p NRestarts --value "$VLLM_UNIT" 2>/dev/null || printf '0\n'; }
+
+# vllm_wait_healthy PORT TIMEOUT: 0 when /health answers; 1 after TIMEOUT seconds; 2 when the service crashed
+# PHX_VLLM_MAX_RESTARTS more times (default 3) while waiting: a crash loop is not waited out for half an hour.
+vllm_wait_healthy() {
+    local port="$1" timeout="$2" start=$SECONDS base restarts
+    base="$(vllm_restarts)"
+    [[ "$base" =~ ^[0-9]+$ ]] || base=0
+    until vllm_healthy "$port"; do
+        restarts="$(vllm_restarts)"
+        if [[ "$restarts" =~ ^[0-9]+$ ]] && ((restarts - base >= ${PHX_VLLM_MAX_RESTARTS:-3})); then
+            return 2
+        fi
+        ((SECONDS - start < timeout)) || return 1
+        sleep "${PHX_VLLM_WAIT_INTERVAL:-10}"
+    done
+}
+
 # vllm_http_code PORT PATH [HEADER_FILE]: the HTTP status of a GET (000 when nothing answers). The key travels in a
 # header file (curl -H @FILE), never as an argument.
 vllm_http_code() {
@@ -275,10 +294,15 @@ main() {
         fi
     fi
     phx_log "waiting up to ${timeout}s for http://127.0.0.1:$port/health (model download and load)"
-    PHX_WAIT_TIMEOUT="$timeout" PHX_WAIT_INTERVAL="${PHX_VLLM_WAIT_INTERVAL:-10}" phx_wait_for vllm_healthy "$port" || {
+    local waited=0
+    vllm_wait_healthy "$port" "$timeout" || waited=$?
+    if ((waited)); then
         journalctl -u "$VLLM_UNIT" -n 30 --no-pager >&2 || true
+        if ((waited == 2)); then
+            phx_die "vLLM did not become healthy on port $port: the service crashed $(vllm_restarts) times (journal above)"
+        fi
         phx_die "vLLM did not become healthy on port $port within ${timeout}s"
-    }
+    fi
     vllm_check_api_key "$port"
     phx_log "vLLM serves $(phx_ctx vllm_served_model_name) on port $port"
     phx_finish

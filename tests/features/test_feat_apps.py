@@ -437,3 +437,14 @@ def test_no_secret_in_any_script_argument_list():
         for line in path.read_text().splitlines():
             if "--password " in line or "--admin-password " in line or "--token " in line:
                 pytest.fail(f"{path.name}: a secret passed as an argument: {line.strip()}")
+
+
+def test_a_crash_loop_is_not_waited_out(shell, tmp_path):
+    """The service restarting again and again ends the wait at once (exit 2), not after the 30-minute timeout."""
+    counter = tmp_path / "n"
+    counter.write_text("5\n")          # restarts from an earlier run are not counted
+    code = (f'vllm_healthy() {{ return 1; }}\nvllm_restarts() {{ local n; n=$(cat "{counter}"); '
+            f'echo $((n + 1)) > "{counter}"; echo "$n"; }}\n'
+            'rc=0; PHX_VLLM_WAIT_INTERVAL=0 vllm_wait_healthy 8000 1800 || rc=$?; echo "rc=$rc"')
+    r = shell.run(P950, code)
+    assert r.stdout.strip() == "rc=2" and counter.read_text().strip() == "9"
