@@ -154,7 +154,7 @@ vllm_env_render() {
     fi
 }
 
-vllm_healthy() { curl -fsS --max-time 5 "http://127.0.0.1:$1/health" >/dev/null; }
+vllm_healthy() { curl -fsS --max-time 5 "http://127.0.0.1:$1/health" >/dev/null 2>&1; }
 
 # vllm_restarts: how often systemd restarted the service after a crash (NRestarts).
 vllm_restarts() { systemctl show -p NRestarts --value "$VLLM_UNIT" 2>/dev/null || printf '0\n'; }

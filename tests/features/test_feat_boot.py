@@ -5,14 +5,13 @@ server answering /health and /v1/models, enforcing VLLM_API_KEY) as the vllm use
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from phoenix.context import to_env, to_json
 
 from .boot import Booted
-from .conftest import IMAGES, make_context
+from .conftest import IMAGES, make_context, need_tool
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +27,7 @@ STANDIN_VLLM = r"""#!/usr/bin/python3
 # A stand-in for `vllm serve`: /health, and /v1/models behind VLLM_API_KEY; records how it was started.
 import http.server, json, os, sys
 args = sys.argv[1:]
-if os.path.exists("/etc/vllm/standin-fails"):
+if os.path.exists("/models/standin-fails"):
     print("stand-in vllm: failing on purpose", flush=True)
     sys.exit(3)
 port = int(args[args.index("--port") + 1])
@@ -56,8 +55,8 @@ http.server.HTTPServer(("0.0.0.0", port), H).serve_forever()
 
 @pytest.fixture(scope="module")
 def booted(guest_factory, tmp_path_factory):
-    if shutil.which("unshare") is None or shutil.which("nsenter") is None:
-        pytest.skip("needs unshare and nsenter (util-linux)")
+    need_tool("unshare")
+    need_tool("nsenter")
     guest = guest_factory(CONTEXT, {"vllm_api_key": API_KEY})
     guest.run_script(IMAGES / "features/docker.sh")            # installs docker.io in the chroot (no systemd yet)
     guest.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 curl jq"
@@ -133,12 +132,12 @@ def test_the_vllm_unit_restarts_on_a_config_change_and_shows_the_journal_on_fail
     booted.root.joinpath("etc/phoenix/context.json").write_text(to_json(ctx))
     moved = booted.run_script(app)
     assert "restarted vllm.service" in moved.stdout and "vLLM serves coder on port 8001" in moved.stdout
-    booted.sh("touch /etc/vllm/standin-fails")
+    booted.sh("touch /models/standin-fails")
     ctx["vllm"]["port"] = 8002                                   # a change: the unit is rewritten and restarted
     booted.root.joinpath("etc/phoenix/context.env").write_text(to_env(ctx))
     booted.root.joinpath("etc/phoenix/context.json").write_text(to_json(ctx))
     r = subprocess_run_with_short_wait(booted, app)
-    booted.sh("rm -f /etc/vllm/standin-fails")
+    booted.sh("rm -f /models/standin-fails")
     assert r.returncode == 1
     assert "vLLM did not become healthy on port 8002: the service crashed" in r.stderr   # not a 30-minute wait
     assert "stand-in vllm: failing on purpose" in r.stderr          # the journal is shown

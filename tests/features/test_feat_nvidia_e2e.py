@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import make_context
+from .conftest import make_context, need_tool
 
 SCRIPT = "features/nvidia.sh"
 
@@ -78,8 +77,10 @@ class Node:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    if shutil.which("gcc") is None or shutil.which("curl") is None or os.uname().machine != "x86_64":
-        pytest.skip("needs gcc (the stand-in libcuda), curl and x86_64")
+    need_tool("gcc")          # builds the stand-in libcuda.so.1
+    need_tool("curl")
+    if os.uname().machine != "x86_64":
+        pytest.skip("the stand-in installers are x86_64 ones")
     state, lib, bin_, dev, www = (tmp_path / n for n in ("state", "lib", "bin", "dev", "www"))
     for d in (state, lib, bin_, dev, www, tmp_path / "tmp"):
         d.mkdir()
