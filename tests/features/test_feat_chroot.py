@@ -21,9 +21,11 @@ CONTEXT = make_context(
 )
 
 
-@pytest.fixture(scope="module")
-def guest(guest_factory):
-    return guest_factory(CONTEXT, {"docker_token": "phxuser:dckr_pat_NOT_A_REAL_TOKEN"})
+@pytest.fixture(scope="module", params=["debian12", "debian13"])
+def guest(request):
+    """Both targets: Debian 12, and Debian 13 (closer to Ubuntu 24.04's Docker, runc and Python)."""
+    factory = request.getfixturevalue("guest_factory" if request.param == "debian12" else "trixie_guest_factory")
+    return factory(CONTEXT, {"docker_token": "phxuser:dckr_pat_NOT_A_REAL_TOKEN"})
 
 
 def dpkg_installed(guest, package: str) -> bool:
