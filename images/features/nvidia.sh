@@ -236,7 +236,7 @@ check_cuda() {
     local -a list
     IFS=, read -r -a list <<<"${gpus//[[:space:]]/}"
     want=${#list[@]}
-    command -v python3 >/dev/null 2>&1 || phx_apt_install python3-minimal
+    phx_apt_install python3     # the full standard library: ctypes is not in python3-minimal
     out="$(nvidia_cuda_probe)"
     case "$out" in
         "ok $want") phx_log "CUDA initialises and sees $want GPU(s)" ;;
