@@ -151,3 +151,97 @@ def subprocess_run_with_short_wait(booted, app):
     guest = f"{RUN_DIR}/{app.stem}"
     env = [f"{k}={v}" for k, v in SCRIPT_ENV.items()] + ["PHX_VLLM_HEALTH_TIMEOUT_S=120", "PHX_VLLM_WAIT_INTERVAL=1"]
     return subprocess.run(booted.argv(*env, "/bin/bash", guest), text=True, capture_output=True, timeout=300)
+
+
+# ---- 910 against the real daemon, with a stand-in image under Portainer's name (no registry here)
+
+STANDIN_PORTAINER = r"""#!/usr/bin/python3
+# A stand-in for Portainer's server: HTTPS on 9443, the admin password from --admin-password-file, the local
+# environment from -H unix:///var/run/docker.sock, and its containers listed by asking the real Docker socket.
+import http.client, http.server, json, socket, ssl, sys
+args = sys.argv[1:]
+password = open(args[args.index("--admin-password-file") + 1]).read()
+host = args[args.index("-H") + 1] if "-H" in args else None
+
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect("/var/run/docker.sock")
+
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+    def authed(self):
+        return self.headers.get("Authorization") == "Bearer standin-jwt"
+    def do_POST(self):
+        data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/api/auth" and data == {"Username": "admin", "Password": password}:
+            return self.answer(200, {"jwt": "standin-jwt"})
+        self.answer(422, {"message": "Invalid credentials"})
+    def do_GET(self):
+        if self.path == "/api/system/status":
+            return self.answer(200, {"Version": "2.33.5"})
+        if not self.authed():
+            return self.answer(401, {"message": "Unauthorized"})
+        if self.path == "/api/endpoints":
+            return self.answer(200, [{"Id": 1, "Name": "local", "Type": 1, "URL": host}] if host else [])
+        if self.path == "/api/endpoints/1/docker/containers/json":
+            c = Unix("localhost")
+            c.request("GET", "/containers/json")
+            r = c.getresponse()
+            return self.answer(r.status, json.loads(r.read()))
+        self.answer(404, {})
+
+server = http.server.HTTPServer(("0.0.0.0", 9443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("/standin/cert.pem", "/standin/key.pem")
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def test_portainer_against_the_real_daemon(booted, tmp_path):
+    """Created, left alone on a rerun, replaced on a port change; the present image is never pulled (there is no
+    registry: a pull would fail); the stand-in lists the real daemon's containers for the local environment."""
+    import subprocess
+
+    from phoenix.context import to_env, to_json
+    standin = booted.root / "standin"
+    standin.mkdir(exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(standin / "key.pem"), "-out", str(standin / "cert.pem")], check=True,
+                   capture_output=True)
+    (standin / "portainer.py").write_text(STANDIN_PORTAINER)
+    # Port publishing needs Docker's bridge: allowed here, inside the guest's own network namespace.
+    booted.sh("echo '{}' > /etc/docker/daemon.json && systemctl restart docker && docker info >/dev/null")
+    booted.sh("tar -C / --one-file-system --exclude=./proc --exclude=./sys --exclude=./dev --exclude=./run "
+              "--exclude=./tmp --exclude=./var/lib/docker --exclude=./var/cache/apt --exclude=./usr/share/doc "
+              "--exclude=./usr/share/locale -c . | docker import "
+              "--change 'ENTRYPOINT [\"/usr/bin/python3\", \"/standin/portainer.py\"]' - portainer/portainer-ce:2.33.5",
+              timeout=600)
+    ctx = make_context(portainer={"role": "server", "port": 9443, "version": "2.33.5", "data_dir": "/var/lib/portainer"},
+                       secrets=["portainer_password"])
+    booted.root.joinpath("etc/phoenix/context.env").write_text(to_env(ctx))
+    booted.root.joinpath("etc/phoenix/context.json").write_text(to_json(ctx))
+    secret = booted.root / "etc/phoenix/secrets/portainer_password"
+    secret.write_text("A-long-admin-password-42\n")
+    secret.chmod(0o600)
+    app = IMAGES / "apps/phoenix_hypervisor_lxc_910.sh"
+    first = booted.run_script(app)
+    assert "image portainer/portainer-ce:2.33.5 is present: not pulled" in first.stdout
+    assert "Portainer's local environment (id 1) loads and lists its containers" in first.stdout
+    cid = booted.sh("docker inspect -f '{{.Id}}' portainer").stdout.strip()
+    second = booted.run_script(app)
+    assert second.stdout.strip().splitlines()[-1] == "phoenix_hypervisor_lxc_910: nothing to change"
+    assert booted.sh("docker inspect -f '{{.Id}}' portainer").stdout.strip() == cid
+    ctx["portainer"]["port"] = 9444
+    booted.root.joinpath("etc/phoenix/context.env").write_text(to_env(ctx))
+    booted.root.joinpath("etc/phoenix/context.json").write_text(to_json(ctx))
+    third = booted.run_script(app)
+    assert "removed container portainer" in third.stdout and "https port 9444" in third.stdout
+    assert "loads and lists its containers" in third.stdout
+    assert booted.sh("docker inspect -f '{{.Id}}' portainer").stdout.strip() != cid
