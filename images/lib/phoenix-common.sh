@@ -42,12 +42,15 @@ phx_log() { printf '%s: %s\n' "$PHOENIX_FEATURE" "$*"; }
 phx_warn() { printf '%s: WARNING: %s\n' "$PHOENIX_FEATURE" "$*" >&2; }
 phx_die() {
     printf '%s: ERROR: %s\n' "$PHOENIX_FEATURE" "$*" >&2
+    # said once: the ERR trap of a shell whose $(...) this was stays quiet (a subshell cannot set its variables)
+    [[ -z "$_PHX_RUN_DIR" ]] || : >"$_PHX_RUN_DIR/died" 2>/dev/null || true
     exit 1
 }
 
 # phx_on_err STATUS LINE FILE COMMAND: the ERR trap: name what failed, so a failure under errexit (in a
 # function, a pipeline or a command substitution) never ends a run without saying why.
 phx_on_err() {
+    [[ -z "$_PHX_RUN_DIR" || ! -e "$_PHX_RUN_DIR/died" ]] || return 0     # phx_die has said why
     printf '%s: ERROR: command failed (exit %s) at %s line %s: %s\n' \
         "$PHOENIX_FEATURE" "$1" "${3##*/}" "$2" "$4" >&2
 }
@@ -77,6 +80,10 @@ phx_tmpdir() {
     _PHX_TMP+=("$_phx_t")
     printf -v "$1" '%s' "$_phx_t"
 }
+
+# This run's private directory (removed at exit): phx_die leaves a mark in it.
+_PHX_RUN_DIR="$(mktemp -d 2>/dev/null || true)"
+[[ -z "$_PHX_RUN_DIR" ]] || _PHX_TMP+=("$_PHX_RUN_DIR")
 
 trap 'phx_on_err "$?" "$LINENO" "${BASH_SOURCE[0]:-$0}" "$BASH_COMMAND"' ERR
 trap phx_cleanup EXIT

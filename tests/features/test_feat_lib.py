@@ -105,3 +105,14 @@ def test_base_setup_grants_no_sudo_by_default(shell, tmp_path):
                   'phx_apt_install() { echo "install $*"; }\nsetup_user', context=ctx)
     assert "install sudo" not in r.stdout
     assert "remove /etc/sudoers.d/phoenix-root" in r.stdout
+
+
+def test_phx_die_inside_a_command_substitution_says_one_thing(tmp_path):
+    """The ERR traps of the shells around it stay quiet: the user reads the reason once."""
+    rc, out, err = run(tmp_path, 'f() { phx_die "no model configured"; }\nx="$(f)"\necho "reached $x"')
+    assert (rc, out, err) == (1, "", "feat: ERROR: no model configured\n")
+
+
+def test_the_run_directory_goes_with_the_run(tmp_path):
+    rc, out, _ = run(tmp_path, 'echo "$_PHX_RUN_DIR"; [[ -d "$_PHX_RUN_DIR" ]]')
+    assert rc == 0 and out.strip() and not Path(out.strip()).exists()
