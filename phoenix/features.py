@@ -4,6 +4,7 @@ A script declares its needs in header comments, so a new feature needs no Python
 
     # @phoenix summary: Docker Engine (and the NVIDIA Container Toolkit with GPUs)
     # @phoenix requires: nesting          (pct_features.nesting on the guest)
+    # @phoenix requires: keyctl           (pct_features.keyctl on an unprivileged guest: Docker needs it)
     # @phoenix requires: gpu              (a non-empty gpu_assignment)
     # @phoenix requires-feature: nvidia   (the feature runs on this guest or an ancestor first)
     # @phoenix secret: hf_token           (delivered as /etc/phoenix/secrets/hf_token, mode 0600)
@@ -20,7 +21,7 @@ from pathlib import Path
 from .secrets import SECRET_NAMES
 
 DIRECTIVE = re.compile(r"^#\s*@phoenix\s+([a-z-]+)\s*:\s*(.+?)\s*$")
-REQUIREMENTS = ("nesting", "gpu")
+REQUIREMENTS = ("nesting", "keyctl", "gpu")
 LIB = Path("lib/phoenix-common.sh")
 
 

@@ -17,7 +17,7 @@ from .errors import PhoenixError
 
 # The secrets scripts may ask for (`# @phoenix secret: NAME`): each is the file `secrets.NAME_file` of the
 # hypervisor config, delivered into guests as /etc/phoenix/secrets/NAME. Defined here, once.
-SECRET_NAMES = ("hf_token", "docker_token", "portainer_password")
+SECRET_NAMES = ("hf_token", "docker_token", "portainer_password", "vllm_api_key")
 PLACEHOLDER_PREFIX = "phoenix-simulated-placeholder"
 
 

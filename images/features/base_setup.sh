@@ -47,7 +47,9 @@ base_locale_builtin() {
 base_locale_available() {
     local want
     want="$(base_locale_normalized "$1")"
-    locale -a 2>/dev/null | grep -qxF "$want"
+    local all
+    all="$(locale -a 2>/dev/null || true)"   # all of it first: `locale -a | grep -q` can die of SIGPIPE
+    grep -qxF "$want" <<<"$all"
 }
 
 setup_locale() {
@@ -115,7 +117,7 @@ setup_user() {
         return 0
     fi
     key="$(phx_ctx user_ssh_public_key)"
-    sudo="$(phx_ctx user_sudo true)"
+    sudo="$(phx_ctx user_sudo false)"   # passwordless sudo only when the config asks for it
     if ! id -u "$user" >/dev/null 2>&1; then
         useradd --create-home --user-group --shell /bin/bash "$user"
         phx_changed "created user $user"
@@ -139,11 +141,10 @@ setup_user() {
     if phx_bool "$sudo"; then
         phx_apt_install sudo
         local tmp
-        tmp="$(mktemp)"
+        phx_tmpfile tmp
         base_sudoers_line "$user" >"$tmp"
         visudo -cqf "$tmp" >/dev/null || phx_die "sudoers line for $user does not validate"
         phx_write_file "$sudoers" 0440 root:root <"$tmp"
-        rm -f "$tmp"
     else
         phx_remove_file "$sudoers"
     fi

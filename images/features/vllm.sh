@@ -1,95 +1,33 @@
 #!/usr/bin/env bash
-# @phoenix summary: a pinned vLLM in its own virtualenv, CUDA-matched
+# @phoenix summary: a pinned vLLM in its own virtualenv, installed as vLLM documents it (uv, --torch-backend=auto)
 # @phoenix requires: gpu
 # @phoenix requires-feature: nvidia
 #
-# Context: PHX_VLLM_VERSION (pinned), PHX_NVIDIA_DRIVER_VERSION (host driver).
-# vLLM goes into /opt/vllm (a virtualenv of the distro's python3). Its PyTorch/CUDA build is chosen
-# from the newest CUDA the host driver supports: the vLLM release's default build when the driver is
-# new enough, else an older CUDA build the release also publishes, else an error.
-# PHX_VLLM_TORCH_VARIANT (cu126, ...) overrides the choice.
+# Context: PHX_VLLM_VERSION (pinned), PHX_GPUS, PHX_VLLM_TORCH_VARIANT (optional: cu126, cu128, cu129, ...; default
+#          auto, PyTorch's build for the CUDA the driver supports, as uv detects it).
+# vLLM goes into /opt/vllm (a virtualenv of the distro's python3) with vLLM's documented command,
+# `uv pip install vllm==X --torch-backend=auto`, with a pinned uv. No hand-kept table of wheel names and CUDA builds:
+# vLLM's wheels change their CUDA builds and platform tags between releases.
+# Before the layer counts as baked: the installed vLLM is the pinned version, and PyTorch in the virtualenv sees
+# CUDA and exactly the assigned number of GPUs (torch.cuda.is_available(), torch.cuda.device_count()).
 # shellcheck source=images/lib/phoenix-common.sh
 source "${PHOENIX_LIB:-/opt/phoenix/lib/phoenix-common.sh}"
 
 VLLM_VENV="${VLLM_VENV:-/opt/vllm}"
 VLLM_MARKER="$VLLM_VENV/.phoenix-vllm"
-TORCH_INDEX_BASE="https://download.pytorch.org/whl"
-VLLM_RELEASES="https://github.com/vllm-project/vllm/releases/download"
+VLLM_UV_VERSION="${VLLM_UV_VERSION:-0.9.5}"
 
-# vllm_version_ge A B: version A >= version B (numeric, dot-separated).
-vllm_version_ge() {
-    [[ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" == "$2" ]]
+# vllm_torch_backend VARIANT: the --torch-backend value: auto, or a PyTorch CUDA build (cu126 ...).
+vllm_torch_backend() {
+    local v="${1:-auto}"
+    [[ "$v" == auto || "$v" =~ ^cu[0-9]{3}$ || "$v" == cpu ]] ||
+        phx_die "invalid vllm torch variant '$v' (auto, cpu or cuNNN such as cu128)"
+    printf '%s\n' "$v"
 }
 
-# vllm_driver_max_cuda DRIVER: the newest CUDA toolkit a driver supports (CUDA release notes,
-# table 3: minimum Linux driver of each toolkit). Fails for drivers older than CUDA 11.8 needs.
-vllm_driver_max_cuda() {
-    local driver="$1" row
-    local -a table=(
-        "580.65.06 13.0" "575.51.03 12.9" "570.26 12.8" "560.28.03 12.6" "555.42.02 12.5"
-        "550.54.14 12.4" "545.23.06 12.3" "535.54.03 12.2" "530.30.02 12.1" "525.60.13 12.0"
-        "520.61.05 11.8"
-    )
-    for row in "${table[@]}"; do
-        if vllm_version_ge "$driver" "${row% *}"; then
-            printf '%s\n' "${row#* }"
-            return 0
-        fi
-    done
-    return 1
-}
-
-# vllm_cuda_from_smi: read plain `nvidia-smi` output on stdin, print its "CUDA Version: X.Y".
-vllm_cuda_from_smi() {
-    sed -nE 's/.*CUDA Version: *([0-9]+\.[0-9]+).*/\1/p' | head -n1
-}
-
-# vllm_variant_cuda cu128 -> 12.8
-vllm_variant_cuda() {
-    local v="${1#cu}"
-    printf '%s.%s\n' "${v:0:${#v}-1}" "${v: -1}"
-}
-
-# vllm_cuda_variants VLLM_VERSION: the release's default build, then the other CUDA builds it
-# publishes as release wheels (newest first). From vLLM's installation notes per release.
-vllm_cuda_variants() {
-    local v="$1"
-    if vllm_version_ge "$v" 0.11.1; then
-        printf '%s\n' cu129 cu128 cu126
-    elif vllm_version_ge "$v" 0.9.0; then
-        printf '%s\n' cu128 cu126
-    elif vllm_version_ge "$v" 0.7.0; then
-        printf '%s\n' cu124 cu118
-    elif vllm_version_ge "$v" 0.4.0; then
-        printf '%s\n' cu121 cu118
-    else
-        printf '%s\n' cu121
-    fi
-}
-
-# vllm_choose_variant VLLM_VERSION DRIVER_CUDA: the newest build of that release the driver can run.
-vllm_choose_variant() {
-    local version="$1" cuda="$2" variant
-    while IFS= read -r variant; do
-        if vllm_version_ge "$cuda" "$(vllm_variant_cuda "$variant")"; then
-            printf '%s\n' "$variant"
-            return 0
-        fi
-    done < <(vllm_cuda_variants "$version")
-    return 1
-}
-
-# vllm_pip_args VLLM_VERSION VARIANT ARCH: pip install arguments, one a line.
-vllm_pip_args() {
-    local version="$1" variant="$2" arch="${3:-x86_64}" default
-    default="$(vllm_cuda_variants "$version" | head -n1)"
-    if [[ "$variant" == "$default" ]]; then
-        printf '%s\n' "vllm==$version"
-    else
-        [[ "$arch" == x86_64 ]] || return 1
-        printf '%s\n' "$VLLM_RELEASES/v$version/vllm-$version+$variant-cp38-abi3-manylinux1_x86_64.whl"
-    fi
-    printf '%s\n' --extra-index-url "$TORCH_INDEX_BASE/$variant"
+# vllm_install_args VERSION BACKEND PYTHON: the arguments of `uv`, one a line (vLLM's documented install).
+vllm_install_args() {
+    printf '%s\n' pip install --python "$3" "vllm==$1" "--torch-backend=$2"
 }
 
 # vllm_version_matches INSTALLED WANTED: 0.10.1.1+cu126 matches 0.10.1.1.
@@ -106,52 +44,54 @@ except m.PackageNotFoundError:
 EOF
 }
 
-# driver_cuda: the driver's CUDA from nvidia-smi when it runs, else from the driver version.
-driver_cuda() {
-    local driver="$1" cuda=""
-    if command -v nvidia-smi >/dev/null 2>&1; then
-        cuda="$(nvidia-smi 2>/dev/null | vllm_cuda_from_smi || true)"
-    fi
-    [[ -n "$cuda" ]] || cuda="$(vllm_driver_max_cuda "$driver")" || return 1
-    printf '%s\n' "$cuda"
+# vllm_check_torch GPUS: PyTorch in the virtualenv sees CUDA and the assigned number of GPUs.
+vllm_check_torch() {
+    local gpus="${1//[[:space:]]/}" want out
+    local -a list=()
+    [[ -z "$gpus" ]] || IFS=, read -r -a list <<<"$gpus"
+    want=${#list[@]}
+    out="$("$VLLM_VENV/bin/python" -c 'import torch; print(torch.cuda.is_available(), torch.cuda.device_count(), torch.version.cuda)' 2>&1)" ||
+        { printf '%s\n' "$out" >&2; phx_die "PyTorch does not import in $VLLM_VENV"; }
+    out="${out##*$'\n'}"     # the last line: what the script printed, after any warnings
+    case "$out" in
+        "True $want "*) phx_log "PyTorch sees CUDA ${out##* } and $want GPU(s)" ;;
+        True\ *) phx_die "PyTorch sees $(cut -d' ' -f2 <<<"$out") GPU(s), expected $want" ;;
+        *) phx_die "PyTorch does not see CUDA (torch.cuda.is_available() is False: driver too old for this build, or the nvidia feature's device nodes missing)" ;;
+    esac
 }
 
 main() {
     phx_load_context
-    local version driver installed cuda variant
+    local version installed backend gpus
     version="$(phx_ctx vllm_version)"
-    driver="$(phx_ctx nvidia_driver_version)"
+    gpus="$(phx_ctx gpus)"
     [[ -n "$version" ]] || phx_die "no vllm.version in the context"
+    backend="$(vllm_torch_backend "$(phx_ctx vllm_torch_variant auto)")"
     installed="$(vllm_installed_version)"
     if vllm_version_matches "$installed" "$version"; then
         phx_log "vLLM $installed already in $VLLM_VENV"
-        phx_finish
-        return 0
+    else
+        phx_apt_install python3 python3-venv python3-dev gcc libc6-dev ca-certificates
+        if [[ -n "$installed" ]]; then
+            phx_log "replacing vLLM $installed"
+            rm -rf "$VLLM_VENV"
+        fi
+        if [[ ! -x "$VLLM_VENV/bin/python" ]]; then
+            python3 -m venv "$VLLM_VENV"
+            phx_changed "created virtualenv $VLLM_VENV"
+        fi
+        "$VLLM_VENV/bin/pip" install --quiet "uv==$VLLM_UV_VERSION"
+        local -a args
+        mapfile -t args < <(vllm_install_args "$version" "$backend" "$VLLM_VENV/bin/python")
+        phx_log "uv ${args[*]}"
+        "$VLLM_VENV/bin/uv" "${args[@]}"
+        installed="$(vllm_installed_version)"
+        vllm_version_matches "$installed" "$version" || phx_die "uv installed vLLM '${installed:-nothing}', not $version"
+        printf 'version=%s\ntorch_backend=%s\nuv=%s\n' "$version" "$backend" "$VLLM_UV_VERSION" |
+            phx_write_file "$VLLM_MARKER" 0644
+        phx_changed "installed vLLM $installed in $VLLM_VENV"
     fi
-    cuda="$(driver_cuda "$driver")" || phx_die "driver ${driver:-unknown} is too old for any vLLM CUDA build (CUDA 11.8 needs 520.61.05)"
-    variant="$(phx_ctx vllm_torch_variant)"
-    if [[ -z "$variant" ]]; then
-        variant="$(vllm_choose_variant "$version" "$cuda")" ||
-            phx_die "vLLM $version has no build for CUDA $cuda (driver $driver): upgrade the host driver or pick another vllm_version"
-    fi
-    phx_log "driver ${driver:-?} supports CUDA $cuda: installing vLLM $version ($variant)"
-    phx_apt_install python3 python3-venv python3-dev gcc libc6-dev ca-certificates
-    if [[ -n "$installed" ]]; then
-        phx_log "replacing vLLM $installed"
-        rm -rf "$VLLM_VENV"
-    fi
-    if [[ ! -x "$VLLM_VENV/bin/python" ]]; then
-        python3 -m venv "$VLLM_VENV"
-        phx_changed "created virtualenv $VLLM_VENV"
-    fi
-    local -a args
-    mapfile -t args < <(vllm_pip_args "$version" "$variant" "$(uname -m)") || phx_die "no $variant build for $(uname -m)"
-    "$VLLM_VENV/bin/pip" install --quiet --upgrade pip
-    "$VLLM_VENV/bin/pip" install --quiet "${args[@]}"
-    installed="$(vllm_installed_version)"
-    vllm_version_matches "$installed" "$version" || phx_die "pip installed vLLM '${installed:-nothing}', not $version"
-    printf 'version=%s\nvariant=%s\ncuda=%s\n' "$version" "$variant" "$cuda" | phx_write_file "$VLLM_MARKER" 0644
-    phx_changed "installed vLLM $installed ($variant) in $VLLM_VENV"
+    vllm_check_torch "$gpus"
     phx_finish
 }
 

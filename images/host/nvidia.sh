@@ -79,9 +79,7 @@ fetch_installer() {
 install_driver() {
     local version="$1" url="$2" sum="$3" tmp
     mkdir -p "$WORK_DIR"
-    tmp="$(mktemp -d "$WORK_DIR/nvidia.XXXXXX")"
-    # shellcheck disable=SC2064  # expand now: the directory of this run
-    trap "rm -rf -- '$tmp'" EXIT
+    phx_tmpdir tmp "$WORK_DIR/nvidia.XXXXXX"   # removed at exit, on failure and on interrupt (the library's trap)
     fetch_installer "$url" "$sum" "$tmp/installer.run"
     sh "$tmp/installer.run" --silent --dkms --no-questions --disable-nouveau --no-x-check
     phx_changed "driver $version installed"

@@ -15,10 +15,12 @@
 #     or in 0600 files, never as arguments (arguments are visible in ps and /proc/*/cmdline).
 #   * a script ends with `if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi` so tests can
 #     source it and call its functions.
-set -euo pipefail
+set -Eeuo pipefail
 # The last command of a pipeline runs in this shell, so `printf ... | phx_write_file ...` counts its
 # changes (scripts run non-interactively: no job control, as lastpipe needs).
 shopt -s lastpipe
+# A failure inside $(...) stops the substitution too (without it, `x="$(false; echo ok)"` gives "ok").
+shopt -s inherit_errexit
 
 : "${PHOENIX_ENV:=/etc/phoenix/context.env}"
 : "${PHOENIX_CONTEXT:=/etc/phoenix/context.json}"
@@ -27,6 +29,8 @@ shopt -s lastpipe
 : "${PHOENIX_FEATURE:=$(basename "${BASH_SOURCE[1]:-$0}" .sh)}"
 
 _PHX_CHANGES=0
+# Temporary files and directories of this run (phx_tmpfile, phx_tmpdir), removed on exit and interrupt.
+_PHX_TMP=()
 _PHX_APT_UPDATED=0
 # Set by phx_write_file: 1 when the last call changed the file.
 PHX_FILE_CHANGED=0
@@ -38,8 +42,53 @@ phx_log() { printf '%s: %s\n' "$PHOENIX_FEATURE" "$*"; }
 phx_warn() { printf '%s: WARNING: %s\n' "$PHOENIX_FEATURE" "$*" >&2; }
 phx_die() {
     printf '%s: ERROR: %s\n' "$PHOENIX_FEATURE" "$*" >&2
+    # said once: the ERR trap of a shell whose $(...) this was stays quiet (a subshell cannot set its variables)
+    [[ -z "$_PHX_RUN_DIR" ]] || : >"$_PHX_RUN_DIR/died" 2>/dev/null || true
     exit 1
 }
+
+# phx_on_err STATUS LINE FILE COMMAND: the ERR trap: name what failed, so a failure under errexit (in a
+# function, a pipeline or a command substitution) never ends a run without saying why.
+phx_on_err() {
+    [[ -z "$_PHX_RUN_DIR" || ! -e "$_PHX_RUN_DIR/died" ]] || return 0     # phx_die has said why
+    printf '%s: ERROR: command failed (exit %s) at %s line %s: %s\n' \
+        "$PHOENIX_FEATURE" "$1" "${3##*/}" "$2" "$4" >&2
+}
+
+# phx_cleanup: remove this run's temporary files and directories (the EXIT trap).
+phx_cleanup() {
+    local p
+    for p in "${_PHX_TMP[@]}"; do
+        [[ -n "$p" ]] && rm -rf -- "$p"
+    done
+    _PHX_TMP=()
+}
+
+# phx_tmpfile VAR [TEMPLATE] / phx_tmpdir VAR [TEMPLATE]: make a temporary file (directory), store its
+# path in VAR and remove it when the script ends, fails or is interrupted. They set a variable instead of
+# printing: a $(...) runs in a subshell, where the registration would be lost.
+phx_tmpfile() {
+    local _phx_t
+    _phx_t="$(mktemp ${2:+"$2"})"
+    _PHX_TMP+=("$_phx_t")
+    printf -v "$1" '%s' "$_phx_t"
+}
+
+phx_tmpdir() {
+    local _phx_t
+    _phx_t="$(mktemp -d ${2:+"$2"})"
+    _PHX_TMP+=("$_phx_t")
+    printf -v "$1" '%s' "$_phx_t"
+}
+
+# This run's private directory (removed at exit): phx_die leaves a mark in it.
+_PHX_RUN_DIR="$(mktemp -d 2>/dev/null || true)"
+[[ -z "$_PHX_RUN_DIR" ]] || _PHX_TMP+=("$_PHX_RUN_DIR")
+
+trap 'phx_on_err "$?" "$LINENO" "${BASH_SOURCE[0]:-$0}" "$BASH_COMMAND"' ERR
+trap phx_cleanup EXIT
+trap 'phx_cleanup; trap - INT; kill -INT "$$"' INT
+trap 'phx_cleanup; exit 143' TERM
 
 # phx_changed MESSAGE: log a change to the system and count it.
 phx_changed() {
@@ -144,7 +193,7 @@ phx_write_file() {
         owner="$owner:$(id -gn "$owner")"
     fi
     mkdir -p "$(dirname "$path")"
-    tmp="$(mktemp "$path.phx.XXXXXX")"
+    phx_tmpfile tmp "$path.phx.XXXXXX"
     chmod 600 "$tmp"
     cat >"$tmp"
     if [[ -f "$path" ]] && cmp -s "$tmp" "$path"; then
@@ -304,6 +353,54 @@ phx_wait_for() {
         ((SECONDS - start < timeout)) || return 1
         sleep "${PHX_WAIT_INTERVAL:-2}"
     done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Docker registries: log in per use, never saved
+
+# phx_docker_login_user SECRET [USER] / phx_docker_login_token SECRET: the parts of a docker_token secret,
+# "user:token" or a bare token plus a user (docker_login_user).
+phx_docker_login_user() {
+    if [[ "$1" == *:* ]]; then printf '%s\n' "${1%%:*}"; else printf '%s\n' "${2:-}"; fi
+}
+
+phx_docker_login_token() { printf '%s' "${1#*:}"; }
+
+# phx_docker_login DIR: log in to Docker Hub with the docker_token secret, into the client config directory DIR
+# (a DOCKER_CONFIG). False when there is no token.
+phx_docker_login() {
+    local dir="$1" secret user
+    phx_has_secret docker_token || return 1
+    secret="$(phx_secret docker_token)"
+    user="$(phx_docker_login_user "$secret" "$(phx_ctx docker_login_user)")"
+    [[ -n "$user" ]] || phx_die "docker_token has no user: write USERNAME:TOKEN or set docker_login_user"
+    # printf is a builtin: the token goes through a pipe, never into a process's arguments.
+    phx_docker_login_token "$secret" | DOCKER_CONFIG="$dir" docker login --username "$user" --password-stdin >/dev/null ||
+        phx_die "docker login as $user failed (docker_token)"
+}
+
+# phx_docker_pull IMAGE: pull IMAGE, logged in with the docker_token secret when there is one. The login goes
+# to a temporary DOCKER_CONFIG removed when the script ends: no credentials stay in the guest or its snapshots.
+phx_docker_pull() {
+    local image="$1" cfg
+    phx_tmpdir cfg
+    if ! phx_docker_login "$cfg"; then
+        docker pull -q "$image" >/dev/null
+        return 0
+    fi
+    DOCKER_CONFIG="$cfg" docker pull -q "$image" >/dev/null
+    DOCKER_CONFIG="$cfg" docker logout >/dev/null 2>&1 || true
+}
+
+# phx_first_line: the first line of stdin, after reading all of it. Under pipefail, `cmd | head -n1` (or
+# `| grep -q`) fails with 141 whenever cmd writes after the reader has gone (SIGPIPE): read everything.
+phx_first_line() {
+    local first="" rest
+    if IFS= read -r first || [[ -n "$first" ]]; then
+        printf '%s\n' "$first"
+    fi
+    while IFS= read -r rest; do :; done
+    return 0
 }
 
 # phx_os_id / phx_os_codename: from the context, else from /etc/os-release.

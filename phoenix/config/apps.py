@@ -14,7 +14,7 @@ class PortainerApp(Strict):
 
     role: Literal["server", "agent", "none"] = "none"
     port: int = Field(9443, ge=1, le=65535)
-    version: str = Field("2.21.4", pattern=r"^[0-9][0-9A-Za-z.-]*$")
+    version: str = Field("2.33.5", pattern=r"^[0-9][0-9A-Za-z.-]*$")
 
 
 class VllmApp(Strict):

@@ -287,6 +287,9 @@ def _needs(estate: Estate, ctid: int, key: str, script: Script, chain: list[str]
     out = [Problem(str(script.path), "header", problem) for problem in script.problems]
     if "nesting" in script.requires and not guest.pct_features.nesting:
         out.append(Problem(file, path, f"{name} needs nesting: set pct_features.nesting to true on this guest"))
+    if "keyctl" in script.requires and guest.unprivileged and not guest.pct_features.keyctl:
+        out.append(Problem(file, path, f"{name} needs keyctl in an unprivileged container: set pct_features.keyctl "
+                                       "to true on this guest"))
     if "gpu" in script.requires and not guest.gpu_assignment:
         out.append(Problem(file, path, f"{name} needs GPUs: set gpu_assignment (e.g. [0, 1])"))
     for feat in script.requires_features:

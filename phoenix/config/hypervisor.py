@@ -144,6 +144,9 @@ class SecretFiles(Strict):
     portainer_password_file: str | None = Field(
         None, description="Portainer admin password (secret portainer_password)."
     )
+    vllm_api_key_file: str | None = Field(
+        None, description="The key clients give vLLM's OpenAI API (secret vllm_api_key; 16+ characters of A-Za-z0-9_.~+/=-)."
+    )
 
     def file(self, name: str) -> str | None:
         """The configured file of secret `name` (one of SECRET_NAMES), None when not configured."""

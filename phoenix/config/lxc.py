@@ -169,7 +169,7 @@ class MountPoint(Strict):
 class UserConfig(Strict):
     username: str = Field(..., pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     ssh_public_key: str | None = None
-    sudo: bool = True
+    sudo: bool = Field(False, description="Passwordless sudo (the user logs in with a key and has no password).")
 
 
 def _flat_keys_schema(schema: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ class NodeFacts:
 
     nvidia_driver_version: str | None = None
     nvidia_devices: tuple[str, ...] = ()   # /dev/nvidia0, /dev/nvidiactl, /dev/nvidia-uvm, ...
+    lxc_pve_version: str | None = None     # the installed lxc-pve package (dpkg), None when not read
 
 
 _VERSION = re.compile(r"^\d+\.\d+(?:\.\d+)?$")
@@ -53,6 +54,8 @@ echo '--- proc'
 cat /proc/driver/nvidia/version 2>/dev/null
 echo '--- devices'
 for f in /dev/nvidia* /dev/nvidia-caps/*; do [ -c "$f" ] && echo "$f"; done
+echo '--- lxc-pve'
+dpkg-query -W -f='${Version}\n' lxc-pve 2>/dev/null
 exit 0
 """
 
@@ -62,7 +65,7 @@ def parse_node_facts(output: str) -> NodeFacts:
     sections: dict[str, list[str]] = {}
     current = None
     for line in output.splitlines():
-        if line.startswith("--- ") and line[4:].strip() in ("nvidia-smi", "proc", "devices"):
+        if line.startswith("--- ") and line[4:].strip() in ("nvidia-smi", "proc", "devices", "lxc-pve"):
             current = line[4:].strip()
             sections[current] = []
         elif current is not None:
@@ -71,7 +74,31 @@ def parse_node_facts(output: str) -> NodeFacts:
     return NodeFacts(
         nvidia_driver_version=parse_driver_version(text.get("nvidia-smi", ""), text.get("proc", "")),
         nvidia_devices=parse_nvidia_devices(text.get("devices", "")),
+        lxc_pve_version=text.get("lxc-pve", "").strip() or None,
     )
+
+
+# runc 1.3.3 (November 2025, in Docker's and Ubuntu's packages) cannot start a container in an unprivileged LXC
+# container unless lxc-pve has the fix (runc#4968, containerd#12484, moby#51405).
+LXC_PVE_FOR_DOCKER = "6.0.5-2"
+
+
+def debian_version_key(version: str) -> tuple[int, ...]:
+    """The numbers of a Debian version in order (6.0.5-2 -> (6, 0, 5, 2)): enough to order lxc-pve's releases."""
+    epoch, _, rest = version.partition(":") if ":" in version else ("0", "", version)
+    return (int(epoch) if epoch.isdigit() else 0, *(int(n) for n in re.findall(r"\d+", rest)))
+
+
+def lxc_pve_docker_problem(version: str | None) -> str | None:
+    """Why Docker would not start containers in an unprivileged guest on this node (None: it will)."""
+    if version is None:
+        return (f"the node's lxc-pve version could not be read (dpkg-query -W lxc-pve): Docker in an unprivileged "
+                f"container needs lxc-pve {LXC_PVE_FOR_DOCKER} or newer")
+    if debian_version_key(version) < debian_version_key(LXC_PVE_FOR_DOCKER):
+        return (f"the node has lxc-pve {version}; Docker in an unprivileged container needs lxc-pve {LXC_PVE_FOR_DOCKER} "
+                "or newer (runc 1.3.3+ fails: open sysctl net.ipv4.ip_unprivileged_port_start: permission denied): "
+                "apt-get update && apt-get install lxc-pve on the node")
+    return None
 
 
 # ---------------------------------------------------------------- the host parts' record, in the node's notes

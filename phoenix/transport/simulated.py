@@ -22,6 +22,7 @@ from .base import ExecResult, Output, ScriptRun
 from .node import require_absolute
 
 NODE_FS = "node-fs"  # the simulated node's files, under the simulator's state dir
+SIMULATED_LXC_PVE = "6.0.5-3"
 SIMULATED_DEVICES = ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 
 
@@ -97,7 +98,7 @@ class SimulatedNode:
         self.pct = SimulatedPct(self._record)
 
     def facts(self) -> NodeFacts:
-        return NodeFacts(nvidia_driver_version=None, nvidia_devices=SIMULATED_DEVICES)
+        return NodeFacts(nvidia_driver_version=None, nvidia_devices=SIMULATED_DEVICES, lxc_pve_version=SIMULATED_LXC_PVE)
 
     def missing_paths(self, paths: Sequence[str]) -> list[str]:
         """Always []: the simulated node has every host path."""

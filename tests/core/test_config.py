@@ -71,6 +71,8 @@ def test_example_estate_reproduces_the_seed():
     (lambda c: c["910"]["network_config"].update(ip="10.0.0.150/24"), "IP address 10.0.0.150 is also used by CT 950"),
     (lambda c: c["910"].update(name="vllmqwen3coder"), "name vllmqwen3coder is also used by CT 950"),
     (lambda c: c["902"].update(pct_features={"nesting": False}), "docker needs nesting: set pct_features.nesting to true"),
+    (lambda c: c["902"].update(pct_features={"nesting": True}), "docker needs keyctl in an unprivileged container"),
+    (lambda c: c["910"].update(pct_features={"nesting": True}), "phoenix_hypervisor_lxc_910.sh needs keyctl"),
     (lambda c: c["901"].update(gpu_assignment=[]), '$.lxc_configs["901"].features[0]: nvidia needs GPUs'),
     (lambda c: c["920"].update(template_snapshot_name=None), 'CT 950 is cloned from it, so it needs template_snapshot_name'),
     (lambda c: c["950"].update(features=["nope"]), "unknown feature 'nope'"),

@@ -35,7 +35,7 @@ def flatten_app(guests: dict) -> None:
 def test_app_fields_are_the_old_flat_dict():
     g = LxcGuest.model_validate({"name": "x", "template": "t"})
     assert g.app_fields() == {
-        "portainer_role": "none", "portainer_port": 9443, "portainer_version": "2.21.4", "vllm_version": "0.10.1.1",
+        "portainer_role": "none", "portainer_port": 9443, "portainer_version": "2.33.5", "vllm_version": "0.10.1.1",
         "vllm_model": None, "vllm_served_model_name": None, "vllm_port": 8000, "vllm_max_model_len": None,
         "vllm_gpu_memory_utilization": 0.9, "vllm_dtype": "auto", "vllm_args": []}
     example = load_estate(REPO / "etc", REPO / "images").guests

@@ -18,9 +18,9 @@ PINNED = {  # ctid: (os_template, config, app_config, settings hash)
     900: ("eff4c13027f7", "addfe8231d4c", None, "50f2251aa1"),
     901: (None, "cad6bb99cc2a", None, "21d191ca61"),
     902: (None, "399990a475d6", None, "8ca58d1a1e"),
-    910: (None, "f51fa4f93457", "83ea14470912", "5281172029"),
+    910: (None, "f51fa4f93457", "c9a5476f15d9", "5281172029"),   # portainer 2.33.5 by default
     920: (None, "1410cce37733", None, "204fc28deb"),
-    950: (None, "d66920da00cc", "167a16f4d9ab", "aff6fcfc75"),
+    950: (None, "d66920da00cc", "88618b01ec63", "0786fc84de"),   # nesting; the app defaults hold portainer 2.33.5
 }
 
 

@@ -123,11 +123,16 @@ def test_record_tags_are_read_once_from_the_listing(tags, expected):
     assert (g.identity, g.build_id, g.settings_hash, g.managed, g.building) == expected
 
 
+UVM = ("/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
+
+
 @pytest.mark.parametrize("gpus, devices, expected", [
-    ([0, 1], ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"),
-     {"dev0": "/dev/nvidia0", "dev1": "/dev/nvidia1", "dev2": "/dev/nvidiactl", "dev3": "/dev/nvidia-uvm"}),
-    ([1], ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-caps/nvidia-cap1"),
-     {"dev0": "/dev/nvidia1", "dev1": "/dev/nvidiactl", "dev2": "/dev/nvidia-caps/nvidia-cap1"}),
+    ([0, 1], ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", *UVM),
+     {"dev0": "/dev/nvidia0", "dev1": "/dev/nvidia1", "dev2": "/dev/nvidiactl", "dev3": "/dev/nvidia-uvm",
+      "dev4": "/dev/nvidia-uvm-tools"}),
+    ([1], ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", *UVM, "/dev/nvidia-caps/nvidia-cap1"),
+     {"dev0": "/dev/nvidia1", "dev1": "/dev/nvidiactl", "dev2": "/dev/nvidia-uvm", "dev3": "/dev/nvidia-uvm-tools",
+      "dev4": "/dev/nvidia-caps/nvidia-cap1"}),
     ([], ("/dev/nvidia0",), {}),
 ])
 def test_gpu_devices(gpus, devices, expected):
@@ -137,6 +142,13 @@ def test_gpu_devices(gpus, devices, expected):
 def test_missing_gpu_device_is_an_error():
     with pytest.raises(PhoenixError, match="GPU 1 is assigned but /dev/nvidia1 is not on the node"):
         P.gpu_devices([0, 1], ("/dev/nvidia0", "/dev/nvidiactl"))
+
+
+@pytest.mark.parametrize("missing", ["/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidiactl"])
+def test_cuda_device_nodes_are_required(missing):
+    present = tuple(d for d in ("/dev/nvidia0", "/dev/nvidiactl", *UVM) if d != missing)
+    with pytest.raises(PhoenixError, match=f"GPUs are assigned but {missing} is not on the node: CUDA needs them"):
+        P.gpu_devices([0], present)
 
 
 def test_root_only_settings_go_to_pct_set(example):

@@ -62,7 +62,7 @@ BASE_CONTEXT: dict[str, Any] = {
     "gpu_count": 0,
     "nvidia": {"driver_version": "570.133.07"},
     "docker": {"user": None, "nvidia_toolkit": False},
-    "portainer": {"role": "none", "port": 9443, "version": "2.21.4", "data_dir": "/var/lib/portainer"},
+    "portainer": {"role": "none", "port": 9443, "version": "2.33.5", "data_dir": "/var/lib/portainer"},
     "vllm": {
         "version": "0.10.1.1",
         "model": None,
@@ -162,22 +162,22 @@ def shellcheck() -> str:
 # Debian 12 root file systems (slow tests)
 
 
-def build_rootfs(target: Path) -> None:
-    """A Debian 12 minbase tarball with systemd (not running); services never start in it (policy-rc.d), as in any chroot build."""
+def build_rootfs(target: Path, suite: str = "bookworm") -> None:
+    """A Debian minbase tarball with systemd (not running); services never start in it (policy-rc.d), as in any chroot build."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".part.tar.gz")
-    suites = [f"deb {MIRROR} bookworm main", f"deb {MIRROR} bookworm-updates main",
-              f"deb {MIRROR.replace('/debian', '/debian-security')} bookworm-security main"]
+    suites = [f"deb {MIRROR} {suite} main", f"deb {MIRROR} {suite}-updates main",
+              f"deb {MIRROR.replace('/debian', '/debian-security')} {suite}-security main"]
     hook = ('printf "#!/bin/sh\\nexit 101\\n" > "$1/usr/sbin/policy-rc.d"; chmod 755 "$1/usr/sbin/policy-rc.d"')
     if shutil.which("mmdebstrap"):
         cmd = ["mmdebstrap", "--mode=root", "--variant=minbase", f"--include={','.join(INCLUDE)}",
-               f"--customize-hook={hook}", "bookworm", str(tmp), *suites]
+               f"--customize-hook={hook}", suite, str(tmp), *suites]
         subprocess.run(cmd, check=True, capture_output=True, timeout=900)
     else:
         need_tool("debootstrap")
         work = target.with_name(target.name + ".dir")
         shutil.rmtree(work, ignore_errors=True)
-        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", "bookworm", str(work), MIRROR],
+        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", suite, str(work), MIRROR],
                        check=True, capture_output=True, timeout=900)
         (work / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
         (work / "usr/sbin/policy-rc.d").chmod(0o755)
@@ -187,19 +187,29 @@ def build_rootfs(target: Path) -> None:
     tmp.rename(target)
 
 
-@pytest.fixture(scope="session")
-def debian12_tarball() -> Path:
+def cached_rootfs(name: str, suite: str) -> Path:
     if os.geteuid() != 0:
         if CI:
             pytest.fail("the chroot tests need root")
         pytest.skip("the chroot tests need root")
     CACHE.mkdir(parents=True, exist_ok=True)
-    target = CACHE / f"debian12-minbase-{ROOTFS_VERSION}.tar.gz"
+    target = CACHE / f"{name}-minbase-{ROOTFS_VERSION}.tar.gz"
     with open(CACHE / "rootfs.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not target.exists():
-            build_rootfs(target)
+            build_rootfs(target, suite)
     return target
+
+
+@pytest.fixture(scope="session")
+def debian12_tarball() -> Path:
+    return cached_rootfs("debian12", "bookworm")
+
+
+@pytest.fixture(scope="session")
+def debian13_tarball() -> Path:
+    """Debian 13 (trixie): its Docker, runc and Python are closer to Ubuntu 24.04's than Debian 12's."""
+    return cached_rootfs("debian13", "trixie")
 
 
 class Guest:
@@ -292,12 +302,22 @@ class Guest:
 @pytest.fixture(scope="module")
 def guest_factory(debian12_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """guest_factory(context, secrets) -> a fresh Guest, unpacked from the cached tarball; torn down after the module."""
+    yield from _guests(debian12_tarball, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def trixie_guest_factory(debian13_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """guest_factory on Debian 13."""
+    yield from _guests(debian13_tarball, tmp_path_factory)
+
+
+def _guests(tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     guests: list[Guest] = []
 
     def make(context: dict[str, Any], secrets: dict[str, str] | None = None) -> Guest:
         root = tmp_path_factory.mktemp("guest") / "root"
         root.mkdir()
-        subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-xzpf", str(debian12_tarball)], check=True)
+        subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-xzpf", str(tarball)], check=True)
         g = Guest(root, context, secrets or {})
         guests.append(g)
         g.enter()

@@ -64,14 +64,16 @@ def test_wrong_indexes(shell):
     assert r.returncode == 1 and "sees GPUs 1,3; expected 0,2" in r.stderr
 
 
-@pytest.mark.parametrize(("version", "arch", "url"), [
+@pytest.mark.parametrize(("version", "arch", "urls"), [
     ("580.76.05", "x86_64",
-     "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.76.05/NVIDIA-Linux-x86_64-580.76.05.run"),
+     ["https://us.download.nvidia.com/XFree86/Linux-x86_64/580.76.05/NVIDIA-Linux-x86_64-580.76.05.run",
+      "https://us.download.nvidia.com/tesla/580.76.05/NVIDIA-Linux-x86_64-580.76.05.run"]),
     ("570.133.07", "aarch64",
-     "https://us.download.nvidia.com/XFree86/aarch64/570.133.07/NVIDIA-Linux-aarch64-570.133.07.run"),
+     ["https://us.download.nvidia.com/XFree86/aarch64/570.133.07/NVIDIA-Linux-aarch64-570.133.07.run",
+      "https://us.download.nvidia.com/tesla/570.133.07/NVIDIA-Linux-aarch64-570.133.07.run"]),
 ])
-def test_run_url(shell, version, arch, url):
-    assert shell.run(SCRIPT, f"nvidia_run_url {version} {arch}").stdout.strip() == url
+def test_run_urls(shell, version, arch, urls):
+    assert shell.run(SCRIPT, f"nvidia_run_urls {version} {arch}").stdout.split() == urls
 
 
 def test_run_arch(shell):
@@ -103,11 +105,16 @@ def test_versions_from_libs(shell):
 def test_device_nodes(shell, tmp_path):
     dev = tmp_path / "dev"
     dev.mkdir()
-    for n in ("nvidia0", "nvidia1", "nvidiactl"):
+    for n in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"):
         (dev / n).touch()
     assert shell.run(SCRIPT, f'nvidia_check_device_nodes "{dev}" "0,1"', check=False).returncode == 0
     r = shell.run(SCRIPT, f'nvidia_check_device_nodes "{dev}" "0,2"', check=False)
     assert r.returncode == 1 and f"{dev}/nvidia2" in r.stderr
+    for uvm in ("nvidia-uvm", "nvidia-uvm-tools"):
+        (dev / uvm).unlink()
+        r = shell.run(SCRIPT, f'nvidia_check_device_nodes "{dev}" "0,1"', check=False)
+        assert r.returncode == 1 and f"{dev}/{uvm}" in r.stderr and "nvidia-modprobe -c0 -u" in r.stderr
+        (dev / uvm).touch()
 
 
 def test_main_refuses_without_driver_version(shell):

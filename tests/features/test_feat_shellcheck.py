@@ -48,7 +48,7 @@ def test_script_conventions(script):
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env bash\n")
     if script.parent.name == "lib":
-        assert "set -euo pipefail" in text
+        assert "set -Eeuo pipefail" in text and "shopt -s inherit_errexit" in text
         return
     assert 'source "${PHOENIX_LIB:-/opt/phoenix/lib/phoenix-common.sh}"' in text   # the lib sets -euo pipefail
     assert text.rstrip().endswith('if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then\n    main "$@"\nfi')
@@ -64,11 +64,11 @@ def test_disabled_checks_are_justified():
 
 DECLARED = {
     "features/base_setup.sh": ((), (), (), ()),
-    "features/docker.sh": (("nesting",), (), (), ("docker_token",)),
+    "features/docker.sh": (("nesting", "keyctl"), (), (), ("docker_token",)),
     "features/nvidia.sh": (("gpu",), (), (), ()),
     "features/vllm.sh": (("gpu",), ("nvidia",), (), ()),
-    "apps/phoenix_hypervisor_lxc_910.sh": (("nesting",), ("docker",), ("portainer_password",), ()),
-    "apps/phoenix_hypervisor_lxc_950.sh": (("gpu",), ("vllm",), (), ("hf_token",)),
+    "apps/phoenix_hypervisor_lxc_910.sh": (("nesting", "keyctl"), ("docker",), ("portainer_password",), ("docker_token",)),
+    "apps/phoenix_hypervisor_lxc_950.sh": (("gpu", "nesting"), ("vllm",), ("vllm_api_key",), ("hf_token",)),
 }
 
 
@@ -87,5 +87,7 @@ def test_secrets_used_are_declared(rel):
     """A script reading a secret declares it, so Phoenix delivers it."""
     text = (IMAGES / rel).read_text()
     used = set(re.findall(r"phx_(?:has_)?secret (\w+)", text))
+    if re.search(r"^[^#]*\bphx_docker_(?:pull|login)\b", text, re.M):    # these read docker_token when it is there
+        used.add("docker_token")
     declared = set(DECLARED[rel][2]) | set(DECLARED[rel][3])
     assert used == declared

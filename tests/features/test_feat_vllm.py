@@ -1,4 +1,5 @@
-"""vllm.sh: the CUDA build chosen from the host driver (recorded nvidia-smi outputs), and pip arguments."""
+"""vllm.sh: vLLM's documented install (uv, --torch-backend), the pinned version, and the PyTorch check that ends it
+(a stand-in python answers what torch would)."""
 
 from __future__ import annotations
 
@@ -6,66 +7,32 @@ from pathlib import Path
 
 import pytest
 
-SAMPLES = Path(__file__).parent / "samples"
+from .conftest import make_context
+
 SCRIPT = "features/vllm.sh"
 
 
-@pytest.mark.parametrize(("sample", "cuda"), [("smi_580.txt", "13.0"), ("smi_550.txt", "12.4"),
-                                              ("query_no_devices.txt", "")])
-def test_cuda_from_nvidia_smi(shell, sample, cuda):
-    assert shell.run(SCRIPT, f'vllm_cuda_from_smi < "{SAMPLES / sample}"').stdout.strip() == cuda
+def test_install_args_are_vllms_documented_command(shell):
+    r = shell.run(SCRIPT, "vllm_install_args 0.11.0 auto /opt/vllm/bin/python")
+    assert r.stdout.split() == ["pip", "install", "--python", "/opt/vllm/bin/python", "vllm==0.11.0",
+                                "--torch-backend=auto"]
 
 
-@pytest.mark.parametrize(("driver", "cuda"), [
-    ("580.76.05", "13.0"), ("575.64.03", "12.9"), ("570.133.07", "12.8"), ("570.26", "12.8"),
-    ("565.57.01", "12.6"), ("560.28.03", "12.6"), ("550.54.14", "12.4"), ("550.54.13", "12.3"),
-    ("535.183.01", "12.2"), ("525.60.13", "12.0"), ("520.61.05", "11.8"),
-])
-def test_driver_max_cuda(shell, driver, cuda):
-    assert shell.run(SCRIPT, f"vllm_driver_max_cuda {driver}").stdout.strip() == cuda
+def test_no_wheel_table_is_kept():
+    """The table of CUDA builds and wheel names went stale (0.11 has no cu126 wheel; manylinux_2_xx tags)."""
+    text = (Path(__file__).resolve().parents[2] / "images" / SCRIPT).read_text()
+    assert "manylinux" not in text and "download.pytorch.org" not in text and "--extra-index-url" not in text
 
 
-def test_driver_too_old(shell):
-    assert shell.run(SCRIPT, "vllm_driver_max_cuda 470.256.02", check=False).returncode == 1
+@pytest.mark.parametrize(("variant", "backend"), [("", "auto"), ("auto", "auto"), ("cu128", "cu128"), ("cu130", "cu130")])
+def test_torch_backend(shell, variant, backend):
+    assert shell.run(SCRIPT, f'vllm_torch_backend "{variant}"').stdout.strip() == backend
 
 
-@pytest.mark.parametrize(("version", "cuda", "variant"), [
-    ("0.10.1.1", "13.0", "cu128"),     # newer driver: the release's default build
-    ("0.10.1.1", "12.8", "cu128"),
-    ("0.10.1.1", "12.6", "cu126"),     # older driver: the older CUDA build of the same release
-    ("0.10.1.1", "12.4", None),        # no build for it
-    ("0.8.5", "12.6", "cu124"),
-    ("0.8.5", "12.2", "cu118"),
-    ("0.6.3", "12.4", "cu121"),
-    ("0.11.2", "12.9", "cu129"),
-    ("0.11.2", "12.8", "cu128"),
-])
-def test_choose_variant(shell, version, cuda, variant):
-    r = shell.run(SCRIPT, f"vllm_choose_variant {version} {cuda}", check=False)
-    if variant is None:
-        assert r.returncode == 1
-    else:
-        assert r.stdout.strip() == variant
-
-
-def test_variant_cuda(shell):
-    assert shell.run(SCRIPT, "vllm_variant_cuda cu128; vllm_variant_cuda cu118").stdout.split() == ["12.8", "11.8"]
-
-
-def test_pip_args_default_build(shell):
-    args = shell.run(SCRIPT, "vllm_pip_args 0.10.1.1 cu128 x86_64").stdout.splitlines()
-    assert args == ["vllm==0.10.1.1", "--extra-index-url", "https://download.pytorch.org/whl/cu128"]
-
-
-def test_pip_args_release_wheel(shell):
-    args = shell.run(SCRIPT, "vllm_pip_args 0.10.1.1 cu126 x86_64").stdout.splitlines()
-    assert args == ["https://github.com/vllm-project/vllm/releases/download/v0.10.1.1/"
-                    "vllm-0.10.1.1+cu126-cp38-abi3-manylinux1_x86_64.whl",
-                    "--extra-index-url", "https://download.pytorch.org/whl/cu126"]
-
-
-def test_pip_args_release_wheel_only_x86(shell):
-    assert shell.run(SCRIPT, "vllm_pip_args 0.10.1.1 cu126 aarch64", check=False).returncode == 1
+@pytest.mark.parametrize("variant", ["cuda12", "cu12", "cu128; rm -rf /"])
+def test_torch_backend_refuses_nonsense(shell, variant):
+    r = shell.run(SCRIPT, f"vllm_torch_backend '{variant}'", check=False)
+    assert r.returncode == 1 and "invalid vllm torch variant" in r.stderr
 
 
 @pytest.mark.parametrize(("installed", "wanted", "ok"), [
@@ -77,16 +44,36 @@ def test_version_matches(shell, installed, wanted, ok):
     assert (r.returncode == 0) == ok
 
 
-def test_already_installed_is_nothing_to_change(shell, tmp_path):
-    """A venv whose vllm has the pinned version: main does nothing and says so."""
-    from .conftest import make_context
+def fake_venv(tmp_path: Path, torch_says: str) -> Path:
+    """A venv whose vllm is 0.10.1.1 (real metadata, read by the real python3) and whose `import torch` prints torch_says."""
     venv = tmp_path / "venv"
     site = venv / "lib" / "site"
     (site / "vllm-0.10.1.1.dist-info").mkdir(parents=True)
     (site / "vllm-0.10.1.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm\nVersion: 0.10.1.1\n")
+    (site / "torch").mkdir()
+    (site / "torch" / "__init__.py").write_text(
+        "class _C:\n    pass\ncuda = _C()\nversion = _C()\n"
+        f"_a, _n, _v = {torch_says!r}.split()\n"
+        "cuda.is_available = lambda: _a == 'True'\ncuda.device_count = lambda: int(_n)\nversion.cuda = _v\n")
     (venv / "bin").mkdir()
     py = venv / "bin" / "python"
     py.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec python3 "$@"\n')
     py.chmod(0o755)
+    return venv
+
+
+def test_already_installed_is_nothing_to_change(shell, tmp_path):
+    venv = fake_venv(tmp_path, "True 2 12.8")
     r = shell.run(SCRIPT, "main", context=make_context(gpus=[0, 1]), env={"VLLM_VENV": str(venv)})
-    assert r.stdout.splitlines() == ["vllm: vLLM 0.10.1.1 already in " + str(venv), "vllm: nothing to change"]
+    assert r.stdout.splitlines() == ["vllm: vLLM 0.10.1.1 already in " + str(venv),
+                                     "vllm: PyTorch sees CUDA 12.8 and 2 GPU(s)", "vllm: nothing to change"]
+
+
+@pytest.mark.parametrize(("torch_says", "message"), [
+    ("False 0 12.8", "PyTorch does not see CUDA"),
+    ("True 1 12.8", "PyTorch sees 1 GPU(s), expected 2"),
+])
+def test_the_layer_fails_when_torch_does_not_see_the_gpus(shell, tmp_path, torch_says, message):
+    venv = fake_venv(tmp_path, torch_says)
+    r = shell.run(SCRIPT, "main", context=make_context(gpus=[0, 1]), env={"VLLM_VENV": str(venv)}, check=False)
+    assert r.returncode == 1 and message in r.stderr

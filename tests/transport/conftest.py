@@ -11,7 +11,7 @@ and runs `sshd -D -f sshd_config -E sshd.log`. In that config:
 
 * `SetEnv` puts tmp/bin first on the PATH of every session: there, `pct` runs
   tests/transport/fakepct/pct.py (see its docstring for exactly what it fakes) and `nvidia-smi` is
-  tests/transport/fakepct/nvidia-smi;
+  tests/transport/fakepct/nvidia-smi, and `dpkg-query` answers lxc-pve's version (fakepct/dpkg-query);
 * `ForceCommand` runs fakepct/record-command, which appends each command line the client sent to
   node/ssh-commands.log, then runs it with the user's shell, as sshd itself would have;
 * `Subsystem sftp` is the system's sftp-server; under ForceCommand a subsystem request runs
@@ -150,6 +150,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     (bin_dir / "pct").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(FAKEPCT / "pct.py"))} "$@"\n')
     (bin_dir / "pct").chmod(0o755)
     (bin_dir / "nvidia-smi").symlink_to(FAKEPCT / "nvidia-smi")
+    (bin_dir / "dpkg-query").symlink_to(FAKEPCT / "dpkg-query")     # answers for lxc-pve, as on a Proxmox node
     port = free_port()
     path = f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     cfg = tmp / "sshd_config"

@@ -20,6 +20,7 @@ def test_node_facts_without_nvidia(sshd, node):
     assert facts.nvidia_driver_version is None
     # whatever this machine has (usually nothing): only NVIDIA character devices
     assert all(re.match(r"^/dev/nvidia", d) and Path(d).is_char_device() for d in facts.nvidia_devices)
+    assert facts.lxc_pve_version == "6.0.5-3"        # read over SSH with the other facts (the stand-in dpkg-query)
 
 
 def test_node_facts_with_driver(sshd, node):

@@ -96,7 +96,7 @@ def test_node_facts_script_runs_here():
     """The script itself on this machine: always exits 0, and its output parses (no NVIDIA here: empty facts)."""
     done = subprocess.run(["sh", "-c", NODE_FACTS_SCRIPT], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0
-    assert [x for x in done.stdout.splitlines() if x.startswith("--- ")] == ["--- nvidia-smi", "--- proc", "--- devices"]
+    assert [x for x in done.stdout.splitlines() if x.startswith("--- ")] == ["--- nvidia-smi", "--- proc", "--- devices", "--- lxc-pve"]
     facts = parse_node_facts(done.stdout)
     assert all(d.startswith("/dev/nvidia") for d in facts.nvidia_devices)
 

@@ -148,6 +148,7 @@ class LxcKind:
         if node_ok and uses_node:
             try:
                 node_facts = ctx.node_facts()
+                problems += checks.docker_host_problems(estate, ctid, node_facts.lxc_pve_version)
                 if g.gpu_assignment:
                     devices = P.gpu_devices(list(g.gpu_assignment), node_facts.nvidia_devices)
             except PhoenixError as e:

@@ -103,3 +103,16 @@ def backup_storage_problems(estate: Any, storages: list[dict[str, Any]]) -> list
     if "backup" not in str(found.get("content") or "").split(","):
         return [f"storage '{name}' (artifacts.backup_storage) does not hold backups: add content 'backup' to it"]
     return []
+
+
+def docker_host_problems(estate: Estate, ctid: int, lxc_pve_version: str | None) -> list[str]:
+    """An unprivileged guest whose scripts run Docker (they declare keyctl) needs a node with a fixed lxc-pve."""
+    from ...facts.node import lxc_pve_docker_problem
+
+    g, lib = estate.guests[ctid], estate.library
+    if not g.unprivileged:
+        return []
+    scripts = [lib.feature(n) for n in g.features] + ([lib.app(g.application_script)] if g.application_script else [])
+    users = [s.name for s in scripts if "keyctl" in s.requires]
+    problem = lxc_pve_docker_problem(lxc_pve_version) if users else None
+    return [f"{', '.join(users)}: {problem}"] if problem else []

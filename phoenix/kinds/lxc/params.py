@@ -8,6 +8,7 @@ from typing import Any
 from ...errors import PhoenixError
 
 SHARED_NVIDIA = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
+CUDA_NVIDIA = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")   # a GPU guest cannot run CUDA without
 
 
 def features_value(flags: dict[str, bool]) -> str:
@@ -45,6 +46,11 @@ def gpu_devices(gpus: list[int], node_devices: tuple[str, ...]) -> dict[str, str
             raise PhoenixError(f"GPU {index} is assigned but {path} is not on the node (found: {', '.join(sorted(present))})")
         devices.append(path)
     if gpus:
+        lacking = [d for d in CUDA_NVIDIA if d not in present]
+        if lacking:
+            raise PhoenixError(f"GPUs are assigned but {', '.join(lacking)} {'is' if len(lacking) == 1 else 'are'} not on "
+                               "the node: CUDA needs them (load nvidia_uvm and make the nodes: nvidia-modprobe -c0 -u; "
+                               "host:nvidia does both at boot)")
         devices += [d for d in SHARED_NVIDIA if d in present]
         devices += sorted(d for d in present if d.startswith("/dev/nvidia-caps/"))
     return {f"dev{i}": d for i, d in enumerate(devices)}
