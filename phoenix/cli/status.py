@@ -10,6 +10,14 @@ from typing import Any
 from ..plan import Action
 
 
+def state(facts: Any) -> str:
+    """A guest's status as Proxmox lists it ("running", "stopped"); "present" for what is not a guest (a stack, an
+    environment, the Portainer token); "absent" for what is not there."""
+    if facts is None:
+        return "absent"
+    return str(getattr(facts, "status", None) or "present")
+
+
 def rows(run: Any) -> list[dict[str, Any]]:
     run.view.guests()
     decisions = run.planner.plan(run.facts_of, forced=run.forced.keys(), live_owners=run.live_owners())
@@ -19,7 +27,7 @@ def rows(run: Any) -> list[dict[str, Any]]:
         d = decisions[key] if decisions[key].action == Action.OK else run.explain(decisions[key])
         ip = re.search(r"\bip=([^,]+)", str(res.settings.get("net0") or ""))
         out.append({"task": key, "kind": res.kind, "vmid": res.vmid, "name": res.name, "parent": res.parent,
-                    "state": facts.status if facts is not None else "absent", "up_to_date": d.action == Action.OK,
+                    "state": state(facts), "up_to_date": d.action == Action.OK,
                     "why": "" if d.action == Action.OK else d.text, "ip": ip.group(1) if ip else None})
     return out
 

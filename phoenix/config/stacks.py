@@ -74,7 +74,7 @@ class StackChoice(Strict):
     environment: str | None = None
 
 
-StackChoices = list[Annotated[StackChoice, BeforeValidator(_choice)]]
+StackChoices = list[Annotated[StackChoice, BeforeValidator(_choice, json_schema_input_type=str | StackChoice)]]
 
 
 def under(project: Path, relative: str) -> Path | None:

@@ -120,3 +120,16 @@ def test_stacks_without_a_server_are_an_error(root: Path) -> None:
 ])
 def test_required_variables(text: str, needed: list[str]) -> None:
     assert required_variables(text) == needed
+
+
+def test_the_generated_schema_accepts_both_spellings_of_a_stack_choice(root: Path) -> None:
+    import jsonschema
+
+    schema = json.loads((root / "etc" / "phoenix_lxc_configs.schema.json").read_text())
+    data = json.loads((root / "etc" / LXC).read_text())
+    data["lxc_configs"]["910"]["docker_stacks"] = ["qdrant_service", {"name": "thinkheads_ai_app",
+                                                                      "environment": "development"}]
+    jsonschema.validate(data, schema)
+    data["lxc_configs"]["910"]["docker_stacks"] = [42]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)

@@ -323,3 +323,17 @@ def test_images_are_pulled_again_only_when_asked(deployed: Checkout, monkeypatch
     monkeypatch.setenv("PHOENIX_PULL_IMAGES", "1")
     assert deployed.doit().rc == 0
     assert stacks_by_name(deployed)["qdrant_service"]["pulled"] is True
+
+
+def test_status_shows_the_environment_layer(deployed: Checkout) -> None:
+    from phoenix.cli.main import main
+
+    deployed.stop_sim()
+    import io
+
+    out = io.StringIO()
+    assert main(["--project", str(deployed.root), "status", "--json"], out=out) == 0
+    rows = {r["task"]: r for r in json.loads(out.getvalue())}
+    for key in ("portainer:server", "portainer:env@910", *STACKS):
+        assert rows[key]["state"] == "present" and rows[key]["up_to_date"] is True, rows[key]
+    assert rows["ct910"]["state"] == "running"
