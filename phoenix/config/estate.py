@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError, Problem
 from ..features import Library, Script
@@ -36,6 +37,24 @@ class Estate:
     stacks: StacksConfig = field(default_factory=StacksConfig)
     vms: dict[int, Vm] = field(default_factory=dict)   # the VMs (phoenix_vm_configs), by VMID
     vm_file: Path | None = None
+
+    def portainer_server(self) -> int | None:
+        """The guest that runs the Portainer server: portainer_api.server, else (no URL given) the guest whose
+        app.portainer.role is server."""
+        api = self.hypervisor.portainer_api
+        if api is not None and api.server is not None:
+            return api.server
+        if api is not None and api.url:
+            return None
+        return next((c for c, g in sorted(self.guests.items()) if g.app.portainer.role == "server"), None)
+
+    def static_ip(self, vmid: int) -> str | None:
+        """A container's or VM's fixed address (None: DHCP or none)."""
+        net: Any = self.vms[vmid].network_config if vmid in self.vms else self.guests[vmid].network_config
+        ip = getattr(net, "ip", None)
+        if ip is None or ip == "dhcp":
+            return None
+        return str(ip.ip) if hasattr(ip, "ip") else str(ip).split("/")[0]
 
     @property
     def project(self) -> Path:
@@ -148,11 +167,19 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
 
     sf = str(stacks_file) if stacks_file else ""
     choices = {ctid: (str(files[LXC]), _at(ctid), g.docker_stacks) for ctid, g in estate.guests.items() if g.docker_stacks}
+    choices.update({vmid: (str(estate.vm_file), f"$.virtual_machines[{vm.index}]", vm.docker_stacks)
+                    for vmid, vm in estate.vms.items() if vm.docker_stacks})
     problems += st.checks(stacks, sf, estate.project, config_dir, choices)
     if choices and hyp.portainer_api is None and not any(g.app.portainer.role == "server" for g in estate.guests.values()):
         problems.append(Problem(str(files[HYPERVISOR]), "$.portainer_api", "guests choose docker_stacks, so Phoenix needs "
                                 "a Portainer server: give portainer_api.url, or a guest with app.portainer.role "
                                 "\"server\""))
+    if choices:
+        server = estate.portainer_server()
+        for vmid, (gfile, gat, _) in sorted(choices.items()):
+            if vmid != server and estate.static_ip(vmid) is None:
+                problems.append(Problem(gfile, f"{gat}.network_config.ip", "this guest runs stacks through a Portainer "
+                                        "agent, which the server reaches at the guest's address: give it a static ip"))
     notes += st.notes(stacks, sf, st.deployed_environments(stacks, choices))
     if problems:
         raise ConfigError(problems)

@@ -54,6 +54,12 @@ def copy_project(root: Path, *, config: bool = True, stacks: bool = False, vms: 
             for guest in data["lxc_configs"].values():
                 guest.pop("docker_stacks", None)
             path.write_text(json.dumps(data, indent=2))
+            vm_path = root / "etc" / "phoenix_vm_configs.json"
+            if vm_path.exists():
+                vm_data = json.loads(vm_path.read_text())
+                for vm in [vm_data.get("vm_defaults") or {}, *vm_data.get("virtual_machines", [])]:
+                    vm.pop("docker_stacks", None)
+                vm_path.write_text(json.dumps(vm_data, indent=2))
     shutil.copytree(REPO / "images", root / "images")
     shutil.copytree(REPO / "stacks", root / "stacks")
     shutil.copytree(REPO / "cloudinit", root / "cloudinit")

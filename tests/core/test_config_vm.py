@@ -11,6 +11,7 @@ import yaml
 
 from phoenix.config.estate import load_estate
 from phoenix.config.vm import parent_of, vm_order
+from phoenix.errors import ConfigError
 
 from .conftest import REPO, copy_project
 from .test_config import problems
@@ -54,10 +55,13 @@ def test_seed_004_spellings_and_plain_stack_names(cfg: Path):
     edit_vms(cfg, seed4)
     schema = json.loads((REPO / "etc" / f"{VMF}.schema.json").read_text())
     jsonschema.validate(json.loads((cfg / "etc" / f"{VMF}.json").read_text()), schema)
-    edit_vms(cfg, lambda d: d["virtual_machines"][3].update(docker_stacks=["portainer", "qdrant"]))
+    edit_vms(cfg, lambda d: d["virtual_machines"][3].update(docker_stacks=["qdrant_service"]))  # a plain name
     vms = load_estate(cfg / "etc", cfg / "images").vms
     assert vms[1002].vm_name == "qdrant-db"
-    assert [(s.name, s.environment) for s in vms[1002].docker_stacks] == [("portainer", None), ("qdrant", None)]
+    assert [(s.name, s.environment) for s in vms[1002].docker_stacks] == [("qdrant_service", None)]
+    edit_vms(cfg, lambda d: d["virtual_machines"][3].update(docker_stacks=["portainer"]))  # not in the catalogue
+    with pytest.raises(ConfigError, match=r"virtual_machines\[3\]\.docker_stacks\[0\]: no stack 'portainer'"):
+        load_estate(cfg / "etc", cfg / "images")
     with pytest.raises(jsonschema.ValidationError):  # neither spelling of the id
         jsonschema.validate({"virtual_machines": [{"vm_name": "x"}]}, schema)
 

@@ -337,3 +337,34 @@ def test_status_shows_the_environment_layer(deployed: Checkout) -> None:
     for key in ("portainer:server", "portainer:env@910", *STACKS):
         assert rows[key]["state"] == "present" and rows[key]["up_to_date"] is True, rows[key]
     assert rows["ct910"]["state"] == "running"
+
+
+def test_stacks_on_a_vm_go_through_its_agent_environment(tmp_path) -> None:
+    """Seed 002's example: qdrant_service and thinkheads_ai_app on VM 1002, whose Portainer agent is started through
+    the guest agent and registered at the VM's address; a rebuilt VM redeploys its stacks."""
+    from tests.core.conftest import audit
+
+    co = Checkout(tmp_path / "phoenix", stacks=True, vms=True)
+    try:
+        first = co.doit()
+        assert first.rc == 0, first.output
+        agents = [e for e in standin(co).state["endpoints"] if e["Type"] == 2]
+        assert [(e["Name"], e["URL"]) for e in agents] == [("qdrant-db", "tcp://10.0.0.102:9001")]
+        on_vm = sorted(s["Name"] for s in standin(co).state["stacks"] if s["EndpointId"] == agents[0]["Id"])
+        assert on_vm == ["qdrant_service", "thinkheads_ai_app"]
+        execs = [p for m, p, _ in co.pve.requests if m == "POST" and p.endswith("/qemu/1002/agent/exec")]
+        assert execs, "the agent script runs through the guest agent"
+        again = co.doit()
+        assert again.rc == 0 and again.last_run["portainer_requests"] == 1 and again.last_run["api_requests"] == 1
+        assert co.doit("forget", "vm1002").rc == 0
+        plan = co.doit("plan")
+        assert "stack:qdrant_service@1002     follows (parent portainer:env@1002 rebuilds): vm1002 forced by doit " \
+               "forget" in plan.output, plan.output
+        rebuilt = co.doit()
+        assert rebuilt.rc == 0, rebuilt.output
+        assert rebuilt.outcomes()["stack:qdrant_service@1002"] == "built"
+        assert rebuilt.outcomes()["stack:qdrant_service@910"] == "up-to-date"
+        assert len([e for e in standin(co).state["endpoints"] if e["Type"] == 2]) == 1  # found again, not duplicated
+        audit(co)
+    finally:
+        co.stop_sim()

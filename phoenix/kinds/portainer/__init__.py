@@ -117,12 +117,33 @@ class PortainerKind:
         if res.settings["url"]:
             lib = ctx.estate.library
             context = {"portainer_agent_version": R.AGENT_VERSION, "portainer_agent_port": tgt.agent_port}
-            out.append(Script(f"run {R.AGENT_SCRIPT}", guest, res.key, R.AGENT_SCRIPT, lib.app_path(R.AGENT_SCRIPT),
-                              lib.lib_path, context, timeout=ctx.estate.hypervisor.behavior.feature_timeout_s))
-        out.append(PortainerEnv(f"register CT {guest} ({res.settings['name']}) in Portainer", guest,
+            timeout = ctx.estate.hypervisor.behavior.feature_timeout_s
+            if res.settings.get("vm"):
+                out += agent_in_vm(ctx.node, guest, res.key, context, lib, timeout)
+            else:
+                out.append(Script(f"run {R.AGENT_SCRIPT}", guest, res.key, R.AGENT_SCRIPT, lib.app_path(R.AGENT_SCRIPT),
+                                  lib.lib_path, context, timeout=timeout))
+        out.append(PortainerEnv(f"register {res.parent} ({res.settings['name']}) in Portainer", guest,
                                 str(res.settings["name"]),
                                 str(res.settings["url"]), identity, build_id))
         return out
+
+
+def agent_in_vm(node: str, vmid: int, key: str, context: dict[str, Any], lib: Any, timeout: float) -> list[Step]:
+    """The agent script run in a VM through the guest agent, as the VM kind runs features: files, then an argv list."""
+    from ...context import to_env, to_json
+    from ...steps import AgentRun
+    from ..vm.steps import GUEST_DIR
+
+    run = f"{GUEST_DIR}/portainer"
+    files = ((f"{run}/context.json", 0o644, to_json(context).encode()),
+             (f"{run}/context.env", 0o644, to_env(context).encode()),
+             (f"{run}/phoenix-common.sh", 0o644, lib.lib_path.read_bytes()),
+             (f"{run}/{R.AGENT_SCRIPT}", 0o755, lib.app_path(R.AGENT_SCRIPT).read_bytes()))
+    return [AgentRun(f"prepare {run}", node, vmid, key, ("mkdir", "-p", "-m", "0755", run), timeout=60),
+            AgentRun(f"run {R.AGENT_SCRIPT}", node, vmid, key,
+                     ("/usr/bin/env", f"PHOENIX_CONTEXT={run}/context.json", f"PHOENIX_ENV={run}/context.env",
+                      f"PHOENIX_LIB={run}/phoenix-common.sh", "/bin/bash", f"{run}/{R.AGENT_SCRIPT}"), files, timeout)]
 
 
 class StackKind:

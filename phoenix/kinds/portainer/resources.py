@@ -17,6 +17,7 @@ from ...resources import Resource, digest
 
 if TYPE_CHECKING:
     from ...config.estate import Estate
+    from ...config.stacks import StackChoices
     from ...portainer.target import PortainerTarget
 
 SERVER = "portainer:server"
@@ -24,8 +25,8 @@ AGENT_SCRIPT = "portainer_agent.sh"
 AGENT_VERSION = "2.33.5"
 
 
-def guest_key(vmid: int) -> str:
-    return f"ct{vmid}"
+def guest_key(estate: Estate, vmid: int) -> str:
+    return f"vm{vmid}" if vmid in estate.vms else f"ct{vmid}"
 
 
 def env_key(vmid: int) -> str:
@@ -37,19 +38,19 @@ def stack_key(name: str, vmid: int) -> str:
 
 
 def server_guest(estate: Estate) -> int | None:
-    api = estate.hypervisor.portainer_api
-    if api is not None and api.server is not None:
-        return api.server
-    if api is not None and api.url:
-        return None
-    return next((c for c, g in sorted(estate.guests.items()) if g.app.portainer.role == "server"), None)
+    return estate.portainer_server()
 
 
 def static_ip(estate: Estate, vmid: int) -> str | None:
-    net = estate.guests[vmid].network_config
-    if net is None or net.ip == "dhcp":
-        return None
-    return str(net.ip.ip)
+    return estate.static_ip(vmid)
+
+
+def chosen_guests(estate: Estate) -> dict[int, tuple[str, StackChoices]]:
+    """Every guest (container or VM) that chooses stacks: its name and its choices."""
+    out: dict[int, tuple[str, StackChoices]] = {c: (g.name, g.docker_stacks) for c, g in estate.guests.items()
+                                                if g.docker_stacks}
+    out.update({v: (vm.vm_name, vm.docker_stacks) for v, vm in estate.vms.items() if vm.docker_stacks})
+    return dict(sorted(out.items()))
 
 
 def target(estate: Estate) -> PortainerTarget:
@@ -89,7 +90,7 @@ def _resources(estate: Estate) -> dict[str, Resource]:
     from ...config.stacks import environment_of, normalise, under
     from ...secrets import read_secret
 
-    chosen = {c: g for c, g in sorted(estate.guests.items()) if g.docker_stacks}
+    chosen = chosen_guests(estate)
     if not chosen:
         return {}
     out: dict[str, Resource] = {}
@@ -97,13 +98,13 @@ def _resources(estate: Estate) -> dict[str, Resource]:
     server = tgt.server_guest
     from ...config.stacks import normalise as norm
 
-    listed = sorted([vmid, norm(c.name)] for vmid, g in chosen.items() for c in g.docker_stacks)
-    out[SERVER] = Resource(SERVER, "portainer", "server", guest_key(server) if server is not None else None, "app",
+    listed = sorted([vmid, norm(c.name)] for vmid, (_, choices) in chosen.items() for c in choices)
+    out[SERVER] = Resource(SERVER, "portainer", "server", guest_key(estate, server) if server is not None else None, "app",
                            {"admin": digest(tgt.admin_user), "url": digest(tgt.url)},
                            {"target": tgt.to_json(), "stacks": listed},
-                           doc=f"Portainer server, Phoenix's API token ({tgt.url or 'simulated'})")
+                           doc="Portainer server, Phoenix's API token")
     agent = estate.library.app_path(AGENT_SCRIPT)
-    for vmid, guest in chosen.items():
+    for vmid, (guest_name, choices) in chosen.items():
         local = vmid == server
         if local:
             inputs = {"environment": "local"}
@@ -112,13 +113,14 @@ def _resources(estate: Estate) -> dict[str, Resource]:
             inputs = {f"app:{AGENT_SCRIPT}": estate.library.app(AGENT_SCRIPT).sha256, "lib": estate.library.lib_sha256(),
                       "config": digest({"port": tgt.agent_port, "version": AGENT_VERSION})}
             url = f"tcp://{static_ip(estate, vmid)}:{tgt.agent_port}"
-        where = "the server's own Docker" if local else f"agent {url}"
+        where = "the server's own Docker" if local else f"agent {static_ip(estate, vmid)} port {tgt.agent_port}"
         out[env_key(vmid)] = Resource(
-            env_key(vmid), "portainer", f"env@{vmid}", guest_key(vmid), "app",
-            inputs, {"guest": vmid, "url": url, "name": guest.name, "agent": str(agent) if not local else ""},
-            doc=f"Portainer environment of CT {vmid}, {where}",
+            env_key(vmid), "portainer", f"env@{vmid}", guest_key(estate, vmid), "app",
+            inputs, {"guest": vmid, "url": url, "name": guest_name, "agent": str(agent) if not local else "",
+                     "vm": vmid in estate.vms},
+            doc=f"Portainer environment of {guest_key(estate, vmid)}, {where}",
             deps=(SERVER,))
-        for choice in guest.docker_stacks:
+        for choice in choices:
             stack = estate.stacks.docker_stacks[choice.name]
             env_name = environment_of(stack, choice)
             env = stack.environments[env_name]
@@ -136,6 +138,6 @@ def _resources(estate: Estate) -> dict[str, Resource]:
             key = stack_key(choice.name, vmid)
             out[key] = Resource(key, "stack", choice.name, env_key(vmid), "app", inputs,
                                 {"guest": vmid, "stack": name, "environment": env_name},
-                                doc=f"stack {choice.name} ({env_name}) on CT {vmid}" +
+                                doc=f"stack {choice.name} ({env_name}) on {guest_key(estate, vmid)}" +
                                     (f", {stack.description}" if stack.description else ""))
     return out
