@@ -15,12 +15,12 @@ AGENT_NAME=portainer_agent
 agent_spec() {
     local image="$1" port="$2"
     printf '%s\n' \
-        --name "$AGENT_NAME" --restart=always \
-        -p "$port:9001" \
+        --name "${AGENT_NAME}" --restart=always \
+        -p "${port}:9001" \
         -v /var/run/docker.sock:/var/run/docker.sock \
         -v /var/lib/docker/volumes:/var/lib/docker/volumes \
         -v /:/host \
-        "$image"
+        "${image}"
 }
 
 agent_spec_hash() { agent_spec "$@" | sha256sum | cut -c1-16; }
@@ -28,20 +28,20 @@ agent_spec_hash() { agent_spec "$@" | sha256sum | cut -c1-16; }
 # agent_state: "IMAGE SPEC RUNNING" of the existing container, nothing when there is none.
 agent_state() {
     docker inspect -f '{{.Config.Image}} {{index .Config.Labels "phoenix.spec"}} {{.State.Running}}' \
-        "$AGENT_NAME" 2>/dev/null || true
+        "${AGENT_NAME}" 2>/dev/null || true
 }
 
 # agent_decide STATE IMAGE HASH: nothing | start | create | replace
 agent_decide() {
     local state="$1" image="$2" hash="$3" cur_image cur_hash running
-    if [[ -z "$state" ]]; then
+    if [[ -z "${state}" ]]; then
         printf 'create\n'
         return 0
     fi
-    read -r cur_image cur_hash running <<<"$state"
-    if [[ "$cur_image" != "$image" || "$cur_hash" != "$hash" ]]; then
+    read -r cur_image cur_hash running <<<"${state}"
+    if [[ "${cur_image}" != "${image}" || "${cur_hash}" != "${hash}" ]]; then
         printf 'replace\n'
-    elif [[ "$running" != true ]]; then
+    elif [[ "${running}" != true ]]; then
         printf 'start\n'
     else
         printf 'nothing\n'
@@ -54,30 +54,30 @@ main() {
     image="portainer/agent:$(phx_ctx portainer_agent_version 2.33.5)"
     port="$(phx_ctx portainer_agent_port 9001)"
     docker info >/dev/null 2>&1 || phx_die "the docker daemon is not running on this guest"
-    hash="$(agent_spec_hash "$image" "$port")"
+    hash="$(agent_spec_hash "${image}" "${port}")"
     state="$(agent_state)"
-    action="$(agent_decide "$state" "$image" "$hash")"
-    case "$action" in
-        nothing) phx_log "container $AGENT_NAME runs $image on port $port" ;;
+    action="$(agent_decide "${state}" "${image}" "${hash}")"
+    case "${action}" in
+        nothing) phx_log "container ${AGENT_NAME} runs ${image} on port ${port}" ;;
         start)
-            docker start "$AGENT_NAME" >/dev/null
-            phx_changed "started container $AGENT_NAME"
+            docker start "${AGENT_NAME}" >/dev/null
+            phx_changed "started container ${AGENT_NAME}"
             ;;
         replace | create)
-            if [[ "$action" == replace ]]; then
-                docker rm -f "$AGENT_NAME" >/dev/null
-                phx_changed "removed container $AGENT_NAME (its settings changed)"
+            if [[ "${action}" == replace ]]; then
+                docker rm -f "${AGENT_NAME}" >/dev/null
+                phx_changed "removed container ${AGENT_NAME} (its settings changed)"
             fi
-            docker image inspect "$image" >/dev/null 2>&1 || docker pull -q "$image" >/dev/null
+            docker image inspect "${image}" >/dev/null 2>&1 || docker pull -q "${image}" >/dev/null
             local -a args
-            mapfile -t args < <(agent_spec "$image" "$port")
-            docker run -d --label "phoenix.spec=$hash" "${args[@]}" >/dev/null
-            phx_changed "created container $AGENT_NAME ($image, port $port)"
+            mapfile -t args < <(agent_spec "${image}" "${port}")
+            docker run -d --label "phoenix.spec=${hash}" "${args[@]}" >/dev/null
+            phx_changed "created container ${AGENT_NAME} (${image}, port ${port})"
             ;;
     esac
-    PHX_WAIT_TIMEOUT="${PHX_PORTAINER_WAIT_S:-60}" phx_wait_for curl -kfsS -o /dev/null "https://127.0.0.1:$port/ping" ||
-        phx_die "the Portainer agent does not answer on https://127.0.0.1:$port/ping"
-    phx_log "the Portainer agent answers on port $port"
+    PHX_WAIT_TIMEOUT="${PHX_PORTAINER_WAIT_S:-60}" phx_wait_for curl -kfsS -o /dev/null "https://127.0.0.1:${port}/ping" ||
+        phx_die "the Portainer agent does not answer on https://127.0.0.1:${port}/ping"
+    phx_log "the Portainer agent answers on port ${port}"
     phx_finish
 }
 

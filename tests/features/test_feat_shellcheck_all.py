@@ -18,6 +18,7 @@ IGNORED = {"SC2250", "SC2248"}     # "${var}" / quoting style only
 BUDGET = {
     "apps/phoenix_hypervisor_lxc_910.sh": {"SC2249": 1, "SC2310": 6, "SC2312": 3},
     "apps/phoenix_hypervisor_lxc_950.sh": {"SC2310": 16, "SC2312": 16},
+    "apps/portainer_agent.sh": {"SC2249": 1, "SC2310": 1, "SC2312": 1},
     "features/base_setup.sh": {"SC2310": 11, "SC2312": 3},
     "features/docker.sh": {"SC2249": 1, "SC2310": 15, "SC2312": 9},
     "features/nvidia.sh": {"SC2310": 7, "SC2312": 9},
