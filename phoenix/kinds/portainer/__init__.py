@@ -41,8 +41,7 @@ class PortainerKind:
     plan_checks = False
 
     def resources(self, estate: Estate) -> dict[str, Resource]:
-        out = R.resources(estate)
-        return {k: r for k, r in out.items() if r.kind == self.name}
+        return R.of_kind(estate, self.name)
 
     def absent(self, res: Resource) -> str:
         return "no API token yet" if res.name == "server" else "not registered in Portainer"
@@ -151,8 +150,7 @@ class StackKind:
     plan_checks = False
 
     def resources(self, estate: Estate) -> dict[str, Resource]:
-        out = R.resources(estate)
-        return {k: r for k, r in out.items() if r.kind == self.name}
+        return R.of_kind(estate, self.name)
 
     def absent(self, res: Resource) -> str:
         return "not deployed"

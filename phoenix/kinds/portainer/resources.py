@@ -85,6 +85,11 @@ def resources(estate: Estate) -> dict[str, Resource]:
     return dict(found)
 
 
+def of_kind(estate: Estate, kind: str) -> dict[str, Resource]:
+    """The resources of one of the two kinds ("portainer" or "stack"), parents first."""
+    return {k: r for k, r in resources(estate).items() if r.kind == kind}
+
+
 def _resources(estate: Estate) -> dict[str, Resource]:
     from ...config.files import resolve
     from ...config.stacks import environment_of, normalise, under
