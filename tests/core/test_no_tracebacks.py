@@ -140,13 +140,16 @@ def test_a_refused_listing_is_one_message(built: Checkout):
 def test_sigterm_says_interrupted_and_rerun_to_finish(tmp_path: Path):
     root = project(tmp_path / "p")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
-    env.update(PYTHONPATH=str(REPO), PHOENIX_SIM_TIME_SCALE="0.05", PHOENIX_SIM_TASK_SECONDS="clone=20")
+    # A clone takes 600 s of simulated time (30 s real at this scale): once the base layer has started its log the
+    # first clone is at most a second away, so a signal sent a second later surely lands mid-run, under any load.
+    env.update(PYTHONPATH=str(REPO), PHOENIX_SIM_TIME_SCALE="0.05", PHOENIX_SIM_TASK_SECONDS="clone=600")
     proc = subprocess.Popen([sys.executable, "-m", "doit"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (root / ".cache" / "logs").exists():
-        time.sleep(0.1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not (root / ".cache" / "logs" / "ct900.log").exists():
+        time.sleep(0.05)
     time.sleep(1)
+    assert proc.poll() is None, "the run ended before the signal: the clone was not slow enough"
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, out, err)
