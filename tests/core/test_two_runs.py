@@ -19,7 +19,8 @@ from phoenix.sim.host import SERVER_FILE, spawn
 
 from .conftest import REPO, copy_project, doit_command
 
-SLOW = ("--time-scale", "0.05", "--task-seconds", "clone=20,snapshot=4,create=10")
+# A clone takes 5 s real: the first run is still cloning when the second starts, even on a loaded machine.
+SLOW = ("--time-scale", "0.05", "--task-seconds", "clone=100,snapshot=4,create=10")
 
 
 def checkout(root: Path) -> Path:
