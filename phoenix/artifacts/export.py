@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 ARCHIVE_LINE = re.compile(r"creating (?:vzdump )?archive '([^']+)'")
 EXTENSION = re.compile(r"\.(tar(?:\.(?:gz|zst|lzo|bz2))?|tgz|vma(?:\.(?:gz|zst|lzo))?)$")
-EXPORTABLE = ("lxc",)
+EXPORTABLE = ("lxc", "vm")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def export(run: Run, keys: Iterable[str]) -> list[Exported]:
     for key in order:
         res = run.resources[key]
         if res.kind not in EXPORTABLE:
-            raise PhoenixError(f"{key}: only container layers can be exported yet (kind {res.kind})")
+            raise PhoenixError(f"{key}: only container and VM layers can be exported (kind {res.kind})")
         decision = run.explain(run.decide(key))
         if decision.action != Action.OK:
             raise PhoenixError(f"{key} is not built as configured ({decision.text}): run `doit {key}` first, then export")

@@ -19,10 +19,11 @@ class Export(DoitCmdBase):
     cmd_options = ()
 
     def _execute(self, pos_args: list[str] | None = None) -> int:
-        from ..artifacts.export import export
+        from ..artifacts.export import EXPORTABLE, export
 
         run = current.current()
-        wanted = list(pos_args or []) or [k for k, r in run.resources.items() if r.role == "template" and r.kind == "lxc"]
+        wanted = list(pos_args or []) or [k for k, r in run.resources.items()
+                                          if r.role == "template" and r.kind in EXPORTABLE]
         unknown = [t for t in wanted if t not in run.resources]
         if unknown:
             self.outstream.write(f"phoenix export: no such task: {', '.join(unknown)} (see `doit list`)\n")

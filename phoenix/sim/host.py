@@ -48,8 +48,9 @@ OS_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "debian-12-standa
 CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate",
             "vzdump")
 CT_POWER = ("start", "shutdown", "stop")  # per-container durations in fakepve, applied here to every container
-# fakepve times no VM task but start, stop and shutdown: the simulator gives these the containers' durations
-QM_TASKS = {"qmcreate": "create", "qmclone": "clone", "qmsnapshot": "snapshot", "qmtemplate": "template",
+# fakepve times no VM task but start, stop and shutdown: the simulator gives these the containers' durations (a VM
+# restore, Phoenix's own stand-in in backups.py, that of a create, as fakepve times a container's restore)
+QM_TASKS = {"qmcreate": "create", "qmrestore": "create", "qmclone": "clone", "qmsnapshot": "snapshot", "qmtemplate": "template",
             "qmdestroy": "destroy"}
 UNLOCK_PATH = CONTROL + "/unlock/{vmid}"  # POST, with the API token: the simulated `pct unlock`
 ABANDONED = "interrupted: the simulator stopped while this task ran"

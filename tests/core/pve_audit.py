@@ -1,7 +1,9 @@
 """What a real Proxmox node refuses that fakepve 0.5.0 accepts, found in fakepve's request log (FACTS.md):
 root-only VM options from a token, `import-from` not in the `<storage>:0,import-from=<storage>:import/<file>`
 form, `cicustom` with unknown keys or naming no snippet volume, `agent/exec` with a string command, and an
-exec pid polled again after it was reported exited (qemu-ga forgets it)."""
+exec pid polled again after it was reported exited (qemu-ga forgets it). A VM restore (`archive=`, which the simulator
+restores itself, backups.py) is audited too: the archive a backup volume of a VM (`<storage>:backup/vzdump-qemu-...`),
+no drive option beside it (qemu-server: "option conflicts with option 'archive'"), force/unique only with an archive."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ DISK = re.compile(r"^(scsi|sata|ide|virtio|efidisk|tpmstate)\d+$")
 IMPORT_FROM = re.compile(r"^[A-Za-z0-9_.-]+:0,import-from=[A-Za-z0-9_.-]+:import/[^/\s,]+(,.*)?$")
 CICUSTOM_KEYS = {"user", "network", "meta", "vendor"}
 SNIPPET = re.compile(r"^[A-Za-z0-9_.-]+:snippets/[^/\s,]+$")
+VM_BACKUP = re.compile(r"^[A-Za-z0-9_.-]+:backup/vzdump-qemu-\d+-\d{4}_\d\d_\d\d-\d\d_\d\d_\d\d\."
+                       r"(tar|vma)(\.(gz|lzo|zst|bz2))?$")
+CREATE = re.compile(r"^/api2/json/nodes/[^/]+/qemu$")
 
 
 def _params(body: Any) -> dict[str, list[str]]:
@@ -49,6 +54,16 @@ def refused(requests: list[tuple[str, str, Any]], vms: list[Any] = ()) -> list[s
                             out.append(f"{method} {path}: cicustom key {k!r} is not user, network, meta or vendor")
                         elif not SNIPPET.match(vol):
                             out.append(f"{method} {path}: cicustom {k}={vol} is not a snippet volume")
+        if method == "POST" and CREATE.match(path):
+            params = _params(body)
+            archive = params.get("archive", [""])[0]
+            if archive and not VM_BACKUP.match(archive):
+                out.append(f"{method} {path}: archive={archive} is not a VM's backup volume <storage>:backup/vzdump-qemu-...")
+            if archive:
+                out += [f"{method} {path}: {k} conflicts with archive (qemu-server refuses drive options on a restore)"
+                        for k in params if DISK.match(k) or k == "cdrom"]
+            else:
+                out += [f"{method} {path}: {k} requires archive" for k in params if k in ("force", "unique", "live-restore")]
         if method == "POST" and EXEC.match(path):
             command = _params(body).get("command", [])
             if len(command) == 1 and " " in command[0]:

@@ -193,10 +193,11 @@ def finish(estate: Estate, res: Resource, node: str, b: Bake, user_tags: list[st
     return out
 
 
-def backup_volume(ctid: int, m: Any) -> str:
-    """The archive's file name on the node's backup storage, as vzdump names one (PVE reads the guest type and time)."""
+def backup_volume(vmid: int, m: Any, kind: str = "lxc") -> str:
+    """The archive's file name on the node's backup storage, as vzdump names one (PVE reads the guest type and time):
+    kind 'lxc' or 'qemu'."""
     stamp = time.strftime("%Y_%m_%d-%H_%M_%S", time.gmtime(m.created))
-    return f"vzdump-lxc-{ctid}-{stamp}.{m.archive.split('.', 1)[1]}"
+    return f"vzdump-{kind}-{vmid}-{stamp}.{m.archive.split('.', 1)[1]}"
 
 
 def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m: Any) -> list[Step]:

@@ -65,6 +65,10 @@ class VmKind:
         storages = ctx.once("storage config", lambda: ctx.pve().get("storage"))
         directory, found = checks.snippets_dir(storages, hyp.storage.snippets)
         problems += found
+        if decision.artifact is not None:
+            from ..lxc.checks import backup_storage_problems
+
+            problems += backup_storage_problems(estate, storages)
         try:
             ctx.once("node check", lambda: ctx.transport().check())
         except PhoenixError as e:
@@ -130,6 +134,13 @@ class VmKind:
         assert vmid is not None
         directory = CR.templates_dir(ctx.estate.library.root)
         meta_path = CR.template_paths(directory, vmid)["meta-data"]
+        m = decision.artifact
+        if m is not None and ctx.artifacts is not None:  # restored: the archive's identity and build ids
+            values = {**CR.variables(ctx.estate, vmid), "instance_id": f"phx-{vmid}-{m.build}"}
+            meta = CR.render_file(directory, meta_path, vmid, values).encode()
+            bake = S.Bake(m.identity, m.build, m.parent_build, ctx.owner, data["replaced"], False, data["dir"],
+                          data["files"], meta, data["keep"], data["keep_vmids"])
+            return S.restore(ctx.estate, res, ctx.node, bake, ctx.artifacts / m.archive, m)
         values = {**CR.variables(ctx.estate, vmid), "instance_id": f"phx-{vmid}-{build_id}"}
         meta = CR.render_file(directory, meta_path, vmid, values).encode()
         bake = S.Bake(identity or res.identity(parent_build), build_id, parent_build, ctx.owner, data["replaced"],

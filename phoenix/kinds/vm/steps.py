@@ -11,13 +11,26 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...context import to_env, to_json
 from ...facts import guests as F
 from ...resources import Resource
 from ...secrets import SECRET_NAMES
-from ...steps import AgentRun, AgentWait, Call, Forget, PutSnippets, RestartIfPending, SetFacts, Step
+from ...steps import (
+    AgentRun,
+    AgentWait,
+    Call,
+    Forget,
+    MakeDirs,
+    PutSnippets,
+    RemoveNodeFile,
+    RestartIfPending,
+    SendFile,
+    SetFacts,
+    Step,
+)
 from ..lxc.rules import GIB, MIB, recorded
 
 if TYPE_CHECKING:
@@ -208,23 +221,83 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     stopped = template_layer
     if boots and stopped:
         out.append(Call("stop", "POST", qemu(node, vmid, "/status/shutdown"), {"forceStop": 1}, idempotent=True))
+    return out + finish(estate, res, node, b, user_tags, names, stopped or not boots)
+
+
+def finish(estate: Estate, res: Resource, node: str, b: Bake, user_tags: list[str], names: dict[str, str],
+           stopped: bool, restored_from: str | None = None) -> list[Step]:
+    """The end of a bake or a restore: snapshot, template, and last the record (then the layer is built). A restored
+    template is one already: Proxmox converts a VM restored from a template's archive back into a template."""
+    vmid = res.vmid
+    assert vmid is not None
+    vm = estate.vms[vmid]
+    out: list[Step] = []
     if vm.template_snapshot_name:
         out.append(Call(f"snapshot {vm.template_snapshot_name}", "POST", qemu(node, vmid, "/snapshot"),
                         {"snapname": vm.template_snapshot_name,
                          "description": f"Phoenix layer {res.key}, build {b.build_id}"}))
-    if vm.convert_to_template:
+    if vm.convert_to_template and restored_from is None:
         out.append(Call("convert to template", "POST", qemu(node, vmid, "/template")))
     tags = F.record_tags(user_tags, b.identity, b.build_id, res.settings_hash)
-    desc = F.description(vm.description, record(res, b.identity, b.build_id, b.parent_build, names))
+    rec = record(res, b.identity, b.build_id, b.parent_build, names)
+    if restored_from is not None:
+        rec["restored_from"] = restored_from
+    desc = F.description(vm.description, rec)
     out.append(Call("record layer identity", "PUT", qemu(node, vmid, "/config"), {"tags": tags, "description": desc},
                     idempotent=True, records=True,
                     then=SetFacts(vmid, tags, {"name": vm.vm_name, "kind": "qemu", "maxmem": vm.memory_mb * MIB,
                                                "maxcpu": vm.cpu_sockets * vm.cpu_cores,
                                                "maxdisk": vm.boot_disk_size_gb * GIB,
                                                "template": vm.convert_to_template,
-                                               "status": "stopped" if stopped or not boots else "running"})))
+                                               "status": "stopped" if stopped else "running"})))
     return out
 
+
+def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m: Any) -> list[Step]:
+    """A bake replaced by a restore from the artifact store: the cloud-init snippets written as a bake writes them
+    (named by content: the same names as the archive's VM had), the archive copied into the node's backup storage, the
+    VM restored from it (POST /nodes/{node}/qemu with archive=<storage>:backup/<file>, storage, unique=1 and the
+    config's in-place settings, which a restore may override), the archive removed, the disk grown to the config's
+    size, started if the layer runs, then snapshot and record as a bake makes them, with the archive's identity and
+    build ids (so its children's identities are those of their archives)."""
+    from ..lxc.steps import backup_volume
+
+    vmid = res.vmid
+    assert vmid is not None
+    vm, hyp, settings = estate.vms[vmid], estate.hypervisor, res.settings
+    out: list[Step] = []
+    for r in b.replaced:
+        out += destroy(node, r, "was built from other inputs" if r.vmid == vmid else f"a linked clone of vm{vmid}")
+    user_tags = [*vm.tags, *b.keep_tags]
+    building = F.building_tags(user_tags, b.owner)
+    temp_desc = F.description(vm.description, {"layer": res.key, "state": "building"})
+    files = {**b.files, "meta-data": b.meta_data}
+    names = snippet_names(vmid, files)
+    snippets = hyp.storage.snippets
+    out.append(PutSnippets(f"write cloud-init snippets ({', '.join(sorted(names.values()))})", snippets,
+                           b.snippets_dir, {names[f]: data for f, data in files.items()}, f"phoenix-{vmid}-",
+                           b.keep_vmids))
+    volname = backup_volume(vmid, m, "qemu")
+    dump_dir = hyp.artifacts.node_dump_dir.rstrip("/")
+    on_node = f"{dump_dir}/{volname}"
+    out.append(MakeDirs(f"create {dump_dir} on the node if missing", (dump_dir,)))
+    out.append(SendFile(f"copy artifact {m.archive} to the node", archive, on_node, m.sha256))
+    params: dict[str, Any] = {"vmid": vmid, "archive": f"{hyp.artifacts.backup_storage}:backup/{volname}",
+                              "storage": vm.boot_disk_storage or hyp.storage.rootdir, "unique": 1,
+                              "name": vm.vm_name, "sockets": settings["sockets"], "cores": settings["cores"],
+                              "memory": settings["memory"], "net0": settings["net0"],
+                              "cicustom": cicustom(snippets, names), "tags": building, "description": temp_desc}
+    out.append(Call(f"restore from artifact {m.archive}", "POST", f"nodes/{node}/qemu", params,
+                    then=SetFacts(vmid, building, {"name": vm.vm_name, "kind": "qemu"}, new=True)))
+    out.append(RemoveNodeFile("remove the archive from the node", on_node))
+    template_layer = vm.is_template_layer
+    if not vm.convert_to_template:  # a template's disks are base volumes: it keeps the size it was exported with
+        out.append(Call(f"resize scsi0 to {settings['disk_gb']} GB", "PUT", qemu(node, vmid, "/resize"),
+                        {"disk": "scsi0", "size": f"{settings['disk_gb']}G"}, idempotent=True))
+    if not template_layer:
+        out.append(Call("start", "POST", qemu(node, vmid, "/status/start"), idempotent=True))
+        out.append(AgentWait("wait for the guest agent", node, vmid, AGENT_TIMEOUT_S))
+    return out + finish(estate, res, node, b, user_tags, names, template_layer, restored_from=m.archive)
 
 def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config: dict[str, Any],
            reasons: str) -> list[Step]:
