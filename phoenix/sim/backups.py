@@ -11,18 +11,21 @@ no zstd) and names the file by what it holds, as vzdump does. A container restor
 found.
 
 A VM restore (`POST /nodes/{node}/qemu` with `archive=`) is Phoenix's own stand-in, after qemu-server's create_vm and
-restore_*_archive: the archive must be a backup volume (`<storage>:backup/<file>`) on a storage that holds backups and
-exist there; the VMID must be free (a VM there only with force=1, stopped and unprotected; a container never); drive
-options conflict with `archive`, other config options are allowed and override the archive's (PVE 7.2+), checked like a
-create's; in the task the archive must hold a VM's config, the disks are allocated anew (on `storage` if given, else on
-their own storage; a cloud-init drive made again), `unique=1` gives the NICs new MACs and new smbios1 uuid and vmgenid,
-no snapshot is kept (vzdump keeps none), and the archive of a template is restored as a template ("Convert to
-template.").
+restore_*_archive (fakepve 0.5 refuses it): the archive must be a backup volume (`<storage>:backup/<file>`; another
+guest's needs VM.Backup on it) that exists, on a storage that holds backups (stricter than PVE, which reads a backup
+volume of any directory storage; Phoenix checks the backup storage's content before a restore anyway); the VMID must
+be free (a VM there only with force=1, stopped and unprotected; a container's never); drive options conflict with
+`archive`; other config options are allowed and override the archive's (PVE 7.2+), checked like a create's. In the
+task the archive must hold a VM's config; the disks are allocated anew (on `storage` if given, else on their own
+storage; a cloud-init drive made again; a forced restore frees the old VM's disks); `unique=1` gives the NICs new MACs
+and new smbios1 uuid and vmgenid; no snapshot is kept (vzdump keeps none); the archive of a template is restored as a
+template ("Convert to template.").
 """
 
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import time
 from pathlib import Path
@@ -204,7 +207,7 @@ class Backups:
             raise PveError(403, "Permission check failed")
         overrides = {k: x for k, x in v.items() if k not in CREATE_ONLY}
         for key in sorted(overrides):
-            if DRIVE_KEY.match(key) or key == "cdrom":
+            if DRIVE_KEY.match(key):
                 raise param_error(**{key: "option conflicts with option 'archive'"})
         for key in sorted(overrides):
             priv = this._config_priv(key)
@@ -219,7 +222,11 @@ class Backups:
             raise PveError(500, f"{emsg} the simulator restores backup volumes only, not {archive}")
         store = this._store(sid)
         if not volname.startswith("backup/") or "/" in volname[len("backup/"):]:
-            raise PveError(500, f"volume '{archive}' has wrong type, expected 'backup'")
+            raise PveError(500, f"unable to use volume {archive} - content type needs to be 'backup'")
+        owner = re.match(r"vzdump-(?:qemu|lxc|openvz)-(\d+)-", volname[len("backup/"):])
+        if owner and int(owner.group(1)) != vmid and not this.allowed(user, f"/storage/{sid}", "Datastore.Allocate"):
+            this.require(user, f"/storage/{sid}", "Datastore.AllocateSpace")  # another guest's backup (check_volume_access)
+            this.require(user, f"/vms/{owner.group(1)}", "VM.Backup")
         dump = self.dump_dir(sid)
         if dump is None or "backup" not in split_list(store.get("content")):
             raise PveError(500, f"storage '{sid}' does not support backups")

@@ -184,7 +184,7 @@ def test_the_simulated_restore_checks_what_a_node_checks(exported: dict, tmp_pat
 
         volid = f"local:backup/{name}"
         assert "conflicts with option 'archive'" in refused(vmid=7000, archive=volid, scsi0="local-lvm:8")
-        assert "wrong type" in refused(vmid=7000, archive="local:iso/x.iso")
+        assert "content type needs to be 'backup'" in refused(vmid=7000, archive="local:iso/x.iso")
         assert len(audited(pve.requests[mark:])) == 2  # the audit finds both
         assert "can't find archive" in refused(vmid=7000, archive="local:backup/vzdump-qemu-1-2026_01_01-00_00_00.tar.gz")
         assert "is not a VM backup" in refused(vmid=7000, archive=f"local:backup/{lxc_name}")

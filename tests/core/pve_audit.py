@@ -61,7 +61,7 @@ def refused(requests: list[tuple[str, str, Any]], vms: list[Any] = ()) -> list[s
                 out.append(f"{method} {path}: archive={archive} is not a VM's backup volume <storage>:backup/vzdump-qemu-...")
             if archive:
                 out += [f"{method} {path}: {k} conflicts with archive (qemu-server refuses drive options on a restore)"
-                        for k in params if DISK.match(k) or k == "cdrom"]
+                        for k in params if DISK.match(k)]
             else:
                 out += [f"{method} {path}: {k} requires archive" for k in params if k in ("force", "unique", "live-restore")]
         if method == "POST" and EXEC.match(path):
