@@ -107,6 +107,11 @@ def test_a_fresh_host_restores_the_vm_layers_and_builds_their_clones(exported: d
     for layer in ("vm9000", "vm9001"):
         assert re.search(rf"{layer}\s+restore from artifact {exported[layer]['archive']}", plan.output), plan.output
     assert re.search(r"vm1001\s+build", plan.output) and re.search(r"vm1002\s+build", plan.output), plan.output
+    steps = fresh.doit("plan", "--steps", "vm9000").output
+    assert f"copy artifact {exported['vm9000']['archive']} to the node: copy " in steps, steps
+    assert re.search(r"POST /nodes/pve1/qemu  vmid=9000 archive=local:backup/vzdump-qemu-9000-\S+ storage=local-lvm "
+                     r"unique=1 ", steps), steps
+    assert "import-from" not in steps and "download" not in steps and "/template" not in steps, steps
     mark = fresh.mark()
     result = fresh.doit()
     assert result.rc == 0, result.output
@@ -122,6 +127,8 @@ def test_a_fresh_host_restores_the_vm_layers_and_builds_their_clones(exported: d
     assert ("POST", f"{NODE}/qemu/9000/clone") not in writes  # 9001 is restored, not cloned from the template
     assert ("POST", f"{NODE}/qemu/9000/template") not in writes  # Proxmox makes the restored template a template
     assert ("POST", f"{NODE}/qemu/9001/clone") in writes  # 1001 and 1002: full clones of the restored golden image
+    assert not [p for _, p in writes if p.endswith("/download-url")]  # no layer needed the cloud image, which
+    assert [p for _, p in first.writes() if p.endswith("/download-url")]  # the baked template was made from
     assert not [r for r in pve.vm(9001).agent_requests]  # nothing ran in a restored layer
     assert pve.vm(1001).agent_requests  # its clones are built as usual
     # nothing about a restored layer differs from a baked one as its children see it

@@ -80,7 +80,7 @@ class VmKind:
         except PhoenixError as e:
             problems.append(str(e))
         download = False
-        if vm.cloud_image is not None:
+        if vm.cloud_image is not None and decision.artifact is None:  # a restore needs no cloud image
             image = hyp.cloud_images[vm.cloud_image]
             i_storage = image.volume.split(":", 1)[0]
             problems += checks.content_problem(storages, i_storage, "import",
