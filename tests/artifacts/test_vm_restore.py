@@ -148,6 +148,29 @@ def test_a_fresh_host_restores_the_vm_layers_and_builds_their_clones(exported: d
     assert again.rc == 0 and set(again.outcomes().values()) == {"up-to-date"}, again.output
 
 
+def test_export_without_tasks_takes_every_template_layer_and_a_running_vm_is_restored_running(
+        first: Checkout, fresh: Checkout, store: Path) -> None:
+    assert first.doit().rc == 0
+    result = first.doit("export")
+    assert result.rc == 0, result.output
+    layers = {json.loads(p.read_text())["layer"] for p in store.glob("*.json")}
+    assert layers == {"ct900", "ct901", "ct902", "ct920", "vm9000", "vm9001"}  # template layers only, of both kinds
+    mark = first.mark()
+    assert first.doit("export", "vm1001").rc == 0  # an app VM that runs: dumped in snapshot mode
+    dump = next(parse_qs(b.decode()) for m, p, b in first.pve.requests[mark:] if m == "POST" and p == f"{NODE}/vzdump")
+    assert dump["vmid"] == ["1001"] and dump["mode"] == ["snapshot"]
+    run = fresh.doit()
+    assert run.rc == 0, run.output
+    outcomes = run.outcomes()
+    assert [outcomes[k] for k in ("vm9000", "vm9001", "vm1001", "vm1002")] == ["restored", "restored", "restored",
+                                                                                "built"], run.output
+    vm = fresh.pve.vm(1001)
+    assert vm.status == "running" and fresh.pve.vm(9001).status == "stopped"
+    asked = [cmd for cmd, _ in vm.agent_requests]
+    assert "ping" in asked and asked.count("exec") == 1  # waited for the agent and cloud-init; no feature ran
+    assert fresh.doit().outcomes()["vm1001"] == "up-to-date"
+
+
 def test_a_corrupted_vm_archive_is_refused_and_the_layer_baked(exported: dict, fresh: Checkout, store: Path) -> None:
     archive = store / exported["vm9000"]["archive"]
     data = bytearray(archive.read_bytes())

@@ -294,9 +294,12 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     if not vm.convert_to_template:  # a template's disks are base volumes: it keeps the size it was exported with
         out.append(Call(f"resize scsi0 to {settings['disk_gb']} GB", "PUT", qemu(node, vmid, "/resize"),
                         {"disk": "scsi0", "size": f"{settings['disk_gb']}G"}, idempotent=True))
-    if not template_layer:
+    if not template_layer:  # a layer that runs is left as a bake leaves it: up, its agent and cloud-init done
         out.append(Call("start", "POST", qemu(node, vmid, "/status/start"), idempotent=True))
         out.append(AgentWait("wait for the guest agent", node, vmid, AGENT_TIMEOUT_S))
+        out.append(AgentRun("wait for cloud-init", node, vmid, res.key, ("cloud-init", "status", "--wait"),
+                            timeout=CLOUD_INIT_TIMEOUT_S, warn_exit=(2,),
+                            show_on_failure="/var/log/cloud-init-output.log"))
     return out + finish(estate, res, node, b, user_tags, names, template_layer, restored_from=m.archive)
 
 def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config: dict[str, Any],
