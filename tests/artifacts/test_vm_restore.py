@@ -144,8 +144,12 @@ def test_a_fresh_host_restores_the_vm_layers_and_builds_their_clones(exported: d
     assert pve.vm(9001).config["net0"] != first.pve.vm(9001).config["net0"]  # unique=1: its own MAC
     assert not list((fresh.cache / "sim" / "node-fs").rglob("vzdump-*"))
     assert "2 restored" in result.output
+    fresh.stop_sim()  # the restored VMs, their volumes and snapshot are kept in the simulator's state
     again = fresh.doit()
     assert again.rc == 0 and set(again.outcomes().values()) == {"up-to-date"}, again.output
+    assert fresh.pve.vm(9000).template and "docker-golden" in fresh.pve.vm(9001).snapshots
+    held = {n for n, v in fresh.pve.storages["local-lvm"]["volumes"].items() if v.get("vmid") in (9000, 9001)}
+    assert {fresh.pve.vm(v).config["scsi0"].split(",")[0].split(":")[1] for v in (9000, 9001)} <= held
 
 
 def test_export_without_tasks_takes_every_template_layer_and_a_running_vm_is_restored_running(
