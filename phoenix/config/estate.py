@@ -13,7 +13,7 @@ from ..secrets import SECRET_NAMES
 from .files import HYPERVISOR, LXC, STACKS, SUFFIXES, VM
 from .hypervisor import HypervisorConfig, OsTemplate
 from .load import find, load_model
-from .lxc import LxcConfigs, LxcGuest
+from .lxc import DockerSettings, LxcConfigs, LxcGuest
 from .stacks import StacksConfig
 from .vm import Vm, VmConfigs
 
@@ -106,6 +106,21 @@ class Estate:
         for c in [*reversed(self.ancestors(ctid)), ctid]:
             out += [f for f in self.guests[c].features if f not in out]
         return out
+
+    def docker_settings(self, ctid: int) -> DockerSettings:
+        """The guest's docker section, or else its nearest ancestor's that has one (the layer that installed Docker)."""
+        for c in [ctid, *self.ancestors(ctid)]:
+            if "docker" in self.guests[c].model_fields_set:
+                return self.guests[c].docker
+        return self.guests[ctid].docker
+
+    def nvidia_installer_sha256(self, driver_version: str | None) -> str | None:
+        """The configured sha256 of the driver's .run installer, when driver_version is the configured version."""
+        hyp = self.hypervisor
+        if not driver_version or driver_version != hyp.nvidia.driver_version:
+            return None
+        host = hyp.host.nvidia if hyp.host is not None else None
+        return hyp.nvidia.installer_sha256 or (host.installer_sha256 if host is not None else None)
 
     def os_template(self, ctid: int) -> OsTemplate:
         return self.hypervisor.os_templates[self.guests[self.root(ctid)].template or ""]

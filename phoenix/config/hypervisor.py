@@ -124,6 +124,11 @@ class NvidiaConfig(Strict):
         description="Host driver version; the nvidia feature installs the matching userland.",
     )
     gpus: list[int] = Field(default_factory=list, description="GPU indexes present on the node (/dev/nvidiaN).")
+    installer_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of NVIDIA-Linux-x86_64-<driver_version>.run: the guests' nvidia feature checks the installer "
+                    "against it (when the node runs driver_version; host.nvidia.installer_sha256 is used when unset).",
+    )
 
     @field_validator("gpus")
     @classmethod

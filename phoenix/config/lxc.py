@@ -166,6 +166,17 @@ class MountPoint(Strict):
         return self
 
 
+class DockerSettings(Strict):
+    """How the docker feature installs Docker, and who apps log in to Docker Hub as (the token is the docker_token
+    secret file, never in the config). A clone without its own section uses its nearest ancestor's."""
+
+    source: Literal["distro", "docker"] = Field(
+        "distro", description="distro: the distribution's docker.io; docker: Docker's own repository (docker-ce).")
+    login_user: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$",
+        description="Docker Hub user of the docker_token secret (when that file holds only the token).")
+
+
 class UserConfig(Strict):
     username: str = Field(..., pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     ssh_public_key: str | None = None
@@ -208,6 +219,7 @@ class LxcGuest(Strict):
     nameservers: list[ipaddress.IPv4Address] | None = None
     unprivileged: bool = True
     pct_features: PctFeatures = Field(default_factory=PctFeatures)
+    docker: DockerSettings = Field(default_factory=DockerSettings, description="Settings of the docker feature.")
     features: list[FeatureName] = Field(
         default_factory=list, description="Feature scripts (images/features/<name>.sh), by name, in order."
     )

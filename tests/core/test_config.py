@@ -82,6 +82,10 @@ def test_example_estate_reproduces_the_seed():
                                               "persistent": True}]), "for persistent data use host_path"),
     (lambda c: c["920"].update(storage_size_gb=8), "a clone cannot be smaller than its parent (32 GB)"),
     (lambda c: c["900"].update(template="ubuntu-99"), "OS template 'ubuntu-99' is not in os_templates"),
+    (lambda c: c["902"].update(docker={"source": "dockerhub"}),
+     """$.lxc_configs["902"].docker.source: Input should be 'distro' or 'docker' (got "dockerhub")"""),
+    (lambda c: c["902"].update(docker={"login_user": "a b"}), '$.lxc_configs["902"].docker.login_user'),
+    (lambda c: c["902"].update(docker={"login_password": "x"}), "unknown key 'login_password'"),
 ])
 def test_bad_config_names_file_path_and_fix(cfg: Path, change, expected):
     edit(cfg, change)

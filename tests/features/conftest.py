@@ -60,8 +60,8 @@ BASE_CONTEXT: dict[str, Any] = {
     "network": {"ip": "10.0.0.202/24", "gateway": "10.0.0.1"},
     "gpus": [],
     "gpu_count": 0,
-    "nvidia": {"driver_version": "570.133.07"},
-    "docker": {"user": None, "nvidia_toolkit": False},
+    "nvidia": {"driver_version": "570.133.07", "installer_sha256": None},
+    "docker": {"user": None, "nvidia_toolkit": False, "source": "distro", "login_user": None},
     "portainer": {"role": "none", "port": 9443, "version": "2.33.5", "data_dir": "/var/lib/portainer"},
     "vllm": {
         "version": "0.10.1.1",

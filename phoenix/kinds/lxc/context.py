@@ -27,6 +27,8 @@ def build_context(estate: Estate, ctid: int, facts: NodeFacts | None = None) -> 
     net = g.network_config
     gpus = list(g.gpu_assignment)
     available = [s for s in SECRET_NAMES if hyp.secrets.file(s)]
+    driver = facts.nvidia_driver_version or hyp.nvidia.driver_version
+    docker = estate.docker_settings(ctid)
     return {
         "ctid": ctid,
         "name": g.name,
@@ -44,11 +46,14 @@ def build_context(estate: Estate, ctid: int, facts: NodeFacts | None = None) -> 
         "gpus": gpus,
         "gpu_count": len(gpus),
         "nvidia": {
-            "driver_version": facts.nvidia_driver_version or hyp.nvidia.driver_version,
+            "driver_version": driver,
+            "installer_sha256": estate.nvidia_installer_sha256(driver),
         },
         "docker": {
             "user": g.user_config.username if g.user_config else None,
             "nvidia_toolkit": bool(gpus),
+            "source": docker.source,
+            "login_user": docker.login_user,
         },
         "portainer": {
             "role": portainer.role,

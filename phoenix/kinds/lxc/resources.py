@@ -57,6 +57,9 @@ def build_inputs(estate: Estate, ctid: int) -> dict[str, str]:
     })
     if g.application_script:
         inputs["app_config"] = digest(g.app_fields())  # the flat keys the identity has always hashed
+    docker = estate.docker_settings(ctid)
+    if "docker" in g.features and docker.source != "distro":  # the default is left out: identities made before it stay
+        inputs["docker_source"] = digest(docker.source)
     inputs["lib"] = lib.lib_sha256()[:12]
     for name in g.features:
         inputs[f"feature:{name}"] = lib.feature(name).sha256[:12]
