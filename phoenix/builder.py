@@ -140,7 +140,7 @@ class Builder:
     def script(self, step: Script) -> None:
         log = self.ctx.log_path(self.key)
         run = ScriptRun(step.vmid, step.layer, step.name, step.path, step.lib, dict(step.context),
-                        self.ctx.secrets(step.secrets, step.required), step.timeout, log)
+                        self.ctx.secrets(step.secrets, step.required), step.timeout, log, step.files)
         result = self.ctx.node.pct.run_script(run, self.ctx.say)
         tail = "\n".join(f"    | {t}" for t in result.tail)
         if result.timed_out:

@@ -78,6 +78,7 @@ class Library:
         self.root = Path(root)
         self._scripts: dict[tuple[str, str], Script] = {}
         self._exists: dict[Path, bool] = {}
+        self._sha256: dict[Path, str] = {}
 
     def exists(self, path: Path) -> bool:
         if path not in self._exists:
@@ -111,6 +112,15 @@ class Library:
         if not self.exists(path):
             return ""
         return self._script("lib", LIB.name, path).sha256
+
+    def file_sha256(self, path: Path) -> str:
+        """The sha256 of a data file scripts read (a lock under locks/), "" when it is missing; read once."""
+        if path not in self._sha256:
+            try:
+                self._sha256[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                self._sha256[path] = ""
+        return self._sha256[path]
 
     def known_features(self) -> list[str]:
         return sorted(p.stem for p in (self.root / "features").glob("*.sh"))

@@ -126,6 +126,7 @@ class Script:
     secrets: tuple[str, ...] = ()      # names: required ones first
     required: tuple[str, ...] = ()
     timeout: float = 3600.0
+    files: tuple[tuple[str, Path], ...] = ()  # data files it reads: (name in the guest's /opt/phoenix/files, local path)
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,7 @@ def render(step: Step, node: str = "") -> str:
         return f"pct set {step.vmid} " + " ".join(f"--{k} {_value(v)}" for k, v in step.options.items())
     if isinstance(step, Script):
         secrets = f"; secrets {', '.join(step.secrets)}" if step.secrets else ""
+        secrets += f"; files {', '.join(n for n, _ in step.files)}" if step.files else ""
         return f"run {step.name} in CT {step.vmid} (timeout {step.timeout:.0f}s{secrets})"
     if isinstance(step, MakeDirs):
         owner = f" (owned by {step.owner}:{step.owner})" if step.owner is not None else ""

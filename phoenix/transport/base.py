@@ -11,6 +11,7 @@ Guest-side layout (the contract every feature script relies on):
                                    Pct.remove_secrets empties it (before a template snapshot)
     /opt/phoenix/lib/phoenix-common.sh   the shared shell library
     /opt/phoenix/run/<name>        the script being run
+    /opt/phoenix/files/<name>      data files the script reads (the vllm feature's lock), mode 0644
 
 The script runs as ``/bin/bash /opt/phoenix/run/<name>`` with the environment in SCRIPT_ENV.
 """
@@ -26,6 +27,7 @@ CONTEXT_ENV = "/etc/phoenix/context.env"
 SECRETS_DIR = "/etc/phoenix/secrets"
 LIB_PATH = "/opt/phoenix/lib/phoenix-common.sh"
 RUN_DIR = "/opt/phoenix/run"
+FILES_DIR = "/opt/phoenix/files"
 SCRIPT_ENV = {
     "PHOENIX_CONTEXT": CONTEXT_JSON,
     "PHOENIX_ENV": CONTEXT_ENV,
@@ -47,6 +49,7 @@ class ScriptRun:
     secrets: dict[str, str] = field(default_factory=dict, repr=False)  # name -> value, never logged
     timeout_s: float = 3600.0
     log_path: Path | None = None    # per-layer log (.cache/logs/<layer>.log), appended to
+    files: tuple[tuple[str, Path], ...] = ()  # (name in FILES_DIR, local path): data files the script reads
 
     @property
     def guest_path(self) -> str:

@@ -25,7 +25,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import PhoenixError
-from .base import CONTEXT_ENV, CONTEXT_JSON, LIB_PATH, RUN_DIR, SCRIPT_ENV, SECRETS_DIR, ExecResult, Output, ScriptRun
+from .base import (
+    CONTEXT_ENV,
+    CONTEXT_JSON,
+    FILES_DIR,
+    LIB_PATH,
+    RUN_DIR,
+    SCRIPT_ENV,
+    SECRETS_DIR,
+    ExecResult,
+    Output,
+    ScriptRun,
+)
 from .shell import Completed, Shell, q
 
 TAIL_LINES = 20
@@ -57,7 +68,8 @@ def delivery(files: Sequence[tuple[str, int, bytes]]) -> tuple[list[str], bytes]
         "set -eu",
         'umask 022; mkdir -p "$1" "$2" "$3"',
         'umask 077; mkdir -p "$4"; chmod 700 "$4"',
-        'put() { base64 -d > "$1.phoenix-tmp"; chmod "$2" "$1.phoenix-tmp"; mv -f "$1.phoenix-tmp" "$1"; }',
+        'put() { (umask 022; mkdir -p "${1%/*}"); base64 -d > "$1.phoenix-tmp"; chmod "$2" "$1.phoenix-tmp"; '
+        'mv -f "$1.phoenix-tmp" "$1"; }',
     ]
     for i, (_, mode, content) in enumerate(files, start=len(dirs) + 1):
         encoded = base64.encodebytes(content).decode().rstrip("\n")
@@ -102,13 +114,17 @@ class Pct:
         bad = [n for n in run.secrets if not file_name_ok(n)]
         if bad:
             raise PhoenixError(f"secret name(s) {', '.join(map(repr, bad))} cannot be file names in {SECRETS_DIR}")
+        bad = [n for n, _ in run.files if not file_name_ok(n)]
+        if bad:
+            raise PhoenixError(f"data file name(s) {', '.join(map(repr, bad))} cannot be file names in {FILES_DIR}")
         try:
             script, lib = run.script.read_bytes(), run.lib.read_bytes()
+            data = [(f"{FILES_DIR}/{name}", 0o644, path.read_bytes()) for name, path in run.files]
         except OSError as e:
             raise PhoenixError(f"cannot read {e.filename}: {e.strerror}") from None
         files = [(CONTEXT_JSON, 0o644, to_json(run.context).encode()), (CONTEXT_ENV, 0o644, to_env(run.context).encode())]
         files += [(f"{SECRETS_DIR}/{name}", 0o600, value.encode()) for name, value in run.secrets.items()]
-        files += [(LIB_PATH, 0o644, lib), (run.guest_path, 0o755, script)]
+        files += [*data, (LIB_PATH, 0o644, lib), (run.guest_path, 0o755, script)]
         argv, stdin = delivery(files)
         self._exec(run.ctid, argv, stdin=stdin, what=f"deliver context, secrets, lib and script {run.name!r}")
 

@@ -66,6 +66,7 @@ class SimulatedPct:
             "lib_sha256": _sha256(run.lib),
             "context_keys": sorted(run.context),
             "secrets": sorted(run.secrets),        # names only
+            "files": {name: _sha256(path) for name, path in run.files},
             "timeout_s": run.timeout_s,
         })
         line = f"[{run.layer} {run.name}] simulated: would run {run.name} (sha256 {script_sha[:12]})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from urllib.parse import parse_qsl
 
@@ -93,6 +95,22 @@ def test_vllm_feature_change_rebakes_920_and_950_only(built: Checkout):
     assert bakes(built, mark) == {920, 950}
     assert result.outcomes() == {"ct900": "up-to-date", "ct901": "up-to-date", "ct902": "up-to-date",
                                  "ct910": "up-to-date", "ct920": "built", "ct950": "built"}
+    assert built.doit().outcomes() == dict.fromkeys(ALL, "up-to-date")
+
+
+def test_a_new_vllm_lock_rebakes_920_and_950_only_and_goes_with_the_feature(built: Checkout):
+    lock = built.root / "images" / "locks" / "vllm-0.10.1.1-py312.txt"
+    lock.write_text(lock.read_text().replace("\nfastapi==", "\n# relocked\nfastapi==", 1))
+    plan = built.doit("plan")
+    assert re.search(r"ct920\s+rebuild: file vllm-0.10.1.1-py312.txt changed", plan.output), plan.output
+    assert re.search(r"ct950\s+follows \(parent ct920 rebuilds\)", plan.output), plan.output
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc == 0, result.output
+    assert bakes(built, mark) == {920, 950}
+    runs = [json.loads(line) for line in (built.root / ".cache" / "sim" / "runs.jsonl").read_text().splitlines()]
+    vllm = [r for r in runs if r.get("op") == "run_script" and r.get("name") == "vllm.sh"][-1]
+    assert vllm["files"] == {lock.name: hashlib.sha256(lock.read_bytes()).hexdigest()}   # delivered with the script
     assert built.doit().outcomes() == dict.fromkeys(ALL, "up-to-date")
 
 

@@ -65,6 +65,7 @@ BASE_CONTEXT: dict[str, Any] = {
     "portainer": {"role": "none", "port": 9443, "version": "2.33.5", "data_dir": "/var/lib/portainer"},
     "vllm": {
         "version": "0.10.1.1",
+        "lock": "/opt/phoenix/files/vllm-0.10.1.1-py312.txt",
         "model": None,
         "served_model_name": None,
         "port": 8000,

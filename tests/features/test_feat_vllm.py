@@ -12,10 +12,10 @@ from .conftest import make_context
 SCRIPT = "features/vllm.sh"
 
 
-def test_install_args_are_vllms_documented_command(shell):
-    r = shell.run(SCRIPT, "vllm_install_args 0.11.0 auto /opt/vllm/bin/python")
+def test_install_args_are_vllms_documented_command_under_the_lock(shell):
+    r = shell.run(SCRIPT, "vllm_install_args 0.11.0 auto /opt/vllm/bin/python /tmp/c.txt")
     assert r.stdout.split() == ["pip", "install", "--python", "/opt/vllm/bin/python", "vllm==0.11.0",
-                                "--torch-backend=auto"]
+                                "--torch-backend=auto", "--constraints", "/tmp/c.txt"]
 
 
 def test_no_wheel_table_is_kept():
@@ -44,12 +44,16 @@ def test_version_matches(shell, installed, wanted, ok):
     assert (r.returncode == 0) == ok
 
 
-def fake_venv(tmp_path: Path, torch_says: str) -> Path:
+def fake_venv(tmp_path: Path, torch_says: str, **packages: str) -> Path:
     """A venv whose vllm is 0.10.1.1 (real metadata, read by the real python3) and whose `import torch` prints torch_says."""
     venv = tmp_path / "venv"
     site = venv / "lib" / "site"
     (site / "vllm-0.10.1.1.dist-info").mkdir(parents=True)
     (site / "vllm-0.10.1.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm\nVersion: 0.10.1.1\n")
+    for name, version in packages.items():
+        (site / f"{name}-{version}.dist-info").mkdir()
+        (site / f"{name}-{version}.dist-info" / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     (site / "torch").mkdir()
     (site / "torch" / "__init__.py").write_text(
         "class _C:\n    pass\ncuda = _C()\nversion = _C()\n"
@@ -57,15 +61,23 @@ def fake_venv(tmp_path: Path, torch_says: str) -> Path:
         "cuda.is_available = lambda: _a == 'True'\ncuda.device_count = lambda: int(_n)\nversion.cuda = _v\n")
     (venv / "bin").mkdir()
     py = venv / "bin" / "python"
-    py.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec python3 "$@"\n')
+    py.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec python3 -S "$@"\n')   # -S: this machine's packages unseen
     py.chmod(0o755)
     return venv
 
 
+LOCK = Path(__file__).resolve().parents[2] / "images" / "locks" / "vllm-0.10.1.1-py312.txt"
+
+
+def lock_context(**over):
+    return make_context(vllm={"lock": str(LOCK)}, **over)
+
+
 def test_already_installed_is_nothing_to_change(shell, tmp_path):
     venv = fake_venv(tmp_path, "True 2 12.8")
-    r = shell.run(SCRIPT, "main", context=make_context(gpus=[0, 1]), env={"VLLM_VENV": str(venv)})
+    r = shell.run(SCRIPT, "main", context=lock_context(gpus=[0, 1]), env={"VLLM_VENV": str(venv)})
     assert r.stdout.splitlines() == ["vllm: vLLM 0.10.1.1 already in " + str(venv),
+                                     "vllm: installed packages match the lock",
                                      "vllm: PyTorch sees CUDA 12.8 and 2 GPU(s)", "vllm: nothing to change"]
 
 
@@ -75,5 +87,5 @@ def test_already_installed_is_nothing_to_change(shell, tmp_path):
 ])
 def test_the_layer_fails_when_torch_does_not_see_the_gpus(shell, tmp_path, torch_says, message):
     venv = fake_venv(tmp_path, torch_says)
-    r = shell.run(SCRIPT, "main", context=make_context(gpus=[0, 1]), env={"VLLM_VENV": str(venv)}, check=False)
+    r = shell.run(SCRIPT, "main", context=lock_context(gpus=[0, 1]), env={"VLLM_VENV": str(venv)}, check=False)
     assert r.returncode == 1 and message in r.stderr

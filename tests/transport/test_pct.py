@@ -14,7 +14,7 @@ import pytest
 
 from phoenix.context import to_env, to_json
 from phoenix.errors import PhoenixError
-from phoenix.transport.base import CONTEXT_ENV, CONTEXT_JSON, LIB_PATH, SCRIPT_ENV, SECRETS_DIR
+from phoenix.transport.base import CONTEXT_ENV, CONTEXT_JSON, FILES_DIR, LIB_PATH, SCRIPT_ENV, SECRETS_DIR
 from phoenix.transport.node import Node, SshNode
 
 from .conftest import SshServer
@@ -129,6 +129,24 @@ def test_quoting_of_names_values_and_paths(sshd, node, tmp_path):
     assert sshd.guest(954, f"{SECRETS_DIR}/odd name $(x)").read_text() == secret
     assert not sentinel.exists()
     assert not [p for base in (Path.home(), sshd.root, tmp_path) for p in base.rglob("pwned")]
+
+
+def test_data_files_are_delivered_with_the_script(sshd: SshServer, node: SshNode, tmp_path):
+    """The vllm feature's lock goes into /opt/phoenix/files with the script (read-only for others, 0644)."""
+    sshd.make_ct(951)
+    lock = tmp_path / "vllm-0.10.1.1-py312.txt"
+    lock.write_text("vllm==0.10.1.1 \\\n    --hash=sha256:" + "0" * 64 + "\n")
+    # the stand-in pct roots the guest's paths in a directory: found next to the lib, as /opt/phoenix/files is
+    run = make_run(tmp_path, 951, 'phx_log "$(head -c 14 "${PHOENIX_LIB%/lib/*}/files/vllm-0.10.1.1-py312.txt")"\n',
+                   files=((lock.name, lock),))
+    out = Lines()
+    assert node.pct.run_script(run, out).exit_status == 0
+    assert out == ["[ct951 feature] vllm==0.10.1.1"]
+    delivered = sshd.guest(951, FILES_DIR) / lock.name
+    assert delivered.read_bytes() == lock.read_bytes() and stat.S_IMODE(delivered.stat().st_mode) == 0o644
+    assert stat.S_IMODE(delivered.parent.stat().st_mode) == 0o755
+    with pytest.raises(PhoenixError, match="data file name"):
+        node.pct.run_script(make_run(tmp_path, 951, "true\n", files=(("../x", lock),)), Lines())
 
 
 def test_bad_file_names_refused(sshd, node, tmp_path):

@@ -154,7 +154,8 @@ def test_q_quotes_every_word():
 def test_delivery_runs_in_sh_and_keeps_contents_off_the_command_line(tmp_path):
     secret = b"s3cr3t value 'with' $(quotes)\n"
     files = [(str(tmp_path / "g" / "a b"), 0o644, b"plain\n"), (str(tmp_path / "s" / "tok en"), 0o600, secret),
-             (str(tmp_path / "g" / "empty"), 0o755, b""), (str(tmp_path / "g" / "bin"), 0o644, bytes(range(256)) * 40)]
+             (str(tmp_path / "g" / "empty"), 0o755, b""), (str(tmp_path / "g" / "bin"), 0o644, bytes(range(256)) * 40),
+             (str(tmp_path / "f" / "lock.txt"), 0o644, b"vllm==0.10.1.1\n")]   # a data file: its directory made
     dirs = [str(tmp_path / d) for d in ("g", "l", "r", "s")]
     argv, stdin = delivery(files)
     assert secret not in " ".join(argv).encode() and b"s3cr3t" not in stdin       # base64 on stdin only
@@ -165,6 +166,7 @@ def test_delivery_runs_in_sh_and_keeps_contents_off_the_command_line(tmp_path):
         p = Path(path)
         assert p.read_bytes() == content and (p.stat().st_mode & 0o777) == mode
     assert (tmp_path / "s").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o755                      # readable, though made after umask 077
 
 
 def test_known_hosts_name():

@@ -52,8 +52,10 @@ def script_problems(estate: Estate, ctid: int) -> list[str]:
     paths = [lib.lib_path, *(lib.feature_path(n) for n in g.features)]
     if g.application_script:
         paths.append(lib.app_path(g.application_script))
+    from .datafiles import missing_problems
+
     return [f"script {p} does not exist (the checkout changed since the config was validated?)" for p in paths
-            if not Path(p).is_file()]
+            if not Path(p).is_file()] + missing_problems(estate, ctid)
 
 
 def secret_problems(estate: Estate, ctid: int, resolve: Any, *, simulated: bool) -> list[str]:

@@ -6,7 +6,9 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ...facts.node import NodeFacts
+from ...locks import vllm_lock_name
 from ...secrets import SECRET_NAMES
+from ...transport.base import FILES_DIR
 
 if TYPE_CHECKING:
     from ...config.estate import Estate
@@ -64,6 +66,7 @@ def build_context(estate: Estate, ctid: int, facts: NodeFacts | None = None) -> 
         },
         "vllm": {
             "version": vllm.version,
+            "lock": f"{FILES_DIR}/{vllm_lock_name(vllm.version)}",   # delivered with the vllm feature
             "model": vllm.model,
             "served_model_name": vllm.served_model_name or (vllm.model or "").split("/")[-1] or None,
             "port": vllm.port,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...resources import Resource, digest
 from ..host import resources as host
+from .datafiles import guest_files
 
 if TYPE_CHECKING:  # the config models (pydantic) are needed to make resources, not to check them
     from ...config.estate import Estate
@@ -63,6 +64,8 @@ def build_inputs(estate: Estate, ctid: int) -> dict[str, str]:
     inputs["lib"] = lib.lib_sha256()[:12]
     for name in g.features:
         inputs[f"feature:{name}"] = lib.feature(name).sha256[:12]
+    for file, path in guest_files(estate, ctid).items():  # the vllm feature's lock: a new one rebakes the layer
+        inputs[f"file:{file}"] = lib.file_sha256(path)[:12] or "missing"
     if g.application_script:
         inputs[f"app:{g.application_script}"] = lib.app(g.application_script).sha256[:12]
     return inputs

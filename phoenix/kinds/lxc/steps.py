@@ -29,6 +29,7 @@ from ...steps import (
 )
 from . import params as P
 from .context import build_context
+from .datafiles import feature_files
 from .rules import GIB, MIB, recorded
 
 if TYPE_CHECKING:
@@ -93,16 +94,17 @@ def scripts(estate: Estate, res: Resource, node_facts: NodeFacts | None) -> list
     ctid = res.vmid
     assert ctid is not None
     g, lib = estate.guests[ctid], estate.library
-    found = [(f"feature {n}", f"{n}.sh", lib.feature(n)) for n in g.features]
+    found = [(f"feature {n}", f"{n}.sh", lib.feature(n), tuple(feature_files(estate, ctid, n).items()))
+             for n in g.features]
     if g.application_script:
-        found.append((f"app {g.application_script}", g.application_script, lib.app(g.application_script)))
+        found.append((f"app {g.application_script}", g.application_script, lib.app(g.application_script), ()))
     if not found:
         return []
     context = build_context(estate, ctid, node_facts)
     timeout = g.feature_timeout_s or estate.hypervisor.behavior.feature_timeout_s
     return [Script(label, ctid, res.key, name, script.path, lib.lib_path, context,
-                   (*script.secrets, *script.optional_secrets), script.secrets, timeout)
-            for label, name, script in found]
+                   (*script.secrets, *script.optional_secrets), script.secrets, timeout, files)
+            for label, name, script, files in found]
 
 
 def record(res: Resource, identity: str, build_id: str, parent_build: str | None) -> dict[str, Any]:

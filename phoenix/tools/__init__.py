@@ -1,0 +1,1 @@
+"""Maintenance commands run from a checkout (`python -m phoenix.tools.<name>`), not during a build."""
