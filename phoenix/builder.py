@@ -106,7 +106,12 @@ class Builder:
         elif isinstance(step, NodeSet):
             ctx.node.pct.set(step.vmid, dict(step.options))
         elif isinstance(step, MakeDirs):
-            ctx.node.make_dirs(step.paths, step.owner)
+            if step.paths:
+                ctx.node.make_dirs(step.paths, step.owner)
+            if step.give and step.owner is not None:
+                ctx.node.give_dirs(step.give, step.owner)
+                self.ctx.say(f"{self.key}: gave the empty host directories {', '.join(step.give)} to "
+                             f"{step.owner}:{step.owner}, the container's root (they were owned outside its id map)")
         elif isinstance(step, RemoveSecrets):
             ctx.node.pct.remove_secrets(step.vmid)
         elif isinstance(step, Script):

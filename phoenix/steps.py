@@ -74,6 +74,7 @@ class MakeDirs:
     what: str
     paths: tuple[str, ...]
     owner: int | None = None
+    give: tuple[str, ...] = ()   # existing empty directories owned outside the container's id map: given to owner
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,10 @@ def render(step: Step, node: str = "") -> str:
         return f"run {step.name} in CT {step.vmid} (timeout {step.timeout:.0f}s{secrets})"
     if isinstance(step, MakeDirs):
         owner = f" (owned by {step.owner}:{step.owner})" if step.owner is not None else ""
-        return f"mkdir -p {' '.join(step.paths)} on the node{owner}"
+        give = f"chown {step.owner}:{step.owner} {' '.join(step.give)} on the node (each checked empty first)"
+        if not step.paths:
+            return give
+        return f"mkdir -p {' '.join(step.paths)} on the node{owner}" + (f"; {give}" if step.give else "")
     if isinstance(step, NodeScript):
         return f"run {step.name} on the node (timeout {step.timeout:.0f}s)"
     if isinstance(step, SaveToken):

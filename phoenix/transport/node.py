@@ -7,6 +7,7 @@ Node is the interface (SimulatedNode in phoenix.transport.simulated, SshNode her
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 from ..errors import PhoenixError
@@ -38,6 +39,16 @@ class Containers(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class DirOwner:
+    """A host directory's owner as the node's `stat` says, and whether it holds anything."""
+
+    path: str
+    uid: int
+    gid: int
+    empty: bool
+
+
 class Node(Protocol):
     """What the core needs from the node beyond the API; safe to share between doit threads."""
 
@@ -58,6 +69,15 @@ class Node(Protocol):
 
     def make_dirs(self, paths: Sequence[str], owner: int | None = None) -> None:
         """Create these host directories (with their parents); chown the ones made here to owner:owner if given."""
+        ...
+
+    def dir_owners(self, paths: Sequence[str]) -> dict[str, DirOwner]:
+        """The owner of each of these host paths that is a directory, and whether it is empty (one read)."""
+        ...
+
+    def give_dirs(self, paths: Sequence[str], owner: int) -> None:
+        """chown owner:owner each of these host directories, each checked empty first (else PhoenixError, none changed
+        from that one on)."""
         ...
 
     def run_on_node(self, run: ScriptRun, output: Output) -> ExecResult:
@@ -110,6 +130,42 @@ SNIPPETS_SCRIPT = ('dir=$1; prefix=$2; ids=$3; shift 3; cd -- "$dir" || exit 1; 
 # makes each missing directory; only those it made are given to the owner ($1; "-" for none)
 MAKE_DIRS_SCRIPT = ('owner=$1; shift; for p in "$@"; do [ -d "$p" ] && continue; mkdir -p -- "$p" || exit 1; '
                     '[ "$owner" = - ] || chown -- "$owner:$owner" "$p" || exit 1; done')
+
+
+# prints path NUL uid:gid NUL empty|full NUL for each argument that is a directory; fails if one cannot be read
+DIR_OWNERS_SCRIPT = ('for p in "$@"; do [ -d "$p" ] || continue; o=$(stat -L -c %u:%g -- "$p") || exit 1; '
+                     'n=$(find "$p/" -mindepth 1 -maxdepth 1 -print -quit) || exit 1; e=empty; [ -z "$n" ] || e=full; '
+                     'printf "%s\\0%s\\0%s\\0" "$p" "$o" "$e"; done')
+
+# gives each directory to $1 (uid:gid), each checked empty right before: a non-empty one stops it, unchanged
+GIVE_DIRS_SCRIPT = ('owner=$1; shift; for p in "$@"; do [ -d "$p" ] || { echo "$p is not a directory" >&2; exit 1; }; '
+                    'n=$(find "$p/" -mindepth 1 -maxdepth 1 -print -quit) || exit 1; [ -z "$n" ] || '
+                    '{ echo "$p is not empty any more: left as it is" >&2; exit 1; }; chown -- "$owner" "$p" || exit 1; done')
+
+
+def dir_owners_command(paths: Sequence[str]) -> str:
+    """The one command line that prints the owner and emptiness of those of `paths` that are directories (pure)."""
+    require_absolute(paths)
+    return q(["sh", "-c", DIR_OWNERS_SCRIPT, "sh", *paths])
+
+
+def parse_dir_owners(stdout: bytes, asked: Sequence[str]) -> dict[str, DirOwner]:
+    """The output of dir_owners_command; PhoenixError for output that is not what it prints."""
+    fields = [f.decode("utf-8", "surrogateescape") for f in stdout.split(b"\0")[:-1]]
+    if len(fields) % 3:
+        raise PhoenixError(f"reading host directory owners printed {stdout[-200:]!r}: not path, uid:gid, empty|full")
+    out: dict[str, DirOwner] = {}
+    for path, owner, state in zip(fields[0::3], fields[1::3], fields[2::3], strict=True):
+        uid, _, gid = owner.partition(":")
+        if path not in asked or not uid.isdigit() or not gid.isdigit() or state not in ("empty", "full"):
+            raise PhoenixError(f"reading host directory owners printed {path!r} {owner!r} {state!r}: not what was asked")
+        out[path] = DirOwner(path, int(uid), int(gid), state == "empty")
+    return out
+
+
+def give_dirs_command(paths: Sequence[str], owner: int) -> str:
+    require_absolute(paths)
+    return q(["sh", "-c", GIVE_DIRS_SCRIPT, "sh", f"{int(owner)}:{int(owner)}", *paths])
 
 
 def make_dirs_command(paths: Sequence[str], owner: int | None) -> str:
@@ -173,6 +229,27 @@ class SshNode:
             detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
             raise PhoenixError(f"creating host directories {', '.join(paths)} on node {self.node} failed "
                                f"(exit {done.exit_status}): {detail or 'no output'}")
+
+    def dir_owners(self, paths: Sequence[str]) -> dict[str, DirOwner]:
+        asked = list(dict.fromkeys(paths))
+        if not asked:
+            return {}
+        done = self.shell.execute(dir_owners_command(asked), timeout_s=PATHS_TIMEOUT_S)
+        if done.exit_status != 0:
+            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
+            status = "timed out" if done.timed_out else f"exit {done.exit_status}"
+            raise PhoenixError(f"reading the owners of host directories on node {self.node} failed ({status}): "
+                               f"{detail or 'no output'}")
+        return parse_dir_owners(done.stdout, asked)
+
+    def give_dirs(self, paths: Sequence[str], owner: int) -> None:
+        if not paths:
+            return
+        done = self.shell.execute(give_dirs_command(paths, owner), timeout_s=PATHS_TIMEOUT_S)
+        if done.exit_status != 0:
+            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
+            raise PhoenixError(f"giving host directories {', '.join(paths)} to {owner}:{owner} on node {self.node} "
+                               f"failed (exit {done.exit_status}): {detail or 'no output'}")
 
     def run_on_node(self, run: ScriptRun, output: Output) -> ExecResult:
         import threading

@@ -7,6 +7,7 @@ two GPUs (facts()) and every host path: missing_paths() is always [] (relative p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,10 +20,11 @@ from typing import Any, BinaryIO
 from ..errors import PhoenixError
 from ..facts.node import NodeFacts
 from .base import ExecResult, Output, ScriptRun
-from .node import require_absolute
+from .node import DirOwner, require_absolute
 
 NODE_FS = "node-fs"  # the simulated node's files, under the simulator's state dir
 SIMULATED_LXC_PVE = "6.0.5-3"
+SIMULATED_MAPPED_ROOT = 100000  # the owner of the simulated node's host directories: an unprivileged container's root
 SIMULATED_DEVICES = ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 
 
@@ -117,6 +119,33 @@ class SimulatedNode:
         """Recorded: the simulated node has every host path already."""
         require_absolute(paths)
         self._record({"op": "make_dirs", "paths": list(paths), "owner": owner})
+
+    def dir_owners(self, paths: Sequence[str]) -> dict[str, DirOwner]:
+        """A host directory made under the node's file system (node-fs) has its real owner and content there; every
+        other host path is an empty directory of an unprivileged container's mapped root (100000)."""
+        require_absolute(paths)
+        out = {}
+        for path in dict.fromkeys(paths):
+            local = self.local(path)
+            if local.is_dir():
+                st = local.stat()
+                out[path] = DirOwner(path, st.st_uid, st.st_gid, not any(local.iterdir()))
+            else:
+                out[path] = DirOwner(path, SIMULATED_MAPPED_ROOT, SIMULATED_MAPPED_ROOT, True)
+        return out
+
+    def give_dirs(self, paths: Sequence[str], owner: int) -> None:
+        """Recorded; a directory under node-fs is given to owner there (when this process may chown)."""
+        require_absolute(paths)
+        for path in paths:
+            local = self.local(path)
+            if local.is_dir():
+                if any(local.iterdir()):
+                    raise PhoenixError(f"giving host directories {path} to {owner}:{owner} on the simulated node failed: "
+                                       f"{path} is not empty any more: left as it is")
+                with contextlib.suppress(PermissionError):   # not root: recorded only
+                    os.chown(local, owner, owner)
+        self._record({"op": "give_dirs", "paths": list(paths), "owner": owner})
 
     def snippets_dir(self, storage: str) -> Path:
         """Where the simulated node keeps a storage's snippets (the simulator reads them when a VM starts)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from .conftest import NODE, Checkout
@@ -316,3 +318,44 @@ def test_a_damaged_simulator_state_is_a_note_not_a_traceback(built: Checkout):
     assert result.rc == 0 and "Traceback" not in result.output, result.output
     assert set(result.outcomes().values()) == {"built"}  # an empty host: everything is built again
     assert "sim/state.json is damaged" in result.output  # said once, and kept aside
+
+
+def node_dir(co: Checkout, path: str) -> Path:
+    """A host directory of the simulated node (its file system is .cache/sim/node-fs)."""
+    d = co.root / ".cache" / "sim" / "node-fs" / path.lstrip("/")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def test_a_full_bind_mounted_directory_owned_outside_the_id_map_stops_the_rebuild_first(built: Checkout):
+    data = node_dir(built, "/fastData/portainer")          # made by this process: owned outside 100000-165535
+    (data / "portainer.db").write_text("the server's database")
+    before = built.tags(910)
+    built.edit_guest(910, app={"portainer": {"role": "server", "port": 9444}})
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc != 0
+    assert (f"host directory /fastData/portainer (bind-mounted at /var/lib/portainer in CT 910, an unprivileged "
+            f"container) is owned by {os.getuid()}:{os.getgid()} on the node") in result.output, result.output
+    assert "`chown -R 100000:100000 /fastData/portainer`, then rerun" in result.output
+    assert "Traceback" not in result.output
+    assert bakes(built, mark) == set() and not [w for w in built.writes(mark) if "/lxc/910" in w[1]]  # nothing destroyed
+    assert (data / "portainer.db").exists() and data.stat().st_uid == os.getuid()
+    assert built.tags(910) == before                          # the old CT 910 is still there, as it was
+
+
+def test_an_empty_bind_mounted_directory_owned_outside_the_id_map_is_given_to_the_containers_root(built: Checkout):
+    data = node_dir(built, "/fastData/portainer")
+    built.edit_guest(910, app={"portainer": {"role": "server", "port": 9444}})
+    plan = built.doit("plan", "--steps")
+    assert "chown 100000:100000 /fastData/portainer on the node (each checked empty first)" in plan.output, plan.output
+    result = built.doit()
+    assert result.rc == 0, result.output
+    assert "gave the empty host directories /fastData/portainer to 100000:100000" in result.output
+    runs = [json.loads(line) for line in (built.root / ".cache" / "sim" / "runs.jsonl").read_text().splitlines()]
+    assert [(r["paths"], r["owner"]) for r in runs if r["op"] == "give_dirs"] == [(["/fastData/portainer"], 100000)]
+    if os.geteuid() == 0:
+        assert (data.stat().st_uid, data.stat().st_gid) == (100000, 100000)
+        built.edit_guest(910, app={"portainer": {"role": "server", "port": 9445}})
+        again = built.doit()
+        assert again.rc == 0 and "gave the empty" not in again.output   # now the container's: nothing to give

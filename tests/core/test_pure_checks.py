@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 from pathlib import Path
 
@@ -64,3 +65,47 @@ def test_sqlite_damage(tmp_path: Path):
     assert sqlite_damage(db) == "not an sqlite3 database"
     db.write_bytes(b"")
     assert sqlite_damage(db) is None  # sqlite3 makes an empty file a new database
+
+
+# the owner of a bind-mounted host directory of an unprivileged guest (910: /fastData/portainer, 950: /fastData/models)
+OWNER_CASES = [
+    # (what, ctid, owner found (uid, gid, empty) or None for missing, config change, problem expected, given)
+    ("the container's root", 910, (100000, 100000, False), None, None, ()),
+    ("a user of the container (950's vllm)", 950, (100999, 100999, False), None, None, ()),
+    ("not on the node (host_path_problems says so)", 910, None, None, None, ()),
+    ("empty, owned by the host's root: given", 910, (0, 0, True), None, None, ("/fastData/portainer",)),
+    ("not empty, owned by the host's root: refused", 910, (0, 0, False), None,
+     "host directory /fastData/portainer (bind-mounted at /var/lib/portainer in CT 910, an unprivileged container) is "
+     "owned by 0:0 on the node, outside the container's id map (100000-165535), so the container cannot write it. It "
+     "needs the container's root, 100000:100000 (its app gives it to its own user from there). It is not empty, so "
+     "Phoenix changed nothing: on the node run `chown -R 100000:100000 /fastData/portainer`, then rerun", ()),
+    ("a group outside the map counts", 950, (100000, 1000, False), None, "is owned by 100000:1000 on the node", ()),
+    ("past the map's end", 950, (165536, 165536, False), None, "is owned by 165536:165536", ()),
+    ("a privileged container's ids are the host's", 910, (0, 0, False), {"unprivileged": False}, None, ()),
+    ("a read-only mount is only read", 910, (0, 0, False),
+     {"mount_points": [{"container_path": "/var/lib/portainer", "host_path": "/fastData/portainer", "read_only": True}]},
+     None, ()),
+]
+
+
+@pytest.mark.parametrize(("what", "ctid", "found", "change", "problem", "given"), OWNER_CASES, ids=[c[0] for c in OWNER_CASES])
+def test_owner_of_bind_mounted_directories(estate, what, ctid, found, change, problem, given):
+    from phoenix.kinds.lxc.checks import bind_owner_problems
+    from phoenix.transport.node import DirOwner
+
+    if change:
+        estate = copy.copy(estate)
+        estate.guests = {**estate.guests, ctid: estate.guests[ctid].model_copy(update=change)}
+        if "mount_points" in change:
+            from phoenix.config.lxc import MountPoint
+
+            estate.guests[ctid] = estate.guests[ctid].model_copy(
+                update={"mount_points": [MountPoint(**m) for m in change["mount_points"]]})
+    (path,) = [mp.host_path for mp in estate.guests[ctid].mount_points]
+    owners = {} if found is None else {path: DirOwner(path, *found)}
+    problems, give = bind_owner_problems(estate, ctid, owners)
+    assert give == given, what
+    if problem is None:
+        assert problems == [], what
+    else:
+        assert len(problems) == 1 and problem in problems[0], problems

@@ -1,14 +1,15 @@
-"""SshNode against a real OpenSSH server (see conftest.py): node facts and missing_paths."""
+"""SshNode against a real OpenSSH server (see conftest.py): node facts, missing_paths, host directories' owners."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
 from phoenix.errors import PhoenixError
-from phoenix.transport.node import SshNode
+from phoenix.transport.node import DirOwner, SshNode
 
 from .conftest import SshServer
 
@@ -101,3 +102,40 @@ def test_a_host_script_runs_on_the_node_with_its_context_and_lib(sshd: SshServer
     assert lines == ["[host:nvidia part.sh] lib=yes version=580.1", "[host:nvidia part.sh] [0, 1]"]
     assert (host_dir / "run" / "part.sh").stat().st_mode & 0o777 == 0o755
     assert "[host:nvidia part.sh] lib=yes version=580.1" in (tmp_path / "host.log").read_text()
+
+
+# ------------------------------------------------------------------ bind-mounted directories' owners (unprivileged guests)
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to uid 100000 needs root (as on a node)")
+
+
+def test_dir_owners_reads_owner_and_emptiness(sshd: SshServer, node: SshNode, tmp_path):
+    host = tmp_path / "host"
+    empty, full, odd = host / "portainer", host / "models", host / "it's $(x) \"odd\""
+    for d in (empty, full, odd):
+        d.mkdir(parents=True)
+    (full / ".hidden").write_text("a dot file counts")
+    (host / "file.txt").write_text("not a directory")
+    (host / "link").symlink_to(full)
+    asked = [str(empty), str(full), str(odd), str(host / "file.txt"), str(host / "nope"), str(host / "link")]
+    found = node.dir_owners(asked)
+    uid, gid = os.getuid(), os.getgid()
+    assert found == {
+        str(empty): DirOwner(str(empty), uid, gid, True), str(full): DirOwner(str(full), uid, gid, False),
+        str(odd): DirOwner(str(odd), uid, gid, True), str(host / "link"): DirOwner(str(host / "link"), uid, gid, False)}
+    assert node.dir_owners([]) == {}
+
+
+@needs_root
+def test_give_dirs_chowns_only_empty_directories(sshd: SshServer, node: SshNode, tmp_path):
+    empty, full = tmp_path / "portainer", tmp_path / "models"
+    empty.mkdir()
+    full.mkdir()
+    (full / "model.safetensors").write_text("weights")
+    node.give_dirs([str(empty)], 100000)
+    assert (empty.stat().st_uid, empty.stat().st_gid) == (100000, 100000)
+    assert node.dir_owners([str(empty)])[str(empty)] == DirOwner(str(empty), 100000, 100000, True)
+    with pytest.raises(PhoenixError, match="is not empty any more: left as it is"):
+        node.give_dirs([str(full)], 100000)
+    assert (full.stat().st_uid, (full / "model.safetensors").stat().st_uid) == (0, 0)

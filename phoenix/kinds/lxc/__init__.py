@@ -90,11 +90,15 @@ class LxcKind:
                 node_ok = False
         binds = [mp.host_path for mp in g.mount_points if mp.host_path]
         dirs: tuple[str, ...] = ()
+        give: tuple[str, ...] = ()
         if binds and node_ok:
             try:
                 missing = ctx.transport().missing_paths(binds)
                 problems += checks.host_path_problems(estate, ctid, missing)
                 dirs = tuple(mp.host_path for mp in g.mount_points if mp.host_path in missing and mp.create_host_path)
+                owned = [p for p, _ in checks.owned_binds(estate, ctid) if p not in missing]
+                found, give = checks.bind_owner_problems(estate, ctid, ctx.transport().dir_owners(owned) if owned else {})
+                problems += found
             except PhoenixError as e:
                 problems.append(str(e))
         facts = ctx.view.get(ctid)
@@ -103,7 +107,7 @@ class LxcKind:
             config = ctx.pve().get(S.lxc(ctx.node, ctid, "/config"))
             if config.get("lock"):
                 problems.append(explain_lock(ctx, ctid, str(config["lock"])))
-            return Prepared({"config": config, "facts": facts, "dirs": dirs}, tuple(problems))
+            return Prepared({"config": config, "facts": facts, "dirs": dirs, "give": give}, tuple(problems))
         replaced: list[S.Replaced] = []
         keep = S.HandSet()
         if facts is not None:
@@ -154,7 +158,7 @@ class LxcKind:
             except PhoenixError as e:
                 problems.append(str(e))
         return Prepared({"replaced": tuple(replaced), "download": download, "devices": devices, "node_facts": node_facts,
-                         "keep": keep, "dirs": dirs}, tuple(problems))
+                         "keep": keep, "dirs": dirs, "give": give}, tuple(problems))
 
     # -------------------------------------------------------------------- steps
 
@@ -165,15 +169,16 @@ class LxcKind:
         data = prepared.data
         if decision.action == Action.UPDATE:
             return S.update(ctx.estate, res, ctx.node, data["facts"], data["config"], "; ".join(decision.reasons),
-                            data["dirs"])
+                            data["dirs"], data.get("give", ()))
         keep: S.HandSet = data["keep"]
         m = decision.artifact
         if m is not None and ctx.artifacts is not None:  # restored: the archive's identity and build ids
             bake = S.Bake(m.identity, m.build, m.parent_build, ctx.owner, data["replaced"], False, data["devices"],
-                          data["node_facts"], keep.tags, keep.protection, data["dirs"])
+                          data["node_facts"], keep.tags, keep.protection, data["dirs"], data.get("give", ()))
             return S.restore(ctx.estate, res, ctx.node, bake, ctx.artifacts / m.archive, m)
         bake = S.Bake(identity or res.identity(parent_build), build_id, parent_build, ctx.owner, data["replaced"],
-                      data["download"], data["devices"], data["node_facts"], keep.tags, keep.protection, data["dirs"])
+                      data["download"], data["devices"], data["node_facts"], keep.tags, keep.protection, data["dirs"],
+                      data.get("give", ()))
         return S.bake(ctx.estate, res, ctx.node, bake)
 
 

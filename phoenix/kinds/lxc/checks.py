@@ -96,6 +96,43 @@ def host_path_problems(estate: Estate, ctid: int, missing: list[str]) -> list[st
     return out
 
 
+ID_MAP_BASE = 100000   # Proxmox's default id map of an unprivileged container: guest id N is host id 100000 + N
+ID_MAP_SIZE = 65536
+
+
+def owned_binds(estate: Estate, ctid: int) -> list[tuple[str, str]]:
+    """(host path, container path) of the bind mounts whose host owner matters: writable, in an unprivileged guest."""
+    g = estate.guests[ctid]
+    if not g.unprivileged:
+        return []  # a privileged container's ids are the host's
+    return [(mp.host_path, mp.container_path) for mp in g.mount_points if mp.host_path and not mp.read_only]
+
+
+def bind_owner_problems(estate: Estate, ctid: int, owners: dict[str, Any]) -> tuple[list[str], tuple[str, ...]]:
+    """Bind-mounted host directories of an unprivileged guest must be owned by an id of its map (the guest can then
+    give them to any of its users; its root is 100000 on the host). Returns the problems (a non-empty directory owned
+    outside the map: nothing is changed, the fix is named) and the empty ones to give to the guest's root."""
+    from ...transport.shell import q
+
+    low, high = ID_MAP_BASE, ID_MAP_BASE + ID_MAP_SIZE - 1
+    problems: list[str] = []
+    give: list[str] = []
+    for host_path, container_path in owned_binds(estate, ctid):
+        found = owners.get(host_path)
+        if found is None or (low <= found.uid <= high and low <= found.gid <= high):
+            continue
+        if found.empty:
+            give.append(host_path)
+            continue
+        problems.append(
+            f"host directory {host_path} (bind-mounted at {container_path} in CT {ctid}, an unprivileged container) is "
+            f"owned by {found.uid}:{found.gid} on the node, outside the container's id map ({low}-{high}), so the "
+            f"container cannot write it. It needs the container's root, {low}:{low} (its app gives it to its own user "
+            f"from there). It is not empty, so Phoenix changed nothing: on the node run "
+            f"`chown -R {low}:{low} {q([host_path])}`, then rerun")
+    return problems, tuple(dict.fromkeys(give))
+
+
 def backup_storage_problems(estate: Any, storages: list[dict[str, Any]]) -> list[str]:
     """A restore needs the configured backup storage on the node, with content 'backup'."""
     name = estate.hypervisor.artifacts.backup_storage

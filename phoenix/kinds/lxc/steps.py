@@ -65,6 +65,7 @@ class Bake:
     keep_tags: tuple[str, ...] = ()                  # set by hand on the guest it replaces
     keep_protection: bool = False                    # set by hand on the guest it replaces
     make_dirs: tuple[str, ...] = ()                  # bind-mounted host directories to create first
+    give_dirs: tuple[str, ...] = ()                  # empty ones owned outside the container's id map: given to its root
 
 
 def destroy(node: str, r: Replaced, why: str) -> list[Step]:
@@ -82,12 +83,16 @@ def destroy(node: str, r: Replaced, why: str) -> list[Step]:
 UNPRIVILEGED_ROOT = 100000  # the host uid of an unprivileged container's root under Proxmox's default id map
 
 
-def make_dirs(g: Any, paths: tuple[str, ...]) -> list[Step]:
-    """Create the missing host directories the config says to create, owned by the container's root."""
-    if not paths:
-        return []
+def make_dirs(g: Any, paths: tuple[str, ...], give: tuple[str, ...] = ()) -> list[Step]:
+    """Create the missing host directories the config says to create, owned by the container's root; give the empty
+    ones owned outside an unprivileged container's id map to its root."""
     owner = UNPRIVILEGED_ROOT if g.unprivileged else None
-    return [MakeDirs(f"create host directories {', '.join(paths)}", tuple(paths), owner)]
+    give = give if owner is not None else ()
+    if not paths and not give:
+        return []
+    what = [f"create host directories {', '.join(paths)}"] if paths else []
+    what += [f"give empty host directories {', '.join(give)} to {owner}:{owner}"] if give else []
+    return [MakeDirs("; ".join(what), tuple(paths), owner, tuple(give))]
 
 
 def scripts(estate: Estate, res: Resource, node_facts: NodeFacts | None) -> list[Step]:
@@ -153,7 +158,7 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
             out.append(Call(f"grow rootfs {parent.storage_size_gb} -> {settings['rootfs_gb']} GB", "PUT",
                             lxc(node, ctid, "/resize"), {"disk": "rootfs", "size": f"{settings['rootfs_gb']}G"},
                             idempotent=True))
-    out += make_dirs(g, b.make_dirs)
+    out += make_dirs(g, b.make_dirs, b.give_dirs)
     options = P.root_options(settings, b.devices)
     if options:
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(options))})", ctid, options))
@@ -227,7 +232,7 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     out.append(Call(f"restore from artifact {m.archive}", "POST", f"nodes/{node}/lxc", params,
                     then=SetFacts(ctid, building, {"name": g.name}, new=True)))
     out.append(RemoveNodeFile("remove the archive from the node", on_node))
-    out += make_dirs(g, b.make_dirs)
+    out += make_dirs(g, b.make_dirs, b.give_dirs)
     options = P.root_options(res.settings, b.devices)
     if options:
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(options))})", ctid, options))
@@ -238,7 +243,7 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
 
 
 def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config: dict[str, Any], reasons: str,
-           dirs: tuple[str, ...] = ()) -> list[Step]:
+           dirs: tuple[str, ...] = (), give: tuple[str, ...] = ()) -> list[Step]:
     """Change settings in place: one config PUT (plus root-only settings); a restart only if Proxmox needs one."""
     ctid = res.vmid
     assert ctid is not None
@@ -263,7 +268,7 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
     if current_gb and settings["rootfs_gb"] > current_gb:
         out.append(Call(f"grow rootfs {current_gb} -> {settings['rootfs_gb']} GB", "PUT", lxc(node, ctid, "/resize"),
                         {"disk": "rootfs", "size": f"{settings['rootfs_gb']}G"}, idempotent=True))
-    out += make_dirs(g, dirs)
+    out += make_dirs(g, dirs, give)
     before = P.root_options(old, {}) if old else {}
     after = P.root_options(settings, {})
     wanted = {k: v for k, v in after.items() if before.get(k) != v}
