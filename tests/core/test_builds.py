@@ -359,3 +359,12 @@ def test_an_empty_bind_mounted_directory_owned_outside_the_id_map_is_given_to_th
         built.edit_guest(910, app={"portainer": {"role": "server", "port": 9445}})
         again = built.doit()
         assert again.rc == 0 and "gave the empty" not in again.output   # now the container's: nothing to give
+
+
+def test_an_update_in_place_leaves_the_mounts_it_keeps_alone(built: Checkout):
+    """Only a bake (or a mount an update adds) checks owners: a memory change must not stop at a directory in use."""
+    (node_dir(built, "/fastData/portainer") / "portainer.db").write_text("in use")
+    built.edit_guest(910, memory_mb=16384)
+    result = built.doit()
+    assert result.rc == 0, result.output
+    assert result.outcomes()["ct910"] == "updated"

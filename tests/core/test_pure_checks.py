@@ -45,8 +45,9 @@ def test_scripts_and_host_paths(estate, tmp_path: Path):
     assert script_problems(estate, 950) == []
     assert host_path_problems(estate, 950, []) == []
     assert host_path_problems(estate, 950, ["/fastData/models"]) == [
-        "host directory /fastData/models (bind-mounted at /models) does not exist on the node: create it there (and give "
-        "it to the container's mapped user), or set create_host_path: true"]
+        "host directory /fastData/models (bind-mounted at /models) does not exist on the node: create it there "
+        "(`mkdir -p /fastData/models && chown 100000:100000 /fastData/models`: the container's root owns it), or set "
+        "create_host_path: true"]
 
 
 def test_sqlite_damage(tmp_path: Path):
@@ -86,6 +87,20 @@ OWNER_CASES = [
      {"mount_points": [{"container_path": "/var/lib/portainer", "host_path": "/fastData/portainer", "read_only": True}]},
      None, ()),
 ]
+
+
+def test_an_update_checks_only_the_mounts_it_adds():
+    from phoenix.kinds.lxc.checks import mounted_host_paths
+
+    config = {"mp0": "/fastData/models,mp=/models", "mp1": "local-lvm:vm-950-disk-1,mp=/scratch,size=5G",
+              "memory": 2048, "mpx": "/not/a/mount"}
+    assert mounted_host_paths(config) == {"/fastData/models"}
+    assert mounted_host_paths({}) == set()
+    from phoenix.facts.guests import description
+
+    recorded = {"settings": {"mount_points": [{"container_path": "/var/lib/portainer", "host_path": "/fastData/portainer"},
+                                              {"container_path": "/scratch", "storage": "local-lvm", "size_gb": 5}]}}
+    assert mounted_host_paths({"description": description("Portainer", recorded)}) == {"/fastData/portainer"}
 
 
 @pytest.mark.parametrize(("what", "ctid", "found", "change", "problem", "given"), OWNER_CASES, ids=[c[0] for c in OWNER_CASES])

@@ -88,6 +88,8 @@ class LxcKind:
             except PhoenixError as e:
                 problems.append(str(e))
                 node_ok = False
+        update = decision.action == Action.UPDATE
+        config = ctx.pve().get(S.lxc(ctx.node, ctid, "/config")) if update else {}
         binds = [mp.host_path for mp in g.mount_points if mp.host_path]
         dirs: tuple[str, ...] = ()
         give: tuple[str, ...] = ()
@@ -96,15 +98,15 @@ class LxcKind:
                 missing = ctx.transport().missing_paths(binds)
                 problems += checks.host_path_problems(estate, ctid, missing)
                 dirs = tuple(mp.host_path for mp in g.mount_points if mp.host_path in missing and mp.create_host_path)
-                owned = [p for p, _ in checks.owned_binds(estate, ctid) if p not in missing]
+                mounted = checks.mounted_host_paths(config)  # an update checks only the mounts it adds
+                owned = [p for p, _ in checks.owned_binds(estate, ctid) if p not in missing and p not in mounted]
                 found, give = checks.bind_owner_problems(estate, ctid, ctx.transport().dir_owners(owned) if owned else {})
                 problems += found
             except PhoenixError as e:
                 problems.append(str(e))
         facts = ctx.view.get(ctid)
-        if decision.action == Action.UPDATE:
+        if update:
             assert facts is not None
-            config = ctx.pve().get(S.lxc(ctx.node, ctid, "/config"))
             if config.get("lock"):
                 problems.append(explain_lock(ctx, ctid, str(config["lock"])))
             return Prepared({"config": config, "facts": facts, "dirs": dirs, "give": give}, tuple(problems))

@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from ...config.estate import Estate
 
 
+ID_MAP_BASE = 100000   # Proxmox's default id map of an unprivileged container: guest id N is host id 100000 + N
+ID_MAP_SIZE = 65536
+
+
 def _content(storage: dict[str, Any]) -> set[str]:
     return {c.strip() for c in str(storage.get("content", "")).split(",") if c.strip()}
 
@@ -87,17 +91,17 @@ def secret_problems(estate: Estate, ctid: int, resolve: Any, *, simulated: bool)
 
 def host_path_problems(estate: Estate, ctid: int, missing: list[str]) -> list[str]:
     """Bind-mounted host directories that are not on the node."""
+    from ...transport.shell import q
+
     g = estate.guests[ctid]
     out = []
     for mp in g.mount_points:
         if mp.host_path and mp.host_path in missing and not mp.create_host_path:
+            make = f"mkdir -p {q([mp.host_path])}" + (
+                f" && chown {ID_MAP_BASE}:{ID_MAP_BASE} {q([mp.host_path])}" if g.unprivileged else "")
             out.append(f"host directory {mp.host_path} (bind-mounted at {mp.container_path}) does not exist on the node: "
-                       "create it there (and give it to the container's mapped user), or set create_host_path: true")
+                       f"create it there (`{make}`: the container's root owns it), or set create_host_path: true")
     return out
-
-
-ID_MAP_BASE = 100000   # Proxmox's default id map of an unprivileged container: guest id N is host id 100000 + N
-ID_MAP_SIZE = 65536
 
 
 def owned_binds(estate: Estate, ctid: int) -> list[tuple[str, str]]:
@@ -106,6 +110,21 @@ def owned_binds(estate: Estate, ctid: int) -> list[tuple[str, str]]:
     if not g.unprivileged:
         return []  # a privileged container's ids are the host's
     return [(mp.host_path, mp.container_path) for mp in g.mount_points if mp.host_path and not mp.read_only]
+
+
+def mounted_host_paths(config: dict[str, Any]) -> set[str]:
+    """The host paths a guest bind-mounts now: its config's mpN (/host/path,mp=/in/guest,...) and the mount points of
+    the settings its layer record says were applied."""
+    from ...facts.guests import parse_record
+
+    found = {str(v).split(",", 1)[0] for k, v in config.items()
+             if k.startswith("mp") and k[2:].isdigit() and str(v).startswith("/")}
+    settings = parse_record(config.get("description")).get("settings") if config else None
+    mounts = settings.get("mount_points") if isinstance(settings, dict) else None
+    for mp in mounts if isinstance(mounts, list) else []:
+        if isinstance(mp, dict) and isinstance(mp.get("host_path"), str):
+            found.add(mp["host_path"])
+    return found
 
 
 def bind_owner_problems(estate: Estate, ctid: int, owners: dict[str, Any]) -> tuple[list[str], tuple[str, ...]]:
