@@ -2,7 +2,9 @@
 
 Each operation becomes one JSON line in the record file (what, where, the script's sha256, the context
 keys, the *names* of the secrets). Secret values are never written anywhere. The simulated node has
-two GPUs (facts()) and every host path: missing_paths() is always [] (relative paths are still refused).
+two GPUs (facts()) and every host path: missing_paths() is always [] (relative paths are still refused). A host
+directory is owned by an unprivileged container's root (100000) and empty, unless it was made under the node's file
+system (node-fs): then its real owner and content count (dir_owners), and give_dirs chowns it there.
 """
 
 from __future__ import annotations

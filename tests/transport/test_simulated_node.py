@@ -102,3 +102,21 @@ def test_the_node_interface_is_light_to_import():
             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('paramiko', 'pydantic', 'yaml', 'jinja2'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_host_directory_owners(tmp_path):
+    node = SimulatedNode(tmp_path / "sim" / "runs.jsonl")
+    made = node.local("/fastData/portainer")
+    made.mkdir(parents=True)
+    (made / "portainer.db").write_text("data")
+    found = node.dir_owners(["/fastData/models", "/fastData/portainer"])
+    assert (found["/fastData/models"].uid, found["/fastData/models"].empty) == (100000, True)   # as a node would have it
+    assert (found["/fastData/portainer"].uid, found["/fastData/portainer"].empty) == (made.stat().st_uid, False)
+    with pytest.raises(PhoenixError, match="is not empty any more"):
+        node.give_dirs(["/fastData/portainer"], 100000)
+    (made / "portainer.db").unlink()
+    node.give_dirs(["/fastData/portainer"], 100000)
+    record = [json.loads(line) for line in (tmp_path / "sim" / "runs.jsonl").read_text().splitlines()]
+    assert record[-1] == {**record[-1], "op": "give_dirs", "paths": ["/fastData/portainer"], "owner": 100000}
+    with pytest.raises(PhoenixError):
+        node.dir_owners(["relative/path"])
