@@ -193,3 +193,11 @@ def test_the_uv_that_vllm_sh_pins_is_on_pypi():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert version in re.split(r"[,\s]+", r.stdout.split("Available versions:", 1)[1])
+
+
+def test_the_tests_parse_the_lock_with_the_uv_that_vllm_sh_pins():
+    """The test extra installs the same uv the guest uses, so the offline parse above checks what the bake will run."""
+    text = (IMAGES / SCRIPT).read_text()
+    version = re.search(r'VLLM_UV_VERSION="\$\{VLLM_UV_VERSION:-([0-9.]+)\}"', text).group(1)
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert f'"uv=={version}"' in pyproject
