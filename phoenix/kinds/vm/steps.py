@@ -153,6 +153,24 @@ def record(res: Resource, identity: str, build_id: str, parent_build: str | None
             "built_at": int(time.time())}
 
 
+def begin(node: str, vmid: int, b: Bake) -> list[Step]:
+    """The first steps of a bake or a restore: what it replaces destroyed (the old layer, its linked clones)."""
+    out: list[Step] = []
+    for r in b.replaced:
+        out += destroy(node, r, "was built from other inputs" if r.vmid == vmid else f"a linked clone of vm{vmid}")
+    return out
+
+
+def put_snippets(vmid: int, snippets: str, b: Bake) -> tuple[dict[str, str], PutSnippets]:
+    """The layer's cloud-init snippets, named by content, and the step that writes them (a bake and a restore write
+    the same names, so a restored VM's cicustom points at what its archive's VM had)."""
+    files = {**b.files, "meta-data": b.meta_data}
+    names = snippet_names(vmid, files)
+    return names, PutSnippets(f"write cloud-init snippets ({', '.join(sorted(names.values()))})", snippets,
+                              b.snippets_dir, {names[f]: data for f, data in files.items()}, f"phoenix-{vmid}-",
+                              b.keep_vmids)
+
+
 def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     from ...config.vm import parent_of
 
@@ -160,18 +178,13 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     assert vmid is not None
     vm, hyp, settings = estate.vms[vmid], estate.hypervisor, res.settings
     storage = vm.boot_disk_storage or hyp.storage.rootdir
-    out: list[Step] = []
-    for r in b.replaced:
-        out += destroy(node, r, "was built from other inputs" if r.vmid == vmid else f"a linked clone of vm{vmid}")
+    out = begin(node, vmid, b)
     user_tags = [*vm.tags, *b.keep_tags]
     building = F.building_tags(user_tags, b.owner)
     temp_desc = F.description(vm.description, {"layer": res.key, "state": "building"})
-    files = {**b.files, "meta-data": b.meta_data}
-    names = snippet_names(vmid, files)
     snippets = hyp.storage.snippets
-    out.append(PutSnippets(f"write cloud-init snippets ({', '.join(sorted(names.values()))})", snippets,
-                           b.snippets_dir, {names[f]: data for f, data in files.items()}, f"phoenix-{vmid}-",
-                           b.keep_vmids))
+    names, put = put_snippets(vmid, snippets, b)
+    out.append(put)
     started = SetFacts(vmid, building, {"name": vm.vm_name, "kind": "qemu"}, new=True)
     hardware = {"name": vm.vm_name, "ostype": vm.os_type, "sockets": settings["sockets"], "cores": settings["cores"],
                 "memory": settings["memory"], "net0": settings["net0"], "agent": "enabled=1",
@@ -265,18 +278,13 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     vmid = res.vmid
     assert vmid is not None
     vm, hyp, settings = estate.vms[vmid], estate.hypervisor, res.settings
-    out: list[Step] = []
-    for r in b.replaced:
-        out += destroy(node, r, "was built from other inputs" if r.vmid == vmid else f"a linked clone of vm{vmid}")
+    out = begin(node, vmid, b)
     user_tags = [*vm.tags, *b.keep_tags]
     building = F.building_tags(user_tags, b.owner)
     temp_desc = F.description(vm.description, {"layer": res.key, "state": "building"})
-    files = {**b.files, "meta-data": b.meta_data}
-    names = snippet_names(vmid, files)
     snippets = hyp.storage.snippets
-    out.append(PutSnippets(f"write cloud-init snippets ({', '.join(sorted(names.values()))})", snippets,
-                           b.snippets_dir, {names[f]: data for f, data in files.items()}, f"phoenix-{vmid}-",
-                           b.keep_vmids))
+    names, put = put_snippets(vmid, snippets, b)
+    out.append(put)
     volname = backup_volume(vmid, m, "qemu")
     dump_dir = hyp.artifacts.node_dump_dir.rstrip("/")
     on_node = f"{dump_dir}/{volname}"
@@ -301,6 +309,7 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
                             timeout=CLOUD_INIT_TIMEOUT_S, warn_exit=(2,),
                             show_on_failure="/var/log/cloud-init-output.log"))
     return out + finish(estate, res, node, b, user_tags, names, template_layer, restored_from=m.archive)
+
 
 def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config: dict[str, Any],
            reasons: str) -> list[Step]:
