@@ -214,42 +214,34 @@ class SshNode:
         asked = list(dict.fromkeys(paths))
         if not asked:
             return []
-        done = self.shell.execute(missing_paths_command(asked), timeout_s=PATHS_TIMEOUT_S)
-        if done.exit_status != 0:
-            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
-            status = "timed out" if done.timed_out else f"exit {done.exit_status}"
-            raise PhoenixError(f"checking host paths on node {self.node} failed ({status}): {detail or 'no output'}")
-        return parse_missing_paths(done.stdout, asked)
+        return parse_missing_paths(self._paths_command(missing_paths_command(asked), "checking host paths"), asked)
 
     def make_dirs(self, paths: Sequence[str], owner: int | None = None) -> None:
         if not paths:
             return
-        done = self.shell.execute(make_dirs_command(paths, owner), timeout_s=PATHS_TIMEOUT_S)
-        if done.exit_status != 0:
-            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
-            raise PhoenixError(f"creating host directories {', '.join(paths)} on node {self.node} failed "
-                               f"(exit {done.exit_status}): {detail or 'no output'}")
+        self._paths_command(make_dirs_command(paths, owner), f"creating host directories {', '.join(paths)}")
 
     def dir_owners(self, paths: Sequence[str]) -> dict[str, DirOwner]:
         asked = list(dict.fromkeys(paths))
         if not asked:
             return {}
-        done = self.shell.execute(dir_owners_command(asked), timeout_s=PATHS_TIMEOUT_S)
-        if done.exit_status != 0:
-            detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
-            status = "timed out" if done.timed_out else f"exit {done.exit_status}"
-            raise PhoenixError(f"reading the owners of host directories on node {self.node} failed ({status}): "
-                               f"{detail or 'no output'}")
-        return parse_dir_owners(done.stdout, asked)
+        return parse_dir_owners(self._paths_command(dir_owners_command(asked),
+                                                    "reading the owners of host directories"), asked)
 
     def give_dirs(self, paths: Sequence[str], owner: int) -> None:
         if not paths:
             return
-        done = self.shell.execute(give_dirs_command(paths, owner), timeout_s=PATHS_TIMEOUT_S)
+        self._paths_command(give_dirs_command(paths, owner),
+                            f"giving host directories {', '.join(paths)} to {owner}:{owner}")
+
+    def _paths_command(self, command: str, what: str) -> bytes:
+        """A short command about host paths run on the node; its stdout, or PhoenixError naming WHAT and the output."""
+        done = self.shell.execute(command, timeout_s=PATHS_TIMEOUT_S)
         if done.exit_status != 0:
             detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip()[-2000:]
-            raise PhoenixError(f"giving host directories {', '.join(paths)} to {owner}:{owner} on node {self.node} "
-                               f"failed (exit {done.exit_status}): {detail or 'no output'}")
+            status = "timed out" if done.timed_out else f"exit {done.exit_status}"
+            raise PhoenixError(f"{what} on node {self.node} failed ({status}): {detail or 'no output'}")
+        return done.stdout
 
     def run_on_node(self, run: ScriptRun, output: Output) -> ExecResult:
         import threading
