@@ -17,8 +17,8 @@ from phoenix.artifacts.store import ENV
 from phoenix.errors import PhoenixError
 from phoenix.facts.guests import parse_record
 from phoenix.pve.client import Pve
-from tests.core.conftest import NODE, Checkout, audit
-from tests.core.pve_audit import refused as audited
+from tests.core.conftest import NODE, Checkout, audited
+from tests.core.pve_audit import refused as audit_refused
 
 VMS = ("vm9000", "vm9001", "vm1001", "vm1002")
 VOLATILE = ("meta", "smbios1", "vmgenid", "description")  # made anew by a restore (unique=1) or a new build
@@ -38,22 +38,14 @@ def host(tmp_path: Path, name: str) -> Checkout:
 
 @pytest.fixture
 def first(tmp_path: Path, store: Path):
-    co = host(tmp_path, "first")
-    yield co
-    try:
-        audit(co)
-    finally:
-        co.stop_sim()
+    with audited(host(tmp_path, "first")) as co:
+        yield co
 
 
 @pytest.fixture
 def fresh(tmp_path: Path, store: Path):
-    co = host(tmp_path, "fresh")
-    yield co
-    try:
-        audit(co)
-    finally:
-        co.stop_sim()
+    with audited(host(tmp_path, "fresh")) as co:
+        yield co
 
 
 @pytest.fixture
@@ -219,7 +211,7 @@ def test_the_simulated_restore_checks_what_a_node_checks(exported: dict, tmp_pat
         volid = f"local:backup/{name}"
         assert "conflicts with option 'archive'" in refused(vmid=7000, archive=volid, scsi0="local-lvm:8")
         assert "content type needs to be 'backup'" in refused(vmid=7000, archive="local:iso/x.iso")
-        assert len(audited(pve.requests[mark:])) == 2  # the audit finds both
+        assert len(audit_refused(pve.requests[mark:])) == 2  # the audit finds both
         assert "can't find archive" in refused(vmid=7000, archive="local:backup/vzdump-qemu-1-2026_01_01-00_00_00.tar.gz")
         assert "is not a VM backup" in refused(vmid=7000, archive=f"local:backup/{lxc_name}")
         assert "CT 900 already exists" in refused(vmid=900, archive=volid, force=1)  # a container's VMID, even forced

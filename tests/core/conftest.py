@@ -8,7 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,25 +162,28 @@ def audit(co: Checkout) -> None:
         assert not found, "requests a real Proxmox node refuses:\n" + "\n".join(found)
 
 
-@pytest.fixture
-def checkout(tmp_path: Path):
-    co = Checkout(tmp_path / "phoenix")
-    yield co
+@contextmanager
+def audited(co: Checkout) -> Iterator[Checkout]:
+    """A checkout whose requests are audited when it is done with (also after a failed test: a fixture's teardown),
+    its simulator stopped in any case."""
     try:
+        yield co
         audit(co)
     finally:
         co.stop_sim()
+
+
+@pytest.fixture
+def checkout(tmp_path: Path):
+    with audited(Checkout(tmp_path / "phoenix")) as co:
+        yield co
 
 
 @pytest.fixture
 def vm_checkout(tmp_path: Path):
     """The example estate with its VMs (containers and VMs), audited like checkout."""
-    co = Checkout(tmp_path / "phoenix", vms=True)
-    yield co
-    try:
-        audit(co)
-    finally:
-        co.stop_sim()
+    with audited(Checkout(tmp_path / "phoenix", vms=True)) as co:
+        yield co
 
 
 @pytest.fixture
