@@ -84,6 +84,10 @@ def check_vms(estate: Estate, configs: VmConfigs) -> list[Problem]:
             if not lib.exists(lib.feature_path(name)):
                 out.append(Problem(vf, _at(vm, f"features[{i}]"),
                                    f"unknown feature {name!r} (known: {', '.join(lib.known_features())})"))
+            elif "gpu" in lib.feature(name).requires:
+                out.append(Problem(vf, _at(vm, f"features[{i}]"),
+                                   f"{name} needs GPUs, which Phoenix gives only to containers (gpu_assignment in "
+                                   f"{estate.lxc_file.name}): run it in a container layer, or remove it from this VM"))
     return out
 
 

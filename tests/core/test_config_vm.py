@@ -119,3 +119,15 @@ def test_unknown_feature_and_both_spellings(cfg: Path):
     edit_vms(cfg, lambda d: d["virtual_machines"][2].pop("vmid"))
     found = problems(cfg)
     assert any("$.virtual_machines[1].features[1]: unknown feature 'dockr'" in p for p in found), found
+
+
+@pytest.mark.parametrize("feature", ["nvidia", "vllm"])
+def test_a_feature_that_needs_gpus_is_refused_on_a_vm(cfg: Path, feature: str):
+    """VMs get no GPU passthrough from Phoenix: a GPU feature on one is a config error, not a layer that fails in the
+    guest (the nvidia feature finds no /dev/nvidia*, the vllm feature no lock)."""
+    edit_vms(cfg, lambda d: d["virtual_machines"][1].update(features=["base_setup", feature]))
+    found = problems(cfg)
+    assert any(f"$.virtual_machines[1].features[1]: {feature} needs GPUs, which Phoenix gives only to containers "
+               "(gpu_assignment in phoenix_lxc_configs.json)" in p for p in found), found
+    edit_vms(cfg, lambda d: d["virtual_machines"][1].update(features=["base_setup", "docker"]))
+    assert load_estate(cfg / "etc", cfg / "images").vms[9001].features == ["base_setup", "docker"]
