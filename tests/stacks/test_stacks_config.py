@@ -133,3 +133,23 @@ def test_the_generated_schema_accepts_both_spellings_of_a_stack_choice(root: Pat
     data["lxc_configs"]["910"]["docker_stacks"] = [42]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, schema)
+
+
+def test_a_secret_written_inline_is_accepted_with_a_note_naming_the_path_and_the_fix(root: Path) -> None:
+    """Seed 002's example writes DATABASE_PASS inline in the development environment (the one 910 deploys): accepted,
+    with a note; with value_file, or in an environment no guest deploys, nothing is said."""
+    note = (f'{root / "etc" / STACKS}: $.docker_stacks["thinkheads_ai_app"].environments["development"].variables[1]: '
+            "DATABASE_PASS looks like a secret written inline: put it in a 0600 file and give value_file instead")
+    assert [str(n) for n in load_estate(root / "etc", root / "images").notes] == [note]
+
+    def from_file(data: dict[str, Any]) -> None:
+        data["docker_stacks"]["thinkheads_ai_app"]["environments"]["development"]["variables"][1] = {
+            "name": "DATABASE_PASS", "value_file": "dev_db_password.conf"}
+        data["docker_stacks"]["thinkheads_ai_app"]["environments"]["testing"]["variables"][1] = {
+            "name": "DATABASE_PASS", "value": "inline but deployed nowhere"}
+
+    edit(root, STACKS, from_file)
+    secret = root / "etc" / "dev_db_password.conf"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    assert load_estate(root / "etc", root / "images").notes == []
