@@ -245,3 +245,30 @@ def test_the_record_fits_its_budget_whatever_the_estate():
     assert parse_record(text) == {"identity": "abc", "inputs": big["inputs"]}  # the settings went first
     small = {"identity": "abc", "inputs": {"lib": "1"}, "settings": {"memory": 1}}
     assert parse_record(description("x", small)) == small
+
+
+def test_a_new_nvidia_driver_rebuilds_the_gpu_layer_and_its_clones_only(example):
+    """The driver is an input of the layer that runs the nvidia feature (901): 920 and 950 follow as its clones; the
+    base, Docker and Portainer layers stay (a driver is nothing of theirs)."""
+    host = built_host(example)
+    stale = dict(host)
+    stale["ct901"] = GuestFacts(901, tags=split_tags(record_tags([], "0" * 16, "b901", example["ct901"].settings_hash)))
+    decisions = plan(example, stale, records={"ct901": {"inputs": {**example["ct901"].inputs, "driver": "old"},
+                                                        "parent_build": "bct900"}})
+    assert actions(decisions) == {"ct900": "up-to-date", "ct901": "rebuild", "ct902": "up-to-date",
+                                  "ct910": "up-to-date", "ct920": "rebuild", "ct950": "rebuild"}
+    assert decisions["ct901"].reasons == ("NVIDIA driver version changed",)
+
+
+def test_only_the_nvidia_layers_inputs_follow_the_driver_version(tmp_path, example):
+    import json
+
+    from .conftest import copy_project
+
+    root = copy_project(tmp_path / "p")
+    path = root / "etc" / "phoenix_hypervisor_config.json"
+    data = json.loads(path.read_text())
+    data["nvidia"]["driver_version"] = "999.99.99"
+    path.write_text(json.dumps(data))
+    other = resources(load_estate(root / "etc", root / "images"))
+    assert {k for k in example if other[k].inputs != example[k].inputs} == {"ct901"}

@@ -54,8 +54,9 @@ def build_inputs(estate: Estate, ctid: int) -> dict[str, str]:
         "snapshot": g.template_snapshot_name, "convert_to_template": g.convert_to_template,
         "locale": g.locale, "extra_packages": g.extra_packages, "unattended_upgrades": g.unattended_upgrades,
         "user": g.user_config.model_dump() if g.user_config else None, "timezone": hyp.timezone,
-        "driver": hyp.nvidia.driver_version,
     })
+    if "nvidia" in g.features:  # the userland matches the node's driver: a new version rebakes this layer and its clones
+        inputs["driver"] = digest(hyp.nvidia.driver_version)
     if g.application_script:
         inputs["app_config"] = digest(g.app_fields())  # the flat keys the identity has always hashed
     docker = estate.docker_settings(ctid)
