@@ -368,3 +368,18 @@ def test_an_update_in_place_leaves_the_mounts_it_keeps_alone(built: Checkout):
     result = built.doit()
     assert result.rc == 0, result.output
     assert result.outcomes()["ct910"] == "updated"
+
+
+def test_a_change_proxmox_holds_until_a_restart_restarts_the_running_guest_and_says_so(built: Checkout):
+    """The README: an in-place update restarts the guest only if Proxmox says the change waits for a restart, and the
+    run says so. A running container takes memory at once (the test above: no restart) but holds a new nameserver."""
+    assert built.ct(950).status == "running"
+    built.edit_guest(950, nameservers=["10.0.0.53"])
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc == 0, result.output
+    assert built.writes(mark) == [("PUT", f"{NODE}/lxc/950/config"), ("POST", f"{NODE}/lxc/950/status/reboot")]
+    assert "restart: Proxmox applies nameserver only at the next start" in result.output, result.output
+    assert built.ct(950).config["nameserver"] == "10.0.0.53" and not built.ct(950).pending
+    assert built.ct(950).status == "running" and result.outcomes()["ct950"] == "updated"
+    assert all(v == "up-to-date" for k, v in result.outcomes().items() if k != "ct950")
