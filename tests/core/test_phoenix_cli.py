@@ -13,10 +13,10 @@ import pytest
 from .conftest import REPO, copy_project
 
 
-def phoenix(root: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+def phoenix(root: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
     return subprocess.run([sys.executable, "-m", "phoenix", "--project", str(root), *args], capture_output=True,
-                          text=True, timeout=300, env={**env, "PYTHONPATH": str(REPO)}, input=stdin)
+                          text=True, timeout=300, env={**base, "PYTHONPATH": str(REPO), **(env or {})}, input=stdin)
 
 
 def outcomes(root: Path) -> dict[str, str]:
@@ -100,3 +100,68 @@ def test_sync_says_when_the_estate_has_nothing_to_sync(project: Path):
     assert result.returncode == 2 and "no stack 'qdrant' on ct910" in result.stderr
     result = phoenix(project, "sync", "stacks")
     assert result.returncode == 2 and "usage: phoenix sync portainer" in result.stderr
+
+
+def on_the_host(root: Path, change) -> None:
+    """Change the simulated host between two phoenix runs, as a person would by hand: change(pve)."""
+    from phoenix.sim.host import SimHost
+
+    sim = SimHost(root / ".cache" / "sim")
+    sim.start()
+    try:
+        change(sim.pve)
+    finally:
+        sim.stop()
+
+
+def test_the_seeds_spellings_a_protected_and_a_foreign_guest(project: Path):
+    """The README's table: --stop-vm/--start-vm/--delete-vm; delete refuses a protected guest unless
+    PHOENIX_DESTROY_PROTECTED names it, and a guest that is not Phoenix's (start and stop too)."""
+    assert phoenix(project, "LetsGo").returncode == 0
+    assert phoenix(project, "--stop-vm", "910").stdout == "ct910 (Portainer) stopped\n"
+    assert phoenix(project, "--start-vm", "910").stdout == "ct910 (Portainer) started\n"
+
+    def protect(pve) -> None:
+        pve.ct(950).config["protection"] = 1
+    on_the_host(project, protect)
+    refused = phoenix(project, "--delete-vm", "950", "--yes")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "ct950 (guest 950) has protection set. Nothing was deleted." in refused.stderr
+    assert "PHOENIX_DESTROY_PROTECTED=950 phoenix delete 950" in refused.stderr
+    assert {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}["ct950"]["state"] == "running"
+    other = phoenix(project, "delete", "950", "--yes", env={"PHOENIX_DESTROY_PROTECTED": "920"})  # names another
+    assert other.returncode == 1 and "has protection set" in other.stderr
+    allowed = phoenix(project, "delete", "950", "--yes", env={"PHOENIX_DESTROY_PROTECTED": "950"})
+    assert allowed.returncode == 0 and "deleted ct950 (guest 950)" in allowed.stdout, allowed.stdout + allowed.stderr
+
+    def disown(pve) -> None:
+        pve.ct(910).config["tags"] = "hand-made"
+    on_the_host(project, disown)
+    for args in (("delete", "910", "--yes"), ("stop", "910")):
+        foreign = phoenix(project, *args)
+        assert foreign.returncode == 1 and "guest 910 is not Phoenix's" in foreign.stderr, foreign.stderr
+    rows = {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}
+    assert rows["ct910"]["state"] == "running" and rows["ct950"]["state"] == "absent"
+
+
+def test_delete_asks_on_a_terminal(project: Path):
+    """The README: delete asks on a terminal (and wants --yes elsewhere: the test above)."""
+    import pty
+
+    assert phoenix(project, "create", "902").returncode == 0
+    for answer, deleted in (("n", False), ("y", True)):
+        main, side = pty.openpty()
+        try:
+            os.write(main, f"{answer}\n".encode())
+            done = subprocess.run([sys.executable, "-m", "phoenix", "--project", str(project), "delete", "902"],
+                                  stdin=side, capture_output=True, text=True, timeout=300,
+                                  env={**{k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")},
+                                       "PYTHONPATH": str(REPO)})
+        finally:
+            os.close(main)
+            os.close(side)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Destroy ct902 (guest 902)? Their disks are deleted. [y/N] " in done.stdout
+        assert ("deleted ct902 (guest 902)" in done.stdout) is deleted
+        assert ("nothing was deleted" in done.stdout) is not deleted
+    assert {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}["ct902"]["state"] == "absent"
