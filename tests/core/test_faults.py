@@ -85,6 +85,39 @@ def test_parallel_cold_build_with_real_task_durations(tmp_path):
         co.stop_sim()
 
 
+def test_with_n_4_independent_layers_build_at_once_and_clones_of_one_parent_one_at_a_time(tmp_path):
+    """The README's `doit -n 4`: independent layers build at the same time (clones from two parents run at once), but
+    clones of one parent go one at a time, since Proxmox locks the source of a full clone for the whole copy. Sampled
+    from fakepve's own task list while the run goes."""
+    import threading
+
+    co = Checkout(tmp_path / "timed", sim_options={"time_scale": 0.01, "ct_secs": {"clone": 60}})  # 0.6 s a clone
+    seen: list[tuple[str, ...]] = []  # the sources of the clones running, at each sample
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            seen.append(tuple(sorted(t["id"] for t in list(co.pve.tasklog)
+                                     if t["type"] == "vzclone" and t["status"] == "running")))
+            time.sleep(0.005)
+    try:
+        co.pve  # noqa: B018 - started before the sampler reads its task list
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            result = co.doit("-n", "4")
+        finally:
+            done.set()
+            sampler.join()
+        assert result.rc == 0 and set(result.outcomes().values()) == {"built"}, result.output
+        assert any(len(set(ids)) >= 2 for ids in seen), sorted(set(seen))  # clones from two parents at once
+        # one at a time from one parent: two requests to clone 900, neither refused for the lock and tried again
+        assert [p for m, p, _ in co.pve.requests if m == "POST" and p.endswith("/lxc/900/clone")] == [
+            f"{NODE}/lxc/900/clone"] * 2
+    finally:
+        co.stop_sim()
+
+
 def test_slow_task_times_out_with_an_actionable_error_then_converges(tmp_path):
     co = Checkout(tmp_path / "slow", sim_options={"time_scale": 0.01, "ct_secs": {"snapshot": 500}})
     try:
