@@ -383,3 +383,21 @@ def test_a_change_proxmox_holds_until_a_restart_restarts_the_running_guest_and_s
     assert built.ct(950).config["nameserver"] == "10.0.0.53" and not built.ct(950).pending
     assert built.ct(950).status == "running" and result.outcomes()["ct950"] == "updated"
     assert all(v == "up-to-date" for k, v in result.outcomes().items() if k != "ct950")
+
+
+def test_last_run_json_has_exactly_the_readme_fields(built: Checkout):
+    """`.cache/last-run.json` as the README gives it: target, api_requests, api_seconds, wall_seconds,
+    portainer_requests and, per task, outcome (built|updated|up-to-date|failed), seconds and identity."""
+    built.edit_guest(950, memory_mb=49152)
+    result = built.doit()
+    last = result.last_run
+    assert set(last) == {"target", "api_requests", "api_seconds", "wall_seconds", "portainer_requests", "tasks"}, last
+    assert last["target"] == "sim" and isinstance(last["api_requests"], int) and last["portainer_requests"] == 0
+    assert all(isinstance(last[k], (int, float)) and last[k] >= 0 for k in ("api_seconds", "wall_seconds"))
+    assert set(last["tasks"]) == set(ALL)
+    for task in last["tasks"].values():
+        assert set(task) == {"outcome", "seconds", "identity"} and isinstance(task["seconds"], (int, float)), task
+        assert re.fullmatch(r"[0-9a-f]{16}", task["identity"]), task
+    assert result.outcomes() == {**dict.fromkeys(ALL, "up-to-date"), "ct950": "updated"}
+    assert re.search(r"^phoenix: 0 built, 1 updated, 5 up-to-date, 0 failed; \d+ API requests; [\d.]+s \(target: sim\)$",
+                     result.output, re.M), result.output
