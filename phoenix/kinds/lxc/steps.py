@@ -153,13 +153,14 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
                         P.clone_params(ctid, g.name, snapname=snap, linked=linked, storage=storage, description=temp_desc),
                         retry_locked=True, clone=True, then=started))
         out.append(Call("configure", "PUT", lxc(node, ctid, "/config"),
-                        P.building_params(settings, tags=building, description=temp_desc), idempotent=True))
+                        P.building_params(settings, tags=building, description=temp_desc, unprivileged=g.unprivileged),
+                        idempotent=True))
         if settings["rootfs_gb"] > parent.storage_size_gb:
             out.append(Call(f"grow rootfs {parent.storage_size_gb} -> {settings['rootfs_gb']} GB", "PUT",
                             lxc(node, ctid, "/resize"), {"disk": "rootfs", "size": f"{settings['rootfs_gb']}G"},
                             idempotent=True))
     out += make_dirs(g, b.make_dirs, b.give_dirs)
-    options = P.root_options(settings, b.devices)
+    options = P.root_options(settings, b.devices, g.unprivileged)
     if options:
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(options))})", ctid, options))
     out.append(Call("start", "POST", lxc(node, ctid, "/status/start"), idempotent=True))
@@ -233,7 +234,7 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
                     then=SetFacts(ctid, building, {"name": g.name}, new=True)))
     out.append(RemoveNodeFile("remove the archive from the node", on_node))
     out += make_dirs(g, b.make_dirs, b.give_dirs)
-    options = P.root_options(res.settings, b.devices)
+    options = P.root_options(res.settings, b.devices, g.unprivileged)
     if options:
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(options))})", ctid, options))
     stopped = (g.is_template_layer and hyp.behavior.stop_templates_after_build) or g.convert_to_template
@@ -255,7 +256,7 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
     rec["settings"] = recorded(settings)
     hand = hand_set(facts, old, int(config.get("protection") or 0))
     tags = F.record_tags([*g.tags, *hand.tags], facts.identity or "", facts.build_id or "", res.settings_hash)
-    put = P.config_params(settings, tags=tags, description=F.description(g.description, rec))
+    put = P.config_params(settings, tags=tags, description=F.description(g.description, rec), unprivileged=g.unprivileged)
     if put.get("delete") == "features" and "features" not in config:
         put.pop("delete")
     if hand.protection and not settings["protection"]:
@@ -269,8 +270,8 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
         out.append(Call(f"grow rootfs {current_gb} -> {settings['rootfs_gb']} GB", "PUT", lxc(node, ctid, "/resize"),
                         {"disk": "rootfs", "size": f"{settings['rootfs_gb']}G"}, idempotent=True))
     out += make_dirs(g, dirs, give)
-    before = P.root_options(old, {}) if old else {}
-    after = P.root_options(settings, {})
+    before = P.root_options(old, {}, g.unprivileged) if old else {}
+    after = P.root_options(settings, {}, g.unprivileged)
     wanted = {k: v for k, v in after.items() if before.get(k) != v}
     gone = sorted(set(before) - set(after))
     if gone:
