@@ -51,6 +51,12 @@ def os_template(co: Checkout) -> None:
     path.write_text(json.dumps(data))
 
 
+def other_storage(co: Checkout) -> None:
+    local = co.pve.storages["local"]  # as `pvesm set local --content ...,rootdir` would make it
+    local["content"] = ",".join(sorted({*local["content"].split(","), "rootdir"}))
+    co.edit_guest(950, storage_pool="local")
+
+
 EVERYTHING = set(ALL_TASKS)
 
 REBAKES: dict[str, tuple[Callable[[Checkout], None], set[str]]] = {
@@ -61,6 +67,7 @@ REBAKES: dict[str, tuple[Callable[[Checkout], None], set[str]]] = {
     "features": (guest(901, features=["nvidia", "base_setup"]), {"ct901", "ct920", "ct950"}),
     "unprivileged": (every_guest(unprivileged=False), EVERYTHING),  # a clone keeps its parent's: all of them at once
     "gpu_assignment": (guest(950, gpu_assignment="0"), {"ct950"}),
+    "storage_pool": (other_storage, {"ct950"}),
     "snapshot settings": (guest(902, template_snapshot_name="docker-snapshot-2"), {"ct902", "ct910"}),
     "template settings": (guest(902, convert_to_template=True, template_snapshot_name=None), {"ct902", "ct910"}),
     "base_setup settings": (guest(900, extra_packages=["jq"]), EVERYTHING),
