@@ -24,7 +24,7 @@ def assert_converged(co: Checkout) -> None:
 def test_task_error_mid_bake_is_not_recorded_and_rerun_converges(checkout: Checkout):
     checkout.pve.fail("POST", f"{NODE}/lxc/920/snapshot", error="snapshot_feature_not_available", times=1)
     result = checkout.doit()
-    assert result.rc != 0
+    assert result.rc == 1
     assert "TASK ERROR" in result.output or "snapshot feature is not available" in result.output
     assert "task log" in result.output  # the task's own log is shown
     assert result.outcomes()["ct920"] == "failed"
@@ -56,7 +56,7 @@ def test_locked_start_task_is_retried(checkout: Checkout):
 def test_non_idempotent_call_is_not_retried(checkout: Checkout):
     checkout.pve.fail("POST", f"{NODE}/lxc/900/clone", 500, "unexpected storage error", times=1)
     result = checkout.doit("ct901")
-    assert result.rc != 0 and "unexpected storage error" in result.output
+    assert result.rc == 1 and "unexpected storage error" in result.output
     clones = [p for m, p in checkout.writes() if m == "POST" and p.endswith("/900/clone")]
     assert len(clones) == 1
     assert_converged(checkout)
@@ -125,13 +125,13 @@ def test_slow_task_times_out_with_an_actionable_error_then_converges(tmp_path):
         hyp.write_text(hyp.read_text().replace('"token_id": "root@pam!phoenix"',
                                                '"token_id": "root@pam!phoenix", "task_timeout_s": 1'))
         result = co.doit("ct900")
-        assert result.rc != 0
+        assert result.rc == 1
         assert "still runs after 1s" in result.output
         assert not any(t.startswith("phx-id-") for t in co.tags(900))
         co.sim.pve.ct_secs["snapshot"] = 0
         hyp.write_text(hyp.read_text().replace(', "task_timeout_s": 1', ""))
         result = co.doit("ct900")
-        assert result.rc != 0 and "locked (snapshot) by a task still running" in result.output
+        assert result.rc == 1 and "locked (snapshot) by a task still running" in result.output
         deadline = time.monotonic() + 30
         while any(t["status"] == "running" for t in co.sim.pve.tasklog) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -171,7 +171,7 @@ def test_protected_guest_is_never_destroyed_without_the_flag(built: Checkout, mo
     script = built.root / "images" / "apps" / "phoenix_hypervisor_lxc_950.sh"
     script.write_text(script.read_text() + "\n# changed\n")
     result = built.doit()
-    assert result.rc != 0
+    assert result.rc == 1
     assert "CT 950 has protection set" in result.output and "PHOENIX_DESTROY_PROTECTED=950" in result.output
     assert built.ct(950) is not None and built.ct(950).config["protection"] == 1
     monkeypatch.setenv("PHOENIX_DESTROY_PROTECTED", "950")
@@ -183,7 +183,7 @@ def test_protected_guest_is_never_destroyed_without_the_flag(built: Checkout, mo
 def test_foreign_guest_on_a_ctid_is_left_alone(checkout: Checkout):
     checkout.pve.add_ct(910, "handmade", config={"tags": "mine"})
     result = checkout.doit("--continue")
-    assert result.rc != 0
+    assert result.rc == 1
     assert "not managed by Phoenix" in result.output
     assert checkout.ct(910).config["hostname"] == "handmade"
     assert checkout.pve.ct(950) is not None  # the rest of the estate is built
