@@ -401,3 +401,23 @@ def test_last_run_json_has_exactly_the_readme_fields(built: Checkout):
     assert result.outcomes() == {**dict.fromkeys(ALL, "up-to-date"), "ct950": "updated"}
     assert re.search(r"^phoenix: 0 built, 1 updated, 5 up-to-date, 0 failed; \d+ API requests; [\d.]+s \(target: sim\)$",
                      result.output, re.M), result.output
+
+
+def test_a_run_that_writes_takes_the_hosts_lease_first_and_releases_it_at_the_end(checkout: Checkout):
+    """The README: a run about to write takes the lease (the phoenix-lease pool) before its first write and releases
+    it at the end, a failed run too; `doit plan` and a run with nothing to do never take it."""
+    mark = checkout.mark()
+    assert checkout.doit().rc == 0
+    requests = [(m, p) for m, p, _ in checkout.pve.requests[mark:] if m != "GET"]
+    assert requests[0] == ("POST", "/api2/json/pools"), requests[:3]  # the lease before the first write
+    assert requests[-1] == ("DELETE", "/api2/json/pools/phoenix-lease"), requests[-3:]
+    assert "phoenix-lease" not in checkout.pve.pools
+    for args in (("plan",), ()):
+        mark = checkout.mark()
+        assert checkout.doit(*args).rc == 0 and checkout.lease_writes(mark) == []
+    checkout.edit_guest(950, memory_mb=49152)
+    checkout.pve.fail("PUT", f"{NODE}/lxc/950/config", 500, "unexpected error", times=10)
+    mark = checkout.mark()
+    assert checkout.doit().rc == 1
+    assert checkout.lease_writes(mark)[-1] == ("DELETE", "/api2/json/pools/phoenix-lease")
+    assert "phoenix-lease" not in checkout.pve.pools
