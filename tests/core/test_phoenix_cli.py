@@ -165,3 +165,24 @@ def test_delete_asks_on_a_terminal(project: Path):
         assert ("deleted ct902 (guest 902)" in done.stdout) is deleted
         assert ("nothing was deleted" in done.stdout) is not deleted
     assert {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}["ct902"]["state"] == "absent"
+
+
+def test_start_and_delete_are_refused_while_another_run_holds_the_host(project: Path):
+    """The README: start and stop (and delete) act under the host's lease, as a run that writes does."""
+    import time
+
+    from phoenix import lease as L
+
+    assert phoenix(project, "create", "902").returncode == 0
+
+    def held_elsewhere(pve) -> None:
+        holder = L.Holder("feed0001", "elsewhere", 1, 1, int(time.time()), int(time.time()) + 600)
+        pve.pools[L.POOL] = set()
+        pve.pool_info[L.POOL] = {"comment": L.comment(holder), "storage": set()}
+    on_the_host(project, held_elsewhere)
+    for args in (("start", "902"), ("delete", "902", "--yes")):  # 902, a template layer, is stopped
+        refused = phoenix(project, *args)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "another Phoenix run is changing this host: run feed0001 on elsewhere" in refused.stderr
+    rows = {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}
+    assert rows["ct902"]["state"] == "stopped"
