@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,19 @@ def test_start_and_delete_are_refused_while_another_run_holds_the_host(project: 
         assert "another Phoenix run is changing this host: run feed0001 on elsewhere" in refused.stderr
     rows = {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}
     assert rows["ct902"]["state"] == "stopped"
+
+
+def test_phoenix_runs_in_the_project_or_is_told_where_it_is(project: Path, tmp_path: Path):
+    """The README: run it in the project (beside dodo.py) or give --project DIR; guests by name as by CTID."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}, "PYTHONPATH": str(REPO)}
+    here = subprocess.run([sys.executable, "-m", "phoenix", "plan", "vllmQwen3Coder"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert here.returncode == 0, here.stdout + here.stderr
+    assert re.search(r"^ct950\s+build: not on the host$", here.stdout, re.M), here.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = subprocess.run([sys.executable, "-m", "phoenix", "status"], cwd=elsewhere, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert lost.returncode == 1 and "Traceback" not in lost.stderr
+    assert f"{elsewhere / 'dodo.py'} not found: run phoenix in the project (beside dodo.py), or give --project DIR" \
+        in lost.stderr, lost.stderr
