@@ -140,3 +140,30 @@ def test_a_client_that_goes_away_mid_request_is_no_traceback_of_the_simulator():
     assert _lost_connection(record(ConnectionResetError("Connection lost"))) is False
     assert _lost_connection(record(ValueError("a real bug"))) is True
     assert _lost_connection(record(None)) is True
+
+
+def test_a_remote_target_never_imports_the_simulator(tmp_path: Path):
+    """fakepve (AGPL-3.0) is only an optional extra: a run against a remote host (here a simulator served by another
+    process, reached by URL, token and CA file as a real node is) imports neither fakepve nor phoenix.sim."""
+    co = Checkout(tmp_path / "phoenix")
+    state = tmp_path / "elsewhere"
+    proc = serve(state)
+    try:
+        endpoint = json.loads((state / SERVER_FILE).read_text())["endpoint"]
+        path = co.root / "etc" / "phoenix_hypervisor_config.json"
+        data = json.loads(path.read_text())
+        data["proxmox"] = {"target": "remote", "api_url": endpoint["url"], "node": endpoint["node"],
+                           "token_id": endpoint["token_id"], "token_file": endpoint["token_file"],
+                           "ca_file": endpoint["verify"]}
+        path.write_text(json.dumps(data))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "plan"], cwd=co.root, env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        stop(proc)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "SIMULATED" not in done.stdout and "build: not on the host" in done.stdout, done.stdout
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert {"doit", "phoenix.runtime", "phoenix.config.estate"} <= imported
+    assert not {m for m in imported if m.split(".")[0] in ("fakepve", "aiohttp") or m.startswith("phoenix.sim")}
+    assert not (co.cache / "sim").exists()
