@@ -421,3 +421,21 @@ def test_a_run_that_writes_takes_the_hosts_lease_first_and_releases_it_at_the_en
     assert checkout.doit().rc == 1
     assert checkout.lease_writes(mark)[-1] == ("DELETE", "/api2/json/pools/phoenix-lease")
     assert "phoenix-lease" not in checkout.pve.pools
+
+
+def test_plan_steps_shows_the_calls_of_a_build_and_the_checks_it_would_fail(built: Checkout):
+    """The README: `doit plan --steps ct950` is the plan with the exact calls each build would make and the checks it
+    would fail; it changes nothing."""
+    built.edit_guest(950, memory_mb=49152)
+    plan = built.doit("plan", "--steps", "ct950")
+    assert plan.rc == 0, plan.output
+    assert re.search(r"^ct950\s+update: memory 40960 -> 49152 MB\n    update in place \(memory 40960 -> 49152 MB\): "
+                     r"PUT /nodes/pve1/lxc/950/config  .*memory=49152", plan.output, re.M), plan.output
+    built.edit_guest(950, storage_pool="nowhere", memory_mb=40960)
+    mark = built.mark()
+    plan = built.doit("plan", "--steps", "ct950")
+    assert plan.rc == 1, plan.output
+    assert re.search(r"^ct950\s+rebuild: .*\n    check failed: storage 'nowhere' \(for its root file system\) "
+                     "does not exist on the node", plan.output, re.M), plan.output
+    assert "DELETE" not in plan.output  # no step is shown for a build that would not start
+    assert built.writes(mark) == [] and built.lease_writes(mark) == []
