@@ -439,3 +439,23 @@ def test_plan_steps_shows_the_calls_of_a_build_and_the_checks_it_would_fail(buil
                      "does not exist on the node", plan.output, re.M), plan.output
     assert "DELETE" not in plan.output  # no step is shown for a build that would not start
     assert built.writes(mark) == [] and built.lease_writes(mark) == []
+
+
+def test_secrets_reach_the_simulated_record_by_name_never_by_value(checkout: Checkout):
+    """The README: on the simulated host each operation is recorded in .cache/sim/runs.jsonl with secret names only;
+    secrets are never on a command line or in a log."""
+    names = ("docker_token", "portainer_password", "vllm_api_key", "hf_token")
+    for name in names:
+        path = checkout.root / "etc" / f"phoenix_{name}.conf"
+        path.write_text(f"SeCrEt-{name}-0451\n")
+        path.chmod(0o600)
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    assert "placeholder" not in result.output  # the files given were used
+    runs = [json.loads(line) for line in (checkout.cache / "sim" / "runs.jsonl").read_text().splitlines()]
+    said = {s for r in runs if r.get("op") == "run_script" for s in r.get("secrets", [])}
+    assert said == set(names), said
+    assert "SeCrEt-" not in result.output
+    for path in checkout.cache.rglob("*"):
+        if path.is_file():
+            assert b"SeCrEt-" not in path.read_bytes(), path
