@@ -158,3 +158,13 @@ def test_every_failing_check_is_listed_in_the_one_message(remote_built: RemoteCh
     no_writes(co, mark, sets, result)
     assert "3 problem(s) found before changing anything" in result.output, result.output
     assert all(e in result.output for e in expected), result.output
+
+
+def test_one_ssh_connection_serves_a_whole_parallel_run(remote: RemoteCheckout):
+    """The README: one SSH connection is shared by all tasks (checks, pct set, scripts, secrets), with -n 4 too."""
+    before = remote.sshd.accepted()
+    result = remote.doit("-n", "4")
+    assert result.rc == 0, result.output
+    assert set(result.outcomes().values()) == {"built"}
+    assert len(remote.sshd.ssh_commands()) > 3  # many commands ran on the node ...
+    assert remote.sshd.accepted() - before == 1  # ... over one login
