@@ -203,3 +203,15 @@ def test_phoenix_runs_in_the_project_or_is_told_where_it_is(project: Path, tmp_p
     assert lost.returncode == 1 and "Traceback" not in lost.stderr
     assert f"{elsewhere / 'dodo.py'} not found: run phoenix in the project (beside dodo.py), or give --project DIR" \
         in lost.stderr, lost.stderr
+
+
+@pytest.mark.parametrize("verb", [("status",), ("create", "950"), ("delete", "950", "--yes")])
+def test_a_bad_config_exits_2_from_every_verb_as_from_doit(project: Path, verb: tuple[str, ...]):
+    """The README: phoenix's exit codes are doit's; 2 for bad configuration, with nothing on the host touched."""
+    path = project / "etc" / "phoenix_lxc_configs.json"
+    path.write_text(path.read_text().replace('"cores": 8', '"cores": 0'))
+    result = phoenix(project, *verb)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert '$.lxc_configs["950"].cores: Input should be greater than or equal to 1 (got 0)' in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / ".cache" / "sim" / "state.json").exists()
