@@ -459,3 +459,20 @@ def test_secrets_reach_the_simulated_record_by_name_never_by_value(checkout: Che
     for path in checkout.cache.rglob("*"):
         if path.is_file():
             assert b"SeCrEt-" not in path.read_bytes(), path
+
+
+def test_doit_list_gives_every_layer_its_name_role_parent_and_scripts_without_asking_the_host(built: Checkout):
+    """The README: `doit list`, every layer with a one-line doc: name, role, parent, scripts."""
+    mark = built.mark()
+    listing = built.doit("list")
+    assert listing.rc == 0, listing.output
+    rows = dict(re.findall(r"^(ct\d+)\s+(.+)$", listing.output, re.M))
+    assert rows == {
+        "ct900": "BaseTemplate: template, from ubuntu-24.04-standard_24.04-2_amd64.tar.zst; runs base_setup",
+        "ct901": "BaseTemplateGPU: template, clone of ct900; runs nvidia",
+        "ct902": "BaseTemplateDocker: template, clone of ct900; runs docker",
+        "ct910": "Portainer: app, clone of ct902; runs phoenix_hypervisor_lxc_910.sh",
+        "ct920": "BaseTemplateVLLM: template, clone of ct901; runs vllm",
+        "ct950": "vllmQwen3Coder: app, clone of ct920; runs phoenix_hypervisor_lxc_950.sh",
+    }, listing.output
+    assert built.pve.requests[mark:] == []  # a listing of the config: the host is not asked
