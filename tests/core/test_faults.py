@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -241,3 +242,27 @@ def test_tasks_are_polled_on_the_hosts_clock(tmp_path, clock: float):
         assert max(naps) <= max(0.001, 1.0 * clock)
     finally:
         sim.stop()
+
+
+def test_a_failed_os_template_download_leaves_the_old_layer_standing(built: Checkout):
+    """The README: nothing is destroyed before the new build can succeed; a rebuild destroys the old guest as its last
+    step before the clone (or the create). A new OS template is downloaded first: if that fails, 900 is still there."""
+    path = built.root / "etc" / "phoenix_hypervisor_config.json"
+    data = json.loads(path.read_text())
+    data["os_templates"]["ubuntu-24.04"] = {
+        "volume": "local:vztmpl/ubuntu-24.04-standard_24.04-3_amd64.tar.zst",
+        "url": "http://download.proxmox.com/images/system/ubuntu-24.04-standard_24.04-3_amd64.tar.zst"}
+    path.write_text(json.dumps(data))
+    built.pve.fail("POST", f"{NODE}/storage/local/download-url", 500, "can't connect to download.proxmox.com", times=1)
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc == 1, result.output
+    assert "download.proxmox.com" in result.output
+    assert not [w for w in built.writes(mark) if w[0] == "DELETE"]  # nothing destroyed
+    assert any(t.startswith("phx-id-") for t in built.tags(900))  # the old layer, as built
+    mark = built.mark()
+    result = built.doit()  # the download works again: 900 and every layer cloned from it are rebuilt
+    assert result.rc == 0, result.output
+    writes = built.writes(mark)
+    download = writes.index(("POST", f"{NODE}/storage/local/download-url"))
+    assert download < writes.index(("DELETE", f"{NODE}/lxc/900"))

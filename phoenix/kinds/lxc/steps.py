@@ -124,6 +124,15 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     assert ctid is not None
     g, hyp = estate.guests[ctid], estate.hypervisor
     out: list[Step] = []
+    if g.clone_from_ctid is None and b.download:
+        # before any destroy: a download that fails (network, checksum, a full storage) leaves the old layer standing
+        volume = estate.os_template(ctid)
+        t_storage, filename = P.volume_filename(volume.volume)
+        args: dict[str, Any] = {"url": volume.url, "filename": filename, "content": "vztmpl"}
+        if volume.checksum:
+            args.update({"checksum": volume.checksum, "checksum-algorithm": volume.checksum_algorithm})
+        out.append(Call(f"download {filename} into {t_storage}", "POST", f"nodes/{node}/storage/{t_storage}/download-url",
+                        args))
     for r in b.replaced:
         out += destroy(node, r, "was built from other inputs" if r.vmid == ctid else f"a linked clone of ct{ctid}")
     user_tags = [*g.tags, *b.keep_tags]
@@ -133,13 +142,6 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     started = SetFacts(ctid, building, {"name": g.name}, new=True)
     if g.clone_from_ctid is None:
         volume = estate.os_template(ctid)
-        if b.download:
-            t_storage, filename = P.volume_filename(volume.volume)
-            args: dict[str, Any] = {"url": volume.url, "filename": filename, "content": "vztmpl"}
-            if volume.checksum:
-                args.update({"checksum": volume.checksum, "checksum-algorithm": volume.checksum_algorithm})
-            out.append(Call(f"download {filename} into {t_storage}", "POST", f"nodes/{node}/storage/{t_storage}/download-url",
-                            args))
         out.append(Call(f"create from {volume.volume}", "POST", f"nodes/{node}/lxc",
                         P.create_params(ctid, settings, ostemplate=volume.volume, storage=storage,
                                         unprivileged=g.unprivileged, tags=building, description=temp_desc),
