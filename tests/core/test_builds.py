@@ -476,3 +476,17 @@ def test_doit_list_gives_every_layer_its_name_role_parent_and_scripts_without_as
         "ct950": "vllmQwen3Coder: app, clone of ct920; runs phoenix_hypervisor_lxc_950.sh",
     }, listing.output
     assert built.pve.requests[mark:] == []  # a listing of the config: the host is not asked
+
+
+def test_a_guest_being_built_carries_phx_building_and_the_runs_id_until_its_record(checkout: Checkout):
+    """The README: guests being built carry phx-building and phx-run-<id> (the run's), so no other run destroys them;
+    the record that ends the bake replaces both."""
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    for ctid in (900, 950):
+        tags = [dict(parse_qsl(b.decode())).get("tags") for m, p, b in checkout.pve.requests
+                if (m, p) in (("PUT", f"{NODE}/lxc/{ctid}/config"), ("POST", f"{NODE}/lxc"))
+                and dict(parse_qsl(b.decode())).get("vmid", str(ctid)) == str(ctid)]
+        first, last = set(tags[0].split(";")), set(tags[-1].split(";"))
+        assert {"phoenix", "phx-building", f"phx-run-{result.run.id}"} <= first, tags
+        assert not {t for t in last if t.startswith(("phx-building", "phx-run-"))} and "phoenix" in last, tags
