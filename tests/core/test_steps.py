@@ -52,3 +52,17 @@ def test_steps(estate, path: Path):
 
 def test_there_are_cases():
     assert len(CASES) >= 4
+
+
+def test_a_restore_destroys_the_old_layer_only_once_the_archive_is_on_the_node(estate):
+    """The README's 'nothing is destroyed before the new build can succeed': copying the archive to the node (which can
+    fail: a full disk, a dropped connection) comes before the destroy, the destroy right before the restore."""
+    from types import SimpleNamespace
+
+    res = resources(estate)["ct900"]
+    bake = S.Bake("id900", "b900", None, "run1", (S.Replaced(900, {}, True),))
+    m = SimpleNamespace(created=0, archive="ct900-id900.tar.zst", sha256="0" * 64)
+    whats = [s.what for s in S.restore(estate, res, "pve1", bake, Path("/store/ct900-id900.tar.zst"), m)]
+    copy = whats.index("copy artifact ct900-id900.tar.zst to the node")
+    stop, destroy = (whats.index(f"destroy CT 900 (was built from other inputs){x}") for x in (": stop", ""))
+    assert copy < stop < destroy == whats.index("restore from artifact ct900-id900.tar.zst") - 1, whats

@@ -219,8 +219,6 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     assert ctid is not None
     g, hyp = estate.guests[ctid], estate.hypervisor
     out: list[Step] = []
-    for r in b.replaced:
-        out += destroy(node, r, "was built from other inputs" if r.vmid == ctid else f"a linked clone of ct{ctid}")
     user_tags = [*g.tags, *b.keep_tags]
     building = F.building_tags(user_tags, b.owner)
     temp_desc = F.description(g.description, {"layer": res.key, "state": "building"})
@@ -229,6 +227,9 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     on_node = f"{dump_dir}/{volname}"
     out.append(MakeDirs(f"create {dump_dir} on the node if missing", (dump_dir,)))
     out.append(SendFile(f"copy artifact {m.archive} to the node", archive, on_node, m.sha256))
+    # the old layer goes only now, the archive on the node: a copy that fails leaves it standing
+    for r in b.replaced:
+        out += destroy(node, r, "was built from other inputs" if r.vmid == ctid else f"a linked clone of ct{ctid}")
     params = P.create_params(ctid, res.settings, ostemplate=f"{hyp.artifacts.backup_storage}:backup/{volname}",
                              storage=estate.storage(ctid), unprivileged=g.unprivileged, tags=building, description=temp_desc)
     params["restore"] = 1
