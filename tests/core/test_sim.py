@@ -167,3 +167,25 @@ def test_a_remote_target_never_imports_the_simulator(tmp_path: Path):
     assert {"doit", "phoenix.runtime", "phoenix.config.estate"} <= imported
     assert not {m for m in imported if m.split(".")[0] in ("fakepve", "aiohttp") or m.startswith("phoenix.sim")}
     assert not (co.cache / "sim").exists()
+
+
+def test_every_task_the_readme_names_takes_a_duration(tmp_path: Path):
+    """The README's --task-seconds names: create, clone, destroy, snapshot, delsnapshot, rollback, template, resize,
+    migrate, start, shutdown, stop; each is accepted (as PHOENIX_SIM_TASK_SECONDS takes them too)."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    listed = re.search(r"how many PVE seconds a task takes \(([a-z, \n]+)\)", text)
+    assert listed is not None
+    names = [n.strip() for n in listed.group(1).replace("\n", " ").split(",")]
+    assert len(names) == 12, names
+    from phoenix.sim.host import CT_POWER
+
+    host = SimHost(tmp_path / "sim", ct_secs=dict.fromkeys(names, 1.0))  # refused if one were unknown
+    host.start()
+    try:
+        tasks = [n for n in names if n not in CT_POWER]  # start, shutdown, stop: set on each container as it acts
+        assert {n: host.pve.ct_secs[n] for n in tasks} == dict.fromkeys(tasks, 1.0)
+        assert set(names) - set(tasks) == set(CT_POWER)
+    finally:
+        host.stop()
