@@ -1,6 +1,6 @@
 """The steps of a VM layer's bake, update and destroy, as data (pure).
 
-A bake: destroy what it replaces (linked clones first), fetch the cloud image if it is missing, write the
+A bake: fetch the cloud image if it is missing, destroy what it replaces (linked clones first), write the
 cloud-init snippets (named by content), create the root from the image (`scsi0=<storage>:0,import-from=…`, a
 cloud-init drive, the agent, a serial console) or clone the parent, grow the disk, start, wait for the agent and
 for cloud-init, run the features through the agent, stop and snapshot or make a template, and last the record.
@@ -178,7 +178,17 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     assert vmid is not None
     vm, hyp, settings = estate.vms[vmid], estate.hypervisor, res.settings
     storage = vm.boot_disk_storage or hyp.storage.rootdir
-    out = begin(node, vmid, b)
+    out: list[Step] = []
+    if parent_of(estate.vms, vmid) is None and b.download:
+        # before any destroy: a download that fails (network, checksum, a full storage) leaves the old layer standing
+        image = hyp.cloud_images[vm.cloud_image or ""]
+        i_storage, filename = image.volume.split(":import/", 1)
+        args: dict[str, Any] = {"url": image.url, "filename": filename, "content": "import"}
+        if image.checksum:
+            args.update({"checksum": image.checksum, "checksum-algorithm": image.checksum_algorithm})
+        out.append(Call(f"download {filename} into {i_storage}", "POST", f"nodes/{node}/storage/{i_storage}/download-url",
+                        args))
+    out += begin(node, vmid, b)
     user_tags = [*vm.tags, *b.keep_tags]
     building = F.building_tags(user_tags, b.owner)
     temp_desc = F.description(vm.description, {"layer": res.key, "state": "building"})
@@ -192,13 +202,6 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     parent = parent_of(estate.vms, vmid)
     if parent is None:
         image = hyp.cloud_images[vm.cloud_image or ""]
-        if b.download:
-            i_storage, filename = image.volume.split(":import/", 1)
-            args: dict[str, Any] = {"url": image.url, "filename": filename, "content": "import"}
-            if image.checksum:
-                args.update({"checksum": image.checksum, "checksum-algorithm": image.checksum_algorithm})
-            out.append(Call(f"download {filename} into {i_storage}", "POST",
-                            f"nodes/{node}/storage/{i_storage}/download-url", args))
         out.append(Call(f"create from {image.volume}", "POST", f"nodes/{node}/qemu",
                         {"vmid": vmid, **hardware, "scsihw": "virtio-scsi-pci",
                          "scsi0": f"{storage}:0,import-from={image.volume}", "ide2": f"{storage}:cloudinit",
