@@ -66,3 +66,21 @@ def test_a_restore_destroys_the_old_layer_only_once_the_archive_is_on_the_node(e
     copy = whats.index("copy artifact ct900-id900.tar.zst to the node")
     stop, destroy = (whats.index(f"destroy CT 900 (was built from other inputs){x}") for x in (": stop", ""))
     assert copy < stop < destroy == whats.index("restore from artifact ct900-id900.tar.zst") - 1, whats
+
+
+def test_a_vm_restore_destroys_the_old_layer_only_once_the_archive_is_on_the_node():
+    """As for a container: the archive is copied to the node before the VM layer it replaces is destroyed."""
+    from types import SimpleNamespace
+
+    from phoenix.kinds.vm import steps as V
+    from phoenix.kinds.vm.resources import resources as vm_resources
+
+    vms = load_estate(REPO / "etc", REPO / "images")
+    res = vm_resources(vms)["vm9000"]
+    bake = V.Bake("id", "b", None, "run1", (V.Replaced(9000, {}, False),), False, "/var/lib/vz/snippets",
+                  {"user-data": b"#cloud-config\n", "network-config": b"version: 2\n"}, b"instance-id: x\n")
+    m = SimpleNamespace(created=0, archive="vm9000-id.vma.zst", sha256="0" * 64)
+    whats = [s.what for s in V.restore(vms, res, "pve1", bake, Path("/store/vm9000-id.vma.zst"), m)]
+    copy = whats.index("copy artifact vm9000-id.vma.zst to the node")
+    destroy = next(i for i, w in enumerate(whats) if w.startswith("destroy VM 9000"))
+    assert copy < destroy < whats.index("restore from artifact vm9000-id.vma.zst"), whats

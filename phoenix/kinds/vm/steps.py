@@ -281,18 +281,19 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     vmid = res.vmid
     assert vmid is not None
     vm, hyp, settings = estate.vms[vmid], estate.hypervisor, res.settings
-    out = begin(node, vmid, b)
+    volname = backup_volume(vmid, m, "qemu")
+    dump_dir = hyp.artifacts.node_dump_dir.rstrip("/")
+    on_node = f"{dump_dir}/{volname}"
+    # the archive on the node before anything is destroyed: a copy that fails leaves the old layer standing
+    out: list[Step] = [MakeDirs(f"create {dump_dir} on the node if missing", (dump_dir,)),
+                       SendFile(f"copy artifact {m.archive} to the node", archive, on_node, m.sha256)]
+    out += begin(node, vmid, b)
     user_tags = [*vm.tags, *b.keep_tags]
     building = F.building_tags(user_tags, b.owner)
     temp_desc = F.description(vm.description, {"layer": res.key, "state": "building"})
     snippets = hyp.storage.snippets
     names, put = put_snippets(vmid, snippets, b)
     out.append(put)
-    volname = backup_volume(vmid, m, "qemu")
-    dump_dir = hyp.artifacts.node_dump_dir.rstrip("/")
-    on_node = f"{dump_dir}/{volname}"
-    out.append(MakeDirs(f"create {dump_dir} on the node if missing", (dump_dir,)))
-    out.append(SendFile(f"copy artifact {m.archive} to the node", archive, on_node, m.sha256))
     params: dict[str, Any] = {"vmid": vmid, "archive": f"{hyp.artifacts.backup_storage}:backup/{volname}",
                               "storage": vm.boot_disk_storage or hyp.storage.rootdir, "unique": 1,
                               "name": vm.vm_name, "sockets": settings["sockets"], "cores": settings["cores"],
