@@ -270,12 +270,12 @@ def finish(estate: Estate, res: Resource, node: str, b: Bake, user_tags: list[st
 
 
 def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m: Any) -> list[Step]:
-    """A bake replaced by a restore from the artifact store: the cloud-init snippets written as a bake writes them
-    (named by content: the same names as the archive's VM had), the archive copied into the node's backup storage, the
-    VM restored from it (POST /nodes/{node}/qemu with archive=<storage>:backup/<file>, storage, unique=1 and the
-    config's in-place settings, which a restore may override), the archive removed, the disk grown to the config's
-    size, started if the layer runs, then snapshot and record as a bake makes them, with the archive's identity and
-    build ids (so its children's identities are those of their archives)."""
+    """A bake replaced by a restore from the artifact store: the archive copied into the node's backup storage, what
+    it replaces destroyed, the cloud-init snippets written as a bake writes them (named by content: the same names as
+    the archive's VM had), the VM restored from it (POST /nodes/{node}/qemu with archive=<storage>:backup/<file>,
+    storage, unique=1 and the config's in-place settings, which a restore may override), the archive removed, the
+    disk grown to the config's size, started if the layer runs, then snapshot and record as a bake makes them, with
+    the archive's identity and build ids (so its children's identities are those of their archives)."""
     from ..lxc.steps import backup_volume
 
     vmid = res.vmid
