@@ -111,6 +111,7 @@ def token_file(content: str | None, mode: int = 0o600) -> Callable[[Path], Path]
 
 HOST_CASES = {
     "token file readable by others": (token_file("secret\n", 0o644), "has mode 0644"),
+    "token file readable by its group": (token_file("secret\n", 0o640), "has mode 0640"),
     "token file missing": (token_file(None), "does not exist"),
     "token file empty": (token_file("\n"), "is empty"),
 }
