@@ -84,3 +84,13 @@ def test_a_vm_restore_destroys_the_old_layer_only_once_the_archive_is_on_the_nod
     copy = whats.index("copy artifact vm9000-id.vma.zst to the node")
     destroy = next(i for i, w in enumerate(whats) if w.startswith("destroy VM 9000"))
     assert copy < destroy < whats.index("restore from artifact vm9000-id.vma.zst"), whats
+
+
+def test_a_bake_makes_the_nodes_directories_before_it_destroys_anything(estate):
+    """Bind-mounted host directories the config says to create (or to give to the container's root) are made before
+    the old layer is destroyed: a mkdir or chown that fails on the node leaves it standing."""
+    res = resources(estate)["ct910"]
+    bake = S.Bake("id910", "b910", "b902", "run1", (S.Replaced(910, {}, True),), make_dirs=("/fastData/portainer",))
+    whats = [s.what for s in S.bake(estate, res, "pve1", bake)]
+    made = whats.index("create host directories /fastData/portainer")
+    assert made < min(i for i, w in enumerate(whats) if w.startswith("destroy CT 910")), whats

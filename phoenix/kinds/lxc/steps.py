@@ -133,6 +133,7 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
             args.update({"checksum": volume.checksum, "checksum-algorithm": volume.checksum_algorithm})
         out.append(Call(f"download {filename} into {t_storage}", "POST", f"nodes/{node}/storage/{t_storage}/download-url",
                         args))
+    out += make_dirs(g, b.make_dirs, b.give_dirs)  # the node's directories too: a failing mkdir destroys nothing
     for r in b.replaced:
         out += destroy(node, r, "was built from other inputs" if r.vmid == ctid else f"a linked clone of ct{ctid}")
     user_tags = [*g.tags, *b.keep_tags]
@@ -161,7 +162,6 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
             out.append(Call(f"grow rootfs {parent.storage_size_gb} -> {settings['rootfs_gb']} GB", "PUT",
                             lxc(node, ctid, "/resize"), {"disk": "rootfs", "size": f"{settings['rootfs_gb']}G"},
                             idempotent=True))
-    out += make_dirs(g, b.make_dirs, b.give_dirs)
     options = P.root_options(settings, b.devices, g.unprivileged)
     if options:
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(options))})", ctid, options))
@@ -227,6 +227,7 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     on_node = f"{dump_dir}/{volname}"
     out.append(MakeDirs(f"create {dump_dir} on the node if missing", (dump_dir,)))
     out.append(SendFile(f"copy artifact {m.archive} to the node", archive, on_node, m.sha256))
+    out += make_dirs(g, b.make_dirs, b.give_dirs)
     # the old layer goes only now, the archive on the node: a copy that fails leaves it standing
     for r in b.replaced:
         out += destroy(node, r, "was built from other inputs" if r.vmid == ctid else f"a linked clone of ct{ctid}")
@@ -236,7 +237,6 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     out.append(Call(f"restore from artifact {m.archive}", "POST", f"nodes/{node}/lxc", params,
                     then=SetFacts(ctid, building, {"name": g.name}, new=True)))
     out.append(RemoveNodeFile("remove the archive from the node", on_node))
-    out += make_dirs(g, b.make_dirs, b.give_dirs)
     options = P.root_options(res.settings, b.devices, g.unprivileged)
     if options:
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(options))})", ctid, options))
