@@ -35,6 +35,8 @@ def cloudinit_tasks(run: Run) -> list[dict[str, Any]]:
     configs = [str(run.config_dir / f"{stem}{s}") for stem in (HYPERVISOR, VM) for s in SUFFIXES
                if (run.config_dir / f"{stem}{s}").exists()]
     templates = [str(p) for p in P.template_files(P.templates_dir(run.images_dir))]
-    return [{"basename": "cloudinit", "name": str(vmid), "doc": f"render and check VM {vmid}'s cloud-init files",
+    # each its own basename (as portainer:server is), not subtasks of a group `cloudinit`: doit shows a group task in
+    # `doit list` with the generator's docstring and as R (will run) in `doit list --status` however up to date it is
+    return [{"basename": f"cloudinit:{vmid}", "doc": f"render and check VM {vmid}'s cloud-init files",
              "actions": [(render_action, [run, vmid])], "file_dep": [*templates, *configs],
              "targets": [str(p) for p in P.targets(run.cache, vmid)], "verbosity": 2} for vmid in vmids]

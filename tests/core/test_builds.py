@@ -368,3 +368,125 @@ def test_an_update_in_place_leaves_the_mounts_it_keeps_alone(built: Checkout):
     result = built.doit()
     assert result.rc == 0, result.output
     assert result.outcomes()["ct910"] == "updated"
+
+
+def test_a_change_proxmox_holds_until_a_restart_restarts_the_running_guest_and_says_so(built: Checkout):
+    """The README: an in-place update restarts the guest only if Proxmox says the change waits for a restart, and the
+    run says so. A running container takes memory at once (the test above: no restart) but holds a new nameserver."""
+    assert built.ct(950).status == "running"
+    built.edit_guest(950, nameservers=["10.0.0.53"])
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc == 0, result.output
+    assert built.writes(mark) == [("PUT", f"{NODE}/lxc/950/config"), ("POST", f"{NODE}/lxc/950/status/reboot")]
+    assert "restart: Proxmox applies nameserver only at the next start" in result.output, result.output
+    assert built.ct(950).config["nameserver"] == "10.0.0.53" and not built.ct(950).pending
+    assert built.ct(950).status == "running" and result.outcomes()["ct950"] == "updated"
+    assert all(v == "up-to-date" for k, v in result.outcomes().items() if k != "ct950")
+
+
+def test_last_run_json_has_exactly_the_readme_fields(built: Checkout):
+    """`.cache/last-run.json` as the README gives it: target, api_requests, api_seconds, wall_seconds,
+    portainer_requests and, per task, outcome (built|updated|up-to-date|failed), seconds and identity."""
+    built.edit_guest(950, memory_mb=49152)
+    result = built.doit()
+    last = result.last_run
+    assert set(last) == {"target", "api_requests", "api_seconds", "wall_seconds", "portainer_requests", "tasks"}, last
+    assert last["target"] == "sim" and isinstance(last["api_requests"], int) and last["portainer_requests"] == 0
+    assert all(isinstance(last[k], (int, float)) and last[k] >= 0 for k in ("api_seconds", "wall_seconds"))
+    assert set(last["tasks"]) == set(ALL)
+    for task in last["tasks"].values():
+        assert set(task) == {"outcome", "seconds", "identity"} and isinstance(task["seconds"], (int, float)), task
+        assert re.fullmatch(r"[0-9a-f]{16}", task["identity"]), task
+    assert result.outcomes() == {**dict.fromkeys(ALL, "up-to-date"), "ct950": "updated"}
+    assert re.search(r"^phoenix: 0 built, 1 updated, 5 up-to-date, 0 failed; \d+ API requests; [\d.]+s \(target: sim\)$",
+                     result.output, re.M), result.output
+
+
+def test_a_run_that_writes_takes_the_hosts_lease_first_and_releases_it_at_the_end(checkout: Checkout):
+    """The README: a run about to write takes the lease (the phoenix-lease pool) before its first write and releases
+    it at the end, a failed run too; `doit plan` and a run with nothing to do never take it."""
+    mark = checkout.mark()
+    assert checkout.doit().rc == 0
+    requests = [(m, p) for m, p, _ in checkout.pve.requests[mark:] if m != "GET"]
+    assert requests[0] == ("POST", "/api2/json/pools"), requests[:3]  # the lease before the first write
+    assert requests[-1] == ("DELETE", "/api2/json/pools/phoenix-lease"), requests[-3:]
+    assert "phoenix-lease" not in checkout.pve.pools
+    for args in (("plan",), ()):
+        mark = checkout.mark()
+        assert checkout.doit(*args).rc == 0 and checkout.lease_writes(mark) == []
+    checkout.edit_guest(950, memory_mb=49152)
+    checkout.pve.fail("PUT", f"{NODE}/lxc/950/config", 500, "unexpected error", times=10)
+    mark = checkout.mark()
+    assert checkout.doit().rc == 1
+    assert checkout.lease_writes(mark)[-1] == ("DELETE", "/api2/json/pools/phoenix-lease")
+    assert "phoenix-lease" not in checkout.pve.pools
+
+
+def test_plan_steps_shows_the_calls_of_a_build_and_the_checks_it_would_fail(built: Checkout):
+    """The README: `doit plan --steps ct950` is the plan with the exact calls each build would make and the checks it
+    would fail; it changes nothing."""
+    built.edit_guest(950, memory_mb=49152)
+    plan = built.doit("plan", "--steps", "ct950")
+    assert plan.rc == 0, plan.output
+    assert re.search(r"^ct950\s+update: memory 40960 -> 49152 MB\n    update in place \(memory 40960 -> 49152 MB\): "
+                     r"PUT /nodes/pve1/lxc/950/config  .*memory=49152", plan.output, re.M), plan.output
+    built.edit_guest(950, storage_pool="nowhere", memory_mb=40960)
+    mark = built.mark()
+    plan = built.doit("plan", "--steps", "ct950")
+    assert plan.rc == 1, plan.output
+    assert re.search(r"^ct950\s+rebuild: .*\n    check failed: storage 'nowhere' \(for its root file system\) "
+                     "does not exist on the node", plan.output, re.M), plan.output
+    assert "DELETE" not in plan.output  # no step is shown for a build that would not start
+    assert built.writes(mark) == [] and built.lease_writes(mark) == []
+
+
+def test_secrets_reach_the_simulated_record_by_name_never_by_value(checkout: Checkout):
+    """The README: on the simulated host each operation is recorded in .cache/sim/runs.jsonl with secret names only;
+    secrets are never on a command line or in a log."""
+    names = ("docker_token", "portainer_password", "vllm_api_key", "hf_token")
+    for name in names:
+        path = checkout.root / "etc" / f"phoenix_{name}.conf"
+        path.write_text(f"SeCrEt-{name}-0451\n")
+        path.chmod(0o600)
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    assert "placeholder" not in result.output  # the files given were used
+    runs = [json.loads(line) for line in (checkout.cache / "sim" / "runs.jsonl").read_text().splitlines()]
+    said = {s for r in runs if r.get("op") == "run_script" for s in r.get("secrets", [])}
+    assert said == set(names), said
+    assert "SeCrEt-" not in result.output
+    for path in checkout.cache.rglob("*"):
+        if path.is_file():
+            assert b"SeCrEt-" not in path.read_bytes(), path
+
+
+def test_doit_list_gives_every_layer_its_name_role_parent_and_scripts_without_asking_the_host(built: Checkout):
+    """The README: `doit list`, every layer with a one-line doc: name, role, parent, scripts."""
+    mark = built.mark()
+    listing = built.doit("list")
+    assert listing.rc == 0, listing.output
+    rows = dict(re.findall(r"^(ct\d+)\s+(.+)$", listing.output, re.M))
+    assert rows == {
+        "ct900": "BaseTemplate: template, from ubuntu-24.04-standard_24.04-2_amd64.tar.zst; runs base_setup",
+        "ct901": "BaseTemplateGPU: template, clone of ct900; runs nvidia",
+        "ct902": "BaseTemplateDocker: template, clone of ct900; runs docker",
+        "ct910": "Portainer: app, clone of ct902; runs phoenix_hypervisor_lxc_910.sh",
+        "ct920": "BaseTemplateVLLM: template, clone of ct901; runs vllm",
+        "ct950": "vllmQwen3Coder: app, clone of ct920; runs phoenix_hypervisor_lxc_950.sh",
+    }, listing.output
+    assert built.pve.requests[mark:] == []  # a listing of the config: the host is not asked
+
+
+def test_a_guest_being_built_carries_phx_building_and_the_runs_id_until_its_record(checkout: Checkout):
+    """The README: guests being built carry phx-building and phx-run-<id> (the run's), so no other run destroys them;
+    the record that ends the bake replaces both."""
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    for ctid in (900, 950):
+        tags = [dict(parse_qsl(b.decode())).get("tags") for m, p, b in checkout.pve.requests
+                if (m, p) in (("PUT", f"{NODE}/lxc/{ctid}/config"), ("POST", f"{NODE}/lxc"))
+                and dict(parse_qsl(b.decode())).get("vmid", str(ctid)) == str(ctid)]
+        first, last = set(tags[0].split(";")), set(tags[-1].split(";"))
+        assert {"phoenix", "phx-building", f"phx-run-{result.run.id}"} <= first, tags
+        assert not {t for t in last if t.startswith(("phx-building", "phx-run-"))} and "phoenix" in last, tags

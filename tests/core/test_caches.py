@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+
+import pytest
 
 from .conftest import ALL_TASKS, Checkout
 
@@ -57,3 +60,28 @@ def test_a_logs_path_that_is_a_file_is_set_aside(checkout: Checkout):
     assert result.rc == 0, result.output
     assert "logs was not a directory" in result.output
     assert (checkout.cache / "logs" / "ct900.log").is_file()
+
+
+MODEL_INPUTS = {  # what the README lists (and what else the model is made from): a change to any reads the config again
+    "hypervisor config": "etc/phoenix_hypervisor_config.json",
+    "container config": "etc/phoenix_lxc_configs.json",
+    "stacks config": "etc/phoenix_stacks_config.json",
+    "a feature script": "images/features/docker.sh",
+    "the shared library": "images/lib/phoenix-common.sh",
+    "a file under stacks/": "stacks/qdrant/docker-compose.yml",
+    "a cloud-init template": "cloudinit/user-data.yml.j2",
+}
+
+
+@pytest.mark.parametrize("changed", [None, *MODEL_INPUTS])
+def test_the_model_cache_is_used_until_an_input_changes(built: Checkout, changed: str | None):
+    """The README: the resources are reused from .cache/model.json while no config file, script, file under stacks/
+    (or cloud-init template) has changed; a run with nothing to do reads only that, not the config."""
+    cached = json.loads((built.cache / "model.json").read_text())["key"]
+    if changed is not None:
+        path = built.root / MODEL_INPUTS[changed]
+        path.write_text(path.read_text() + "\n")
+    result = built.doit("plan")
+    assert result.rc == 0, result.output
+    assert ("estate" in result.run.__dict__) is (changed is not None)  # the config validated again, or not read at all
+    assert (json.loads((built.cache / "model.json").read_text())["key"] == cached) is (changed is None)  # cached anew

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ def assert_converged(co: Checkout) -> None:
 def test_task_error_mid_bake_is_not_recorded_and_rerun_converges(checkout: Checkout):
     checkout.pve.fail("POST", f"{NODE}/lxc/920/snapshot", error="snapshot_feature_not_available", times=1)
     result = checkout.doit()
-    assert result.rc != 0
+    assert result.rc == 1
     assert "TASK ERROR" in result.output or "snapshot feature is not available" in result.output
     assert "task log" in result.output  # the task's own log is shown
     assert result.outcomes()["ct920"] == "failed"
@@ -56,7 +57,7 @@ def test_locked_start_task_is_retried(checkout: Checkout):
 def test_non_idempotent_call_is_not_retried(checkout: Checkout):
     checkout.pve.fail("POST", f"{NODE}/lxc/900/clone", 500, "unexpected storage error", times=1)
     result = checkout.doit("ct901")
-    assert result.rc != 0 and "unexpected storage error" in result.output
+    assert result.rc == 1 and "unexpected storage error" in result.output
     clones = [p for m, p in checkout.writes() if m == "POST" and p.endswith("/900/clone")]
     assert len(clones) == 1
     assert_converged(checkout)
@@ -85,6 +86,39 @@ def test_parallel_cold_build_with_real_task_durations(tmp_path):
         co.stop_sim()
 
 
+def test_with_n_4_independent_layers_build_at_once_and_clones_of_one_parent_one_at_a_time(tmp_path):
+    """The README's `doit -n 4`: independent layers build at the same time (clones from two parents run at once), but
+    clones of one parent go one at a time, since Proxmox locks the source of a full clone for the whole copy. Sampled
+    from fakepve's own task list while the run goes."""
+    import threading
+
+    co = Checkout(tmp_path / "timed", sim_options={"time_scale": 0.01, "ct_secs": {"clone": 60}})  # 0.6 s a clone
+    seen: list[tuple[str, ...]] = []  # the sources of the clones running, at each sample
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            seen.append(tuple(sorted(t["id"] for t in list(co.pve.tasklog)
+                                     if t["type"] == "vzclone" and t["status"] == "running")))
+            time.sleep(0.005)
+    try:
+        co.pve  # noqa: B018 - started before the sampler reads its task list
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            result = co.doit("-n", "4")
+        finally:
+            done.set()
+            sampler.join()
+        assert result.rc == 0 and set(result.outcomes().values()) == {"built"}, result.output
+        assert any(len(set(ids)) >= 2 for ids in seen), sorted(set(seen))  # clones from two parents at once
+        # one at a time from one parent: two requests to clone 900, neither refused for the lock and tried again
+        assert [p for m, p, _ in co.pve.requests if m == "POST" and p.endswith("/lxc/900/clone")] == [
+            f"{NODE}/lxc/900/clone"] * 2
+    finally:
+        co.stop_sim()
+
+
 def test_slow_task_times_out_with_an_actionable_error_then_converges(tmp_path):
     co = Checkout(tmp_path / "slow", sim_options={"time_scale": 0.01, "ct_secs": {"snapshot": 500}})
     try:
@@ -92,13 +126,13 @@ def test_slow_task_times_out_with_an_actionable_error_then_converges(tmp_path):
         hyp.write_text(hyp.read_text().replace('"token_id": "root@pam!phoenix"',
                                                '"token_id": "root@pam!phoenix", "task_timeout_s": 1'))
         result = co.doit("ct900")
-        assert result.rc != 0
+        assert result.rc == 1
         assert "still runs after 1s" in result.output
         assert not any(t.startswith("phx-id-") for t in co.tags(900))
         co.sim.pve.ct_secs["snapshot"] = 0
         hyp.write_text(hyp.read_text().replace(', "task_timeout_s": 1', ""))
         result = co.doit("ct900")
-        assert result.rc != 0 and "locked (snapshot) by a task still running" in result.output
+        assert result.rc == 1 and "locked (snapshot) by a task still running" in result.output
         deadline = time.monotonic() + 30
         while any(t["status"] == "running" for t in co.sim.pve.tasklog) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -138,7 +172,7 @@ def test_protected_guest_is_never_destroyed_without_the_flag(built: Checkout, mo
     script = built.root / "images" / "apps" / "phoenix_hypervisor_lxc_950.sh"
     script.write_text(script.read_text() + "\n# changed\n")
     result = built.doit()
-    assert result.rc != 0
+    assert result.rc == 1
     assert "CT 950 has protection set" in result.output and "PHOENIX_DESTROY_PROTECTED=950" in result.output
     assert built.ct(950) is not None and built.ct(950).config["protection"] == 1
     monkeypatch.setenv("PHOENIX_DESTROY_PROTECTED", "950")
@@ -150,7 +184,7 @@ def test_protected_guest_is_never_destroyed_without_the_flag(built: Checkout, mo
 def test_foreign_guest_on_a_ctid_is_left_alone(checkout: Checkout):
     checkout.pve.add_ct(910, "handmade", config={"tags": "mine"})
     result = checkout.doit("--continue")
-    assert result.rc != 0
+    assert result.rc == 1
     assert "not managed by Phoenix" in result.output
     assert checkout.ct(910).config["hostname"] == "handmade"
     assert checkout.pve.ct(950) is not None  # the rest of the estate is built
@@ -208,3 +242,27 @@ def test_tasks_are_polled_on_the_hosts_clock(tmp_path, clock: float):
         assert max(naps) <= max(0.001, 1.0 * clock)
     finally:
         sim.stop()
+
+
+def test_a_failed_os_template_download_leaves_the_old_layer_standing(built: Checkout):
+    """The README: nothing is destroyed before the new build can succeed; a rebuild destroys the old guest as its last
+    step before the clone (or the create). A new OS template is downloaded first: if that fails, 900 is still there."""
+    path = built.root / "etc" / "phoenix_hypervisor_config.json"
+    data = json.loads(path.read_text())
+    data["os_templates"]["ubuntu-24.04"] = {
+        "volume": "local:vztmpl/ubuntu-24.04-standard_24.04-3_amd64.tar.zst",
+        "url": "http://download.proxmox.com/images/system/ubuntu-24.04-standard_24.04-3_amd64.tar.zst"}
+    path.write_text(json.dumps(data))
+    built.pve.fail("POST", f"{NODE}/storage/local/download-url", 500, "can't connect to download.proxmox.com", times=1)
+    mark = built.mark()
+    result = built.doit()
+    assert result.rc == 1, result.output
+    assert "download.proxmox.com" in result.output
+    assert not [w for w in built.writes(mark) if w[0] == "DELETE"]  # nothing destroyed
+    assert any(t.startswith("phx-id-") for t in built.tags(900))  # the old layer, as built
+    mark = built.mark()
+    result = built.doit()  # the download works again: 900 and every layer cloned from it are rebuilt
+    assert result.rc == 0, result.output
+    writes = built.writes(mark)
+    download = writes.index(("POST", f"{NODE}/storage/local/download-url"))
+    assert download < writes.index(("DELETE", f"{NODE}/lxc/900"))

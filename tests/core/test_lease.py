@@ -110,3 +110,30 @@ def test_the_lease_is_renewed_and_a_taken_lease_is_noticed(sim: SimHost):
         mine.release()
     assert L.parse(sim.pve.pool_info[L.POOL]["comment"]).run == "thief008"  # not ours: not removed
 
+
+
+def test_a_lease_names_the_run_its_machine_and_pid_and_lasts_2_minutes_unless_renewed(sim: SimHost):
+    """The README: the pool's comment names the run, its machine and pid; a lease whose run died expires after 2 minutes."""
+    import os
+    import socket
+
+    mine = lease(sim, "acac9999", [])
+    before = int(time.time())
+    mine.acquire()
+    try:
+        holder = L.parse(sim.pve.pool_info[L.POOL]["comment"])
+        assert holder is not None and (holder.run, holder.host, holder.pid) == ("acac9999", socket.gethostname(), os.getpid())
+        assert L.POOL == "phoenix-lease" and before <= holder.started <= int(time.time())
+        assert holder.expires - holder.started == 120
+    finally:
+        mine.release()
+    # a lease left by a run elsewhere, taken 119 s ago, still holds; at 121 s it is broken
+    plant(sim, L.Holder("dead0010", "elsewhere", 1, 1, int(time.time()) - 119, int(time.time()) - 119 + 120))
+    with pytest.raises(L.LeaseHeld, match="run dead0010 on elsewhere"):
+        lease(sim, "adad1010", []).acquire()
+    plant(sim, L.Holder("dead0011", "elsewhere", 1, 1, int(time.time()) - 121, int(time.time()) - 121 + 120))
+    said: list[str] = []
+    late = lease(sim, "aeae1111", said)
+    late.acquire()
+    late.release()
+    assert "breaking the host's lease of run dead0011 on elsewhere (its lease expired)" in said[0]

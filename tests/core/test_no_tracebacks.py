@@ -111,6 +111,7 @@ def token_file(content: str | None, mode: int = 0o600) -> Callable[[Path], Path]
 
 HOST_CASES = {
     "token file readable by others": (token_file("secret\n", 0o644), "has mode 0644"),
+    "token file readable by its group": (token_file("secret\n", 0o640), "has mode 0640"),
     "token file missing": (token_file(None), "does not exist"),
     "token file empty": (token_file("\n"), "is empty"),
 }
@@ -157,3 +158,14 @@ def test_sigterm_says_interrupted_and_rerun_to_finish(tmp_path: Path):
     assert "phoenix: interrupted; doit saved what was done: rerun to finish" in err
     assert "failed" in out  # the run's summary line came first
     assert NODE  # the same node the in-process tests use
+
+
+@pytest.mark.parametrize("args", [("--no-such-option",), ("ct999",), ("plan", "--no-such-option")])
+def test_a_bad_doit_command_line_exits_3_and_touches_nothing(tmp_path: Path, args: tuple[str, ...]):
+    """The README's exit code 3: a bad doit command line (an unknown option, a task that does not exist)."""
+    root = project(tmp_path / "p")
+    result = doit_command(root, *args)
+    out = result.stdout + result.stderr
+    assert result.returncode == 3, out
+    assert "Traceback" not in out and "ERROR: " in result.stderr, out
+    assert not (root / ".cache" / "sim" / "state.json").exists()  # the host was not touched

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,10 @@ import pytest
 from .conftest import REPO, copy_project
 
 
-def phoenix(root: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+def phoenix(root: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
     return subprocess.run([sys.executable, "-m", "phoenix", "--project", str(root), *args], capture_output=True,
-                          text=True, timeout=300, env={**env, "PYTHONPATH": str(REPO)}, input=stdin)
+                          text=True, timeout=300, env={**base, "PYTHONPATH": str(REPO), **(env or {})}, input=stdin)
 
 
 def outcomes(root: Path) -> dict[str, str]:
@@ -100,3 +101,117 @@ def test_sync_says_when_the_estate_has_nothing_to_sync(project: Path):
     assert result.returncode == 2 and "no stack 'qdrant' on ct910" in result.stderr
     result = phoenix(project, "sync", "stacks")
     assert result.returncode == 2 and "usage: phoenix sync portainer" in result.stderr
+
+
+def on_the_host(root: Path, change) -> None:
+    """Change the simulated host between two phoenix runs, as a person would by hand: change(pve)."""
+    from phoenix.sim.host import SimHost
+
+    sim = SimHost(root / ".cache" / "sim")
+    sim.start()
+    try:
+        change(sim.pve)
+    finally:
+        sim.stop()
+
+
+def test_the_seeds_spellings_a_protected_and_a_foreign_guest(project: Path):
+    """The README's table: --stop-vm/--start-vm/--delete-vm; delete refuses a protected guest unless
+    PHOENIX_DESTROY_PROTECTED names it, and a guest that is not Phoenix's (start and stop too)."""
+    assert phoenix(project, "LetsGo").returncode == 0
+    assert phoenix(project, "--stop-vm", "910").stdout == "ct910 (Portainer) stopped\n"
+    assert phoenix(project, "--start-vm", "910").stdout == "ct910 (Portainer) started\n"
+
+    def protect(pve) -> None:
+        pve.ct(950).config["protection"] = 1
+    on_the_host(project, protect)
+    refused = phoenix(project, "--delete-vm", "950", "--yes")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "ct950 (guest 950) has protection set. Nothing was deleted." in refused.stderr
+    assert "PHOENIX_DESTROY_PROTECTED=950 phoenix delete 950" in refused.stderr
+    assert {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}["ct950"]["state"] == "running"
+    other = phoenix(project, "delete", "950", "--yes", env={"PHOENIX_DESTROY_PROTECTED": "920"})  # names another
+    assert other.returncode == 1 and "has protection set" in other.stderr
+    allowed = phoenix(project, "delete", "950", "--yes", env={"PHOENIX_DESTROY_PROTECTED": "950"})
+    assert allowed.returncode == 0 and "deleted ct950 (guest 950)" in allowed.stdout, allowed.stdout + allowed.stderr
+
+    def disown(pve) -> None:
+        pve.ct(910).config["tags"] = "hand-made"
+    on_the_host(project, disown)
+    for args in (("delete", "910", "--yes"), ("stop", "910")):
+        foreign = phoenix(project, *args)
+        assert foreign.returncode == 1 and "guest 910 is not Phoenix's" in foreign.stderr, foreign.stderr
+    rows = {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}
+    assert rows["ct910"]["state"] == "running" and rows["ct950"]["state"] == "absent"
+
+
+def test_delete_asks_on_a_terminal(project: Path):
+    """The README: delete asks on a terminal (and wants --yes elsewhere: the test above)."""
+    import pty
+
+    assert phoenix(project, "create", "902").returncode == 0
+    for answer, deleted in (("n", False), ("y", True)):
+        main, side = pty.openpty()
+        try:
+            os.write(main, f"{answer}\n".encode())
+            done = subprocess.run([sys.executable, "-m", "phoenix", "--project", str(project), "delete", "902"],
+                                  stdin=side, capture_output=True, text=True, timeout=300,
+                                  env={**{k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")},
+                                       "PYTHONPATH": str(REPO)})
+        finally:
+            os.close(main)
+            os.close(side)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Destroy ct902 (guest 902)? Their disks are deleted. [y/N] " in done.stdout
+        assert ("deleted ct902 (guest 902)" in done.stdout) is deleted
+        assert ("nothing was deleted" in done.stdout) is not deleted
+    assert {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}["ct902"]["state"] == "absent"
+
+
+def test_start_and_delete_are_refused_while_another_run_holds_the_host(project: Path):
+    """The README: start and stop (and delete) act under the host's lease, as a run that writes does."""
+    import time
+
+    from phoenix import lease as L
+
+    assert phoenix(project, "create", "902").returncode == 0
+
+    def held_elsewhere(pve) -> None:
+        holder = L.Holder("feed0001", "elsewhere", 1, 1, int(time.time()), int(time.time()) + 600)
+        pve.pools[L.POOL] = set()
+        pve.pool_info[L.POOL] = {"comment": L.comment(holder), "storage": set()}
+    on_the_host(project, held_elsewhere)
+    for args in (("start", "902"), ("delete", "902", "--yes")):  # 902, a template layer, is stopped
+        refused = phoenix(project, *args)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "another Phoenix run is changing this host: run feed0001 on elsewhere" in refused.stderr
+    rows = {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}
+    assert rows["ct902"]["state"] == "stopped"
+
+
+def test_phoenix_runs_in_the_project_or_is_told_where_it_is(project: Path, tmp_path: Path):
+    """The README: run it in the project (beside dodo.py) or give --project DIR; guests by name as by CTID."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}, "PYTHONPATH": str(REPO)}
+    here = subprocess.run([sys.executable, "-m", "phoenix", "plan", "vllmQwen3Coder"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert here.returncode == 0, here.stdout + here.stderr
+    assert re.search(r"^ct950\s+build: not on the host$", here.stdout, re.M), here.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = subprocess.run([sys.executable, "-m", "phoenix", "status"], cwd=elsewhere, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert lost.returncode == 1 and "Traceback" not in lost.stderr
+    assert f"{elsewhere / 'dodo.py'} not found: run phoenix in the project (beside dodo.py), or give --project DIR" \
+        in lost.stderr, lost.stderr
+
+
+@pytest.mark.parametrize("verb", [("status",), ("create", "950"), ("delete", "950", "--yes")])
+def test_a_bad_config_exits_2_from_every_verb_as_from_doit(project: Path, verb: tuple[str, ...]):
+    """The README: phoenix's exit codes are doit's; 2 for bad configuration, with nothing on the host touched."""
+    path = project / "etc" / "phoenix_lxc_configs.json"
+    path.write_text(path.read_text().replace('"cores": 8', '"cores": 0'))
+    result = phoenix(project, *verb)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert '$.lxc_configs["950"].cores: Input should be greater than or equal to 1 (got 0)' in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / ".cache" / "sim" / "state.json").exists()

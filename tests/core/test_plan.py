@@ -161,6 +161,23 @@ def test_root_only_settings_go_to_pct_set(example):
     assert P.root_options(s902, {})["features"] == "nesting=1,keyctl=1"
 
 
+def test_a_privileged_containers_feature_flags_go_to_pct_set_even_nesting_and_never_a_delete_by_token(example):
+    """PVE refuses a token any change of a privileged container's feature flags, removing them included ("changing
+    feature flags for privileged container is only allowed for root@pam")."""
+    s910, s900 = example["ct910"].settings, example["ct900"].settings  # nesting + keyctl; none
+    nesting = {**s910, "features": {**s910["features"], "keyctl": False}}
+    for settings in (s910, nesting, s900):
+        api = P.config_params(settings, tags="t", description="d", unprivileged=False)
+        assert "features" not in api and "delete" not in api, api
+        assert "features" not in P.create_params(900, settings, ostemplate="local:vztmpl/u.tar.zst", storage="s",
+                                                 unprivileged=False, tags="t", description="d")
+    assert P.root_options(nesting, {}, unprivileged=False)["features"] == "nesting=1"
+    assert "features" not in P.root_options(s900, {}, unprivileged=False)  # nothing to set, nothing sent
+    # unprivileged, as before: nesting alone by token, and no flags is a delete by token
+    assert P.config_params(nesting, tags="t", description="d")["features"] == "nesting=1"
+    assert P.config_params(s900, tags="t", description="d")["delete"] == "features"
+
+
 def test_create_and_clone_parameters(example):
     create = P.create_params(900, example["ct900"].settings, ostemplate="local:vztmpl/u.tar.zst", storage="local-lvm",
                              unprivileged=True, tags="phoenix;phx-building", description="d")

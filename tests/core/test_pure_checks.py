@@ -124,3 +124,13 @@ def test_owner_of_bind_mounted_directories(estate, what, ctid, found, change, pr
         assert problems == [], what
     else:
         assert len(problems) == 1 and problem in problems[0], problems
+
+
+@pytest.mark.parametrize(("value", "allowed"), [("950", {950}), ("all", {900, 920, 950}), ("920, ct950", {920, 950}),
+                                                 ("", set()), ("9500", set()), ("95", set())])
+def test_phoenix_destroy_protected_names_guests_or_all(monkeypatch, value: str, allowed: set[int]):
+    """The README's PHOENIX_DESTROY_PROTECTED=950 (or all): the guests whose protection a run may override."""
+    from phoenix.flags import protected_allowed
+
+    monkeypatch.setenv("PHOENIX_DESTROY_PROTECTED", value)
+    assert {v for v in (900, 920, 950) if protected_allowed(v)} == allowed

@@ -140,3 +140,52 @@ def test_a_client_that_goes_away_mid_request_is_no_traceback_of_the_simulator():
     assert _lost_connection(record(ConnectionResetError("Connection lost"))) is False
     assert _lost_connection(record(ValueError("a real bug"))) is True
     assert _lost_connection(record(None)) is True
+
+
+def test_a_remote_target_never_imports_the_simulator(tmp_path: Path):
+    """fakepve (AGPL-3.0) is only an optional extra: a run against a remote host (here a simulator served by another
+    process, reached by URL, token and CA file as a real node is) imports neither fakepve nor phoenix.sim."""
+    co = Checkout(tmp_path / "phoenix")
+    state = tmp_path / "elsewhere"
+    proc = serve(state)
+    try:
+        endpoint = json.loads((state / SERVER_FILE).read_text())["endpoint"]
+        path = co.root / "etc" / "phoenix_hypervisor_config.json"
+        data = json.loads(path.read_text())
+        data["proxmox"] = {"target": "remote", "api_url": endpoint["url"], "node": endpoint["node"],
+                           "token_id": endpoint["token_id"], "token_file": endpoint["token_file"],
+                           "ca_file": endpoint["verify"]}
+        path.write_text(json.dumps(data))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "plan"], cwd=co.root, env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        stop(proc)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "SIMULATED" not in done.stdout and "build: not on the host" in done.stdout, done.stdout
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert {"doit", "phoenix.runtime", "phoenix.config.estate"} <= imported
+    assert not {m for m in imported if m.split(".")[0] in ("fakepve", "aiohttp") or m.startswith("phoenix.sim")}
+    assert not (co.cache / "sim").exists()
+
+
+def test_every_task_the_readme_names_takes_a_duration(tmp_path: Path):
+    """The README's --task-seconds names: create, clone, destroy, snapshot, delsnapshot, rollback, template, resize,
+    migrate, start, shutdown, stop; each is accepted (as PHOENIX_SIM_TASK_SECONDS takes them too)."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    listed = re.search(r"how many PVE seconds a task takes \(([a-z, \n]+)\)", text)
+    assert listed is not None
+    names = [n.strip() for n in listed.group(1).replace("\n", " ").split(",")]
+    assert len(names) == 12, names
+    from phoenix.sim.host import CT_POWER
+
+    host = SimHost(tmp_path / "sim", ct_secs=dict.fromkeys(names, 1.0))  # refused if one were unknown
+    host.start()
+    try:
+        tasks = [n for n in names if n not in CT_POWER]  # start, shutdown, stop: set on each container as it acts
+        assert {n: host.pve.ct_secs[n] for n in tasks} == dict.fromkeys(tasks, 1.0)
+        assert set(names) - set(tasks) == set(CT_POWER)
+    finally:
+        host.stop()

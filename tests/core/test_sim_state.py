@@ -251,3 +251,36 @@ def test_what_a_task_may_change():
     assert task_touched(901, "900") == Touched(frozenset({900, 901}), False)  # a clone: the new guest and its source
     assert task_touched(None, "905") == Touched(frozenset({905}), False)
     assert task_touched(None, "local") == EVERYTHING
+
+
+def test_the_journal_is_compacted_when_it_outgrows_four_times_the_state_file_and_1_mib(tmp_path: Path):
+    """The README: state.json is rewritten whole only at the start or stop, or when the journal outgrows four times its
+    size and 1 MiB (a small state is not rewritten every few changes)."""
+    from phoenix.sim.store import MIN_JOURNAL
+
+    def fill(store: Store, guests: int, pad: int) -> int:
+        store.put({(CT, str(i)): dumps({"vmid": i, "pad": "x" * pad}) for i in range(guests)}, compact=True)
+        return (store.dir / STATE_FILE).stat().st_size
+
+    def journal_size_at_compaction(store: Store) -> int:
+        """Change one guest (about 2 KB a change) until the journal is compacted: its size before that last change."""
+        journal, reached = store.dir / JOURNAL_FILE, 0
+        for n in range(10_000):
+            before = store.stats.compactions
+            store.put({(CT, "0"): dumps({"vmid": 0, "pad": "y" * 2000, "n": n})})
+            if store.stats.compactions > before:
+                assert journal.stat().st_size == 0
+                return reached
+            reached = journal.stat().st_size
+        raise AssertionError(f"not compacted with a journal of {reached} bytes")
+
+    small = Store(tmp_path / "small", note=lambda _: None)
+    size = fill(small, 3, 100)
+    assert 4 * size < MIN_JOURNAL
+    assert MIN_JOURNAL - 2100 < journal_size_at_compaction(small) <= MIN_JOURNAL  # past 1 MiB, not past 4x its bytes
+    assert json.loads((small.dir / STATE_FILE).read_text())["cts"][0]["pad"][0] == "y"
+
+    big = Store(tmp_path / "big", note=lambda _: None)
+    size = fill(big, 400, 1000)
+    assert 4 * size > MIN_JOURNAL
+    assert 4 * size - 2100 < journal_size_at_compaction(big) <= 4 * size  # past four times state.json

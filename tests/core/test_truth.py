@@ -60,3 +60,15 @@ def test_info_list_plan_and_the_run_agree(built: Checkout, case: str):
     assert {k for k, v in result.outcomes().items() if v == "built"} == runs
     assert statuses(built) == dict.fromkeys(ALL, "U")
     assert "status     : up-to-date" in built.doit("info", "ct950").output
+
+
+def test_list_status_of_an_estate_with_vms_says_up_to_date_for_every_task_once_built(vm_checkout: Checkout):
+    """`doit list --status`: R or U for each task, and U for all once built; the cloud-init renders included (each
+    its own task with its own doc, not a group that doit always shows as R with the generator's docstring)."""
+    assert vm_checkout.doit().rc == 0
+    out = vm_checkout.doit("list", "--status", "--all").output
+    rows = {name: status for status, name in re.findall(r"^([RUIE]) (\S+)", out, re.M)}
+    assert {"ct950", "vm1001", "cloudinit:1001"} <= set(rows), out
+    assert set(rows.values()) == {"U"}, out
+    assert "Proxmox resources (one task each)" not in out
+    assert re.search(r"^U cloudinit:1001 +render and check VM 1001's cloud-init files$", out, re.M), out

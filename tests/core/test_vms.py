@@ -336,3 +336,27 @@ def test_snippets_no_vm_refers_to_are_removed_when_a_vm_is_built(vm_checkout: Ch
     left = snippets(co)
     assert "phoenix-4242-user-0123456789ab.yml" not in left and "hand-made.yml" in left
     assert {n.split("-")[1] for n in left if n.startswith("phoenix-")} == {"9000", "9001", "1001", "1002"}
+
+
+def test_a_failed_cloud_image_download_leaves_the_old_vm_layer_standing(vm_checkout: Checkout):
+    """The README: nothing is destroyed before the new build can succeed. A new cloud image is downloaded before the
+    root VM layer it replaces is destroyed: if the download fails, vm9000 is still there."""
+    co = vm_checkout
+    assert co.doit().rc == 0
+    path = co.root / "etc" / "phoenix_hypervisor_config.json"
+    data = json.loads(path.read_text())
+    data["cloud_images"]["ubuntu-24.04-cloud"] = {
+        "volume": "local:import/noble-server-cloudimg-amd64-2.qcow2",
+        "url": "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img"}
+    path.write_text(json.dumps(data))
+    co.pve.fail("POST", f"{NODE}/storage/local/download-url", 500, "can't connect to cloud-images.ubuntu.com", times=1)
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 1 and "cloud-images.ubuntu.com" in result.output, result.output
+    assert not [w for w in co.writes(mark) if w[0] == "DELETE"]  # nothing destroyed
+    assert co.pve.vm(9000).template
+    mark = co.mark()
+    result = co.doit()  # the download works again: the VM layers are rebuilt, the download before the destroy
+    assert result.rc == 0, result.output
+    writes = co.writes(mark)
+    assert writes.index(("POST", f"{NODE}/storage/local/download-url")) < writes.index(("DELETE", f"{NODE}/qemu/9000"))

@@ -147,3 +147,24 @@ def test_a_missing_host_directory_is_created_when_the_config_says_so(remote_buil
     if __import__("os").geteuid() == 0:  # given to the unprivileged container's root (host uid 100000)
         assert wanted.stat().st_uid == 100000
     assert ["set", "910", "--mp0", f"{wanted},mp=/var/lib/portainer"] in co.pct_sets()
+
+
+def test_every_failing_check_is_listed_in_the_one_message(remote_built: RemoteCheckout):
+    """The README: one failing check stops the run with nothing written, and the message lists every problem."""
+    co = remote_built
+    expected = [breaks(co) for breaks in (break_storage, missing_host_dir, gpus_on_a_node_without_any)]
+    mark, sets = co.mark(), len(co.pct_sets())
+    result = co.doit()
+    no_writes(co, mark, sets, result)
+    assert "3 problem(s) found before changing anything" in result.output, result.output
+    assert all(e in result.output for e in expected), result.output
+
+
+def test_one_ssh_connection_serves_a_whole_parallel_run(remote: RemoteCheckout):
+    """The README: one SSH connection is shared by all tasks (checks, pct set, scripts, secrets), with -n 4 too."""
+    before = remote.sshd.accepted()
+    result = remote.doit("-n", "4")
+    assert result.rc == 0, result.output
+    assert set(result.outcomes().values()) == {"built"}
+    assert len(remote.sshd.ssh_commands()) > 3  # many commands ran on the node ...
+    assert remote.sshd.accepted() - before == 1  # ... over one login

@@ -80,7 +80,7 @@ class LxcKind:
             problems += checks.secret_problems(estate, ctid, lambda path: resolve(estate.config_dir, path),
                                                simulated=ctx.simulated)
         node_ok = True
-        uses_node = bool(P.root_options(res.settings, {})) or (bake and bool(g.gpu_assignment or g.features
+        uses_node = bool(P.root_options(res.settings, {}, g.unprivileged)) or (bake and bool(g.gpu_assignment or g.features
                                                                                   or g.application_script))
         if uses_node:
             try:

@@ -15,9 +15,10 @@ def features_value(flags: dict[str, bool]) -> str:
     return ",".join(f"{k}=1" for k in ("nesting", "keyctl", "fuse", "mknod") if flags.get(k))
 
 
-def token_may_set_features(flags: dict[str, bool]) -> bool:
-    """An API token may set nesting only; any other flag needs root@pam (the node transport)."""
-    return not any(v for k, v in flags.items() if k != "nesting")
+def token_may_set_features(flags: dict[str, bool], unprivileged: bool = True) -> bool:
+    """An API token may set nesting only, and only on an unprivileged container; any other flag, and any change of the
+    flags of a privileged container (even removing them), needs root@pam (the node transport)."""
+    return unprivileged and not any(v for k, v in flags.items() if k != "nesting")
 
 
 def mount_points(settings: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -56,7 +57,7 @@ def gpu_devices(gpus: list[int], node_devices: tuple[str, ...]) -> dict[str, str
     return {f"dev{i}": d for i, d in enumerate(devices)}
 
 
-def config_params(settings: dict[str, Any], *, tags: str, description: str) -> dict[str, Any]:
+def config_params(settings: dict[str, Any], *, tags: str, description: str, unprivileged: bool = True) -> dict[str, Any]:
     """What the API may set with a token: PUT /lxc/{vmid}/config."""
     params: dict[str, Any] = {
         "hostname": settings["hostname"], "description": description, "cores": settings["cores"],
@@ -69,7 +70,7 @@ def config_params(settings: dict[str, Any], *, tags: str, description: str) -> d
         params["nameserver"] = settings["nameserver"]
     if settings["searchdomain"]:
         params["searchdomain"] = settings["searchdomain"]
-    if token_may_set_features(settings["features"]):
+    if token_may_set_features(settings["features"], unprivileged):
         params["features"] = features_value(settings["features"])
         if not params["features"]:
             params.pop("features")
@@ -79,9 +80,9 @@ def config_params(settings: dict[str, Any], *, tags: str, description: str) -> d
     return params
 
 
-def building_params(settings: dict[str, Any], *, tags: str, description: str) -> dict[str, Any]:
+def building_params(settings: dict[str, Any], *, tags: str, description: str, unprivileged: bool = True) -> dict[str, Any]:
     """The config of a layer while it is built: onboot is held at 0, a half-built guest never starts with the node."""
-    return {**config_params(settings, tags=tags, description=description), "onboot": 0}
+    return {**config_params(settings, tags=tags, description=description, unprivileged=unprivileged), "onboot": 0}
 
 
 def record_params(settings: dict[str, Any], *, tags: str, description: str) -> dict[str, Any]:
@@ -89,10 +90,10 @@ def record_params(settings: dict[str, Any], *, tags: str, description: str) -> d
     return {"tags": tags, "description": description, "onboot": settings["onboot"]}
 
 
-def root_options(settings: dict[str, Any], devices: dict[str, str]) -> dict[str, str]:
+def root_options(settings: dict[str, Any], devices: dict[str, str], unprivileged: bool = True) -> dict[str, str]:
     """What only root@pam may set, for `pct set` over the node transport."""
     out: dict[str, str] = {}
-    if not token_may_set_features(settings["features"]):
+    if not token_may_set_features(settings["features"], unprivileged) and features_value(settings["features"]):
         out["features"] = features_value(settings["features"])
     _, binds = mount_points(settings)
     out.update(binds)
@@ -105,7 +106,7 @@ def create_params(ctid: int, settings: dict[str, Any], *, ostemplate: str, stora
     """POST /nodes/{node}/lxc for a root layer."""
     params = {"vmid": ctid, "ostemplate": ostemplate, "storage": storage,
               "rootfs": f"{storage}:{settings['rootfs_gb']}", "unprivileged": int(unprivileged)}
-    put = building_params(settings, tags=tags, description=description)
+    put = building_params(settings, tags=tags, description=description, unprivileged=unprivileged)
     put.pop("delete", None)  # nothing to delete on a new guest
     return {**params, **put}
 

@@ -124,6 +124,16 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     assert ctid is not None
     g, hyp = estate.guests[ctid], estate.hypervisor
     out: list[Step] = []
+    if g.clone_from_ctid is None and b.download:
+        # before any destroy: a download that fails (network, checksum, a full storage) leaves the old layer standing
+        volume = estate.os_template(ctid)
+        t_storage, filename = P.volume_filename(volume.volume)
+        args: dict[str, Any] = {"url": volume.url, "filename": filename, "content": "vztmpl"}
+        if volume.checksum:
+            args.update({"checksum": volume.checksum, "checksum-algorithm": volume.checksum_algorithm})
+        out.append(Call(f"download {filename} into {t_storage}", "POST", f"nodes/{node}/storage/{t_storage}/download-url",
+                        args))
+    out += make_dirs(g, b.make_dirs, b.give_dirs)  # the node's directories too: a failing mkdir destroys nothing
     for r in b.replaced:
         out += destroy(node, r, "was built from other inputs" if r.vmid == ctid else f"a linked clone of ct{ctid}")
     user_tags = [*g.tags, *b.keep_tags]
@@ -133,13 +143,6 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     started = SetFacts(ctid, building, {"name": g.name}, new=True)
     if g.clone_from_ctid is None:
         volume = estate.os_template(ctid)
-        if b.download:
-            t_storage, filename = P.volume_filename(volume.volume)
-            args: dict[str, Any] = {"url": volume.url, "filename": filename, "content": "vztmpl"}
-            if volume.checksum:
-                args.update({"checksum": volume.checksum, "checksum-algorithm": volume.checksum_algorithm})
-            out.append(Call(f"download {filename} into {t_storage}", "POST", f"nodes/{node}/storage/{t_storage}/download-url",
-                            args))
         out.append(Call(f"create from {volume.volume}", "POST", f"nodes/{node}/lxc",
                         P.create_params(ctid, settings, ostemplate=volume.volume, storage=storage,
                                         unprivileged=g.unprivileged, tags=building, description=temp_desc),
@@ -153,13 +156,13 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
                         P.clone_params(ctid, g.name, snapname=snap, linked=linked, storage=storage, description=temp_desc),
                         retry_locked=True, clone=True, then=started))
         out.append(Call("configure", "PUT", lxc(node, ctid, "/config"),
-                        P.building_params(settings, tags=building, description=temp_desc), idempotent=True))
+                        P.building_params(settings, tags=building, description=temp_desc, unprivileged=g.unprivileged),
+                        idempotent=True))
         if settings["rootfs_gb"] > parent.storage_size_gb:
             out.append(Call(f"grow rootfs {parent.storage_size_gb} -> {settings['rootfs_gb']} GB", "PUT",
                             lxc(node, ctid, "/resize"), {"disk": "rootfs", "size": f"{settings['rootfs_gb']}G"},
                             idempotent=True))
-    out += make_dirs(g, b.make_dirs, b.give_dirs)
-    options = P.root_options(settings, b.devices)
+    options = P.root_options(settings, b.devices, g.unprivileged)
     if options:
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(options))})", ctid, options))
     out.append(Call("start", "POST", lxc(node, ctid, "/status/start"), idempotent=True))
@@ -216,8 +219,6 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     assert ctid is not None
     g, hyp = estate.guests[ctid], estate.hypervisor
     out: list[Step] = []
-    for r in b.replaced:
-        out += destroy(node, r, "was built from other inputs" if r.vmid == ctid else f"a linked clone of ct{ctid}")
     user_tags = [*g.tags, *b.keep_tags]
     building = F.building_tags(user_tags, b.owner)
     temp_desc = F.description(g.description, {"layer": res.key, "state": "building"})
@@ -226,14 +227,17 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     on_node = f"{dump_dir}/{volname}"
     out.append(MakeDirs(f"create {dump_dir} on the node if missing", (dump_dir,)))
     out.append(SendFile(f"copy artifact {m.archive} to the node", archive, on_node, m.sha256))
+    out += make_dirs(g, b.make_dirs, b.give_dirs)
+    # the old layer goes only now, the archive on the node: a copy that fails leaves it standing
+    for r in b.replaced:
+        out += destroy(node, r, "was built from other inputs" if r.vmid == ctid else f"a linked clone of ct{ctid}")
     params = P.create_params(ctid, res.settings, ostemplate=f"{hyp.artifacts.backup_storage}:backup/{volname}",
                              storage=estate.storage(ctid), unprivileged=g.unprivileged, tags=building, description=temp_desc)
     params["restore"] = 1
     out.append(Call(f"restore from artifact {m.archive}", "POST", f"nodes/{node}/lxc", params,
                     then=SetFacts(ctid, building, {"name": g.name}, new=True)))
     out.append(RemoveNodeFile("remove the archive from the node", on_node))
-    out += make_dirs(g, b.make_dirs, b.give_dirs)
-    options = P.root_options(res.settings, b.devices)
+    options = P.root_options(res.settings, b.devices, g.unprivileged)
     if options:
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(options))})", ctid, options))
     stopped = (g.is_template_layer and hyp.behavior.stop_templates_after_build) or g.convert_to_template
@@ -255,7 +259,7 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
     rec["settings"] = recorded(settings)
     hand = hand_set(facts, old, int(config.get("protection") or 0))
     tags = F.record_tags([*g.tags, *hand.tags], facts.identity or "", facts.build_id or "", res.settings_hash)
-    put = P.config_params(settings, tags=tags, description=F.description(g.description, rec))
+    put = P.config_params(settings, tags=tags, description=F.description(g.description, rec), unprivileged=g.unprivileged)
     if put.get("delete") == "features" and "features" not in config:
         put.pop("delete")
     if hand.protection and not settings["protection"]:
@@ -269,8 +273,8 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
         out.append(Call(f"grow rootfs {current_gb} -> {settings['rootfs_gb']} GB", "PUT", lxc(node, ctid, "/resize"),
                         {"disk": "rootfs", "size": f"{settings['rootfs_gb']}G"}, idempotent=True))
     out += make_dirs(g, dirs, give)
-    before = P.root_options(old, {}) if old else {}
-    after = P.root_options(settings, {})
+    before = P.root_options(old, {}, g.unprivileged) if old else {}
+    after = P.root_options(settings, {}, g.unprivileged)
     wanted = {k: v for k, v in after.items() if before.get(k) != v}
     gone = sorted(set(before) - set(after))
     if gone:

@@ -1,6 +1,6 @@
 """The steps of a VM layer's bake, update and destroy, as data (pure).
 
-A bake: destroy what it replaces (linked clones first), fetch the cloud image if it is missing, write the
+A bake: fetch the cloud image if it is missing, destroy what it replaces (linked clones first), write the
 cloud-init snippets (named by content), create the root from the image (`scsi0=<storage>:0,import-from=…`, a
 cloud-init drive, the agent, a serial console) or clone the parent, grow the disk, start, wait for the agent and
 for cloud-init, run the features through the agent, stop and snapshot or make a template, and last the record.
@@ -178,7 +178,17 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     assert vmid is not None
     vm, hyp, settings = estate.vms[vmid], estate.hypervisor, res.settings
     storage = vm.boot_disk_storage or hyp.storage.rootdir
-    out = begin(node, vmid, b)
+    out: list[Step] = []
+    if parent_of(estate.vms, vmid) is None and b.download:
+        # before any destroy: a download that fails (network, checksum, a full storage) leaves the old layer standing
+        image = hyp.cloud_images[vm.cloud_image or ""]
+        i_storage, filename = image.volume.split(":import/", 1)
+        args: dict[str, Any] = {"url": image.url, "filename": filename, "content": "import"}
+        if image.checksum:
+            args.update({"checksum": image.checksum, "checksum-algorithm": image.checksum_algorithm})
+        out.append(Call(f"download {filename} into {i_storage}", "POST", f"nodes/{node}/storage/{i_storage}/download-url",
+                        args))
+    out += begin(node, vmid, b)
     user_tags = [*vm.tags, *b.keep_tags]
     building = F.building_tags(user_tags, b.owner)
     temp_desc = F.description(vm.description, {"layer": res.key, "state": "building"})
@@ -192,13 +202,6 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     parent = parent_of(estate.vms, vmid)
     if parent is None:
         image = hyp.cloud_images[vm.cloud_image or ""]
-        if b.download:
-            i_storage, filename = image.volume.split(":import/", 1)
-            args: dict[str, Any] = {"url": image.url, "filename": filename, "content": "import"}
-            if image.checksum:
-                args.update({"checksum": image.checksum, "checksum-algorithm": image.checksum_algorithm})
-            out.append(Call(f"download {filename} into {i_storage}", "POST",
-                            f"nodes/{node}/storage/{i_storage}/download-url", args))
         out.append(Call(f"create from {image.volume}", "POST", f"nodes/{node}/qemu",
                         {"vmid": vmid, **hardware, "scsihw": "virtio-scsi-pci",
                          "scsi0": f"{storage}:0,import-from={image.volume}", "ide2": f"{storage}:cloudinit",
@@ -267,29 +270,30 @@ def finish(estate: Estate, res: Resource, node: str, b: Bake, user_tags: list[st
 
 
 def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m: Any) -> list[Step]:
-    """A bake replaced by a restore from the artifact store: the cloud-init snippets written as a bake writes them
-    (named by content: the same names as the archive's VM had), the archive copied into the node's backup storage, the
-    VM restored from it (POST /nodes/{node}/qemu with archive=<storage>:backup/<file>, storage, unique=1 and the
-    config's in-place settings, which a restore may override), the archive removed, the disk grown to the config's
-    size, started if the layer runs, then snapshot and record as a bake makes them, with the archive's identity and
-    build ids (so its children's identities are those of their archives)."""
+    """A bake replaced by a restore from the artifact store: the archive copied into the node's backup storage, what
+    it replaces destroyed, the cloud-init snippets written as a bake writes them (named by content: the same names as
+    the archive's VM had), the VM restored from it (POST /nodes/{node}/qemu with archive=<storage>:backup/<file>,
+    storage, unique=1 and the config's in-place settings, which a restore may override), the archive removed, the
+    disk grown to the config's size, started if the layer runs, then snapshot and record as a bake makes them, with
+    the archive's identity and build ids (so its children's identities are those of their archives)."""
     from ..lxc.steps import backup_volume
 
     vmid = res.vmid
     assert vmid is not None
     vm, hyp, settings = estate.vms[vmid], estate.hypervisor, res.settings
-    out = begin(node, vmid, b)
+    volname = backup_volume(vmid, m, "qemu")
+    dump_dir = hyp.artifacts.node_dump_dir.rstrip("/")
+    on_node = f"{dump_dir}/{volname}"
+    # the archive on the node before anything is destroyed: a copy that fails leaves the old layer standing
+    out: list[Step] = [MakeDirs(f"create {dump_dir} on the node if missing", (dump_dir,)),
+                       SendFile(f"copy artifact {m.archive} to the node", archive, on_node, m.sha256)]
+    out += begin(node, vmid, b)
     user_tags = [*vm.tags, *b.keep_tags]
     building = F.building_tags(user_tags, b.owner)
     temp_desc = F.description(vm.description, {"layer": res.key, "state": "building"})
     snippets = hyp.storage.snippets
     names, put = put_snippets(vmid, snippets, b)
     out.append(put)
-    volname = backup_volume(vmid, m, "qemu")
-    dump_dir = hyp.artifacts.node_dump_dir.rstrip("/")
-    on_node = f"{dump_dir}/{volname}"
-    out.append(MakeDirs(f"create {dump_dir} on the node if missing", (dump_dir,)))
-    out.append(SendFile(f"copy artifact {m.archive} to the node", archive, on_node, m.sha256))
     params: dict[str, Any] = {"vmid": vmid, "archive": f"{hyp.artifacts.backup_storage}:backup/{volname}",
                               "storage": vm.boot_disk_storage or hyp.storage.rootdir, "unique": 1,
                               "name": vm.vm_name, "sockets": settings["sockets"], "cores": settings["cores"],
