@@ -162,3 +162,19 @@ def test_the_plan_says_what_would_be_refused(set_up: Checkout):
     assert plan.rc == 1
     assert re.search(r"host:network\s+rebuild: build settings changed\n    check failed: vmbr0 carries the node's "
                      r"management address", plan.output), plan.output
+
+
+def test_a_lost_token_file_is_made_again_by_the_next_run_without_a_forget(set_up: Checkout):
+    # the README: the token's secret is written to token_file "(0600; made again if the file is lost)"
+    co = set_up
+    token = co.root / "etc" / "phoenix_api_token.conf"
+    old = token.read_text()
+    token.unlink()
+    plan = co.doit("plan")
+    assert re.search(r"host:access\s+rebuild: the token file .*phoenix_api_token.conf is missing \(or not 0600\): made again", plan.output), \
+        plan.output
+    assert re.search(r"ct900\s+up-to-date", plan.output), plan.output  # the guests do not depend on the file
+    result = co.doit()
+    assert result.rc == 0 and result.outcomes()["host:access"] == "built", result.output
+    assert token.read_text() != old and stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert co.doit().outcomes()["host:access"] == "up-to-date"
