@@ -111,7 +111,9 @@ def test_a_foreign_template_is_refused_and_nothing_is_written(vm_checkout: Check
     mark = co.mark()
     result = co.doit("vm1001")
     assert result.rc != 0
-    assert "VMID 9000 holds a template that Phoenix did not build" in result.output, result.output
+    assert ("VMID 9000 holds a template that Phoenix did not build (no 'phoenix' tag and record); Phoenix will not "
+            "replace or clone it: give vm9000 another vm_id, or move or remove VMID 9000 yourself, then rerun"
+            in result.output), result.output  # the README: refused "with what to do"
     assert "Traceback" not in result.output
     assert [w for w in co.writes(mark) if "/qemu" in w[1]] == []
     assert co.pve.vm(9000).name == "someones-template"
@@ -336,3 +338,40 @@ def test_snippets_no_vm_refers_to_are_removed_when_a_vm_is_built(vm_checkout: Ch
     left = snippets(co)
     assert "phoenix-4242-user-0123456789ab.yml" not in left and "hand-made.yml" in left
     assert {n.split("-")[1] for n in left if n.startswith("phoenix-")} == {"9000", "9001", "1001", "1002"}
+
+
+def meta_data(co: Checkout, vmid: int) -> dict:
+    import yaml
+
+    cicustom = dict(part.split("=", 1) for part in co.pve.vm(vmid).config["cicustom"].split(","))
+    name = cicustom["meta"].split("local:snippets/")[1]
+    return yaml.safe_load((co.cache / "sim" / "storage" / "local" / "snippets" / name).read_text())
+
+
+def test_the_instance_id_is_new_at_each_build_and_kept_by_an_unchanged_vm(vm_checkout: Checkout):
+    # the README: instance_id is "phx-<vmid>-<build id>, new at each build, so a rebuilt VM runs cloud-init's
+    # per-instance steps again and an unchanged one never does"
+    co = vm_checkout
+    assert co.doit().rc == 0
+    builds = {vmid: parse_record(co.pve.vm(vmid).config["description"])["build"] for vmid in (1001, 1002)}
+    before = {vmid: meta_data(co, vmid)["instance-id"] for vmid in (1001, 1002)}
+    assert before == {vmid: f"phx-{vmid}-{builds[vmid]}" for vmid in (1001, 1002)}
+    assert co.doit("forget", "vm1002").rc == 0
+    assert co.doit().rc == 0
+    after = {vmid: meta_data(co, vmid)["instance-id"] for vmid in (1001, 1002)}
+    build = parse_record(co.pve.vm(1002).config["description"])["build"]
+    assert build != builds[1002] and after == {1001: before[1001], 1002: f"phx-1002-{build}"}
+
+
+
+def test_the_root_layer_disk_is_resized_to_boot_disk_size_gb(vm_checkout: Checkout):
+    # the README: the root layer is created from the cloud image, "the disk resized to `boot_disk_size_gb`"
+    co = vm_checkout
+    path = co.root / "etc" / "phoenix_vm_configs.json"
+    data = json.loads(path.read_text())
+    assert data["virtual_machines"][0]["vm_id"] == 9000
+    data["virtual_machines"][0]["boot_disk_size_gb"] = 12
+    path.write_text(json.dumps(data))
+    assert co.doit("vm9000").rc == 0
+    resizes = [parse_qs(b.decode()) for m, p, b in co.pve.requests if m == "PUT" and p == f"{NODE}/qemu/9000/resize"]
+    assert resizes == [{"disk": ["scsi0"], "size": ["12G"]}]
