@@ -178,3 +178,58 @@ def test_a_lost_token_file_is_made_again_by_the_next_run_without_a_forget(set_up
     assert result.rc == 0 and result.outcomes()["host:access"] == "built", result.output
     assert token.read_text() != old and stat.S_IMODE(token.stat().st_mode) == 0o600
     assert co.doit().outcomes()["host:access"] == "up-to-date"
+
+
+def test_the_role_has_exactly_the_privileges_phoenix_uses_and_those_the_readme_names(set_up: Checkout):
+    # the README: host:access makes "a role with exactly the privileges Phoenix uses (PRIVILEGES)", and it grants what
+    # export needs (VM.Backup, Datastore.AllocateSpace) and what VMs need (the VM.Config.* and the guest agent's)
+    from phoenix.config.host import PRIVILEGES
+    from tests.core.conftest import REPO
+
+    assert set(set_up.pve.node_state["roles"]["Phoenix"]) == set(PRIVILEGES), set_up.pve.node_state["roles"]["Phoenix"]
+    readme = (REPO / "README.md").read_text()
+    export = readme.split("- **Privileges**", 1)[1].split("\n- ", 1)[0]
+    vms = readme.split("### What a real host needs for VMs", 1)[1].split("\n###", 1)[0]
+    named = set(re.findall(r"`((?:VM|Datastore|Sys)\.[A-Za-z.]+)`", export + vms)) - {"VM.Monitor"}  # PVE 8's
+    assert named and named <= set(PRIVILEGES), sorted(named - set(PRIVILEGES))
+
+
+def test_the_record_in_the_node_notes_keeps_the_persons_own_text(checkout: Checkout):
+    # the README: the identity "is recorded in the node's notes (PUT /nodes/{node}/config description, the person's
+    # own text kept)"
+    mine = "Rack 4, left. Ask Dana before rebooting.\n\nUPS: apc-2"
+    checkout.pve.node_state["description"] = mine
+    with_host(checkout)
+    assert checkout.doit().rc == 0
+    notes = checkout.pve.node_state["description"]
+    assert notes.startswith(mine) and re.search(r'phoenix-host: .*"host:access"', notes), notes
+    host = json.loads(json.dumps(HOST))
+    host["network"]["bridges"][0]["vlan_aware"] = False  # a second write of the record
+    with_host(checkout, host)
+    assert checkout.doit().rc == 0
+    notes = checkout.pve.node_state["description"]
+    assert notes.startswith(mine) and notes.count("phoenix-host:") == 1, notes
+
+
+def test_a_storage_type_is_never_changed(set_up: Checkout):
+    # the README: "A storage's type is never changed": refused before anything is written, the storage as it was
+    host = json.loads(json.dumps(HOST))
+    host["storage"]["storages"][0] = {"id": "vmdata", "type": "zfspool", "pool": "tank/vmdata",
+                                      "content": ["images", "rootdir"]}
+    with_host(set_up, host)
+    refused(set_up, "storage 'vmdata' exists on the node as a dir storage, not zfspool: Phoenix does not change a "
+                    "storage's type; fix the config or the storage")
+    assert set_up.pve.storages["vmdata"]["type"] == "dir"
+
+
+def test_a_guest_alone_brings_the_host_parts_it_needs_first(checkout: Checkout):
+    # the README: "every guest after host:storage and host:network, a GPU layer after host:nvidia"
+    with_host(checkout)
+    plain = checkout.doit("ct900")
+    assert plain.rc == 0, plain.output
+    assert plain.outcomes() == dict.fromkeys(("host:storage", "host:network", "ct900"), "built"), plain.output
+    gpu = checkout.doit("ct950")  # 950 has the nvidia feature; the driver's part follows the repositories'
+    assert gpu.rc == 0, gpu.output
+    assert {k for k, v in gpu.outcomes().items() if v == "built"} == {"host:repos", "host:nvidia", "ct901", "ct920",
+                                                                      "ct950"}, gpu.output
+    assert "host:access" not in gpu.outcomes() or gpu.outcomes()["host:access"] != "built"
