@@ -233,3 +233,20 @@ def test_a_guest_alone_brings_the_host_parts_it_needs_first(checkout: Checkout):
     assert {k for k, v in gpu.outcomes().items() if v == "built"} == {"host:repos", "host:nvidia", "ct901", "ct920",
                                                                       "ct950"}, gpu.output
     assert "host:access" not in gpu.outcomes() or gpu.outcomes()["host:access"] != "built"
+
+
+def test_a_new_driver_version_rebuilds_the_driver_and_every_container_layer(set_up: Checkout):
+    # the README: "A new driver version rebuilds the container layers: the version is part of every container
+    # layer's identity, so the GPU layers' userland matches it" (identities pinned in test_identity_stable)
+    co = set_up
+    path = co.root / "etc" / "phoenix_hypervisor_config.json"
+    data = json.loads(path.read_text())
+    old = data["nvidia"]["driver_version"]
+    data["nvidia"]["driver_version"] = "580.95.05" if old != "580.95.05" else "570.133.07"
+    path.write_text(json.dumps(data, indent=1))
+    plan = co.doit("plan")
+    assert re.search(r"host:nvidia\s+rebuild: ", plan.output), plan.output
+    result = co.doit()
+    assert result.rc == 0, result.output
+    assert {k for k, v in result.outcomes().items() if v != "up-to-date"} == {"host:nvidia", *GUESTS}, result.output
+    assert co.doit().outcomes() == dict.fromkeys((*PARTS, *GUESTS), "up-to-date")
