@@ -250,3 +250,19 @@ def test_a_new_driver_version_rebuilds_the_driver_and_every_container_layer(set_
     assert result.rc == 0, result.output
     assert {k for k, v in result.outcomes().items() if v != "up-to-date"} == {"host:nvidia", *GUESTS}, result.output
     assert co.doit().outcomes() == dict.fromkeys((*PARTS, *GUESTS), "up-to-date")
+
+
+def test_a_node_already_at_the_driver_version_changes_nothing(checkout: Checkout, monkeypatch: pytest.MonkeyPatch):
+    # the README: "A node already at that version changes nothing" (the simulated node has no driver: here it has)
+    from phoenix.facts.node import NodeFacts
+    from phoenix.transport.simulated import SIMULATED_DEVICES, SimulatedNode
+
+    version = json.loads((checkout.root / "etc" / "phoenix_hypervisor_config.json").read_text())["nvidia"]["driver_version"]
+    monkeypatch.setattr(SimulatedNode, "facts", lambda self: NodeFacts(version, SIMULATED_DEVICES, "6.0.5-2"))
+    with_host(checkout, {"nvidia": {}})
+    result = checkout.doit("host:nvidia")
+    assert result.rc == 0 and result.outcomes() == {"host:nvidia": "built"}, result.output  # its record only
+    assert "install NVIDIA driver" not in result.output and "nvidia.sh" not in result.output, result.output
+    runs = (checkout.cache / "sim" / "runs.jsonl")
+    assert not runs.exists() or '"run_on_node"' not in runs.read_text()
+    assert re.search(r'phoenix-host: .*"host:nvidia"', checkout.pve.node_state["description"])
