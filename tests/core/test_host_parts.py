@@ -144,14 +144,24 @@ def test_the_token_is_made_again_when_its_file_is_lost(set_up: Checkout):
     assert token.read_text().strip() not in result.output
 
 
-def test_host_config_errors_name_the_fix(checkout: Checkout):
-    host = {"storage": {"new_disks": [{"device": "/dev/sdb", "kind": "zfs", "name": "p", "confirm": "/dev/sdc"}]},
-            "network": {"bridges": [{"name": "br0"}]}}
+@pytest.mark.parametrize(("host", "at", "says"), [
+    # the README: a pool on a raw disk "only when declared, with the disk named again in `confirm`"
+    ({"storage": {"new_disks": [{"device": "/dev/sdb", "kind": "zfs", "name": "fastpool", "confirm": "/dev/sdc"}]}},
+     "$.host.storage.new_disks[0]", 'making a pool writes over /dev/sdb: set "confirm": "/dev/sdb" to say so (Phoenix '
+     "also checks first that the disk holds nothing)"),
+    ({"network": {"bridges": [{"name": "br0"}]}}, "$.host.network.bridges[0].name",
+     "String should match pattern '^vmbr\\d{1,4}$' (got \"br0\")"),
+])
+def test_host_config_errors_name_the_fix(checkout: Checkout, capsys: pytest.CaptureFixture[str], host: dict, at: str,
+                                         says: str):
     with_host(checkout, host)
     with pytest.raises(SystemExit) as stop:
         checkout.doit()
     assert stop.value.code == 2
     assert checkout.pve.requests == []
+    err = capsys.readouterr().err
+    assert err == ("phoenix: 1 problem(s) in the configuration (nothing on the host was touched):\n"
+                   f"  - {checkout.root / 'etc' / 'phoenix_hypervisor_config.json'}: {at}: {says}\n"), err
 
 
 def test_the_plan_says_what_would_be_refused(set_up: Checkout):
