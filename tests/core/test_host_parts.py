@@ -276,3 +276,18 @@ def test_a_node_already_at_the_driver_version_changes_nothing(checkout: Checkout
     runs = (checkout.cache / "sim" / "runs.jsonl")
     assert not runs.exists() or '"run_on_node"' not in runs.read_text()
     assert re.search(r'phoenix-host: .*"host:nvidia"', checkout.pve.node_state["description"])
+
+
+def test_repositories_change_only_when_declared(checkout: Checkout):
+    # the README: "the enterprise repositories off, the no-subscription one on (each only when declared)"
+    def enabled(pve, component: str) -> list[int]:
+        return [r["Enabled"] for f in pve.node_state["apt"] for r in f["repositories"] if component in r["Components"]]
+
+    before = enabled(checkout.pve, "pve-enterprise")
+    assert before and all(before)  # the simulated node starts as a fresh install does
+    with_host(checkout, {"repos": {"no_subscription": True}})
+    assert checkout.doit("host:repos").rc == 0
+    assert enabled(checkout.pve, "pve-enterprise") == before and any(enabled(checkout.pve, "pve-no-subscription"))
+    with_host(checkout, {"repos": {"enterprise": False}})
+    assert checkout.doit("host:repos").rc == 0
+    assert not any(enabled(checkout.pve, "pve-enterprise"))
