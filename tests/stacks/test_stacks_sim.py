@@ -405,3 +405,24 @@ def test_a_dollar_in_a_file_is_doubled_and_a_file_edit_redeploys_the_stack_that_
     data = yaml.safe_load(stacks_by_name(deployed)["thinkheads_ai_app"]["content"])
     (config,) = data["configs"].values()
     assert config["content"] == "APP_ENV=development\nPASSWORD=pa$$$$word-$${HOME}-$$USER\n"
+
+
+def test_an_agent_script_edit_rebuilds_the_agent_environments_only_and_finds_them_again(checkout: Checkout) -> None:
+    # the README: portainer:env@ID is built when "the agent script or settings changed"; "an environment that exists
+    # (same URL) is found, not duplicated"
+    add_docker_guest(checkout)
+    assert checkout.doit().rc == 0
+    script = checkout.root / "images" / "apps" / "portainer_agent.sh"
+    script.write_text(script.read_text() + "\n# changed\n")
+    plan = checkout.doit("plan")
+    assert re.search(r"portainer:env@930\s+rebuild: build inputs changed", plan.output), plan.output
+    assert re.search(r"portainer:env@910\s+up-to-date", plan.output), plan.output
+    mark = len(standin(checkout).requests)
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    changed = {k for k, v in result.outcomes().items() if v != "up-to-date"}
+    assert changed == {"portainer:env@930", "stack:qdrant_service@930"}, result.output
+    runs = [json.loads(line) for line in (checkout.cache / "sim" / "runs.jsonl").read_text().splitlines()]
+    assert [r.get("ctid") for r in runs if r.get("name") == "portainer_agent.sh"] == [930, 930]
+    assert ("POST", "/api/endpoints") not in portainer_writes(checkout, mark)
+    assert len([e for e in standin(checkout).state["endpoints"] if e["Type"] == 2]) == 1
