@@ -375,3 +375,30 @@ def test_the_root_layer_disk_is_resized_to_boot_disk_size_gb(vm_checkout: Checko
     assert co.doit("vm9000").rc == 0
     resizes = [parse_qs(b.decode()) for m, p, b in co.pve.requests if m == "PUT" and p == f"{NODE}/qemu/9000/resize"]
     assert resizes == [{"disk": ["scsi0"], "size": ["12G"]}]
+
+
+def test_a_disk_smaller_than_the_node_reports_is_a_rebuild_not_an_update(tmp_path: Path):
+    """The README: boot_disk_size_gb is "grown in place; a shrink rebuilds". The decision rests on the listing's maxdisk,
+    which fakepve never changes (it applies no VM resize: the sim's VMs report 0), so it is checked here on the facts a
+    real node lists after a grow to 40 GB."""
+    from phoenix.config.estate import load_estate
+    from phoenix.facts.guests import GuestFacts
+    from phoenix.kinds.vm import rules
+    from phoenix.kinds.vm.resources import resources
+    from phoenix.plan import Action, Why
+
+    from .conftest import copy_project
+
+    root = copy_project(tmp_path / "p", vms=True)
+    path = root / "etc" / "phoenix_vm_configs.json"
+    data = json.loads(path.read_text())
+    data["virtual_machines"][2]["boot_disk_size_gb"] = 36
+    path.write_text(json.dumps(data))
+    res = resources(load_estate(root / "etc", root / "images"))["vm1001"]
+    gib = 1024 ** 3
+    listed = GuestFacts(1001, "portainer-vm", kind="qemu", tags=("phoenix", f"phx-s-{res.settings_hash}"),
+                        maxmem=res.settings["memory"] * 1024 ** 2, maxdisk=40 * gib)
+    assert rules.compare(res, listed, None) == (
+        Action.REBUILD, Why.CANNOT_UPDATE, ("boot_disk_size_gb shrinks from 40 to 36 GB, which only a rebuild can do",))
+    grown = GuestFacts(1001, "portainer-vm", kind="qemu", tags=listed.tags, maxmem=listed.maxmem, maxdisk=36 * gib)
+    assert rules.compare(res, grown, None) is None  # the same size: nothing to do
