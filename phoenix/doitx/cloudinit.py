@@ -35,6 +35,7 @@ def cloudinit_tasks(run: Run) -> list[dict[str, Any]]:
     configs = [str(run.config_dir / f"{stem}{s}") for stem in (HYPERVISOR, VM) for s in SUFFIXES
                if (run.config_dir / f"{stem}{s}").exists()]
     templates = [str(p) for p in P.template_files(P.templates_dir(run.images_dir))]
-    return [{"basename": "cloudinit", "name": str(vmid), "doc": f"render and check VM {vmid}'s cloud-init files",
+    group = {"basename": "cloudinit", "name": None, "doc": "render and check every VM's cloud-init files (no host)"}
+    return [group, *({"basename": "cloudinit", "name": str(vmid), "doc": f"render and check VM {vmid}'s cloud-init files",
              "actions": [(render_action, [run, vmid])], "file_dep": [*templates, *configs],
-             "targets": [str(p) for p in P.targets(run.cache, vmid)], "verbosity": 2} for vmid in vmids]
+             "targets": [str(p) for p in P.targets(run.cache, vmid)], "verbosity": 2} for vmid in vmids)]

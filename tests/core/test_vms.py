@@ -5,6 +5,7 @@ node refuses, audited in fakepve's request log after every test (conftest.audit)
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -126,9 +127,12 @@ def test_cloudinit_task_renders_and_checks_without_touching_a_host(tmp_path: Pat
         assert result.rc == 0, result.output
         out = co.cache / "cloudinit" / "1001"
         assert sorted(p.name for p in out.iterdir()) == ["meta-data", "network-config", "user-data"]
-        assert stat.S_IMODE((out / "user-data").stat().st_mode) == 0o600
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == dict.fromkeys(
+            ("meta-data", "network-config", "user-data"), 0o600)  # the README: "written 0600"
         assert (out / "user-data").read_text().startswith("#cloud-config\n")
         assert co.sim.pve is None and "pve" not in result.run.__dict__  # no simulator, no API
+        listed = run_doit(co.root, ("list",)).output  # the group task says what it is (not the generator's words)
+        assert re.search(r"^cloudinit\s+render and check every VM's cloud-init files \(no host\)$", listed, re.M), listed
         again = run_doit(co.root, ("cloudinit:1001",))
         assert "-- cloudinit:1001" in again.output and "wrote" not in again.output, again.output
         bad = co.root / "cloudinit" / "network-config.yml.j2"
@@ -218,7 +222,7 @@ def test_cloud_init_degraded_is_a_warning_and_an_error_shows_its_log(vm_checkout
 def test_large_files_reach_the_agent_in_parts_within_its_limits(vm_checkout: Checkout):
     import base64
 
-    from phoenix.agent import FILE_WRITE_MAX, GuestAgent
+    from phoenix.agent import GuestAgent
     from phoenix.pve.client import Pve
 
     co = vm_checkout
@@ -230,7 +234,7 @@ def test_large_files_reach_the_agent_in_parts_within_its_limits(vm_checkout: Che
     agent.write_file("/var/lib/phoenix/big.bin", data)
     asked = vm.agent_requests[before:]
     writes = [a for c, a in asked if c == "file-write"]
-    assert len(writes) == 4 and all(len(a["content"]) <= FILE_WRITE_MAX for a in writes)
+    assert len(writes) == 4 and all(len(a["content"]) <= 60 * 1024 for a in writes)  # the README: 60 KiB a call
     assert b"".join(base64.b64decode(a["content"]) for a in writes) == data
     assert [a["file"] for a in writes] == [f"/var/lib/phoenix/big.bin.phx-part{i:04d}" for i in range(4)]
     execs = [a["command"] for c, a in asked if c == "exec"]
