@@ -406,3 +406,17 @@ def test_a_disk_smaller_than_the_node_reports_is_a_rebuild_not_an_update(tmp_pat
         Action.REBUILD, Why.CANNOT_UPDATE, ("boot_disk_size_gb shrinks from 40 to 36 GB, which only a rebuild can do",))
     grown = GuestFacts(1001, "portainer-vm", kind="qemu", tags=listed.tags, maxmem=listed.maxmem, maxdisk=36 * gib)
     assert rules.compare(res, grown, None) is None  # the same size: nothing to do
+
+
+def test_a_templates_children_are_linked_clones_and_a_golden_images_full_clones_of_its_snapshot(vm_checkout: Checkout):
+    # the README: a parent with convert_to_template has linked clones; one with template_snapshot_name, full clones
+    # of that snapshot
+    co = vm_checkout
+    assert co.doit("vm1001").rc == 0
+    clones = {p.split("/")[-2]: parse_qs(b.decode()) for m, p, b in co.pve.requests
+              if m == "POST" and p.startswith(f"{NODE}/qemu/") and p.endswith("/clone")}
+    assert set(clones) == {"9000", "9001"}
+    linked, full = clones["9000"], clones["9001"]
+    assert linked["newid"] == ["9001"] and linked.get("full", ["0"]) == ["0"] and "snapname" not in linked, linked
+    assert full["newid"] == ["1001"] and full["full"] == ["1"] and full["snapname"] == ["docker-golden"], full
+    assert co.pve.vm(9000).template and not co.pve.vm(9001).template
