@@ -420,3 +420,21 @@ def test_a_templates_children_are_linked_clones_and_a_golden_images_full_clones_
     assert linked["newid"] == ["9001"] and linked.get("full", ["0"]) == ["0"] and "snapname" not in linked, linked
     assert full["newid"] == ["1001"] and full["full"] == ["1"] and full["snapname"] == ["docker-golden"], full
     assert co.pve.vm(9000).template and not co.pve.vm(9001).template
+
+
+def test_a_missing_cloud_image_is_fetched_through_the_api_as_import_content(vm_checkout: Checkout):
+    # the README: the image "is fetched onto the node through the API when it is missing (download-url,
+    # content=import, PVE 8.4+)"
+    co = vm_checkout
+    volumes = co.pve.storages["local"]["volumes"]
+    assert "import/noble-server-cloudimg-amd64.qcow2" not in volumes  # the simulated node starts without it
+    result = co.doit("vm9000")
+    assert result.rc == 0, result.output
+    (asked,) = [parse_qs(b.decode()) for m, p, b in co.pve.requests
+                if m == "POST" and p == f"{NODE}/storage/local/download-url"]
+    assert asked["content"] == ["import"] and asked["filename"] == ["noble-server-cloudimg-amd64.qcow2"], asked
+    assert asked["url"] == ["https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img"]
+    assert "import/noble-server-cloudimg-amd64.qcow2" in volumes
+    mark = co.mark()
+    assert co.doit("forget", "vm9000").rc == 0 and co.doit("vm9000").rc == 0  # there now: not fetched again
+    assert not [p for m, p, _ in co.pve.requests[mark:] if p.endswith("/download-url")]
