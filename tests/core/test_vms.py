@@ -438,3 +438,23 @@ def test_a_missing_cloud_image_is_fetched_through_the_api_as_import_content(vm_c
     mark = co.mark()
     assert co.doit("forget", "vm9000").rc == 0 and co.doit("vm9000").rc == 0  # there now: not fetched again
     assert not [p for m, p, _ in co.pve.requests[mark:] if p.endswith("/download-url")]
+
+
+def test_a_vm_build_waits_for_the_agent_then_cloud_init_then_runs_its_features_with_a_vm_context(vm_checkout: Checkout):
+    # the README: "wait for the guest agent (agent/ping), wait for cloud-init (cloud-init status --wait), the features
+    # through the guest agent"; the context has guest_kind "vm"; PHOENIX_SECRETS points at /var/lib/phoenix/secrets
+    import base64
+
+    co = vm_checkout
+    assert co.doit("vm9001").rc == 0
+    asked = co.pve.vm(9001).agent_requests
+    assert asked[0] == ("ping", {}) and asked[1] == ("exec", {"command": ["cloud-init", "status", "--wait"]}), asked[:2]
+    written = {a["file"]: base64.b64decode(a["content"]) for c, a in asked if c == "file-write"}
+    context = json.loads(written["/var/lib/phoenix/context.json"])
+    assert context["guest_kind"] == "vm" and context["vmid"] == 9001 and context["features"] == ["base_setup", "docker"]
+    assert "PHX_GUEST_KIND=vm" in written["/var/lib/phoenix/context.env"].decode()
+    runs = [a["command"] for c, a in asked if c == "exec" and a["command"][0] == "/usr/bin/env"]
+    assert [r[-1] for r in runs] == ["/var/lib/phoenix/run/base_setup.sh", "/var/lib/phoenix/run/docker.sh"]
+    assert all("PHOENIX_SECRETS=/var/lib/phoenix/secrets" in r for r in runs)
+    execs = [i for i, (c, _) in enumerate(asked) if c == "exec"]
+    assert all(asked[i + 1][0] == "exec-status" for i in execs)  # each polled until it exited
