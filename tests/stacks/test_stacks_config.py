@@ -190,3 +190,22 @@ def test_a_guest_that_runs_stacks_through_an_agent_needs_a_static_address(root: 
     assert problems(root) == [f'{root / "etc" / LXC}: $.lxc_configs["930"].network_config.ip: this guest runs stacks '
                               "through a Portainer agent, which the server reaches at the guest's address: give it a "
                               "static ip"]
+
+
+def test_portainer_api_defaults_and_overrides(root: Path) -> None:
+    """The README's portainer_api: url (default https://<server guest's address>:<app.portainer.port>), admin_user
+    (admin), token_file (phoenix_portainer_token.conf), agent_port (9001), ca_file or fingerprint."""
+    from phoenix.kinds.portainer.resources import target
+
+    tgt = target(load_estate(root / "etc", root / "images"))
+    assert (tgt.url, tgt.admin_user, tgt.agent_port, tgt.server_guest) == ("https://10.0.0.99:9443", "admin", 9001, 910)
+    assert tgt.token_file == str(root / "etc" / "phoenix_portainer_token.conf") and tgt.verify is True
+
+    def change(data: dict[str, Any]) -> None:
+        data["portainer_api"] = {"url": "https://portainer.example:9443/", "admin_user": "ops", "token_file": "pt.conf",
+                                 "ca_file": "portainer-ca.pem", "agent_port": 9101}
+
+    edit(root, "phoenix_hypervisor_config.json", change)
+    tgt = target(load_estate(root / "etc", root / "images"))
+    assert (tgt.url, tgt.admin_user, tgt.agent_port) == ("https://portainer.example:9443", "ops", 9101)
+    assert tgt.token_file == str(root / "etc" / "pt.conf") and tgt.verify == str(root / "etc" / "portainer-ca.pem")
