@@ -426,3 +426,30 @@ def test_an_agent_script_edit_rebuilds_the_agent_environments_only_and_finds_the
     assert [r.get("ctid") for r in runs if r.get("name") == "portainer_agent.sh"] == [930, 930]
     assert ("POST", "/api/endpoints") not in portainer_writes(checkout, mark)
     assert len([e for e in standin(checkout).state["endpoints"] if e["Type"] == 2]) == 1
+
+
+def test_phoenix_uses_only_the_portainer_routes_the_readme_lists(checkout: Checkout, monkeypatch) -> None:
+    """A real Portainer must answer every route Phoenix uses: the README lists them; a deploy, a redeploy, a second
+    guest through an agent and a prune use them all."""
+    from tests.core.conftest import REPO
+
+    readme = (REPO / "README.md").read_text().split("Phoenix uses these routes:", 1)[1].split(".\n", 1)[0]
+    listed = set()
+    for methods, path in re.findall(r"`([A-Z|]+) (/api/[^`]+)`", readme):
+        listed |= {(m, path) for m in methods.split("|")}
+    add_docker_guest(checkout)
+    assert checkout.doit().rc == 0
+    compose = checkout.root / "stacks" / "qdrant" / "docker-compose.yml"
+    compose.write_text(compose.read_text() + "# changed\n")
+    assert checkout.doit().rc == 0
+    data = checkout.lxc_config()
+    data["lxc_configs"]["910"]["docker_stacks"] = data["lxc_configs"]["910"]["docker_stacks"][:1]
+    checkout.write_lxc_config(data)
+    monkeypatch.setenv("PHOENIX_PRUNE_STACKS", "1")
+    assert checkout.doit().rc == 0
+    used = set()
+    for method, path in standin(checkout).requests:
+        path = re.sub(r"endpointId=\d+", "endpointId=N", re.sub(r"/(\d+)(?=[/?]|$)", "/{id}", path))
+        used.add((method, path))
+    assert used <= listed, sorted(used - listed)
+    assert {m for m, _ in used} == {"GET", "POST", "PUT", "DELETE"}
