@@ -131,3 +131,13 @@ def test_a_feature_that_needs_gpus_is_refused_on_a_vm(cfg: Path, feature: str):
                "(gpu_assignment in phoenix_lxc_configs.json)" in p for p in found), found
     edit_vms(cfg, lambda d: d["virtual_machines"][1].update(features=["base_setup", "docker"]))
     assert load_estate(cfg / "etc", cfg / "images").vms[9001].features == ["base_setup", "docker"]
+
+
+def test_a_vm_description_over_6144_utf8_bytes_is_refused(cfg: Path):
+    # the README's VM table: description is "free text (at most 6144 UTF-8 bytes)"
+    edit_vms(cfg, lambda d: d["virtual_machines"][3].update(description="é" * 3072))  # 6144 bytes: fine
+    load_estate(cfg / "etc", cfg / "images")
+    edit_vms(cfg, lambda d: d["virtual_machines"][3].update(description="é" * 3073))  # 6146 bytes
+    found = problems(cfg)
+    assert any(p.startswith(f'{cfg / "etc" / f"{VMF}.json"}: $.virtual_machines[3].description: ') and "6144" in p
+               for p in found), found
