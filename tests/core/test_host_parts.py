@@ -291,3 +291,15 @@ def test_repositories_change_only_when_declared(checkout: Checkout):
     with_host(checkout, {"repos": {"enterprise": False}})
     assert checkout.doit("host:repos").rc == 0
     assert not any(enabled(checkout.pve, "pve-enterprise"))
+
+
+def test_a_bridge_no_longer_declared_is_never_removed(set_up: Checkout):
+    # the README: Linux bridges "made or changed ...; never removed"
+    host = json.loads(json.dumps(HOST))
+    host["network"]["bridges"] = [{"name": "vmbr2", "ports": ["eno3"]}]
+    with_host(set_up, host)
+    mark = set_up.mark()
+    result = set_up.doit()
+    assert result.rc == 0 and result.outcomes()["host:network"] == "built", result.output
+    assert {"vmbr1", "vmbr2"} <= set(set_up.pve.node_state["network"])
+    assert not [p for m, p in set_up.writes(mark) if m == "DELETE" and "/network" in p]
