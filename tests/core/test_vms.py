@@ -458,3 +458,16 @@ def test_a_vm_build_waits_for_the_agent_then_cloud_init_then_runs_its_features_w
     assert all("PHOENIX_SECRETS=/var/lib/phoenix/secrets" in r for r in runs)
     execs = [i for i, (c, _) in enumerate(asked) if c == "exec"]
     assert all(asked[i + 1][0] == "exec-status" for i in execs)  # each polled until it exited
+
+
+def test_a_cloud_image_checksum_is_passed_to_the_download(vm_checkout: Checkout):
+    # the README: cloud_images take an "optional checksum + checksum_algorithm"; the node checks the download
+    co = vm_checkout
+    path = co.root / "etc" / "phoenix_hypervisor_config.json"
+    data = json.loads(path.read_text())
+    digest = "a" * 64
+    data["cloud_images"]["ubuntu-24.04-cloud"].update(checksum=digest, checksum_algorithm="sha256")
+    path.write_text(json.dumps(data, indent=1))
+    assert co.doit("vm9000").rc == 0
+    (asked,) = [parse_qs(b.decode()) for m, p, b in co.pve.requests if p.endswith("/download-url")]
+    assert asked["checksum"] == [digest] and asked["checksum-algorithm"] == ["sha256"], asked
