@@ -471,3 +471,19 @@ def test_a_cloud_image_checksum_is_passed_to_the_download(vm_checkout: Checkout)
     assert co.doit("vm9000").rc == 0
     (asked,) = [parse_qs(b.decode()) for m, p, b in co.pve.requests if p.endswith("/download-url")]
     assert asked["checksum"] == [digest] and asked["checksum-algorithm"] == ["sha256"], asked
+
+
+def test_snippets_are_named_by_vm_kind_and_content_and_cicustom_names_all_three(vm_checkout: Checkout):
+    # the README: named by content ("phoenix-<vmid>-user-<hash>.yml"); "cicustom is set to user=…,network=…,meta=…"
+    import hashlib
+
+    co = vm_checkout
+    assert co.doit("vm1001").rc == 0
+    cicustom = dict(part.split("=", 1) for part in co.pve.vm(1001).config["cicustom"].split(","))
+    assert set(cicustom) == {"user", "network", "meta"}
+    where = co.cache / "sim" / "storage" / "local" / "snippets"
+    for kind, volume in cicustom.items():
+        name = volume.removeprefix("local:snippets/")
+        found = re.fullmatch(rf"phoenix-1001-{kind}-([0-9a-f]+)\.yml", name)
+        assert found, name
+        assert hashlib.sha256((where / name).read_bytes()).hexdigest().startswith(found.group(1)), name
