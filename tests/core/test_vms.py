@@ -487,3 +487,16 @@ def test_snippets_are_named_by_vm_kind_and_content_and_cicustom_names_all_three(
         found = re.fullmatch(rf"phoenix-1001-{kind}-([0-9a-f]+)\.yml", name)
         assert found, name
         assert hashlib.sha256((where / name).read_bytes()).hexdigest().startswith(found.group(1)), name
+
+
+def test_a_storage_without_import_content_stops_the_root_layer_before_any_write(vm_checkout: Checkout):
+    # the README: a real host needs "`import` content on the storage named by a cloud image's volume"
+    co = vm_checkout
+    co.pve.storages["local"]["content"] = "iso,vztmpl,backup,snippets"
+    mark = co.mark()
+    result = co.doit("vm9000")
+    assert result.rc == 1 and "Traceback" not in result.output, result.output
+    assert ("vm9000: storage local does not allow 'import' content, which cloud image "
+            "local:import/noble-server-cloudimg-amd64.qcow2 needs: add it (pvesm set local --content "
+            "iso,vztmpl,backup,snippets,import, or in Datacenter > Storage)") in result.output, result.output
+    assert "Nothing was changed on the host." in result.output and co.writes(mark) == []
