@@ -400,11 +400,11 @@ def test_a_disk_smaller_than_the_node_reports_is_a_rebuild_not_an_update(tmp_pat
     path.write_text(json.dumps(data))
     res = resources(load_estate(root / "etc", root / "images"))["vm1001"]
     gib = 1024 ** 3
-    listed = GuestFacts(1001, "portainer-vm", kind="qemu", tags=("phoenix", f"phx-s-{res.settings_hash}"),
+    listed = GuestFacts(1001, "portainer", kind="qemu", tags=("phoenix", f"phx-s-{res.settings_hash}"),
                         maxmem=res.settings["memory"] * 1024 ** 2, maxdisk=40 * gib)
     assert rules.compare(res, listed, None) == (
         Action.REBUILD, Why.CANNOT_UPDATE, ("boot_disk_size_gb shrinks from 40 to 36 GB, which only a rebuild can do",))
-    grown = GuestFacts(1001, "portainer-vm", kind="qemu", tags=listed.tags, maxmem=listed.maxmem, maxdisk=36 * gib)
+    grown = GuestFacts(1001, "portainer", kind="qemu", tags=listed.tags, maxmem=listed.maxmem, maxdisk=36 * gib)
     assert rules.compare(res, grown, None) is None  # the same size: nothing to do
 
 
