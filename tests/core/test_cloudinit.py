@@ -141,3 +141,19 @@ def test_the_variables_the_readme_lists(proj: Path):
     hyp["network"].pop("searchdomain")
     path.write_text(json.dumps(hyp))
     assert R.variables(estate(proj), 1001)["fqdn"] is None
+
+
+def test_a_new_password_hash_alone_does_not_rebuild_but_adding_one_does(proj: Path):
+    # the README: "a password hash only as a marker: changing the hash alone does not rebuild"
+    e = estate(proj)
+    d = R.templates_dir(e.library.root)
+    without = R.identity_inputs(d, e, 1001)
+    data = json.loads((proj / "etc" / "phoenix_vm_configs.json").read_text())
+    data["vm_defaults"]["user_config"]["password_hash_file"] = "vm_password_hash"
+    (proj / "etc" / "phoenix_vm_configs.json").write_text(json.dumps(data))
+    secret = proj / "etc" / "vm_password_hash"
+    secret.write_text("$6$one$AAAA\n")
+    secret.chmod(0o600)
+    first = R.identity_inputs(d, estate(proj), 1001)
+    secret.write_text("$6$two$BBBB\n")
+    assert R.identity_inputs(d, estate(proj), 1001) == first != without
