@@ -381,33 +381,6 @@ def test_the_root_layer_disk_is_resized_to_boot_disk_size_gb(vm_checkout: Checko
     assert resizes == [{"disk": ["scsi0"], "size": ["12G"]}]
 
 
-def test_a_disk_smaller_than_the_node_reports_is_a_rebuild_not_an_update(tmp_path: Path):
-    """The README: boot_disk_size_gb is "grown in place; a shrink rebuilds". The decision rests on the listing's maxdisk,
-    which fakepve never changes (it applies no VM resize: the sim's VMs report 0), so it is checked here on the facts a
-    real node lists after a grow to 40 GB."""
-    from phoenix.config.estate import load_estate
-    from phoenix.facts.guests import GuestFacts
-    from phoenix.kinds.vm import rules
-    from phoenix.kinds.vm.resources import resources
-    from phoenix.plan import Action, Why
-
-    from .conftest import copy_project
-
-    root = copy_project(tmp_path / "p", vms=True)
-    path = root / "etc" / "phoenix_vm_configs.json"
-    data = json.loads(path.read_text())
-    data["virtual_machines"][2]["boot_disk_size_gb"] = 36
-    path.write_text(json.dumps(data))
-    res = resources(load_estate(root / "etc", root / "images"))["vm1001"]
-    gib = 1024 ** 3
-    listed = GuestFacts(1001, "portainer", kind="qemu", tags=("phoenix", f"phx-s-{res.settings_hash}"),
-                        maxmem=res.settings["memory"] * 1024 ** 2, maxdisk=40 * gib)
-    assert rules.compare(res, listed, None) == (
-        Action.REBUILD, Why.CANNOT_UPDATE, ("boot_disk_size_gb shrinks from 40 to 36 GB, which only a rebuild can do",))
-    grown = GuestFacts(1001, "portainer", kind="qemu", tags=listed.tags, maxmem=listed.maxmem, maxdisk=36 * gib)
-    assert rules.compare(res, grown, None) is None  # the same size: nothing to do
-
-
 def test_a_templates_children_are_linked_clones_and_a_golden_images_full_clones_of_its_snapshot(vm_checkout: Checkout):
     # the README: a parent with convert_to_template has linked clones; one with template_snapshot_name, full clones
     # of that snapshot
@@ -500,3 +473,40 @@ def test_a_storage_without_import_content_stops_the_root_layer_before_any_write(
             "local:import/noble-server-cloudimg-amd64.qcow2 needs: add it (pvesm set local --content "
             "iso,vztmpl,backup,snippets,import, or in Datacenter > Storage)") in result.output, result.output
     assert "Nothing was changed on the host." in result.output and co.writes(mark) == []
+
+
+def test_a_smaller_boot_disk_rebuilds_the_vm_and_a_larger_one_grows_it(vm_checkout: Checkout):
+    # the README: boot_disk_size_gb is "grown in place; a shrink rebuilds" (the simulator applies a resize, and refuses
+    # a shrink, as qemu-server does)
+    co = vm_checkout
+    assert co.doit().rc == 0
+    path = co.root / "etc" / "phoenix_vm_configs.json"
+    data = json.loads(path.read_text())
+    assert data["virtual_machines"][2]["vm_id"] == 1001
+    data["virtual_machines"][2]["boot_disk_size_gb"] = 40
+    path.write_text(json.dumps(data))
+    assert changes(co.doit()) == {"vm1001": "updated"}  # grown in place
+    assert "size=40G" in co.pve.vm(1001).config["scsi0"]
+    data["virtual_machines"][2]["boot_disk_size_gb"] = 36  # smaller than now, not than its parent's (a config error)
+    path.write_text(json.dumps(data))
+    plan = co.doit("plan")
+    assert "vm1001  rebuild: boot_disk_size_gb shrinks from 40 to 36 GB, which only a rebuild can do" in plan.output, \
+        plan.output
+    result = co.doit()
+    assert result.rc == 0 and changes(result) == {"vm1001": "built"}, result.output
+    assert "size=36G" in co.pve.vm(1001).config["scsi0"] and co.doit().outcomes()["vm1001"] == "up-to-date"
+
+
+def test_the_simulator_refuses_to_shrink_a_vm_disk_as_a_node_does(vm_checkout: Checkout):
+    from phoenix.errors import PhoenixError
+    from phoenix.pve.client import Pve
+
+    co = vm_checkout
+    assert co.doit("vm9001").rc == 0
+    pve = Pve.of(co.sim.endpoint)
+    try:
+        pve.call("PUT", "nodes/pve1/qemu/9001/resize", disk="scsi0", size="16G")
+    except PhoenixError as e:
+        assert "shrinking disks is not supported" in str(e), e
+    else:
+        raise AssertionError("a shrink was accepted")
