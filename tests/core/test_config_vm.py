@@ -141,3 +141,31 @@ def test_a_vm_description_over_6144_utf8_bytes_is_refused(cfg: Path):
     found = problems(cfg)
     assert any(p.startswith(f'{cfg / "etc" / f"{VMF}.json"}: $.virtual_machines[3].description: ') and "6144" in p
                for p in found), found
+
+
+def test_phoenix_defaults_when_neither_the_vm_nor_vm_defaults_say(cfg: Path):
+    # the README's VM table: os_type l26, cpu_sockets 1, cpu_cores 2, memory_mb 4096, boot_disk_size_gb 32,
+    # boot_disk_storage storage.rootdir, network_bridge network.bridge, network_model virtio; a VM's keys override
+    # vm_defaults
+    keys = ("os_type", "cpu_sockets", "cpu_cores", "memory_mb", "boot_disk_size_gb", "boot_disk_storage",
+            "network_bridge", "network_model")
+
+    def bare(d):
+        for key in keys:
+            d["vm_defaults"].pop(key, None)
+            for vm in d["virtual_machines"]:
+                vm.pop(key, None)
+        d["vm_defaults"]["cpu_cores"] = 3
+        d["virtual_machines"][3]["cpu_cores"] = 5
+
+    edit_vms(cfg, bare)
+    hyp = json.loads((cfg / "etc" / "phoenix_hypervisor_config.json").read_text())
+    from phoenix.kinds.vm import resources as VR
+
+    estate = load_estate(cfg / "etc", cfg / "images")
+    vms = estate.vms
+    vm = vms[1001]
+    assert (vm.os_type, vm.cpu_sockets, vm.cpu_cores, vm.memory_mb, vm.boot_disk_size_gb) == ("l26", 1, 3, 4096, 32)
+    assert vm.network_model == "virtio" and vms[1002].cpu_cores == 5
+    assert VR.storage(estate, 1001) == hyp["storage"]["rootdir"]
+    assert VR.net0(estate, 1001).startswith("virtio,") and f"bridge={hyp['network']['bridge']}" in VR.net0(estate, 1001)
