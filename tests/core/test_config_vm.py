@@ -155,8 +155,6 @@ def test_phoenix_defaults_when_neither_the_vm_nor_vm_defaults_say(cfg: Path):
             d["vm_defaults"].pop(key, None)
             for vm in d["virtual_machines"]:
                 vm.pop(key, None)
-        d["vm_defaults"]["cpu_cores"] = 3
-        d["virtual_machines"][3]["cpu_cores"] = 5
 
     edit_vms(cfg, bare)
     hyp = json.loads((cfg / "etc" / "phoenix_hypervisor_config.json").read_text())
@@ -165,7 +163,15 @@ def test_phoenix_defaults_when_neither_the_vm_nor_vm_defaults_say(cfg: Path):
     estate = load_estate(cfg / "etc", cfg / "images")
     vms = estate.vms
     vm = vms[1001]
-    assert (vm.os_type, vm.cpu_sockets, vm.cpu_cores, vm.memory_mb, vm.boot_disk_size_gb) == ("l26", 1, 3, 4096, 32)
-    assert vm.network_model == "virtio" and vms[1002].cpu_cores == 5
+    assert (vm.os_type, vm.cpu_sockets, vm.cpu_cores, vm.memory_mb, vm.boot_disk_size_gb) == ("l26", 1, 2, 4096, 32)
+    assert vm.network_model == "virtio"
     assert VR.storage(estate, 1001) == hyp["storage"]["rootdir"]
     assert VR.net0(estate, 1001).startswith("virtio,") and f"bridge={hyp['network']['bridge']}" in VR.net0(estate, 1001)
+
+    def override(d):
+        d["vm_defaults"]["cpu_cores"] = 3
+        d["virtual_machines"][3]["cpu_cores"] = 5
+
+    edit_vms(cfg, override)
+    vms = load_estate(cfg / "etc", cfg / "images").vms
+    assert (vms[1001].cpu_cores, vms[1002].cpu_cores) == (3, 5)
