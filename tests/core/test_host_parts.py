@@ -197,6 +197,9 @@ def test_the_role_has_exactly_the_privileges_phoenix_uses_and_those_the_readme_n
     from tests.core.conftest import REPO
 
     assert set(set_up.pve.node_state["roles"]["Phoenix"]) == set(PRIVILEGES), set_up.pve.node_state["roles"]["Phoenix"]
+    assert set_up.pve.node_state["users"]["phoenix@pve"]["tokens"]["phoenix"]["privsep"] == 1  # "with privilege separation"
+    acl = {(a["path"], a["type"], a["ugid"], a["roleid"]) for a in set_up.pve.node_state["acl"]}
+    assert {("/", "user", "phoenix@pve", "Phoenix"), ("/", "token", "phoenix@pve!phoenix", "Phoenix")} <= acl  # "on /"
     readme = (REPO / "README.md").read_text()
     export = readme.split("- **Privileges**", 1)[1].split("\n- ", 1)[0]
     vms = readme.split("### What a real host needs for VMs", 1)[1].split("\n###", 1)[0]
