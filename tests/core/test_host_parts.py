@@ -306,3 +306,16 @@ def test_a_bridge_no_longer_declared_is_never_removed(set_up: Checkout):
     assert result.rc == 0 and result.outcomes()["host:network"] == "built", result.output
     assert {"vmbr1", "vmbr2"} <= set(set_up.pve.node_state["network"])
     assert not [p for m, p in set_up.writes(mark) if m == "DELETE" and "/network" in p]
+
+
+def test_a_storage_that_exists_gets_its_content_types_set_not_made_again(set_up: Checkout):
+    # the README: "storages made or their content types set"
+    host = json.loads(json.dumps(HOST))
+    host["storage"]["storages"][1]["content"] = ["vztmpl", "iso", "backup", "snippets", "import"]
+    with_host(set_up, host)
+    mark = set_up.mark()
+    result = set_up.doit()
+    assert result.rc == 0 and result.outcomes()["host:storage"] == "built", result.output
+    writes = [(m, p) for m, p in set_up.writes(mark) if "/storage" in p]
+    assert writes == [("PUT", "/api2/json/storage/local")], writes
+    assert set(set_up.pve.storages["local"]["content"].split(",")) == {"vztmpl", "iso", "backup", "snippets", "import"}
