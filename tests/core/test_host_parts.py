@@ -319,3 +319,15 @@ def test_a_storage_that_exists_gets_its_content_types_set_not_made_again(set_up:
     writes = [(m, p) for m, p in set_up.writes(mark) if "/storage" in p]
     assert writes == [("PUT", "/api2/json/storage/local")], writes
     assert set(set_up.pve.storages["local"]["content"].split(",")) == {"vztmpl", "iso", "backup", "snippets", "import"}
+
+
+def test_a_vm_alone_brings_the_storage_and_network_parts_first(vm_checkout: Checkout):
+    # the README: "every guest after host:storage and host:network" (a VM is a guest: its disks, snippets and
+    # cloud image live on the storages, its NIC on the bridges)
+    host = json.loads(json.dumps(HOST))
+    host["storage"]["storages"][1]["content"] = ["vztmpl", "iso", "backup", "snippets", "import"]
+    with_host(vm_checkout, host)
+    result = vm_checkout.doit("vm9000")
+    assert result.rc == 0, result.output
+    assert result.outcomes() == dict.fromkeys(("host:storage", "host:network", "vm9000"), "built"), result.output
+
