@@ -331,3 +331,29 @@ def test_a_vm_alone_brings_the_storage_and_network_parts_first(vm_checkout: Chec
     assert result.rc == 0, result.output
     assert result.outcomes() == dict.fromkeys(("host:storage", "host:network", "vm9000"), "built"), result.output
 
+
+def test_content_that_host_storage_adds_is_seen_by_the_vm_built_after_it_in_the_same_run(vm_checkout: Checkout):
+    # a fresh node: local has neither snippets nor import; host:storage declares both, and the VM after it uses them
+    co = vm_checkout
+    co.pve.storages["local"]["content"] = "iso,vztmpl,backup"
+    host = {"storage": {"storages": [{"id": "local", "type": "dir", "path": "/var/lib/vz",
+                                      "content": ["vztmpl", "iso", "backup", "snippets", "import"]}]}}
+    with_host(co, host)
+    result = co.doit("vm9000")
+    assert result.rc == 0, result.output
+    assert result.outcomes() == dict.fromkeys(("host:storage", "vm9000"), "built"), result.output
+
+
+def test_content_that_host_storage_adds_is_seen_by_the_container_built_after_it(checkout: Checkout):
+    co = checkout
+    co.pve.storages["local"]["content"] = "iso,backup"  # no vztmpl yet: the OS template's storage
+    host = {"storage": {"storages": [{"id": "local", "type": "dir", "path": "/var/lib/vz",
+                                      "content": ["vztmpl", "iso", "backup", "snippets"]}]}}
+    with_host(co, host)
+    result = co.doit("ct900")
+    assert result.rc == 0, result.output
+    assert result.outcomes() == dict.fromkeys(("host:storage", "ct900"), "built"), result.output
+    co.pve.storages["local"]["content"] = "iso,backup"  # taken away by hand: the next bake is refused, said
+    assert co.doit("forget", "ct900").rc == 0
+    refused(co, "storage 'local' (for the OS template local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst) "
+                "does not take content 'vztmpl'")
