@@ -79,8 +79,8 @@ class VmCommon(Strict):
     features: list[FeatureName] | None = Field(
         None, description="Feature scripts (images/features/<name>.sh), run through the guest agent, in order.")
     docker_stacks: StackChoices | None = Field(None, description="Stacks of phoenix_stacks_config to deploy: names or "
-                                                                 "{name, environment} (deployed to VMs by the stacks "
-                                                                 "issue; kept here)")
+                                                                 "{name, environment}; deployed through the Portainer "
+                                                                 "agent the VM runs (it needs a static address)")
     tags: list[Annotated[str, Field(pattern=TAG)]] | None = None
     user_config: VmUserConfig | None = None
     feature_timeout_s: float | None = Field(None, gt=0, le=SCRIPT_TIMEOUT_MAX_S)

@@ -38,6 +38,7 @@ from .guestlock import CREATE, Unlocked, after_crash, unlocked
 from .node_api import NodeApi, initial_state
 from .served import PORTAINER_FILE, SERVER_FILE, served
 from .store import CT, NODE, POOL, STATE_FILE, VM, VOLUMES, Key, Stats, Store, dumps
+from .vmdisks import VmDisks
 
 if TYPE_CHECKING:  # a run whose simulator is served by another process imports no asyncio
     import asyncio
@@ -162,7 +163,7 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
     from fakepve.model import TaskError
     from fakepve.server import USER, params
 
-    class PersistentPve(NodeApi, Backups, base):
+    class PersistentPve(NodeApi, Backups, VmDisks, base):
         def _build_app(self):
             app = super()._build_app()
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import tarfile
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -28,8 +29,11 @@ def test_export_dumps_the_layer_and_its_ancestors_into_the_store(built: Checkout
     mark = built.mark()
     result = built.doit("export", "ct920")
     assert result.rc == 0, result.output
-    dumps = [p for m, p, _ in built.pve.requests[mark:] if m == "POST" and p.endswith("/vzdump")]
-    assert dumps == [f"{NODE}/vzdump"] * 3
+    dumps = [(p, b) for m, p, b in built.pve.requests[mark:] if m == "POST" and p.endswith("/vzdump")]
+    assert [p for p, _ in dumps] == [f"{NODE}/vzdump"] * 3
+    # the README: "mode `stop` for a stopped template: it is dumped exactly as snapshotted"
+    forms = [dict(parse_qsl(b.decode() if isinstance(b, bytes) else str(b))) for _, b in dumps]
+    assert sorted((f["vmid"], f["mode"]) for f in forms) == [("900", "stop"), ("901", "stop"), ("920", "stop")]
     manifests = {m["layer"]: m for m in (json.loads(p.read_text()) for p in store.glob("*.json"))}
     assert set(manifests) == {"ct900", "ct901", "ct920"}
     for layer, vmid in (("ct900", 900), ("ct901", 901), ("ct920", 920)):
@@ -44,11 +48,13 @@ def test_export_dumps_the_layer_and_its_ancestors_into_the_store(built: Checkout
     assert manifests["ct901"]["parent_identity"] == manifests["ct900"]["identity"]
     assert manifests["ct920"]["parent_build"] == manifests["ct901"]["build"]
     assert manifests["ct900"]["parent_identity"] is None and manifests["ct900"]["kind"] == "lxc"
-    assert manifests["ct900"]["proxmox_version"]
+    assert manifests["ct900"]["proxmox_version"] and all(m["created"] for m in manifests.values())
     assert not list((built.cache / "sim" / "node-fs").rglob("vzdump-*"))  # the dumps are removed from the node
     assert "ct920  exported: " in result.output
+    mark = built.mark()
     again = built.doit("export", "ct920")
     assert again.rc == 0 and again.output.count("already in the store") == 3, again.output
+    assert not [p for m, p, _ in built.pve.requests[mark:] if p.endswith("/vzdump")]  # "not dumped again"
 
 
 def test_export_refuses_a_layer_not_built_as_configured(built: Checkout, store: Path) -> None:

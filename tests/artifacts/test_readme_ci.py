@@ -28,3 +28,23 @@ def test_the_github_and_gitlab_snippets_cache_the_cache_and_use_the_store() -> N
     assert est["cache"]["paths"] == [".cache/"] and est["variables"]["PHOENIX_ARTIFACTS"]
     assert est["artifacts"]["reports"]["junit"] == est["variables"]["PHOENIX_JUNIT"]
     assert ".cache/last-run.json" in est["artifacts"]["paths"]
+
+
+def test_both_snippets_run_the_same_commands_and_publish_the_junit_report_they_ask_for() -> None:
+    """The commands are the README's own (a venv with the project, plan, run, export); the report each publishes is the
+    file PHOENIX_JUNIT names, and the run's summary is kept even when a step fails."""
+    github, gitlab = snippets()
+    install = "python3 -m venv .venv && .venv/bin/pip install -e ."
+    job = github["jobs"]["estate"]
+    runs = [s["run"].split("#")[0].strip() for s in job["steps"] if "run" in s]
+    assert runs == [install, ".venv/bin/doit plan", ".venv/bin/doit", ".venv/bin/doit export"]
+    junit = job["env"]["PHOENIX_JUNIT"]
+    uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert len(uploads) == 1 and uploads[0]["if"] == "always()"
+    assert uploads[0]["with"]["path"].split() == [".cache/last-run.json", junit]
+    (report,) = [s for s in job["steps"] if "action-junit-report" in s.get("uses", "")]
+    assert report["if"] == "always()" and report["with"]["report_paths"] == junit
+    est = gitlab["estate"]
+    assert est["script"] == [install, ".venv/bin/doit plan", ".venv/bin/doit", ".venv/bin/doit export"]
+    assert est["artifacts"]["when"] == "always"
+    assert job["env"]["PHOENIX_ARTIFACTS"] == est["variables"]["PHOENIX_ARTIFACTS"]

@@ -49,7 +49,8 @@ def test_a_fresh_host_restores_what_has_an_archive_and_bakes_the_rest(built: Che
     plan = fresh.doit("plan")
     assert plan.rc == 0, plan.output
     for layer in ("ct900", "ct901", "ct920"):
-        assert re.search(rf"{layer}\s+restore from artifact {exported[layer]['archive']}", plan.output), plan.output
+        assert re.search(rf"{layer}\s+restore from artifact {re.escape(exported[layer]['archive'])} \(not on the host\)",
+                         plan.output), plan.output
     assert re.search(r"ct902\s+build", plan.output) and re.search(r"ct950\s+build", plan.output), plan.output
     steps = fresh.doit("plan", "--steps", "ct900").output
     assert f"copy artifact {exported['ct900']['archive']} to the node: copy " in steps, steps
@@ -90,7 +91,9 @@ def test_a_corrupted_archive_is_refused_and_the_layer_baked(exported: dict, fres
     archive.write_bytes(bytes(data))
     result = fresh.doit()
     assert result.rc == 0, result.output
-    assert "artifact refused for ct901" in result.output and "does not match its manifest's sha256" in result.output
+    # the README: "phoenix: artifact refused for ct901: ... the layer is baked instead"
+    assert re.search(r"^phoenix: artifact refused for ct901: .*does not match its manifest's sha256 .*; the layer is "
+                     r"baked instead$", result.output, re.M), result.output
     assert "Traceback" not in result.output
     # 900 is restored; 901 is baked, and so 920 (its archive is for 901's old build) follows
     assert result.outcomes()["ct900"] == "restored"

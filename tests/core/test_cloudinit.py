@@ -117,3 +117,43 @@ def test_identity_follows_the_rendered_text_not_the_template_bytes(proj: Path):
     path.write_text(path.read_text().replace("# a comment in the template only\n", ""))
     again = {v: R.identity_inputs(d, e, v) for v in e.vms}
     assert {v for v in e.vms if before[v] != again[v]} == {1002}
+
+
+def test_the_variables_the_readme_lists(proj: Path):
+    """hostname and fqdn (name.searchdomain, else null), timezone from the hypervisor, packages qemu-guest-agent, the
+    user (null without user_config), and any text one value (written through tojson)."""
+    path = proj / "etc" / "phoenix_hypervisor_config.json"
+    hyp = json.loads(path.read_text())
+    hyp["network"]["searchdomain"] = "lab.example"
+    path.write_text(json.dumps(hyp))
+    vms = proj / "etc" / "phoenix_vm_configs.json"
+    data = json.loads(vms.read_text())
+    data["virtual_machines"][2]["description"] = 'a: b\n- c # "d"'
+    vms.write_text(json.dumps(data))
+    e = estate(proj)
+    values = R.variables(e, 1001)
+    assert (values["hostname"], values["fqdn"]) == ("portainer", "portainer.lab.example")
+    assert values["timezone"] == hyp["timezone"] and values["packages"] == ["qemu-guest-agent"]
+    assert values["vm"] == {"id": 1001, "name": "portainer", "description": 'a: b\n- c # "d"', "layer": "vm1001",
+                            "tags": e.vms[1001].tags}
+    user = yaml.safe_load(W.render_checked(e, 1001, instance_id="i", read=no_secret).files["user-data"])
+    assert user["fqdn"] == "portainer.lab.example"
+    hyp["network"].pop("searchdomain")
+    path.write_text(json.dumps(hyp))
+    assert R.variables(estate(proj), 1001)["fqdn"] is None
+
+
+def test_a_new_password_hash_alone_does_not_rebuild_but_adding_one_does(proj: Path):
+    # the README: "a password hash only as a marker: changing the hash alone does not rebuild"
+    e = estate(proj)
+    d = R.templates_dir(e.library.root)
+    without = R.identity_inputs(d, e, 1001)
+    data = json.loads((proj / "etc" / "phoenix_vm_configs.json").read_text())
+    data["vm_defaults"]["user_config"]["password_hash_file"] = "vm_password_hash"
+    (proj / "etc" / "phoenix_vm_configs.json").write_text(json.dumps(data))
+    secret = proj / "etc" / "vm_password_hash"
+    secret.write_text("$6$one$AAAA\n")
+    secret.chmod(0o600)
+    first = R.identity_inputs(d, estate(proj), 1001)
+    secret.write_text("$6$two$BBBB\n")
+    assert R.identity_inputs(d, estate(proj), 1001) == first != without

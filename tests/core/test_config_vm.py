@@ -131,3 +131,47 @@ def test_a_feature_that_needs_gpus_is_refused_on_a_vm(cfg: Path, feature: str):
                "(gpu_assignment in phoenix_lxc_configs.json)" in p for p in found), found
     edit_vms(cfg, lambda d: d["virtual_machines"][1].update(features=["base_setup", "docker"]))
     assert load_estate(cfg / "etc", cfg / "images").vms[9001].features == ["base_setup", "docker"]
+
+
+def test_a_vm_description_over_6144_utf8_bytes_is_refused(cfg: Path):
+    # the README's VM table: description is "free text (at most 6144 UTF-8 bytes)"
+    edit_vms(cfg, lambda d: d["virtual_machines"][3].update(description="é" * 3072))  # 6144 bytes: fine
+    load_estate(cfg / "etc", cfg / "images")
+    edit_vms(cfg, lambda d: d["virtual_machines"][3].update(description="é" * 3073))  # 6146 bytes
+    found = problems(cfg)
+    assert any(p.startswith(f'{cfg / "etc" / f"{VMF}.json"}: $.virtual_machines[3].description: ') and "6144" in p
+               for p in found), found
+
+
+def test_phoenix_defaults_when_neither_the_vm_nor_vm_defaults_say(cfg: Path):
+    # the README's VM table: os_type l26, cpu_sockets 1, cpu_cores 2, memory_mb 4096, boot_disk_size_gb 32,
+    # boot_disk_storage storage.rootdir, network_bridge network.bridge, network_model virtio; a VM's keys override
+    # vm_defaults
+    keys = ("os_type", "cpu_sockets", "cpu_cores", "memory_mb", "boot_disk_size_gb", "boot_disk_storage",
+            "network_bridge", "network_model")
+
+    def bare(d):
+        for key in keys:
+            d["vm_defaults"].pop(key, None)
+            for vm in d["virtual_machines"]:
+                vm.pop(key, None)
+
+    edit_vms(cfg, bare)
+    hyp = json.loads((cfg / "etc" / "phoenix_hypervisor_config.json").read_text())
+    from phoenix.kinds.vm import resources as VR
+
+    estate = load_estate(cfg / "etc", cfg / "images")
+    vms = estate.vms
+    vm = vms[1001]
+    assert (vm.os_type, vm.cpu_sockets, vm.cpu_cores, vm.memory_mb, vm.boot_disk_size_gb) == ("l26", 1, 2, 4096, 32)
+    assert vm.network_model == "virtio"
+    assert VR.storage(estate, 1001) == hyp["storage"]["rootdir"]
+    assert VR.net0(estate, 1001).startswith("virtio,") and f"bridge={hyp['network']['bridge']}" in VR.net0(estate, 1001)
+
+    def override(d):
+        d["vm_defaults"]["cpu_cores"] = 3
+        d["virtual_machines"][3]["cpu_cores"] = 5
+
+    edit_vms(cfg, override)
+    vms = load_estate(cfg / "etc", cfg / "images").vms
+    assert (vms[1001].cpu_cores, vms[1002].cpu_cores) == (3, 5)

@@ -5,6 +5,7 @@ node refuses, audited in fakepve's request log after every test (conftest.audit)
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -111,7 +112,9 @@ def test_a_foreign_template_is_refused_and_nothing_is_written(vm_checkout: Check
     mark = co.mark()
     result = co.doit("vm1001")
     assert result.rc != 0
-    assert "VMID 9000 holds a template that Phoenix did not build" in result.output, result.output
+    assert ("VMID 9000 holds a template that Phoenix did not build (no 'phoenix' tag and record); Phoenix will not "
+            "replace or clone it: give vm9000 another vm_id, or move or remove VMID 9000 yourself, then rerun"
+            in result.output), result.output  # the README: refused "with what to do"
     assert "Traceback" not in result.output
     assert [w for w in co.writes(mark) if "/qemu" in w[1]] == []
     assert co.pve.vm(9000).name == "someones-template"
@@ -124,9 +127,13 @@ def test_cloudinit_task_renders_and_checks_without_touching_a_host(tmp_path: Pat
         assert result.rc == 0, result.output
         out = co.cache / "cloudinit" / "1001"
         assert sorted(p.name for p in out.iterdir()) == ["meta-data", "network-config", "user-data"]
-        assert stat.S_IMODE((out / "user-data").stat().st_mode) == 0o600
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == dict.fromkeys(
+            ("meta-data", "network-config", "user-data"), 0o600)  # the README: "written 0600"
         assert (out / "user-data").read_text().startswith("#cloud-config\n")
         assert co.sim.pve is None and "pve" not in result.run.__dict__  # no simulator, no API
+        listed = run_doit(co.root, ("list",)).output  # a task of its own per VM, saying what it is; no group task
+        assert re.search(r"^cloudinit:1001\s+render and check VM 1001's cloud-init files$", listed, re.M), listed
+        assert not re.search(r"^cloudinit\s", listed, re.M), listed
         again = run_doit(co.root, ("cloudinit:1001",))
         assert "-- cloudinit:1001" in again.output and "wrote" not in again.output, again.output
         bad = co.root / "cloudinit" / "network-config.yml.j2"
@@ -216,7 +223,7 @@ def test_cloud_init_degraded_is_a_warning_and_an_error_shows_its_log(vm_checkout
 def test_large_files_reach_the_agent_in_parts_within_its_limits(vm_checkout: Checkout):
     import base64
 
-    from phoenix.agent import FILE_WRITE_MAX, GuestAgent
+    from phoenix.agent import GuestAgent
     from phoenix.pve.client import Pve
 
     co = vm_checkout
@@ -228,7 +235,7 @@ def test_large_files_reach_the_agent_in_parts_within_its_limits(vm_checkout: Che
     agent.write_file("/var/lib/phoenix/big.bin", data)
     asked = vm.agent_requests[before:]
     writes = [a for c, a in asked if c == "file-write"]
-    assert len(writes) == 4 and all(len(a["content"]) <= FILE_WRITE_MAX for a in writes)
+    assert len(writes) == 4 and all(len(a["content"]) <= 60 * 1024 for a in writes)  # the README: 60 KiB a call
     assert b"".join(base64.b64decode(a["content"]) for a in writes) == data
     assert [a["file"] for a in writes] == [f"/var/lib/phoenix/big.bin.phx-part{i:04d}" for i in range(4)]
     execs = [a["command"] for c, a in asked if c == "exec"]
@@ -360,3 +367,171 @@ def test_a_failed_cloud_image_download_leaves_the_old_vm_layer_standing(vm_check
     assert result.rc == 0, result.output
     writes = co.writes(mark)
     assert writes.index(("POST", f"{NODE}/storage/local/download-url")) < writes.index(("DELETE", f"{NODE}/qemu/9000"))
+
+
+def meta_data(co: Checkout, vmid: int) -> dict:
+    import yaml
+
+    cicustom = dict(part.split("=", 1) for part in co.pve.vm(vmid).config["cicustom"].split(","))
+    name = cicustom["meta"].split("local:snippets/")[1]
+    return yaml.safe_load((co.cache / "sim" / "storage" / "local" / "snippets" / name).read_text())
+
+
+def test_the_instance_id_is_new_at_each_build_and_kept_by_an_unchanged_vm(vm_checkout: Checkout):
+    # the README: instance_id is "phx-<vmid>-<build id>, new at each build, so a rebuilt VM runs cloud-init's
+    # per-instance steps again and an unchanged one never does"
+    co = vm_checkout
+    assert co.doit().rc == 0
+    builds = {vmid: parse_record(co.pve.vm(vmid).config["description"])["build"] for vmid in (1001, 1002)}
+    before = {vmid: meta_data(co, vmid)["instance-id"] for vmid in (1001, 1002)}
+    assert before == {vmid: f"phx-{vmid}-{builds[vmid]}" for vmid in (1001, 1002)}
+    assert co.doit("forget", "vm1002").rc == 0
+    assert co.doit().rc == 0
+    after = {vmid: meta_data(co, vmid)["instance-id"] for vmid in (1001, 1002)}
+    build = parse_record(co.pve.vm(1002).config["description"])["build"]
+    assert build != builds[1002] and after == {1001: before[1001], 1002: f"phx-1002-{build}"}
+
+
+
+def test_the_root_layer_disk_is_resized_to_boot_disk_size_gb(vm_checkout: Checkout):
+    # the README: the root layer is created from the cloud image, "the disk resized to `boot_disk_size_gb`"
+    co = vm_checkout
+    path = co.root / "etc" / "phoenix_vm_configs.json"
+    data = json.loads(path.read_text())
+    assert data["virtual_machines"][0]["vm_id"] == 9000
+    data["virtual_machines"][0]["boot_disk_size_gb"] = 12
+    path.write_text(json.dumps(data))
+    assert co.doit("vm9000").rc == 0
+    resizes = [parse_qs(b.decode()) for m, p, b in co.pve.requests if m == "PUT" and p == f"{NODE}/qemu/9000/resize"]
+    assert resizes == [{"disk": ["scsi0"], "size": ["12G"]}]
+
+
+def test_a_templates_children_are_linked_clones_and_a_golden_images_full_clones_of_its_snapshot(vm_checkout: Checkout):
+    # the README: a parent with convert_to_template has linked clones; one with template_snapshot_name, full clones
+    # of that snapshot
+    co = vm_checkout
+    assert co.doit("vm1001").rc == 0
+    clones = {p.split("/")[-2]: parse_qs(b.decode()) for m, p, b in co.pve.requests
+              if m == "POST" and p.startswith(f"{NODE}/qemu/") and p.endswith("/clone")}
+    assert set(clones) == {"9000", "9001"}
+    linked, full = clones["9000"], clones["9001"]
+    assert linked["newid"] == ["9001"] and linked.get("full", ["0"]) == ["0"] and "snapname" not in linked, linked
+    assert full["newid"] == ["1001"] and full["full"] == ["1"] and full["snapname"] == ["docker-golden"], full
+    assert co.pve.vm(9000).template and not co.pve.vm(9001).template
+
+
+def test_a_missing_cloud_image_is_fetched_through_the_api_as_import_content(vm_checkout: Checkout):
+    # the README: the image "is fetched onto the node through the API when it is missing (download-url,
+    # content=import, PVE 8.4+)"
+    co = vm_checkout
+    volumes = co.pve.storages["local"]["volumes"]
+    assert "import/noble-server-cloudimg-amd64.qcow2" not in volumes  # the simulated node starts without it
+    result = co.doit("vm9000")
+    assert result.rc == 0, result.output
+    (asked,) = [parse_qs(b.decode()) for m, p, b in co.pve.requests
+                if m == "POST" and p == f"{NODE}/storage/local/download-url"]
+    assert asked["content"] == ["import"] and asked["filename"] == ["noble-server-cloudimg-amd64.qcow2"], asked
+    assert asked["url"] == ["https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img"]
+    assert "import/noble-server-cloudimg-amd64.qcow2" in volumes
+    mark = co.mark()
+    assert co.doit("forget", "vm9000").rc == 0 and co.doit("vm9000").rc == 0  # there now: not fetched again
+    assert not [p for m, p, _ in co.pve.requests[mark:] if p.endswith("/download-url")]
+
+
+def test_a_vm_build_waits_for_the_agent_then_cloud_init_then_runs_its_features_with_a_vm_context(vm_checkout: Checkout):
+    # the README: "wait for the guest agent (agent/ping), wait for cloud-init (cloud-init status --wait), the features
+    # through the guest agent"; the context has guest_kind "vm"; PHOENIX_SECRETS points at /var/lib/phoenix/secrets
+    import base64
+
+    co = vm_checkout
+    assert co.doit("vm9001").rc == 0
+    asked = co.pve.vm(9001).agent_requests
+    assert asked[0] == ("ping", {}) and asked[1] == ("exec", {"command": ["cloud-init", "status", "--wait"]}), asked[:2]
+    written = {a["file"]: base64.b64decode(a["content"]) for c, a in asked if c == "file-write"}
+    context = json.loads(written["/var/lib/phoenix/context.json"])
+    assert context["guest_kind"] == "vm" and context["vmid"] == 9001 and context["features"] == ["base_setup", "docker"]
+    assert "PHX_GUEST_KIND=vm" in written["/var/lib/phoenix/context.env"].decode()
+    runs = [a["command"] for c, a in asked if c == "exec" and a["command"][0] == "/usr/bin/env"]
+    assert [r[-1] for r in runs] == ["/var/lib/phoenix/run/base_setup.sh", "/var/lib/phoenix/run/docker.sh"]
+    assert all("PHOENIX_SECRETS=/var/lib/phoenix/secrets" in r for r in runs)
+    execs = [i for i, (c, _) in enumerate(asked) if c == "exec"]
+    assert all(asked[i + 1][0] == "exec-status" for i in execs)  # each polled until it exited
+
+
+def test_a_cloud_image_checksum_is_passed_to_the_download(vm_checkout: Checkout):
+    # the README: cloud_images take an "optional checksum + checksum_algorithm"; the node checks the download
+    co = vm_checkout
+    path = co.root / "etc" / "phoenix_hypervisor_config.json"
+    data = json.loads(path.read_text())
+    digest = "a" * 64
+    data["cloud_images"]["ubuntu-24.04-cloud"].update(checksum=digest, checksum_algorithm="sha256")
+    path.write_text(json.dumps(data, indent=1))
+    assert co.doit("vm9000").rc == 0
+    (asked,) = [parse_qs(b.decode()) for m, p, b in co.pve.requests if p.endswith("/download-url")]
+    assert asked["checksum"] == [digest] and asked["checksum-algorithm"] == ["sha256"], asked
+
+
+def test_snippets_are_named_by_vm_kind_and_content_and_cicustom_names_all_three(vm_checkout: Checkout):
+    # the README: named by content ("phoenix-<vmid>-user-<hash>.yml"); "cicustom is set to user=…,network=…,meta=…"
+    import hashlib
+
+    co = vm_checkout
+    assert co.doit("vm1001").rc == 0
+    cicustom = dict(part.split("=", 1) for part in co.pve.vm(1001).config["cicustom"].split(","))
+    assert set(cicustom) == {"user", "network", "meta"}
+    where = co.cache / "sim" / "storage" / "local" / "snippets"
+    for kind, volume in cicustom.items():
+        name = volume.removeprefix("local:snippets/")
+        found = re.fullmatch(rf"phoenix-1001-{kind}-([0-9a-f]+)\.yml", name)
+        assert found, name
+        assert hashlib.sha256((where / name).read_bytes()).hexdigest().startswith(found.group(1)), name
+
+
+def test_a_storage_without_import_content_stops_the_root_layer_before_any_write(vm_checkout: Checkout):
+    # the README: a real host needs "`import` content on the storage named by a cloud image's volume"
+    co = vm_checkout
+    co.pve.storages["local"]["content"] = "iso,vztmpl,backup,snippets"
+    mark = co.mark()
+    result = co.doit("vm9000")
+    assert result.rc == 1 and "Traceback" not in result.output, result.output
+    assert ("vm9000: storage local does not allow 'import' content, which cloud image "
+            "local:import/noble-server-cloudimg-amd64.qcow2 needs: add it (pvesm set local --content "
+            "iso,vztmpl,backup,snippets,import, or in Datacenter > Storage)") in result.output, result.output
+    assert "Nothing was changed on the host." in result.output and co.writes(mark) == []
+
+
+def test_a_smaller_boot_disk_rebuilds_the_vm_and_a_larger_one_grows_it(vm_checkout: Checkout):
+    # the README: boot_disk_size_gb is "grown in place; a shrink rebuilds" (the simulator applies a resize, and refuses
+    # a shrink, as qemu-server does)
+    co = vm_checkout
+    assert co.doit().rc == 0
+    path = co.root / "etc" / "phoenix_vm_configs.json"
+    data = json.loads(path.read_text())
+    assert data["virtual_machines"][2]["vm_id"] == 1001
+    data["virtual_machines"][2]["boot_disk_size_gb"] = 40
+    path.write_text(json.dumps(data))
+    assert changes(co.doit()) == {"vm1001": "updated"}  # grown in place
+    assert "size=40G" in co.pve.vm(1001).config["scsi0"]
+    data["virtual_machines"][2]["boot_disk_size_gb"] = 36  # smaller than now, not than its parent's (a config error)
+    path.write_text(json.dumps(data))
+    plan = co.doit("plan")
+    assert "vm1001  rebuild: boot_disk_size_gb shrinks from 40 to 36 GB, which only a rebuild can do" in plan.output, \
+        plan.output
+    result = co.doit()
+    assert result.rc == 0 and changes(result) == {"vm1001": "built"}, result.output
+    assert "size=36G" in co.pve.vm(1001).config["scsi0"] and co.doit().outcomes()["vm1001"] == "up-to-date"
+
+
+def test_the_simulator_refuses_to_shrink_a_vm_disk_as_a_node_does(vm_checkout: Checkout):
+    from phoenix.errors import PhoenixError
+    from phoenix.pve.client import Pve
+
+    co = vm_checkout
+    assert co.doit("vm9001").rc == 0
+    pve = Pve.of(co.sim.endpoint)
+    try:
+        pve.call("PUT", "nodes/pve1/qemu/9001/resize", disk="scsi0", size="16G")
+    except PhoenixError as e:
+        assert "shrinking disks is not supported" in str(e), e
+    else:
+        raise AssertionError("a shrink was accepted")

@@ -153,3 +153,59 @@ def test_a_secret_written_inline_is_accepted_with_a_note_naming_the_path_and_the
     secret.write_text("s3cret\n")
     secret.chmod(0o600)
     assert load_estate(root / "etc", root / "images").notes == []
+
+
+
+def test_a_guest_names_a_stack_once(root: Path) -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["lxc_configs"]["910"]["docker_stacks"].append({"name": "qdrant_service", "environment": "production"})
+
+    edit(root, LXC, change)
+    assert problems(root) == [f'{root / "etc" / LXC}: $.lxc_configs["910"].docker_stacks[2]: stack \'qdrant_service\' '
+                              "is listed twice: a guest runs a stack once"]
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("services:\n  qdrant:\n    restart: always\n", "service 'qdrant' needs image (or build)"),
+    ("volumes:\n  data: {}\n", "no services: a Compose file needs services"),
+])
+def test_a_compose_file_needs_services_with_an_image(root: Path, text: str, says: str) -> None:
+    compose = root / "stacks" / "qdrant" / "docker-compose.yml"
+    compose.write_text(text)
+    assert problems(root) == [f'{root / "etc" / STACKS}: $.docker_stacks["qdrant_service"].environments["production"]: '
+                              f"{compose}: {says}"]
+
+
+def test_a_guest_that_runs_stacks_through_an_agent_needs_a_static_address(root: Path) -> None:
+    """The server's own guest reaches its Docker by the socket; any other guest's agent is reached at its address."""
+    def change(data: dict[str, Any]) -> None:
+        data["lxc_configs"]["910"]["network_config"]["ip"] = "dhcp"  # the server: fine
+        guest = json.loads(json.dumps(data["lxc_configs"]["910"]))
+        guest.update({"name": "stacks-930", "docker_stacks": ["qdrant_service"]})
+        guest.pop("mac_address", None)
+        guest["app"]["portainer"]["role"] = "agent"
+        data["lxc_configs"]["930"] = guest
+
+    edit(root, LXC, change)
+    assert problems(root) == [f'{root / "etc" / LXC}: $.lxc_configs["930"].network_config.ip: this guest runs stacks '
+                              "through a Portainer agent, which the server reaches at the guest's address: give it a "
+                              "static ip"]
+
+
+def test_portainer_api_defaults_and_overrides(root: Path) -> None:
+    """The README's portainer_api: url (default https://<server guest's address>:<app.portainer.port>), admin_user
+    (admin), token_file (phoenix_portainer_token.conf), agent_port (9001), ca_file or fingerprint."""
+    from phoenix.kinds.portainer.resources import target
+
+    tgt = target(load_estate(root / "etc", root / "images"))
+    assert (tgt.url, tgt.admin_user, tgt.agent_port, tgt.server_guest) == ("https://10.0.0.99:9443", "admin", 9001, 910)
+    assert tgt.token_file == str(root / "etc" / "phoenix_portainer_token.conf") and tgt.verify is True
+
+    def change(data: dict[str, Any]) -> None:
+        data["portainer_api"] = {"url": "https://portainer.example:9443/", "admin_user": "ops", "token_file": "pt.conf",
+                                 "ca_file": "portainer-ca.pem", "agent_port": 9101}
+
+    edit(root, "phoenix_hypervisor_config.json", change)
+    tgt = target(load_estate(root / "etc", root / "images"))
+    assert (tgt.url, tgt.admin_user, tgt.agent_port) == ("https://portainer.example:9443", "ops", 9101)
+    assert tgt.token_file == str(root / "etc" / "pt.conf") and tgt.verify == str(root / "etc" / "portainer-ca.pem")

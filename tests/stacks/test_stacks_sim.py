@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 
 import jsonschema
@@ -178,8 +179,9 @@ def test_a_secret_from_a_value_file_reaches_portainer_only(checkout: Checkout) -
     env = env_of(app)
     assert env["DATABASE_PASS"] == secret
     assert secret not in env[MARK] and secret not in json.dumps(decode(env[MARK]))
-    for where in (result.output, *(p.read_text() for p in checkout.cache.rglob("*.json")
-                                   if p.name != "portainer-state.json")):
+    # "nothing else: not the output, not .cache/" (the stand-in's own state plays Portainer's database)
+    for where in (result.output, *(p.read_text(errors="replace") for p in checkout.cache.rglob("*")
+                                   if p.is_file() and p.name != "portainer-state.json")):
         assert secret not in where
     # a new value in the file redeploys the stack that uses it
     path.write_text("another-value-entirely\n")
@@ -368,3 +370,86 @@ def test_stacks_on_a_vm_go_through_its_agent_environment(tmp_path) -> None:
         audit(co)
     finally:
         co.stop_sim()
+
+
+def test_the_first_run_makes_the_admin_then_a_key_and_a_refused_key_is_made_again(checkout: Checkout) -> None:
+    # the README: "the first time: the admin is made with secrets.portainer_password_file if the server has none,
+    # Phoenix logs in and creates an API key"; portainer:server is built again when "the server refuses it"
+    first = checkout.doit()
+    assert first.rc == 0, first.output
+    writes = [p for m, p in standin(checkout).requests if m == "POST" and p.startswith(("/api/users", "/api/auth"))]
+    assert writes == ["/api/users/admin/init", "/api/auth", "/api/users/1/tokens"], writes
+    token = checkout.root / "etc" / "phoenix_portainer_token.conf"
+    token.write_text("ptr_" + "0" * 43 + "\n")  # a key the server does not know (revoked, or another server's)
+    plan = checkout.doit("plan")
+    assert re.search(r"portainer:server\s+rebuild: the server refused Phoenix's API token", plan.output), plan.output
+    mark = len(standin(checkout).requests)
+    again = checkout.doit()
+    assert again.rc == 0 and again.outcomes()["portainer:server"] == "built", again.output
+    assert [p for _, p in portainer_writes(checkout, mark)] == ["/api/auth", "/api/users/1/tokens"]  # no second admin
+    assert token.read_text().strip() != "ptr_" + "0" * 43 and stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert {k: again.outcomes()[k] for k in STACKS} == {k: "up-to-date" for k in STACKS}
+    assert checkout.doit().last_run["portainer_requests"] == 1
+
+
+def test_a_dollar_in_a_file_is_doubled_and_a_file_edit_redeploys_the_stack_that_mounts_it(deployed: Checkout) -> None:
+    # the README: "`$` in a file is doubled so Compose does not interpolate it"; a stack is rebuilt when "its
+    # environment's ... files ... changed"
+    env_file = deployed.root / "stacks" / "thinkheads_ai" / "configs" / "dev.env"
+    text = "APP_ENV=development\nPASSWORD=pa$$word-${HOME}-$USER\n"
+    env_file.write_text(text)
+    plan = deployed.doit("plan")
+    assert re.search(r"stack:thinkheads_ai_app@910\s+rebuild: file /app/.env changed", plan.output), plan.output
+    assert re.search(r"stack:qdrant_service@910\s+up-to-date", plan.output), plan.output
+    assert deployed.doit().rc == 0
+    data = yaml.safe_load(stacks_by_name(deployed)["thinkheads_ai_app"]["content"])
+    (config,) = data["configs"].values()
+    assert config["content"] == "APP_ENV=development\nPASSWORD=pa$$$$word-$${HOME}-$$USER\n"
+
+
+def test_an_agent_script_edit_rebuilds_the_agent_environments_only_and_finds_them_again(checkout: Checkout) -> None:
+    # the README: portainer:env@ID is built when "the agent script or settings changed"; "an environment that exists
+    # (same URL) is found, not duplicated"
+    add_docker_guest(checkout)
+    assert checkout.doit().rc == 0
+    script = checkout.root / "images" / "apps" / "portainer_agent.sh"
+    script.write_text(script.read_text() + "\n# changed\n")
+    plan = checkout.doit("plan")
+    assert re.search(r"portainer:env@930\s+rebuild: build inputs changed", plan.output), plan.output
+    assert re.search(r"portainer:env@910\s+up-to-date", plan.output), plan.output
+    mark = len(standin(checkout).requests)
+    result = checkout.doit()
+    assert result.rc == 0, result.output
+    changed = {k for k, v in result.outcomes().items() if v != "up-to-date"}
+    assert changed == {"portainer:env@930", "stack:qdrant_service@930"}, result.output
+    runs = [json.loads(line) for line in (checkout.cache / "sim" / "runs.jsonl").read_text().splitlines()]
+    assert [r.get("ctid") for r in runs if r.get("name") == "portainer_agent.sh"] == [930, 930]
+    assert ("POST", "/api/endpoints") not in portainer_writes(checkout, mark)
+    assert len([e for e in standin(checkout).state["endpoints"] if e["Type"] == 2]) == 1
+
+
+def test_phoenix_uses_only_the_portainer_routes_the_readme_lists(checkout: Checkout, monkeypatch) -> None:
+    """A real Portainer must answer every route Phoenix uses: the README lists them; a deploy, a redeploy, a second
+    guest through an agent and a prune use them all."""
+    from tests.core.conftest import REPO
+
+    readme = (REPO / "README.md").read_text().split("Phoenix uses these routes:", 1)[1].split(".\n", 1)[0]
+    listed = set()
+    for methods, path in re.findall(r"`([A-Z|]+) (/api/[^`]+)`", readme):
+        listed |= {(m, path) for m in methods.split("|")}
+    add_docker_guest(checkout)
+    assert checkout.doit().rc == 0
+    compose = checkout.root / "stacks" / "qdrant" / "docker-compose.yml"
+    compose.write_text(compose.read_text() + "# changed\n")
+    assert checkout.doit().rc == 0
+    data = checkout.lxc_config()
+    data["lxc_configs"]["910"]["docker_stacks"] = data["lxc_configs"]["910"]["docker_stacks"][:1]
+    checkout.write_lxc_config(data)
+    monkeypatch.setenv("PHOENIX_PRUNE_STACKS", "1")
+    assert checkout.doit().rc == 0
+    used = set()
+    for method, path in standin(checkout).requests:
+        path = re.sub(r"endpointId=\d+", "endpointId=N", re.sub(r"/(\d+)(?=[/?]|$)", "/{id}", path))
+        used.add((method, path))
+    assert used <= listed, sorted(used - listed)
+    assert {m for m, _ in used} == {"GET", "POST", "PUT", "DELETE"}

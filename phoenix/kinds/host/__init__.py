@@ -41,7 +41,16 @@ class HostKind:
         return None  # the node is the estate's own
 
     def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
-        return None  # a part has no settings to change in place: a change is a new identity
+        """A part has no settings to change in place (a change is a new identity); the API token is made again when
+        its file is lost, as the node cannot give its secret back."""
+        from pathlib import Path
+
+        from .access import usable
+
+        file = res.settings.get("token_file")
+        if file and not usable(Path(file)):
+            return Action.REBUILD, Why.INPUTS_CHANGED, (f"the token file {file} is missing (or not 0600): made again",)
+        return None
 
     def record(self, res: Resource, ctx: Context) -> dict[str, Any]:
         found = ctx.view.host_record().get(res.key) or {}

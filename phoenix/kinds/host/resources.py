@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+from ...config.files import resolve
 from ...resources import Resource, digest
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ def resources(estate: Estate) -> dict[str, Resource]:
             inputs[f"script:{script.name}"] = hashlib.sha256(script.read_bytes()).hexdigest()[:12] if script.is_file() else ""
             inputs["lib"] = lib.lib_sha256()[:12]
         deps = tuple(key(p) for p in NEEDS.get(part, ()) if p in declared)
-        out[key(part)] = Resource(key(part), KIND, part, None, "host", inputs, {}, f"host: {DOCS[part]}", deps=deps)
+        settings = {"token_file": str(resolve(estate.config_dir, getattr(host, part).token_file))} if part == "access" else {}
+        out[key(part)] = Resource(key(part), KIND, part, None, "host", inputs, settings, f"host: {DOCS[part]}", deps=deps)
     return out
 
 

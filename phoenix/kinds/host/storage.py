@@ -65,3 +65,35 @@ def steps(cfg: Any, found: dict[str, Any], node: str) -> list[Step]:
             out.append(Call(f"set the content of {spec.id} to {','.join(spec.content)}", "PUT", f"storage/{spec.id}",
                             {"content": ",".join(spec.content)}, idempotent=True))
     return out
+
+
+def pending(ctx: Any) -> bool:
+    """host:storage is declared and not set up as configured: this run sets it up before any guest."""
+    from . import resources as R
+
+    res = R.resources(ctx.estate).get(R.key("storage"))
+    if res is None:
+        return False
+    return (ctx.view.host_record().get(res.key) or {}).get("identity") != res.identity(None)
+
+
+def as_set_up(estate: Any, storages: list[dict[str, Any]], pending: bool) -> list[dict[str, Any]]:
+    """The node's storage listing as host:storage leaves it (pure), when this run sets it up (pending): a declared
+    storage takes exactly its declared content types, one not there yet (or a pool made on a new disk) is added. Every
+    guest is built after host:storage, so its checks read this: a first run on a fresh node is not refused for what
+    host:storage sets up before it. When host:storage is up to date the listing is the truth (a change by hand since
+    is refused by the guest's own check, before anything is written)."""
+    host = estate.hypervisor.host
+    cfg = host.storage if host is not None else None
+    if cfg is None or not pending:
+        return storages
+    declared: dict[str, dict[str, Any]] = {
+        d.name: {"type": "zfspool" if d.kind == "zfs" else "lvmthin", "content": ",".join(d.content)}
+        for d in cfg.new_disks}
+    declared.update({s.id: {"type": s.type, "content": ",".join(s.content), **({"path": s.path} if s.path else {})}
+                     for s in cfg.storages})
+    out = []
+    for found in storages:
+        name = str(found.get("storage"))
+        out.append({**found, "content": declared.pop(name)["content"]} if name in declared else found)
+    return out + [{"storage": name, "enabled": 1, "active": 1, **spec} for name, spec in declared.items()]

@@ -71,7 +71,10 @@ class LxcKind:
         estate, g = ctx.estate, ctx.estate.guests[res.vmid or 0]
         bake = decision.action.bakes
         problems: list[str] = []
-        storages = ctx.once("storages", lambda: ctx.pve().get(f"nodes/{ctx.node}/storage"))
+        from ..host.storage import as_set_up, pending
+
+        storages = as_set_up(estate, ctx.once("storages", lambda: ctx.pve().get(f"nodes/{ctx.node}/storage")),
+                             pending(ctx))
         problems += checks.storage_problems(estate, ctid, storages, bake=bake)
         if decision.artifact is not None:
             problems += checks.backup_storage_problems(estate, storages)

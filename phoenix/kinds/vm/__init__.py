@@ -62,7 +62,9 @@ class VmKind:
             if config.get("lock"):
                 problems.append(explain_lock(ctx, vmid, str(config["lock"])).replace("CT ", "VM "))
             return Prepared({"config": config, "facts": facts}, tuple(problems))
-        storages = ctx.once("storage config", lambda: ctx.pve().get("storage"))
+        from ..host.storage import as_set_up, pending
+
+        storages = as_set_up(estate, ctx.once("storage config", lambda: ctx.pve().get("storage")), pending(ctx))
         directory, found = checks.snippets_dir(storages, hyp.storage.snippets)
         problems += found
         if decision.artifact is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...resources import Resource, digest
+from ..host import resources as host
 
 if TYPE_CHECKING:
     from ...config.estate import Estate
@@ -88,5 +89,6 @@ def resources(estate: Estate) -> dict[str, Resource]:
         role = "template" if vm.is_template_layer or children else "app"
         out[task(vmid)] = Resource(task(vmid), KIND, vm.vm_name, task(parent) if parent is not None else None, role,
                                    build_inputs(estate, vmid), in_place_settings(estate, vmid),
-                                   describe(estate, vmid, role, parent), vmid=vmid)
+                                   describe(estate, vmid, role, parent), vmid=vmid,
+                                   deps=host.dependencies(estate, False))  # VMs get no GPU: storage, network
     return out
