@@ -25,11 +25,20 @@ def rows(run: Any) -> list[dict[str, Any]]:
     for key, res in run.resources.items():
         facts = run.facts_of(res)
         d = decisions[key] if decisions[key].action == Action.OK else run.explain(decisions[key])
-        ip = re.search(r"\bip=([^,]+)", str(res.settings.get("net0") or ""))
         out.append({"task": key, "kind": res.kind, "vmid": res.vmid, "name": res.name, "parent": res.parent,
                     "state": state(facts), "up_to_date": d.action == Action.OK,
-                    "why": "" if d.action == Action.OK else d.text, "ip": ip.group(1) if ip else None})
+                    "why": "" if d.action == Action.OK else d.text, "ip": address(run.estate, res)})
     return out
+
+
+def address(estate: Any, res: Any) -> str | None:
+    """A guest's configured address with its prefix (a container's from its net0, a VM's from its cloud-init
+    network_config), "dhcp" for DHCP; None for what is not a guest."""
+    if res.kind == "vm" and res.vmid in estate.vms:
+        net = estate.vms[res.vmid].network_config
+        return "dhcp" if net is None else str(net.ip)
+    ip = re.search(r"\bip=([^,]+)", str(res.settings.get("net0") or ""))
+    return ip.group(1) if ip else None
 
 
 def table(found: list[dict[str, Any]]) -> str:

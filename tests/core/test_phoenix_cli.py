@@ -215,3 +215,16 @@ def test_a_bad_config_exits_2_from_every_verb_as_from_doit(project: Path, verb: 
     assert '$.lxc_configs["950"].cores: Input should be greater than or equal to 1 (got 0)' in result.stderr
     assert "Traceback" not in result.stderr
     assert not (project / ".cache" / "sim" / "state.json").exists()
+
+
+def test_status_gives_vms_their_cloud_init_address(tmp_path: Path):
+    """A VM's address is its network_config (cloud-init), as a container's is its net0; DHCP says so."""
+    project = copy_project(tmp_path / "phoenix", vms=True)
+    path = project / "etc" / "phoenix_vm_configs.json"
+    data = json.loads(path.read_text())
+    assert data["virtual_machines"][2]["vm_id"] == 1001
+    data["virtual_machines"][2].pop("network_config")
+    path.write_text(json.dumps(data))
+    rows = {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}
+    assert rows["vm1002"]["ip"] == "10.0.0.102/24" and rows["vm1001"]["ip"] == "dhcp"
+    assert rows["ct900"]["ip"] == "10.0.0.200/24"
