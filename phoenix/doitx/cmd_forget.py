@@ -29,6 +29,7 @@ class Forget(DoitForget):
         keys = sorted(k for k in names if k in run.resources)
         if keys:
             run.forced.add(keys)
-            self.outstream.write(f"phoenix: {', '.join(keys)} will be rebaked at the next run "
-                                 "(with every layer cloned from them)\n")
+            them = "them" if len(keys) > 1 else "it"
+            self.outstream.write(f"phoenix: {', '.join(keys)} will be rebuilt at the next run, with everything built "
+                                 f"on {them}\n")
         return 0

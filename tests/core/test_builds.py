@@ -147,12 +147,18 @@ def test_plan_reads_a_record_only_when_the_listing_cannot_say_why(built: Checkou
 
 def test_forget_forces_rebake_of_layer_and_children(built: Checkout):
     result = built.doit("forget", "ct920")
-    assert result.rc == 0 and "ct920 will be rebaked" in result.output
+    assert result.rc == 0 and "phoenix: ct920 will be rebuilt at the next run, with everything built on it\n" in \
+        result.output, result.output
     mark = built.mark()
     result = built.doit()
     assert result.rc == 0, result.output
     assert bakes(built, mark) == {920, 950}
     assert built.doit().outcomes() == dict.fromkeys(ALL, "up-to-date")
+
+
+def test_forget_of_several_says_them(built: Checkout):
+    result = built.doit("forget", "ct910", "ct950")
+    assert "phoenix: ct910, ct950 will be rebuilt at the next run, with everything built on them\n" in result.output
 
 
 def test_forget_without_a_task_forces_nothing(built: Checkout):
