@@ -54,29 +54,6 @@ portainer_run_args() {
     portainer_spec "$@"
 }
 
-# portainer_state: "IMAGE SPEC RUNNING" of the existing container, nothing when there is none.
-portainer_state() {
-    docker inspect -f '{{.Config.Image}} {{index .Config.Labels "phoenix.spec"}} {{.State.Running}}' \
-        "$PORTAINER_NAME" 2>/dev/null || true
-}
-
-# portainer_decide STATE IMAGE HASH: nothing | start | create | replace
-portainer_decide() {
-    local state="$1" image="$2" hash="$3" cur_image cur_hash running
-    if [[ -z "$state" ]]; then
-        printf 'create\n'
-        return 0
-    fi
-    read -r cur_image cur_hash running <<<"$state"
-    if [[ "$cur_image" != "$image" || "$cur_hash" != "$hash" ]]; then
-        printf 'replace\n'
-    elif [[ "$running" != true ]]; then
-        printf 'start\n'
-    else
-        printf 'nothing\n'
-    fi
-}
-
 write_password_file() {
     local password
     password="$(phx_secret portainer_password)"
@@ -159,8 +136,8 @@ main() {
         return 0
     fi
     hash="$(portainer_spec_hash "$image" "$port" "$data" "$PORTAINER_PASSWORD_FILE")"
-    state="$(portainer_state)"
-    action="$(portainer_decide "$state" "$image" "$hash")"
+    state="$(phx_container_state "$PORTAINER_NAME")"
+    action="$(phx_container_decide "$state" "$image" "$hash")"
     case "$action" in
         nothing) phx_log "container $PORTAINER_NAME runs $image on port $port" ;;
         start)

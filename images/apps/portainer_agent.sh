@@ -25,29 +25,6 @@ agent_spec() {
 
 agent_spec_hash() { agent_spec "$@" | sha256sum | cut -c1-16; }
 
-# agent_state: "IMAGE SPEC RUNNING" of the existing container, nothing when there is none.
-agent_state() {
-    docker inspect -f '{{.Config.Image}} {{index .Config.Labels "phoenix.spec"}} {{.State.Running}}' \
-        "${AGENT_NAME}" 2>/dev/null || true
-}
-
-# agent_decide STATE IMAGE HASH: nothing | start | create | replace
-agent_decide() {
-    local state="$1" image="$2" hash="$3" cur_image cur_hash running
-    if [[ -z "${state}" ]]; then
-        printf 'create\n'
-        return 0
-    fi
-    read -r cur_image cur_hash running <<<"${state}"
-    if [[ "${cur_image}" != "${image}" || "${cur_hash}" != "${hash}" ]]; then
-        printf 'replace\n'
-    elif [[ "${running}" != true ]]; then
-        printf 'start\n'
-    else
-        printf 'nothing\n'
-    fi
-}
-
 main() {
     phx_load_context
     local image port hash state action
@@ -55,8 +32,8 @@ main() {
     port="$(phx_ctx portainer_agent_port 9001)"
     docker info >/dev/null 2>&1 || phx_die "the docker daemon is not running on this guest"
     hash="$(agent_spec_hash "${image}" "${port}")"
-    state="$(agent_state)"
-    action="$(agent_decide "${state}" "${image}" "${hash}")"
+    state="$(phx_container_state "${AGENT_NAME}")"
+    action="$(phx_container_decide "${state}" "${image}" "${hash}")"
     case "${action}" in
         nothing) phx_log "container ${AGENT_NAME} runs ${image} on port ${port}" ;;
         start)

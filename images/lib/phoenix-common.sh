@@ -392,6 +392,31 @@ phx_docker_pull() {
     DOCKER_CONFIG="$cfg" docker logout >/dev/null 2>&1 || true
 }
 
+# phx_container_state NAME: "IMAGE SPEC RUNNING" of the Docker container NAME (SPEC: its phoenix.spec label, the
+# hash of the arguments it was made with), nothing when there is none.
+phx_container_state() {
+    docker inspect -f '{{.Config.Image}} {{index .Config.Labels "phoenix.spec"}} {{.State.Running}}' \
+        "$1" 2>/dev/null || true
+}
+
+# phx_container_decide STATE IMAGE HASH: what a container in STATE needs to run IMAGE made with the arguments
+# hashed as HASH: nothing | start | create | replace (a container made by hand has no label: replaced).
+phx_container_decide() {
+    local state="$1" image="$2" hash="$3" cur_image cur_hash running
+    if [[ -z "$state" ]]; then
+        printf 'create\n'
+        return 0
+    fi
+    read -r cur_image cur_hash running <<<"$state"
+    if [[ "$cur_image" != "$image" || "$cur_hash" != "$hash" ]]; then
+        printf 'replace\n'
+    elif [[ "$running" != true ]]; then
+        printf 'start\n'
+    else
+        printf 'nothing\n'
+    fi
+}
+
 # phx_first_line: the first line of stdin, after reading all of it. Under pipefail, `cmd | head -n1` (or
 # `| grep -q`) fails with 141 whenever cmd writes after the reader has gone (SIGPIPE): read everything.
 phx_first_line() {

@@ -53,8 +53,8 @@ def test_portainer_spec_hash_follows_settings(shell):
     ("portainer/portainer-ce:2.21.4 other true", "replace"),
     ("portainer/portainer-ce:2.21.4  true", "replace"),       # made by hand: no phoenix.spec label
 ])
-def test_portainer_decide(shell, state, action):
-    r = shell.run(P910, f'portainer_decide "{state}" portainer/portainer-ce:2.21.4 abc')
+def test_container_decide(shell, state, action):
+    r = shell.run(P910, f'phx_container_decide "{state}" portainer/portainer-ce:2.21.4 abc')
     assert r.stdout.strip() == action
 
 
