@@ -51,6 +51,15 @@ def os_template(co: Checkout) -> None:
     path.write_text(json.dumps(data))
 
 
+def hypervisor(section: str | None, **changes: Any) -> Callable[[Checkout], None]:
+    def edit(co: Checkout) -> None:
+        path = co.root / "etc" / "phoenix_hypervisor_config.json"
+        data = json.loads(path.read_text())
+        (data[section] if section else data).update(changes)
+        path.write_text(json.dumps(data))
+    return edit
+
+
 def other_storage(co: Checkout) -> None:
     local = co.pve.storages["local"]  # as `pvesm set local --content ...,rootdir` would make it
     local["content"] = ",".join(sorted({*local["content"].split(","), "rootdir"}))
@@ -74,6 +83,8 @@ REBAKES: dict[str, tuple[Callable[[Checkout], None], set[str]]] = {
     "vLLM settings": (deep(950, "app", lambda app: app["vllm"].update(max_model_len=16384)), {"ct950"}),
     "Portainer settings": (deep(910, "app", lambda app: app["portainer"].update(port=9444)), {"ct910"}),
     "a smaller storage_size_gb": (guest(950, storage_size_gb=96), {"ct950"}),
+    "nvidia.driver_version": (hypervisor("nvidia", driver_version="580.95.05"), {"ct901", "ct920", "ct950"}),
+    "timezone": (hypervisor(None, timezone="Europe/Berlin"), EVERYTHING),
 }
 
 
