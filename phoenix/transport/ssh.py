@@ -18,7 +18,7 @@ import errno
 import io
 import os
 import posixpath
-import select
+import selectors
 import socket
 import threading
 import time
@@ -187,6 +187,7 @@ class SshShell:
         chan = self._open_channel()
         out: list[bytes] = []
         err: list[bytes] = []
+        waiter = selectors.DefaultSelector()  # epoll: any fd number (select() refuses fds past 1023)
         try:
             if on_output is not None:
                 chan.set_combine_stderr(True)
@@ -198,6 +199,7 @@ class SshShell:
                 chan.shutdown_write()
             except _CHANNEL_ERRORS as e:  # socket.timeout is an OSError
                 raise PhoenixError(f"SSH command on {self.where} failed to start: {e}") from None
+            waiter.register(chan, selectors.EVENT_READ)
             while True:
                 got = False
                 while chan.recv_ready():
@@ -217,13 +219,14 @@ class SshShell:
                     return Completed(-1, b"".join(out), b"".join(err), True, time.monotonic() - start)
                 if not got:
                     wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-                    select.select([chan], [], [], wait)
+                    waiter.select(wait)
             # the exit status follows EOF closely
             remaining = 30.0 if deadline is None else max(1.0, deadline - time.monotonic())
             if not chan.status_event.wait(remaining):
                 return Completed(-1, b"".join(out), b"".join(err), True, time.monotonic() - start)
             return Completed(chan.exit_status, b"".join(out), b"".join(err), False, time.monotonic() - start)
         finally:
+            waiter.close()
             chan.close()
 
     # -- files

@@ -35,6 +35,25 @@ def test_execute_timeout_closes_the_channel(shell):
     assert shell.execute("echo after", timeout_s=10).stdout == b"after\n"   # the connection survives
 
 
+def test_execute_works_when_the_process_holds_more_than_1024_files(shell):
+    """A long run (or a test session) may hold many files: the wait for a command's output must not use select(),
+    which refuses a file descriptor past 1023 ('filedescriptor out of range in select()')."""
+    import os
+
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        done = shell.execute("sleep 0.3; echo waited", timeout_s=30)
+        assert (done.exit_status, done.stdout) == (0, b"waited\n")
+        streamed: list[bytes] = []
+        assert shell.execute("sleep 0.3; echo streamed", timeout_s=30, on_output=streamed.append).exit_status == 0
+        assert b"".join(streamed) == b"streamed\n"
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
 # ------------------------------------------------------------------ the shared connection
 
 
