@@ -541,5 +541,7 @@ class Run:
             self.lease = None
         if "transport" in self.__dict__:
             self.transport.close()
+        if "pve" in self.__dict__:
+            self.pve.close()
         if self._sim is not None:
             self._sim.stop()

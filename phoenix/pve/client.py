@@ -100,6 +100,10 @@ class Pve:
         if fingerprint:  # the certificate must be exactly this one; the adapter checks it instead of a CA chain
             session.mount("https://", FingerprintAdapter(fingerprint))
 
+    def close(self) -> None:
+        """Close the HTTP connections this client keeps open (a run's end)."""
+        self.api._store["session"].close()
+
     @classmethod
     def of(cls, ep: Endpoint, counters: Counters | None = None) -> Pve:
         return cls(ep.url, ep.node, ep.token_id, ep.secret(), verify=ep.verify, fingerprint=ep.fingerprint,

@@ -358,7 +358,15 @@ class SimHost:
                 ready.set()
                 return
             ready.set()
-            loop.run_forever()
+            try:
+                loop.run_forever()
+            finally:  # stopped: what is left on the loop is cancelled and the loop closed (its selector and self-pipe)
+                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
 
         self._thread = threading.Thread(target=serve, name="phoenix-sim", daemon=True)
         self._thread.start()
