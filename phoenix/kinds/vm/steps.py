@@ -153,22 +153,35 @@ def record(res: Resource, identity: str, build_id: str, parent_build: str | None
             "built_at": int(time.time())}
 
 
-def begin(node: str, vmid: int, b: Bake) -> list[Step]:
-    """The first steps of a bake or a restore: what it replaces destroyed (the old layer, its linked clones)."""
+@dataclass(frozen=True)
+class Start:
+    """How a bake or a restore begins: its first steps (what it replaces destroyed, then the layer's cloud-init
+    snippets written), and the tags, description and snippet names the guest carries while it is built."""
+
+    steps: list[Step]
+    user_tags: list[str]
+    building: str
+    description: str
+    names: dict[str, str]
+
+
+def begin(estate: Estate, res: Resource, node: str, b: Bake) -> Start:
+    """The first steps of a bake or a restore. The snippets are named by content: a bake and a restore write the same
+    names, so a restored VM's cicustom points at what its archive's VM had."""
+    vmid = res.vmid
+    assert vmid is not None
+    vm = estate.vms[vmid]
     out: list[Step] = []
     for r in b.replaced:
         out += destroy(node, r, "was built from other inputs" if r.vmid == vmid else f"a linked clone of vm{vmid}")
-    return out
-
-
-def put_snippets(vmid: int, snippets: str, b: Bake) -> tuple[dict[str, str], PutSnippets]:
-    """The layer's cloud-init snippets, named by content, and the step that writes them (a bake and a restore write
-    the same names, so a restored VM's cicustom points at what its archive's VM had)."""
+    user_tags = [*vm.tags, *b.keep_tags]
     files = {**b.files, "meta-data": b.meta_data}
     names = snippet_names(vmid, files)
-    return names, PutSnippets(f"write cloud-init snippets ({', '.join(sorted(names.values()))})", snippets,
-                              b.snippets_dir, {names[f]: data for f, data in files.items()}, f"phoenix-{vmid}-",
-                              b.keep_vmids)
+    out.append(PutSnippets(f"write cloud-init snippets ({', '.join(sorted(names.values()))})",
+                           estate.hypervisor.storage.snippets, b.snippets_dir,
+                           {names[f]: data for f, data in files.items()}, f"phoenix-{vmid}-", b.keep_vmids))
+    return Start(out, user_tags, F.building_tags(user_tags, b.owner),
+                 F.description(vm.description, {"layer": res.key, "state": "building"}), names)
 
 
 def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
@@ -188,13 +201,10 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
             args.update({"checksum": image.checksum, "checksum-algorithm": image.checksum_algorithm})
         out.append(Call(f"download {filename} into {i_storage}", "POST", f"nodes/{node}/storage/{i_storage}/download-url",
                         args))
-    out += begin(node, vmid, b)
-    user_tags = [*vm.tags, *b.keep_tags]
-    building = F.building_tags(user_tags, b.owner)
-    temp_desc = F.description(vm.description, {"layer": res.key, "state": "building"})
+    start = begin(estate, res, node, b)
+    out += start.steps
+    user_tags, building, temp_desc, names = start.user_tags, start.building, start.description, start.names
     snippets = hyp.storage.snippets
-    names, put = put_snippets(vmid, snippets, b)
-    out.append(put)
     started = SetFacts(vmid, building, {"name": vm.vm_name, "kind": "qemu"}, new=True)
     hardware = {"name": vm.vm_name, "ostype": vm.os_type, "sockets": settings["sockets"], "cores": settings["cores"],
                 "memory": settings["memory"], "net0": settings["net0"], "agent": "enabled=1",
@@ -287,13 +297,10 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     # the archive on the node before anything is destroyed: a copy that fails leaves the old layer standing
     out: list[Step] = [MakeDirs(f"create {dump_dir} on the node if missing", (dump_dir,)),
                        SendFile(f"copy artifact {m.archive} to the node", archive, on_node, m.sha256)]
-    out += begin(node, vmid, b)
-    user_tags = [*vm.tags, *b.keep_tags]
-    building = F.building_tags(user_tags, b.owner)
-    temp_desc = F.description(vm.description, {"layer": res.key, "state": "building"})
+    start = begin(estate, res, node, b)
+    out += start.steps
+    user_tags, building, temp_desc, names = start.user_tags, start.building, start.description, start.names
     snippets = hyp.storage.snippets
-    names, put = put_snippets(vmid, snippets, b)
-    out.append(put)
     params: dict[str, Any] = {"vmid": vmid, "archive": f"{hyp.artifacts.backup_storage}:backup/{volname}",
                               "storage": vm.boot_disk_storage or hyp.storage.rootdir, "unique": 1,
                               "name": vm.vm_name, "sockets": settings["sockets"], "cores": settings["cores"],
