@@ -174,16 +174,16 @@ class LxcKind:
         data = prepared.data
         if decision.action == Action.UPDATE:
             return S.update(ctx.estate, res, ctx.node, data["facts"], data["config"], "; ".join(decision.reasons),
-                            data["dirs"], data.get("give", ()))
+                            data["dirs"], data["give"])
         keep: S.HandSet = data["keep"]
         m = decision.artifact
         if m is not None and ctx.artifacts is not None:  # restored: the archive's identity and build ids
             bake = S.Bake(m.identity, m.build, m.parent_build, ctx.owner, data["replaced"], False, data["devices"],
-                          data["node_facts"], keep.tags, keep.protection, data["dirs"], data.get("give", ()))
+                          data["node_facts"], keep.tags, keep.protection, data["dirs"], data["give"])
             return S.restore(ctx.estate, res, ctx.node, bake, ctx.artifacts / m.archive, m)
         bake = S.Bake(identity or res.identity(parent_build), build_id, parent_build, ctx.owner, data["replaced"],
                       data["download"], data["devices"], data["node_facts"], keep.tags, keep.protection, data["dirs"],
-                      data.get("give", ()))
+                      data["give"])
         return S.bake(ctx.estate, res, ctx.node, bake)
 
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .rules import ID_MAP_BASE, ID_MAP_SIZE
+
 if TYPE_CHECKING:
     from ...config.estate import Estate
-
-
-ID_MAP_BASE = 100000   # Proxmox's default id map of an unprivileged container: guest id N is host id 100000 + N
-ID_MAP_SIZE = 65536
 
 
 def _content(storage: dict[str, Any]) -> set[str]:

@@ -8,6 +8,9 @@ from ...facts.guests import GuestFacts
 from ...plan import Action, Why
 from ...resources import Resource, digest
 
+ID_MAP_BASE = 100000   # Proxmox's default id map of an unprivileged container: guest id N is host id 100000 + N,
+ID_MAP_SIZE = 65536    # so its root is 100000 on the host
+
 MIB, GIB = 1024 ** 2, 1024 ** 3
 
 

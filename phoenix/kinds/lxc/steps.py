@@ -30,7 +30,7 @@ from ...steps import (
 from . import params as P
 from .context import build_context
 from .datafiles import feature_files
-from .rules import GIB, MIB, recorded
+from .rules import GIB, ID_MAP_BASE, MIB, recorded
 
 if TYPE_CHECKING:
     from ...config.estate import Estate
@@ -80,13 +80,10 @@ def destroy(node: str, r: Replaced, why: str) -> list[Step]:
     return out
 
 
-UNPRIVILEGED_ROOT = 100000  # the host uid of an unprivileged container's root under Proxmox's default id map
-
-
 def make_dirs(g: Any, paths: tuple[str, ...], give: tuple[str, ...] = ()) -> list[Step]:
     """Create the missing host directories the config says to create, owned by the container's root; give the empty
     ones owned outside an unprivileged container's id map to its root."""
-    owner = UNPRIVILEGED_ROOT if g.unprivileged else None
+    owner = ID_MAP_BASE if g.unprivileged else None  # the container's root on the host
     give = give if owner is not None else ()
     if not paths and not give:
         return []
