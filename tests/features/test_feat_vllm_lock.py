@@ -18,13 +18,23 @@ from phoenix.config.estate import load_estate
 from phoenix.kinds.lxc import checks
 from phoenix.kinds.lxc.datafiles import feature_files
 from phoenix.kinds.lxc.resources import resources
-from phoenix.locks import CUDA_BUILD, CUDA_LIBRARY, LOCK_PLATFORM, LOCK_PYTHON, pins, vllm_lock_name
+from phoenix.locks import LOCK_PLATFORM, LOCK_PYTHON, vllm_lock_name
 from phoenix.tools import lock_vllm
 
 from .conftest import IMAGES, REPO, make_context
 from .test_feat_vllm import fake_venv
 
 SCRIPT = "features/vllm.sh"
+# what vllm.sh's vllm_constraints keeps of the lock, stated here as the tests' expectation: these follow the CUDA build
+# chosen on the guest, pinned by version only (their wheels on PyTorch's index differ from PyPI's) ...
+CUDA_BUILD = frozenset({"torch", "torchvision", "torchaudio", "triton", "xformers"})
+CUDA_LIBRARY = re.compile(r"^nvidia-[a-z0-9-]+-cu[0-9]+$")  # ... and these are left out: that torch wheel pins them
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+
+
+def pins(text: str) -> dict[str, str]:
+    """The name==version pins of a requirements lock (names normalised), in file order."""
+    return {re.sub(r"[-_.]+", "-", m.group(1)).lower(): m.group(2) for line in text.splitlines() if (m := _PIN.match(line))}
 
 
 def vllm_guests(estate):
