@@ -58,6 +58,18 @@ class Call:
     then: Effect | None = None
 
 
+def download(node: str, source: Any, content: str) -> Call:
+    """The download of an OS template (content vztmpl) or a cloud image (import) into its storage: `source` has a
+    volume `storage:content/file`, a url and an optional checksum with its algorithm (config.hypervisor)."""
+    storage, _, rest = str(source.volume).partition(":")
+    kind, _, filename = rest.partition("/")
+    assert kind == content and filename, source.volume  # the config's volume patterns guarantee this shape
+    args: dict[str, Any] = {"url": source.url, "filename": filename, "content": content}
+    if source.checksum:
+        args.update({"checksum": source.checksum, "checksum-algorithm": source.checksum_algorithm})
+    return Call(f"download {filename} into {storage}", "POST", f"nodes/{node}/storage/{storage}/download-url", args)
+
+
 @dataclass(frozen=True)
 class NodeSet:
     """Settings only root@pam may make, through the node (`pct set`)."""

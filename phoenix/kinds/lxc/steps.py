@@ -26,6 +26,7 @@ from ...steps import (
     SendFile,
     SetFacts,
     Step,
+    download,
 )
 from . import params as P
 from .context import build_context
@@ -123,13 +124,7 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     out: list[Step] = []
     if g.clone_from_ctid is None and b.download:
         # before any destroy: a download that fails (network, checksum, a full storage) leaves the old layer standing
-        volume = estate.os_template(ctid)
-        t_storage, filename = P.volume_filename(volume.volume)
-        args: dict[str, Any] = {"url": volume.url, "filename": filename, "content": "vztmpl"}
-        if volume.checksum:
-            args.update({"checksum": volume.checksum, "checksum-algorithm": volume.checksum_algorithm})
-        out.append(Call(f"download {filename} into {t_storage}", "POST", f"nodes/{node}/storage/{t_storage}/download-url",
-                        args))
+        out.append(download(node, estate.os_template(ctid), "vztmpl"))
     out += make_dirs(g, b.make_dirs, b.give_dirs)  # the node's directories too: a failing mkdir destroys nothing
     for r in b.replaced:
         out += destroy(node, r, "was built from other inputs" if r.vmid == ctid else f"a linked clone of ct{ctid}")

@@ -30,6 +30,7 @@ from ...steps import (
     SendFile,
     SetFacts,
     Step,
+    download,
 )
 from ..lxc.rules import GIB, MIB, recorded
 
@@ -194,13 +195,7 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     out: list[Step] = []
     if parent_of(estate.vms, vmid) is None and b.download:
         # before any destroy: a download that fails (network, checksum, a full storage) leaves the old layer standing
-        image = hyp.cloud_images[vm.cloud_image or ""]
-        i_storage, filename = image.volume.split(":import/", 1)
-        args: dict[str, Any] = {"url": image.url, "filename": filename, "content": "import"}
-        if image.checksum:
-            args.update({"checksum": image.checksum, "checksum-algorithm": image.checksum_algorithm})
-        out.append(Call(f"download {filename} into {i_storage}", "POST", f"nodes/{node}/storage/{i_storage}/download-url",
-                        args))
+        out.append(download(node, hyp.cloud_images[vm.cloud_image or ""], "import"))
     start = begin(estate, res, node, b)
     out += start.steps
     user_tags, building, temp_desc, names = start.user_tags, start.building, start.description, start.names
