@@ -14,13 +14,6 @@ from phoenix.artifacts.store import ENV
 from tests.core.conftest import NODE, Checkout
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "artifacts"
-    monkeypatch.setenv(ENV, str(path))
-    return path
-
-
 def identity(co: Checkout, vmid: int) -> str:
     return next(t[len("phx-id-"):] for t in co.tags(vmid) if t.startswith("phx-id-"))
 

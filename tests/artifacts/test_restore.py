@@ -11,16 +11,10 @@ import pytest
 
 from phoenix.artifacts.store import ENV
 from phoenix.facts.guests import parse_record
+from tests.artifacts.conftest import flip_a_byte
 from tests.core.conftest import NODE, Checkout
 
 ALL = ("ct900", "ct901", "ct902", "ct910", "ct920", "ct950")
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "artifacts"
-    monkeypatch.setenv(ENV, str(path))
-    return path
 
 
 @pytest.fixture
@@ -86,9 +80,7 @@ def test_a_fresh_host_restores_what_has_an_archive_and_bakes_the_rest(built: Che
 
 def test_a_corrupted_archive_is_refused_and_the_layer_baked(exported: dict, fresh: Checkout, store: Path) -> None:
     archive = store / exported["ct901"]["archive"]
-    data = bytearray(archive.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    archive.write_bytes(bytes(data))
+    flip_a_byte(archive)
     result = fresh.doit()
     assert result.rc == 0, result.output
     # the README: "phoenix: artifact refused for ct901: ... the layer is baked instead"

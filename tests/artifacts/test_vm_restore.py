@@ -13,22 +13,15 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from phoenix.artifacts.store import ENV
 from phoenix.errors import PhoenixError
 from phoenix.facts.guests import parse_record
 from phoenix.pve.client import Pve
+from tests.artifacts.conftest import flip_a_byte
 from tests.core.conftest import NODE, Checkout, audited
 from tests.core.pve_audit import refused as audit_refused
 
 VMS = ("vm9000", "vm9001", "vm1001", "vm1002")
 VOLATILE = ("meta", "smbios1", "vmgenid", "description")  # made anew by a restore (unique=1) or a new build
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "artifacts"
-    monkeypatch.setenv(ENV, str(path))
-    return path
 
 
 def host(tmp_path: Path, name: str) -> Checkout:
@@ -169,9 +162,7 @@ def test_export_without_tasks_takes_every_template_layer_and_a_running_vm_is_res
 
 def test_a_corrupted_vm_archive_is_refused_and_the_layer_baked(exported: dict, fresh: Checkout, store: Path) -> None:
     archive = store / exported["vm9000"]["archive"]
-    data = bytearray(archive.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    archive.write_bytes(bytes(data))
+    flip_a_byte(archive)
     result = fresh.doit()
     assert result.rc == 0, result.output
     assert "artifact refused for vm9000" in result.output and "does not match its manifest's sha256" in result.output
