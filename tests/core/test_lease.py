@@ -127,13 +127,15 @@ def test_a_lease_names_the_run_its_machine_and_pid_and_lasts_2_minutes_unless_re
         assert holder.expires - holder.started == 120
     finally:
         mine.release()
-    # a lease left by a run elsewhere, taken 119 s ago, still holds; at 121 s it is broken
-    plant(sim, L.Holder("dead0010", "elsewhere", 1, 1, int(time.time()) - 119, int(time.time()) - 119 + 120))
+    # a lease left by a run elsewhere, taken 119 s ago, still holds; at 121 s it is broken (on a clock that stands
+    # still: a loaded machine must not turn 119 s into 120)
+    now = float(int(time.time()))
+    plant(sim, L.Holder("dead0010", "elsewhere", 1, 1, int(now) - 119, int(now) - 119 + 120))
     with pytest.raises(L.LeaseHeld, match="run dead0010 on elsewhere"):
-        lease(sim, "adad1010", []).acquire()
-    plant(sim, L.Holder("dead0011", "elsewhere", 1, 1, int(time.time()) - 121, int(time.time()) - 121 + 120))
+        lease(sim, "adad1010", [], clock=lambda: now).acquire()
+    plant(sim, L.Holder("dead0011", "elsewhere", 1, 1, int(now) - 121, int(now) - 121 + 120))
     said: list[str] = []
-    late = lease(sim, "aeae1111", said)
+    late = lease(sim, "aeae1111", said, clock=lambda: now)
     late.acquire()
     late.release()
     assert "breaking the host's lease of run dead0011 on elsewhere (its lease expired)" in said[0]
