@@ -45,7 +45,8 @@ mapfile -t packages < <(cat .ci/apt-*.txt 2>/dev/null | sed 's/#.*//' | tr -s ' 
 .venv/bin/ruff check .
 .venv/bin/mypy
 set +e
-.venv/bin/python -m pytest "${@:2}"
+# on every core (pytest-xdist); chroots of one suite share their apt cache by links, never a directory (tests/features/conftest.py)
+.venv/bin/python -m pytest -n "${PHOENIX_TEST_WORKERS:-auto}" "${@:2}"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

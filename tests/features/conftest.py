@@ -195,7 +195,7 @@ def cached_rootfs(name: str, suite: str) -> Path:
         pytest.skip("the chroot tests need root")
     CACHE.mkdir(parents=True, exist_ok=True)
     target = CACHE / f"{name}-minbase-{ROOTFS_VERSION}.tar.gz"
-    with open(CACHE / "rootfs.lock", "w") as lock:
+    with open(CACHE / f"rootfs-{name}.lock", "w") as lock:   # one lock a root file system: two build at once
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not target.exists():
             build_rootfs(target, suite)
@@ -213,11 +213,44 @@ def debian13_tarball() -> Path:
     return cached_rootfs("debian13", "trixie")
 
 
+class AptArchives:
+    """The .deb files a suite's chroots downloaded, kept between test runs (CACHE/apt-archives-<suite>).
+
+    apt holds its archive directory's lock for a whole install, so chroots that share one directory fail when they
+    install at once (pytest-xdist runs tests in parallel). Each guest gets a directory of its own, filled with hard
+    links to the shared files, and links what it downloaded back when it leaves."""
+
+    def __init__(self, suite: str, guest: Path):
+        self.shared = CACHE / f"apt-archives-{suite}"
+        self.own = guest.parent / "apt-archives"
+
+    def _link(self, src: Path, dst: Path) -> None:
+        (dst / "partial").mkdir(parents=True, exist_ok=True)
+        with open(CACHE / f"{self.shared.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for deb in src.glob("*.deb"):
+                target = dst / deb.name
+                if not target.exists():
+                    try:
+                        os.link(deb, target)
+                    except OSError:   # another file system: a copy
+                        shutil.copy2(deb, target)
+
+    def take(self) -> Path:
+        self._link(self.shared, self.own)
+        return self.own
+
+    def give_back(self) -> None:
+        if self.own.is_dir():
+            self._link(self.own, self.shared)
+
+
 class Guest:
     """An unpacked root file system entered with chroot, laid out as Phoenix lays out a container."""
 
-    def __init__(self, root: Path, context: dict[str, Any], secrets: dict[str, str]):
+    def __init__(self, root: Path, context: dict[str, Any], secrets: dict[str, str], archives: AptArchives):
         self.root = root
+        self.archives = archives
         self.context = context
         self.secrets = secrets
         self.mounts: list[Path] = []
@@ -236,9 +269,7 @@ class Guest:
         self._mount(["-t", "proc", "proc"], "/proc")
         self._mount(["--bind", "/dev"], "/dev")
         self._mount(["--bind", "/dev/pts"], "/dev/pts")
-        archives = CACHE / "apt-archives"          # downloaded .deb files, kept between test runs
-        (archives / "partial").mkdir(parents=True, exist_ok=True)
-        self._mount(["--bind", str(archives)], "/var/cache/apt/archives")
+        self._mount(["--bind", str(self.archives.take())], "/var/cache/apt/archives")
         shutil.copyfile("/etc/resolv.conf", self.path("/etc/resolv.conf"))
         self.lay_out()
 
@@ -258,6 +289,7 @@ class Guest:
         for target in reversed(self.mounts):
             subprocess.run(["umount", "-l", str(target)], check=False)
         self.mounts.clear()
+        self.archives.give_back()
 
     def mounted(self) -> bool:
         prefix = str(self.root.resolve())
@@ -303,23 +335,23 @@ class Guest:
 @pytest.fixture(scope="module")
 def guest_factory(debian12_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """guest_factory(context, secrets) -> a fresh Guest, unpacked from the cached tarball; torn down after the module."""
-    yield from _guests(debian12_tarball, tmp_path_factory)
+    yield from _guests(debian12_tarball, tmp_path_factory, "bookworm")
 
 
 @pytest.fixture(scope="module")
 def trixie_guest_factory(debian13_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """guest_factory on Debian 13."""
-    yield from _guests(debian13_tarball, tmp_path_factory)
+    yield from _guests(debian13_tarball, tmp_path_factory, "trixie")
 
 
-def _guests(tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def _guests(tarball: Path, tmp_path_factory: pytest.TempPathFactory, suite: str) -> Iterator[Any]:
     guests: list[Guest] = []
 
     def make(context: dict[str, Any], secrets: dict[str, str] | None = None) -> Guest:
         root = tmp_path_factory.mktemp("guest") / "root"
         root.mkdir()
         subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-xzpf", str(tarball)], check=True)
-        g = Guest(root, context, secrets or {})
+        g = Guest(root, context, secrets or {}, AptArchives(suite, root))
         guests.append(g)
         g.enter()
         return g
