@@ -254,7 +254,7 @@ class Builder:
                 if "modified" in str(e):
                     continue  # another part was recorded meanwhile: read again
                 raise
-            self.ctx.view.apply(HostRecorded(step.key, step.identity, step.inputs))
+            self.ctx.view.apply(HostRecorded(step.key, step.identity, step.inputs, step.node))
             return
         raise PhoenixError(f"could not record {step.key} in the node's notes: they kept changing under it; run again")
 

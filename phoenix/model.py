@@ -22,7 +22,7 @@ from .resources import Resource
 if TYPE_CHECKING:
     from .config.estate import Estate
 
-FORMAT = 7  # bump when what .cache/model.json holds changes
+FORMAT = 8  # bump when what .cache/model.json holds changes
 CACHE_FILE = "model.json"
 OLD_CACHES = ("estate.pickle",)  # earlier Phoenix kept a pickle: never read, removed
 
@@ -58,16 +58,19 @@ class Model:
     endpoint: Endpoint               # the API as the config names it
     extra: dict[str, str] = field(default_factory=dict)  # more input files (stack value files): path -> sha256
     artifacts: str | None = None     # the artifact store's directory as the config names it (resolved)
+    members: list[str] | None = None  # proxmox.nodes by name (None: the cluster's members are read from the API)
+    gpus: dict[str, list[int]] = field(default_factory=dict)  # the GPU indexes of each node the config knows
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "key": self.key, "endpoint": self.endpoint.to_json(), "extra": self.extra,
-                "resources": [r.to_json() for r in self.resources.values()], "artifacts": self.artifacts}
+                "resources": [r.to_json() for r in self.resources.values()], "artifacts": self.artifacts,
+                "members": self.members, "gpus": self.gpus}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Model:
         resources = [Resource.from_json(r) for r in data["resources"]]
         return cls(data["key"], {r.key: r for r in resources}, Endpoint.from_json(data["endpoint"]), dict(data["extra"]),
-                   data.get("artifacts"))
+                   data.get("artifacts"), data.get("members"), dict(data.get("gpus") or {}))
 
     def current(self) -> bool:
         """Whether the extra input files still hold what the model was made from."""
@@ -89,9 +92,12 @@ def of_estate(estate: Estate, key: str) -> Model:
         resources.update(kind.resources(estate))
     files = sorted({str(resolve(estate.config_dir, v.value_file)) for stack in estate.stacks.docker_stacks.values()
                     for env in stack.environments.values() for v in env.variables if v.value_file})
-    store = estate.hypervisor.artifacts.dir
-    return Model(key, resources, Endpoint.of(estate.hypervisor, estate.config_dir), {f: _sha256(Path(f)) for f in files},
-                 str(resolve(estate.config_dir, store)) if store else None)
+    hyp = estate.hypervisor
+    store = hyp.artifacts.dir
+    members = [n.name for n in hyp.proxmox.nodes] if hyp.proxmox.nodes is not None else None
+    gpus = {n: hyp.gpus_of(n) for n in (members or [hyp.proxmox.node])}
+    return Model(key, resources, Endpoint.of(hyp, estate.config_dir), {f: _sha256(Path(f)) for f in files},
+                 str(resolve(estate.config_dir, store)) if store else None, members, gpus)
 
 
 def load(config_dir: Path, images_dir: Path, cache: Path, say: Callable[[str], None]) -> tuple[Model, Estate | None]:

@@ -57,6 +57,8 @@ class Why(StrEnum):
     FORCED = "forced"
     CANNOT_UPDATE = "a change only a rebuild can make"
     SETTINGS_CHANGED = "settings changed"
+    NODE_OFFLINE = "its node is offline"
+    NO_NODE = "no member of the cluster can take it"
 
 
 # What a decision says when only the resource's record (read on demand) can say which input or setting changed.
@@ -72,6 +74,8 @@ class Decision:
     origin: Decision | None = None  # for a follower: the ancestor's decision that started the chain
     parent: str | None = None
     artifact: Any = None            # a bake restored instead from this archive (its manifest: .archive, .build)
+    node: str | None = None         # the cluster member it is built or changed on (None: not a guest, or nowhere)
+    placed: str = ""                # why there (cluster.placement), for `doit plan`
 
     @property
     def needs_record(self) -> bool:
@@ -129,9 +133,33 @@ class Planner:
     """Decisions for resources of every kind, each after its ancestors."""
 
     def __init__(self, resources: Mapping[str, Resource], rules: Mapping[str, Rules],
-                 artifacts: Callable[[str], Any] | None = None):
-        """artifacts: the archive (manifest) of an identity in the artifact store, or None: a bake is a restore."""
+                 artifacts: Callable[[str], Any] | None = None, where: Callable[[str], Any] | None = None,
+                 online: Callable[[str], bool] | None = None):
+        """artifacts: the archive (manifest) of an identity in the artifact store, or None: a bake is a restore.
+        where: a guest's placement (cluster.placement.Placed: node, why, here), None for what has no node;
+        online: whether a member is online (a guest on an offline member is left alone)."""
         self.resources, self.rules, self.artifacts = resources, rules, artifacts
+        self.where, self.online = where, online
+
+    def located(self, res: Resource, facts: Any, decision: Decision) -> Decision:
+        """The decision with its node: a guest is changed where it is, built (or rebuilt) where it is placed; one on
+        an offline member, or that no member can take, is blocked."""
+        placed = self.where(res.key) if self.where is not None else None
+        if placed is None:
+            return decision
+        here = getattr(facts, "node", None) or None
+        node = placed.node if decision.action.bakes else (here or placed.node)
+        if decision.action == Action.BLOCKED:
+            return replace(decision, node=here or placed.node, placed=placed.why)
+        if here is not None and self.online is not None and not self.online(here):
+            return Decision(res.key, Action.BLOCKED, (f"its node {here} is offline: left alone",), Why.NODE_OFFLINE,
+                            None, res.parent, node=here, placed=placed.why)
+        if node is None:
+            return Decision(res.key, Action.BLOCKED, (placed.why,), Why.NO_NODE, None, res.parent, placed=placed.why)
+        if decision.action != Action.OK and self.online is not None and not self.online(node):
+            return Decision(res.key, Action.BLOCKED, (f"it goes to {node}, which is offline",), Why.NODE_OFFLINE,
+                            None, res.parent, node=node, placed=placed.why)
+        return replace(decision, node=node, placed=placed.why)
 
     def restorable(self, res: Resource, decision: Decision, parent: Decision | None, parent_build: str | None) -> Decision:
         """A bake as a restore when the store has an archive of the identity the resource will have: its parent's build
@@ -170,7 +198,7 @@ class Planner:
             verb = "rebuilds" if parent.action == Action.REBUILD else "is built"
             origin = parent.origin if parent.why == Why.PARENT_BAKES else parent
             return d(Action.REBUILD, Why.PARENT_BAKES, f"parent {parent.key} {verb}", origin=origin)
-        if parent is not None and parent.action == Action.BLOCKED:
+        if parent is not None and parent.action == Action.BLOCKED and parent.why != Why.NODE_OFFLINE:
             return d(Action.BLOCKED, Why.PARENT_BLOCKED, f"parent {parent.key} is blocked")
         if facts.building and facts.owner and live_owners and facts.owner in live_owners:
             return d(Action.BLOCKED, Why.BUSY, f"being built right now by {live_owners[facts.owner]}")
@@ -209,9 +237,14 @@ class Planner:
             parent = memo.get(res.parent) if res.parent is not None else None
             p_facts = facts_of(self.resources[res.parent]) if res.parent is not None and res.parent in self.resources else None
             p_build = p_facts.build_id if p_facts else None
-            decision = self.decide_one(res, facts_of(res), parent=parent, parent_build=p_build, forced=k in forced,
+            facts = facts_of(res)
+            decision = self.decide_one(res, facts, parent=parent, parent_build=p_build, forced=k in forced,
                                        record=records.get(k), live_owners=live_owners)
-            memo[k] = self.restorable(res, decision, parent, p_build)
+            if parent is not None and parent.why == Why.NODE_OFFLINE and decision.action.bakes:
+                # an up-to-date child of a layer on an offline member is fine; one that needs it cannot be built
+                decision = Decision(k, Action.BLOCKED, (f"parent {parent.key} is on {parent.node}, which is offline",),
+                                    Why.PARENT_BLOCKED, None, res.parent)
+            memo[k] = self.located(res, facts, self.restorable(res, decision, parent, p_build))
         return memo[key]
 
     def plan(self, facts_of: Callable[[Resource], Any], *, forced: Collection[str] = (),

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # a run that only checks resources imports none of these (no 
     from .artifacts.store import Store
     from .builder import BuildContext
     from .clones import CloneTurns
+    from .cluster.placement import Placed
     from .config.estate import Estate
     from .config.hypervisor import HypervisorConfig
     from .facts.node import NodeFacts
@@ -87,11 +88,13 @@ class Run:
         self._say_lock = threading.Lock()
         self.counters = Counters()              # every request of the run, whichever client made it
         self.portainer_counters = Counters()    # every request to Portainer
-        self.view = HostView(self._list, lambda: self.endpoint.node, self._node_config, self._portainer_list)
+        self.view = HostView(self._list, self._node_config, self._portainer_list)
         self.outcomes = Outcomes()
         self.forced = Forced(self.cache / "forced.json", self.say)
         self.scope: set[str] = set()            # the resources doit will run (set_scope)
-        self._node_facts: NodeFacts | None = None
+        self._node_facts: dict[str, NodeFacts] = {}
+        self._transports: dict[str, Node] = {}
+        self._placement: tuple[int, dict[str, Placed]] | None = None
         self._sim: Any = None
         self._memo: dict[str, Decision] = {}
         self._memo_version = -1
@@ -166,7 +169,10 @@ class Run:
         """The API this run calls; on the simulated host, the served simulator or one started now."""
         from .target import connect
 
-        ep, self._sim = connect(self.api, self.cache / "sim", self.sim_options, self.say)
+        options = self.sim_options
+        if self.api.simulated and self.model.members and "nodes" not in options:
+            options = {**options, "nodes": tuple(self.model.members)}  # the simulated cluster has the config's members
+        ep, self._sim = connect(self.api, self.cache / "sim", options, self.say)
         return ep
 
     @cached_property
@@ -176,19 +182,20 @@ class Run:
         return Pve.of(self.endpoint, self.counters)
 
     def _list(self) -> list[dict[str, Any]]:
-        """The run's one bulk listing: the standard library's GET when there is no connection yet (no requests)."""
+        """The run's one bulk listing of the cluster (guests, nodes, storages): the standard library's GET when there
+        is no connection yet (no requests)."""
         if "pve" not in self.__dict__:
             from .pve import reader
 
-            items = reader.get(self.endpoint, self.counters, "cluster/resources", type="vm")
+            items = reader.get(self.endpoint, self.counters, "cluster/resources")
             if items is not None:
                 return items
-        items = self.pve.get("cluster/resources", type="vm")
+        items = self.pve.get("cluster/resources")
         return items if isinstance(items, list) else []
 
-    def _node_config(self) -> dict[str, Any]:
-        """The node's config (its notes hold the host parts' record): the standard library's GET too."""
-        path = f"nodes/{self.endpoint.node}/config"
+    def _node_config(self, node: str) -> dict[str, Any]:
+        """A node's config (its notes hold the host parts' record): the standard library's GET too."""
+        path = f"nodes/{node}/config"
         if "pve" not in self.__dict__:
             from .pve import reader
 
@@ -240,23 +247,51 @@ class Run:
         return Portainer(tgt.url, key=token(tgt), verify=tgt.verify, fingerprint=tgt.fingerprint, timeout=tgt.timeout,
                          counters=self.portainer_counters)
 
-    @cached_property
+    @property
     def transport(self) -> Node:
-        """The node's shell operations: SSH to a real node, a recorder on the simulated one."""
-        if self.simulated:
-            from .transport.simulated import SimulatedNode
+        """The shell operations of the API's node (proxmox.node)."""
+        return self.node_ops(self.api.node)
 
-            return SimulatedNode(self.cache / "sim" / "runs.jsonl")
+    def node_ops(self, node: str) -> Node:
+        """A member's shell operations: SSH to a real node (one connection each, made on first use), a recorder on the
+        simulated one."""
+        with self.lock:
+            found = self._transports.get(node)
+            if found is None:
+                found = self._transports[node] = self._make_transport(node)
+            return found
+
+    def _make_transport(self, node: str) -> Node:
+        if self.simulated:
+            from .transport.simulated import NODE_FS, SimulatedNode, node_fs
+
+            state = self.cache / "sim"
+            members = self.model.members or [self.api.node]
+            return SimulatedNode(state / "runs.jsonl", node_fs(state / NODE_FS, node, members[0]),
+                                 node if len(members) > 1 else "")
         from .transport.node import SshNode
         from .transport.ssh import SshShell
 
-        return SshNode(SshShell(self.hypervisor.ssh, self.api.host, self.api.node), self.api.node)
+        ssh, host = self.hypervisor.ssh, self.api.host
+        member = self.hypervisor.proxmox.member(node)
+        if node != self.api.node or member is not None:
+            from .cluster.members import ssh_of
 
-    def node_facts(self) -> NodeFacts:
+            ssh, host = ssh_of(self.hypervisor, node, self.member_addresses, self.api.host)
+        return SshNode(SshShell(ssh, host, node), node)
+
+    def member_addresses(self) -> dict[str, str]:
+        """Each member's address as /cluster/status gives it (read once, when SSH to an undeclared member is needed)."""
+        from .cluster.members import addresses
+
+        return self.context.once("cluster status", lambda: addresses(self.pve.get("cluster/status")))
+
+    def node_facts(self, node: str | None = None) -> NodeFacts:
+        node = node or self.api.node
         with self.lock:
-            if self._node_facts is None:
-                self._node_facts = self.transport.facts()
-            return self._node_facts
+            if node not in self._node_facts:
+                self._node_facts[node] = self.node_ops(node).facts()
+            return self._node_facts[node]
 
     def read_admin_password(self) -> str:
         """The Portainer admin password (a placeholder on the simulated host)."""
@@ -302,7 +337,34 @@ class Run:
 
     @cached_property
     def planner(self) -> Planner:
-        return Planner(self.resources, self.kinds, self.artifacts.find if self.artifacts is not None else None)
+        return Planner(self.resources, self.kinds, self.artifacts.find if self.artifacts is not None else None,
+                       where=self.placed, online=self.online)
+
+    def online(self, node: str) -> bool:
+        """Whether a member is online (one the listing does not name is not known to be offline)."""
+        found = self.view.cluster().nodes.get(node)
+        return found is None or found.online
+
+    def placed(self, key: str) -> Placed | None:
+        """Where a guest is or goes on the cluster (None: not a guest), from the run's view (computed once a view)."""
+        with self.lock:
+            version = self.view.version
+            if self._placement is None or self._placement[0] != version:
+                self._placement = (version, self._place())
+            return self._placement[1].get(key)
+
+    def _place(self) -> dict[str, Placed]:
+        from .cluster.placement import Guest, Needs, place
+
+        guests = []
+        for key, res in self.resources.items():
+            if res.vmid is None or res.kind not in ("lxc", "vm"):
+                continue
+            facts = self.view.get(res.vmid)
+            guests.append(Guest(key, res.parent, Needs.of(res.place), facts.node or None if facts is not None else None))
+        gpus = self.model.gpus
+        return place(guests, self.view.cluster(), self.model.members,
+                     lambda node: frozenset(gpus.get(node) or ()))
 
     def facts_of(self, res: Resource) -> Any:
         return self.kinds[res.kind].facts(res, self.view)
@@ -373,7 +435,8 @@ class Run:
         return Context(self.estate, self.api.node, lambda: self.pve, self.view, lambda: self.transport, self.node_facts,
                        self.id, protected_allowed, self.simulated, self.endpoint.host,
                        artifacts=self.artifacts.root if self.artifacts is not None else None,
-                       portainer_target=lambda: self.portainer_target)
+                       portainer_target=lambda: self.portainer_target, transports=self.node_ops,
+                       facts_of_node=self.node_facts)
 
     @cached_property
     def build_context(self) -> BuildContext:
@@ -387,6 +450,14 @@ class Run:
                             before_record, self.lease.check if self.lease is not None else lambda: None,
                             self.portainer, lambda: self.portainer_target, self.read_admin_password,
                             self.artifacts.forget_hash if self.artifacts is not None else lambda _: None)
+
+    def build_context_at(self, node: str | None) -> BuildContext:
+        """The build context on a member: its shell operations are that node's."""
+        if node is None or node == self.api.node:
+            return self.build_context
+        import dataclasses
+
+        return dataclasses.replace(self.build_context, node=self.node_ops(node))
 
     def execute(self, key: str) -> dict[str, Any]:
         """doit's action for a resource: build or update it as needed; returns what doit saves."""
@@ -408,15 +479,16 @@ class Run:
             if decision.action != Action.OK:
                 self.ready()
                 found = self._prepared.pop(key, None)
+                ctx = self.context.at(decision.node)
                 prepared = found[1] if found is not None and found[0] == decision.action else \
-                    kind.prepare(res, decision, self.context)
+                    kind.prepare(res, decision, ctx)
                 if prepared.problems:
                     raise PhoenixError(self.stopped([(key, p) for p in prepared.problems]))
                 parent = self.facts_of(self.resources[res.parent]) if res.parent is not None else None
                 parent_build = parent.build_id if parent is not None else None
-                steps = kind.steps(res, decision, prepared, self.context,
+                steps = kind.steps(res, decision, prepared, ctx,
                                    build_id=new_build_id(res.identity(parent_build)), parent_build=parent_build)
-                Builder(self.build_context, key).run(steps)
+                Builder(self.build_context_at(decision.node), key).run(steps)
                 outcome = "restored" if decision.artifact is not None else "built" if decision.action.bakes else "updated"
                 if decision.action.bakes:
                     self.forced.done(key)
@@ -453,7 +525,7 @@ class Run:
             if decision.action in (Action.OK, Action.BLOCKED):
                 continue
             res = self.resources[key]
-            prepared = self.kinds[res.kind].prepare(res, decision, self.context)
+            prepared = self.kinds[res.kind].prepare(res, decision, self.context.at(decision.node))
             self._prepared[key] = (decision.action, prepared)
             problems += [(key, p) for p in prepared.problems if (key, p) not in problems]
         return problems
@@ -539,8 +611,9 @@ class Run:
         if self.lease is not None:
             self.lease.release()
             self.lease = None
-        if "transport" in self.__dict__:
-            self.transport.close()
+        for ops in self._transports.values():
+            ops.close()
+        self._transports.clear()
         if "pve" in self.__dict__:
             self.pve.close()
         if self._sim is not None:

@@ -37,6 +37,7 @@ class HostRecorded:
     key: str
     identity: str
     inputs: Mapping[str, str]
+    node: str = ""
 
 
 Effect = SetFacts | Forget | HostRecorded

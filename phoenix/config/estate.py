@@ -203,7 +203,7 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
 
 def cross_check(estate: Estate) -> list[Problem]:
     """Checks that span guests or files: uniqueness, the clone tree, GPUs, and what scripts need."""
-    return [*unique_values(estate), *clone_tree(estate), *gpus(estate), *scripts(estate)]
+    return [*unique_values(estate), *clone_tree(estate), *gpus(estate), *members(estate), *scripts(estate)]
 
 
 def _at(ctid: int, key: str = "") -> str:
@@ -277,10 +277,48 @@ def clone_tree(estate: Estate) -> list[Problem]:
 
 
 def gpus(estate: Estate) -> list[Problem]:
-    """Every GPU a guest is given is one of the node's."""
-    node, lf, hf = estate.hypervisor.nvidia.gpus, str(estate.lxc_file), str(estate.hypervisor_file)
-    return [Problem(lf, _at(ctid, f"gpu_assignment[{i}]"), f"GPU {gpu} is not among nvidia.gpus {node} of {hf}")
-            for ctid, g in estate.guests.items() for i, gpu in enumerate(g.gpu_assignment) if gpu not in node]
+    """Every GPU a guest is given is one of its node's: of the node it names, else of some member (it is placed on one
+    that has them all); with one node, of nvidia.gpus."""
+    hyp, lf, hf = estate.hypervisor, str(estate.lxc_file), str(estate.hypervisor_file)
+    members = hyp.proxmox.nodes
+    out: list[Problem] = []
+    for ctid, g in estate.guests.items():
+        if not g.gpu_assignment:
+            continue
+        if members is None:
+            have = hyp.nvidia.gpus
+            out += [Problem(lf, _at(ctid, f"gpu_assignment[{i}]"), f"GPU {gpu} is not among nvidia.gpus {have} of {hf}")
+                    for i, gpu in enumerate(g.gpu_assignment) if gpu not in have]
+            continue
+        wanted = set(g.gpu_assignment)
+        if g.node is not None:
+            have = hyp.gpus_of(g.node)
+            out += [Problem(lf, _at(ctid, f"gpu_assignment[{i}]"), f"GPU {gpu} is not among the GPUs {have} of node "
+                                                                   f"{g.node} (proxmox.nodes in {hf})")
+                    for i, gpu in enumerate(g.gpu_assignment) if gpu not in have]
+        elif not any(wanted <= set(n.gpus) for n in members):
+            listed = "; ".join(f"{n.name}: {n.gpus}" for n in members)
+            out.append(Problem(lf, _at(ctid, "gpu_assignment"), f"no node of proxmox.nodes in {hf} has GPUs "
+                                                                f"{sorted(wanted)} ({listed})"))
+    return out
+
+
+def members(estate: Estate) -> list[Problem]:
+    """A guest's node is a member of proxmox.nodes (when the cluster is declared; else it is checked against the
+    cluster when a run reads it)."""
+    declared = estate.hypervisor.proxmox.nodes
+    if declared is None:
+        return []
+    names = [n.name for n in declared]
+    known = ", ".join(names)
+    out = [Problem(str(estate.lxc_file), _at(ctid, "node"), f"node {g.node!r} is not one of proxmox.nodes ({known}) "
+                                                           f"of {estate.hypervisor_file}")
+           for ctid, g in estate.guests.items() if g.node is not None and g.node not in names]
+    out += [Problem(str(estate.vm_file), f"$.virtual_machines[{vm.index}].node", f"node {vm.node!r} is not one of "
+                                                                              f"proxmox.nodes ({known}) of "
+                                                                              f"{estate.hypervisor_file}")
+            for vm in estate.vms.values() if vm.node is not None and vm.node not in names]
+    return out
 
 
 def outside(root: Path, path: Path) -> Path | None:

@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..secrets import SECRET_NAMES
+from .cluster import ClusterNode, NodeName, check_members
 from .host import HostConfig
 from .limits import HTTP_TIMEOUT_MAX_S, SCRIPT_TIMEOUT_MAX_S, SSH_CONNECT_TIMEOUT_MAX_S, TASK_TIMEOUT_MAX_S
 from .strict import Strict
@@ -21,7 +22,11 @@ class ProxmoxConfig(Strict):
         description="'simulated' starts the embedded fakepve host under .cache/sim; 'remote' uses api_url.",
     )
     api_url: str | None = Field(None, description="https://host:8006 of the node (remote only).")
-    node: str = Field("pve1", description="Proxmox node name the guests live on.")
+    node: NodeName = Field("pve1", description="The Proxmox node api_url reaches (one node: the node the guests live "
+                                             "on). With proxmox.nodes, the first member unless given.")
+    nodes: list[ClusterNode] | None = Field(
+        None, description="The members of the cluster Phoenix may place guests on, with how to reach each. Without it "
+                          "the members are read from the API (one node: a cluster of one).")
     token_id: str = Field(
         "root@pam!phoenix", pattern=r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$",
         description="API token id, user@realm!name.",
@@ -37,6 +42,25 @@ class ProxmoxConfig(Strict):
     )
     timeout_s: float = Field(30, gt=0, le=HTTP_TIMEOUT_MAX_S, description="Timeout of one HTTP request.")
     task_timeout_s: float = Field(1800, gt=0, le=TASK_TIMEOUT_MAX_S, description="Longest wait for one Proxmox task (UPID).")
+
+    @model_validator(mode="after")
+    def _members(self) -> ProxmoxConfig:
+        if self.nodes is not None:
+            if not self.nodes:
+                raise ValueError("proxmox.nodes is empty: list the members, or leave it out to read them from the API")
+            problems = check_members(self.nodes)
+            if problems:
+                raise ValueError("; ".join(problems))
+            names = [n.name for n in self.nodes]
+            if "node" not in self.model_fields_set:
+                self.node = names[0]
+            elif self.node not in names:
+                raise ValueError(f"proxmox.node {self.node!r} is not one of proxmox.nodes ({', '.join(names)})")
+        return self
+
+    def member(self, name: str) -> ClusterNode | None:
+        """The declared member of that name (None: not declared, or no proxmox.nodes)."""
+        return next((n for n in self.nodes or () if n.name == name), None)
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> ProxmoxConfig:
@@ -218,6 +242,20 @@ class HypervisorConfig(Strict):
                                                        "(phoenix setup-hypervisor).")
     portainer_api: PortainerApi | None = Field(None, description="The Portainer server stacks are deployed through.")
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
+
+    @model_validator(mode="after")
+    def _gpus_per_node(self) -> HypervisorConfig:
+        if self.proxmox.nodes is not None and self.nvidia.gpus:
+            raise ValueError("with proxmox.nodes, each node lists its own GPUs: move nvidia.gpus to "
+                             f"proxmox.nodes[].gpus of the node that has them ({self.proxmox.node}?)")
+        return self
+
+    def gpus_of(self, node: str) -> list[int]:
+        """The GPU indexes a node has: its proxmox.nodes entry's, else (one node) nvidia.gpus for proxmox.node."""
+        member = self.proxmox.member(node)
+        if member is not None:
+            return list(member.gpus)
+        return list(self.nvidia.gpus) if node == self.proxmox.node and self.proxmox.nodes is None else []
 
     @model_validator(mode="after")
     def _host_nvidia_needs_a_version(self) -> HypervisorConfig:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from .apps import FLAT_KEYS, SECTIONS, AppSettings, flat_fields, move_flat_keys
+from .cluster import NodeName
 from .limits import (
     DESCRIPTION_MAX_BYTES,
     MEMORY_MAX_MB,
@@ -234,6 +235,8 @@ class LxcGuest(Strict):
     protection: bool = False
     tags: list[Annotated[str, Field(pattern=TAG)]] = Field(default_factory=list)
     feature_timeout_s: float | None = Field(None, gt=0, le=SCRIPT_TIMEOUT_MAX_S)
+    node: NodeName | None = Field(None, description="The cluster member the guest is placed on (default: Phoenix places "
+                                                    "it: see the README's Cluster section).")
     # base_setup
     locale: str = "en_US.UTF-8"
     extra_packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]] = Field(default_factory=list)

@@ -21,7 +21,8 @@ RECORD_MARK = "phoenix-record: "
 DESCRIPTION_RULE = "\n\n---\nManaged by Phoenix: the record below says what this layer was built from.\n"
 
 
-_RECORD_TAGS = {"id": "identity", "b": "build_id", "s": "settings_hash", "run": "owner"}  # phx-<key>-<value>
+_RECORD_TAGS = {"id": "identity", "b": "build_id", "s": "settings_hash", "run": "owner",  # phx-<key>-<value>
+                "copy": "copy_of"}
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,14 @@ class GuestFacts:
     maxmem: int = 0
     maxcpu: int = 0
     maxdisk: int = 0
+    node: str = ""             # the cluster member it is on
+    hastate: str | None = None  # under HA (the listing's hastate: started, stopped, ...)
     # From the tags, read once here: a no-op run asks each guest for them.
     identity: str | None = field(init=False, default=None, compare=False)
     build_id: str | None = field(init=False, default=None, compare=False)
     settings_hash: str | None = field(init=False, default=None, compare=False)
     owner: str | None = field(init=False, default=None, compare=False)  # the run building it (phx-run-)
+    copy_of: str | None = field(init=False, default=None, compare=False)  # a per-node copy of this layer (phx-copy-)
 
     def __post_init__(self) -> None:
         for tag in self.tags:
@@ -73,16 +77,17 @@ def split_tags(value: str | None) -> tuple[str, ...]:
     return tuple(t for t in (value or "").replace(",", ";").replace(" ", ";").split(";") if t)
 
 
-def parse_resources(items: list[dict[str, Any]], node: str) -> dict[int, GuestFacts]:
-    """Guests on the node from GET /cluster/resources?type=vm."""
+def parse_resources(items: list[dict[str, Any]]) -> dict[int, GuestFacts]:
+    """Every guest of the cluster, on whichever node, from GET /cluster/resources (VMIDs are unique in a cluster)."""
     out = {}
     for item in items:
-        if item.get("node") != node or item.get("type") not in ("lxc", "qemu"):
+        if item.get("type") not in ("lxc", "qemu"):
             continue
         vmid = int(item["vmid"])
         out[vmid] = GuestFacts(vmid, str(item.get("name", "")), item["type"], str(item.get("status", "")),
                                bool(item.get("template")), split_tags(item.get("tags")),
-                               int(item.get("maxmem") or 0), int(item.get("maxcpu") or 0), int(item.get("maxdisk") or 0))
+                               int(item.get("maxmem") or 0), int(item.get("maxcpu") or 0), int(item.get("maxdisk") or 0),
+                               str(item.get("node") or ""), str(item["hastate"]) if item.get("hastate") else None)
     return out
 
 

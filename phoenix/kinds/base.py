@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -39,10 +39,12 @@ def _no_portainer() -> PortainerTarget:
 class Context:
     """What a kind may use to prepare and plan a build: the run hands out this, not itself.
 
-    `once` keeps what several builds of a run read alike (the node's storages, the SSH check) to one read."""
+    `once` keeps what several builds of a run read alike (the node's storages, the SSH check) to one read. A kind
+    gets the context `at` the node its resource is built or changed on: `node`, `transport` and `node_facts` are that
+    member's, and `once` keeps each member's reads apart."""
 
     estate: Estate
-    node: str                                   # the Proxmox node's name
+    node: str                                   # the Proxmox node's name (the resource's member; else the API's)
     pve: Callable[[], Pve]                      # the API (made on first use)
     view: HostView                              # the run's view of the host's guests
     transport: Callable[[], Node]               # the node's shell operations (made on first use)
@@ -55,9 +57,20 @@ class Context:
     read: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     portainer_target: Callable[[], PortainerTarget] = field(default=lambda: _no_portainer())
+    transports: Callable[[str], Node] | None = None          # any member's shell operations, by name
+    facts_of_node: Callable[[str], NodeFacts] | None = None  # any member's NVIDIA facts, by name
+    scope: str = ""                                          # the member `once` keeps reads for
+
+    def at(self, node: str | None) -> Context:
+        """This context on a member of the cluster (None or the same node: itself)."""
+        if node is None or node == self.node or self.transports is None or self.facts_of_node is None:
+            return self
+        transports, facts = self.transports, self.facts_of_node
+        return replace(self, node=node, transport=lambda: transports(node), node_facts=lambda: facts(node), scope=node)
 
     def once(self, key: str, fetch: Callable[[], T]) -> T:
-        """fetch() the first time a run asks for key; the same answer (or the same error) after that."""
+        """fetch() the first time a run asks for key (on this member); the same answer (or the same error) after."""
+        key = f"{self.scope}:{key}" if self.scope else key
         with self.lock:
             if key not in self.read:
                 try:

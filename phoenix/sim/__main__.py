@@ -1,6 +1,7 @@
 """Serve the simulated host in its own process, until Ctrl-C or SIGTERM; or unlock one of its guests.
 
     python -m phoenix.sim [--state-dir .cache/sim] [--time-scale 0.01] [--task-seconds create=20,clone=10]
+                          [--nodes pve1,pve2,pve3]
     python -m phoenix.sim unlock VMID [--state-dir .cache/sim]
 
 While it serves, Phoenix runs whose cache is the state dir's parent use it instead of starting their own
@@ -65,13 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     add("--state-dir", type=Path, default=STATE_DIR, help="the simulator's state (default .cache/sim)")
     add("--time-scale", type=float, default=0.0, help="real seconds per PVE second (default 0: tasks take no time)")
     add("--task-seconds", type=parse_seconds, default={}, help="PVE seconds per task, e.g. create=20,clone=10,start=5")
+    add("--nodes", type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()), default=("pve1",),
+        help="the members of the simulated cluster, e.g. pve1,pve2,pve3 (default pve1; with more than one, a shared "
+             "storage 'ceph' besides each node's local ones)")
     args = parser.parse_args(argv)
     other = served(args.state_dir)
     if other:
         say(f"{args.state_dir} is already served by process {other[1]} at {other[0].url}")
         return 1
     try:
-        host = SimHost(args.state_dir, time_scale=args.time_scale, ct_secs=args.task_seconds, role=SERVED, note=say)
+        host = SimHost(args.state_dir, time_scale=args.time_scale, ct_secs=args.task_seconds, role=SERVED, note=say,
+                       nodes=args.nodes)
         endpoint = host.start()
     except SimBusy as e:
         say(str(e))

@@ -24,6 +24,7 @@ template ("Convert to template.").
 
 from __future__ import annotations
 
+import contextvars
 import io
 import re
 import tarfile
@@ -77,22 +78,30 @@ def _true(value: Any) -> bool:
     return str(value if value is not None else "0").lower() in ("1", "true", "yes", "on")
 
 
+_NODE: contextvars.ContextVar[str] = contextvars.ContextVar("phoenix_sim_node", default="")
+
+
 class Backups:
     """Mixin of the simulator's FakePve subclass: vzdump to a file storage, backup volumes found on disk, and a restored
     template made a template again (PVE 9: "Convert restored container to template...")."""
 
     node_root: Path
+    nodes: dict[str, Any]
     storages: dict[str, Any]
     ct_secs: dict[str, float]
     _restoring: dict[int, Path]
 
     async def _lxc_create(self, user: str, v: dict[str, Any]) -> Any:
-        if v.get("restore"):
-            sid, _, volname = str(v.get("ostemplate")).partition(":")
-            dump = self.dump_dir(sid)
-            if dump is not None and volname.startswith("backup/"):
-                self.__dict__.setdefault("_restoring", {})[int(v["vmid"])] = self.node_file(f"{dump}/{volname[7:]}")
-        return await super()._lxc_create(user, v)  # type: ignore[misc]
+        token = _NODE.set(str(v.get("node") or ""))  # a backup volume is a file of the node the restore runs on
+        try:
+            if v.get("restore"):
+                sid, _, volname = str(v.get("ostemplate")).partition(":")
+                dump = self.dump_dir(sid)
+                if dump is not None and volname.startswith("backup/"):
+                    self.__dict__.setdefault("_restoring", {})[int(v["vmid"])] = self.node_file(f"{dump}/{volname[7:]}")
+            return await super()._lxc_create(user, v)  # type: ignore[misc]
+        finally:
+            _NODE.reset(token)
 
     async def task(self, node: str, ttype: str, tid: Any, user: str, body: Any, vm: Any = None, lock: bool = True,
                    log: Any = ()) -> Any:
@@ -114,9 +123,14 @@ class Backups:
     def _routes_backups(self) -> list[tuple[str, str, Any]]:
         return [("POST", "/nodes/{node}/vzdump", self._vzdump)]
 
-    def node_file(self, path: str) -> Path:
-        """Where an absolute node path lies in the simulated node's file system."""
-        return self.node_root.joinpath(*[p for p in path.split("/") if p and p != ".."])
+    def node_file(self, path: str, node: str | None = None) -> Path:
+        """Where an absolute path of a node (default: the one of the request being answered) lies in that simulated
+        node's file system: each member has its own (transport.simulated.node_fs)."""
+        from ..transport.simulated import node_fs
+
+        node = node or _NODE.get() or None
+        root = self.node_root if node is None else node_fs(self.node_root, node, next(iter(self.nodes)))
+        return root.joinpath(*[p for p in path.split("/") if p and p != ".."])
 
     def dump_dir(self, storage: str) -> str | None:
         path = self.storages.get(storage, {}).get("path")
@@ -144,6 +158,7 @@ class Backups:
             raise PveError(500, f"unable to find VM {vmid}")
         storage = v.get("storage") or "local"
         dump = self.dump_dir(storage)
+        here = str(v["node"])
         if dump is None or "backup" not in split_list(self.storages[storage].get("content")):
             raise PveError(500, f"storage '{storage}' does not support backups")
         if guest.lock or guest.config.get("lock"):
@@ -163,7 +178,7 @@ class Backups:
                 if vm is not None and vm.template:
                     config["template"] = 1
                 data = archive_bytes(config, ext != "tar", member)
-                target = self.node_file(path)
+                target = self.node_file(path, here)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
                 this.store_file(storage, name, len(data), content="backup")
@@ -230,7 +245,7 @@ class Backups:
         dump = self.dump_dir(sid)
         if dump is None or "backup" not in split_list(store.get("content")):
             raise PveError(500, f"storage '{sid}' does not support backups")
-        path = self.node_file(f"{dump}/{volname[len('backup/'):]}")
+        path = self.node_file(f"{dump}/{volname[len('backup/'):]}", node)
         if not path.is_file():
             raise PveError(500, f"can't find archive file '{archive}'")
         if not volname[len("backup/"):].startswith("vzdump-qemu-"):

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,9 @@ if TYPE_CHECKING:  # a run whose simulator is served by another process imports 
 
 TOKEN_ID = "root@pam!phoenix"
 NODE_NAME = "pve1"
+SHARED_STORAGE = "ceph"   # the simulated cluster's shared storage (RBD: images, rootdir)
+NODE_MEMORY = 256 * 1024 ** 3   # each simulated member's memory; what its running guests are given counts as used
+NODE_BASE_USE = 2 * 1024 ** 3
 OS_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "debian-12-standard_12.7-1_amd64.tar.zst")
 CT_TASKS = ("create", "clone", "destroy", "snapshot", "delsnapshot", "rollback", "template", "resize", "migrate",
             "vzdump")
@@ -217,6 +220,20 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
                     owner.save_touched(what)
             return await super().task(node, ttype, tid, user, tracked, vm=vm, lock=lock, log=log)
 
+        async def _resources(self, request):
+            """As fakepve's, with each member's memory as its running guests use it (fakepve gives every node the
+            same), so placement by free memory can be tried."""
+            answer = await super()._resources(request)
+            data = json.loads(answer.body)
+            used: dict[str, int] = {}
+            for item in data["data"]:
+                if item.get("type") in ("lxc", "qemu") and item.get("status") == "running":
+                    used[item["node"]] = used.get(item["node"], 0) + int(item.get("maxmem") or 0)
+            for item in data["data"]:
+                if item.get("type") == "node" and item.get("status") == "online":
+                    item.update(maxmem=NODE_MEMORY, mem=NODE_BASE_USE + used.get(item["node"], 0))
+            return web.json_response(data)
+
         async def _do_start(self, vm, user, p):
             """As PVE: a VM whose cicustom snippet is missing does not start; an agent-enabled VM's agent answers."""
             from fakepve.model import PveError
@@ -254,12 +271,15 @@ class SimHost:
 
     def __init__(self, state_dir: Path, *, time_scale: float = 0.0, ct_secs: dict[str, float] | None = None,
                  host: str = "127.0.0.1", role: str = IN_PROCESS, note: Callable[[str], None] | None = None,
-                 node_root: Path | None = None):
+                 node_root: Path | None = None, nodes: Sequence[str] = (NODE_NAME,)):
         """ct_secs: PVE seconds per container task (create, clone, snapshot, ...) and per start, shutdown, stop.
 
         role: who holds the state dir (IN_PROCESS: a Phoenix run; SERVED: `python -m phoenix.sim`), as a second
-        simulator is told. note: where the simulator says what it did on its own (default: stderr)."""
+        simulator is told. note: where the simulator says what it did on its own (default: stderr). nodes: the members
+        of the simulated cluster (the first answers the API); with more than one, the cluster has a shared storage
+        (SHARED_STORAGE, Ceph RBD) besides each node's local ones."""
         self.dir = Path(state_dir)
+        self.nodes = tuple(dict.fromkeys(nodes)) or (NODE_NAME,)
         unknown = sorted(set(ct_secs or {}) - set(CT_TASKS) - set(CT_POWER))
         if unknown:
             raise PhoenixError(f"unknown simulated task {', '.join(unknown)}: durations can be set for "
@@ -322,6 +342,7 @@ class SimHost:
         if _lost_connection not in server_log.filters:
             server_log.addFilter(_lost_connection)
         pve = _pve_class(FakePve, self)(host=self.host, port=0)
+        pve.nodes = {name: {"online": True} for name in self.nodes}
         pve.time_scale = self.time_scale
         pve.ct_secs.update({k: v for k, v in self.ct_secs.items() if k in CT_TASKS})
         pve.apitokens[TOKEN_ID] = token_file.read_text().strip()
@@ -334,6 +355,8 @@ class SimHost:
             pve.store_file("local", name, 200 * 1024 ** 2, content="vztmpl")
         local = pve.storages["local"]  # as a node set up for VMs: cloud images (import) and cloud-init snippets
         local["content"] = ",".join(dict.fromkeys([*str(local.get("content", "")).split(","), "snippets", "import"]))
+        if len(self.nodes) > 1:  # a cluster: templates there can be cloned to any member
+            pve.add_ceph_storage(SHARED_STORAGE)
         self.pve = pve
         self.store = Store(self.dir, self.note)
         self._running, self._abandoned, self._abandoning = {}, [], False
@@ -373,8 +396,8 @@ class SimHost:
         ready.wait(30)
         if failure or not ready.is_set():
             raise PhoenixError(f"the simulated host did not start: {failure[0] if failure else 'timeout'}")
-        self.endpoint = Endpoint(pve.url, "pve1", TOKEN_ID, token_file, verify=str(certfile), clock=self.time_scale,
-                                 simulated=True)
+        self.endpoint = Endpoint(pve.url, self.nodes[0], TOKEN_ID, token_file, verify=str(certfile),
+                                 clock=self.time_scale, simulated=True)
         return self.endpoint
 
     def stop(self) -> None:

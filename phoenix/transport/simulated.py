@@ -24,7 +24,13 @@ from ..facts.node import NodeFacts
 from .base import ExecResult, Output, ScriptRun
 from .node import DirOwner, require_absolute
 
-NODE_FS = "node-fs"  # the simulated node's files, under the simulator's state dir
+NODE_FS = "node-fs"  # the simulated node's files, under the simulator's state dir (node-fs-<name>: another member's)
+
+
+def node_fs(first: Path, node: str, first_node: str) -> Path:
+    """The file system of a simulated member: `first` (.cache/sim/node-fs) for the cluster's first node, a sibling
+    node-fs-<name> for each other member."""
+    return first if node == first_node else first.with_name(f"{first.name}-{node}")
 SIMULATED_LXC_PVE = "6.0.5-3"
 SIMULATED_MAPPED_ROOT = 100000  # the owner of the simulated node's host directories: an unprivileged container's root
 SIMULATED_DEVICES = ("/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
@@ -40,12 +46,18 @@ def _sha256(path: Path) -> str:
 class Recorder:
     """Appends one JSON line per operation to a file; safe to share between threads."""
 
-    def __init__(self, path: Path):
+    _locks: dict[Path, threading.Lock] = {}
+    _locks_lock = threading.Lock()
+
+    def __init__(self, path: Path, node: str = ""):
         self.path = Path(path)
-        self.lock = threading.Lock()
+        self.node = node
+        with Recorder._locks_lock:  # the members of a simulated cluster record into one file: one lock for it
+            self.lock = Recorder._locks.setdefault(self.path.resolve(), threading.Lock())
 
     def __call__(self, entry: dict[str, Any]) -> None:
-        line = json.dumps({"time": round(time.time(), 3), **entry}, sort_keys=True) + "\n"
+        line = json.dumps({"time": round(time.time(), 3), **({"node": self.node} if self.node else {}), **entry},
+                          sort_keys=True) + "\n"
         with self.lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as f:
@@ -94,12 +106,13 @@ class SimulatedNode:
 
     simulated = True
 
-    def __init__(self, record_path: Path, node_root: Path | None = None):
+    def __init__(self, record_path: Path, node_root: Path | None = None, name: str = ""):
         """node_root: the simulated node's file system (archives copied to and from it), by default next to the record
-        file (the simulator's own: .cache/sim/node-fs)."""
+        file (the simulator's own: .cache/sim/node-fs). name: the member, in each record (none: the only node)."""
         self.record_path = Path(record_path)
         self.node_root = Path(node_root) if node_root is not None else self.record_path.parent / NODE_FS
-        self._record = Recorder(self.record_path)
+        self.name = name
+        self._record = Recorder(self.record_path, name)
         self.pct = SimulatedPct(self._record)
 
     def facts(self) -> NodeFacts:

@@ -34,7 +34,7 @@ def pve(endpoint: Endpoint) -> Pve:
 def test_listing_is_one_request_and_parses(pve: Pve):
     items = pve.get("cluster/resources", type="vm")
     assert pve.counters.total == 1
-    guests = parse_resources(items, pve.node)
+    guests = parse_resources(items)
     assert all(g.vmid >= 100 for g in guests.values())
 
 

@@ -102,8 +102,8 @@ def test_listing_parse_and_record_round_trip():
     items = [{"vmid": 950, "type": "lxc", "node": "pve1", "name": "x", "status": "running",
               "tags": "phoenix;phx-id-abc;phx-b-def;phx-s-123;gpu", "maxmem": 2 * MIB, "maxcpu": 2},
              {"vmid": 100, "type": "qemu", "node": "other"}]
-    guests = parse_resources(items, "pve1")
-    assert list(guests) == [950]
+    guests = parse_resources(items)
+    assert list(guests) == [950, 100] and (guests[950].node, guests[100].node) == ("pve1", "other")  # the whole cluster
     g = guests[950]
     assert (g.managed, g.identity, g.build_id, g.settings_hash, g.user_tags) == (True, "abc", "def", "123", ("gpu",))
     from phoenix.facts.guests import description
@@ -119,7 +119,7 @@ def test_listing_parse_and_record_round_trip():
     (None, (None, None, None, False, False)),
 ])
 def test_record_tags_are_read_once_from_the_listing(tags, expected):
-    g = parse_resources([{"vmid": 1, "type": "lxc", "node": "pve1", "tags": tags}], "pve1")[1]
+    g = parse_resources([{"vmid": 1, "type": "lxc", "node": "pve1", "tags": tags}])[1]
     assert (g.identity, g.build_id, g.settings_hash, g.managed, g.building) == expected
 
 

@@ -32,7 +32,7 @@ class HostKind:
         return R.resources(estate)
 
     def facts(self, res: Resource, view: HostView) -> HostFacts | None:
-        found = view.host_record().get(res.key)
+        found = view.host_record(res.place["node"]).get(res.key)
         if not found:
             return None
         return HostFacts(str(found.get("identity") or "") or None, dict(found.get("inputs") or {}))
@@ -53,7 +53,7 @@ class HostKind:
         return None
 
     def record(self, res: Resource, ctx: Context) -> dict[str, Any]:
-        found = ctx.view.host_record().get(res.key) or {}
+        found = ctx.view.host_record(res.place["node"]).get(res.key) or {}
         return {"inputs": found.get("inputs") or {}}
 
     def prepare(self, res: Resource, decision: Decision, ctx: Context) -> Prepared:

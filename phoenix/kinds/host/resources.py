@@ -49,7 +49,8 @@ def resources(estate: Estate) -> dict[str, Resource]:
             inputs["lib"] = lib.lib_sha256()[:12]
         deps = tuple(key(p) for p in NEEDS.get(part, ()) if p in declared)
         settings = {"token_file": str(resolve(estate.config_dir, getattr(host, part).token_file))} if part == "access" else {}
-        out[key(part)] = Resource(key(part), KIND, part, None, "host", inputs, settings, f"host: {DOCS[part]}", deps=deps)
+        out[key(part)] = Resource(key(part), KIND, part, None, "host", inputs, settings, f"host: {DOCS[part]}", deps=deps,
+                                  place={"node": estate.hypervisor.proxmox.node})  # recorded in that node's notes
     return out
 
 

@@ -74,7 +74,7 @@ def pending(ctx: Any) -> bool:
     res = R.resources(ctx.estate).get(R.key("storage"))
     if res is None:
         return False
-    return (ctx.view.host_record().get(res.key) or {}).get("identity") != res.identity(None)
+    return (ctx.view.host_record(res.place["node"]).get(res.key) or {}).get("identity") != res.identity(None)
 
 
 def as_set_up(estate: Any, storages: list[dict[str, Any]], pending: bool) -> list[dict[str, Any]]:

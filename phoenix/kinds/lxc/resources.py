@@ -90,7 +90,20 @@ def in_place_settings(estate: Estate, ctid: int) -> dict[str, Any]:
         "features": g.pct_features.model_dump(),
         "rootfs_gb": g.storage_size_gb,
         "mount_points": [m.model_dump() for m in g.mount_points],
+        **({"node": g.node} if g.node else {}),  # only when named: a guest placed by Phoenix keeps its settings
     }
+
+
+def needs(estate: Estate, ctid: int) -> dict[str, Any]:
+    """What the container needs of the node it is placed on (cluster.placement.Needs)."""
+    from ...cluster.placement import Needs
+
+    g = estate.guests[ctid]
+    disk = estate.storage(ctid)
+    storages = [(disk, "rootdir"), *((mp.storage, "rootdir") for mp in g.mount_points if mp.storage)]
+    if g.clone_from_ctid is None:
+        storages.append((estate.os_template(ctid).volume.split(":", 1)[0], "vztmpl"))
+    return Needs(g.node, frozenset(g.gpu_assignment), tuple(dict.fromkeys(storages)), disk, g.memory_mb).to_json()
 
 
 def describe(estate: Estate, ctid: int, role: str) -> str:
@@ -110,5 +123,5 @@ def resources(estate: Estate) -> dict[str, Resource]:
         parent = task(g.clone_from_ctid) if g.clone_from_ctid is not None else None
         out[task(ctid)] = Resource(task(ctid), KIND, g.name, parent, role, build_inputs(estate, ctid),
                                    in_place_settings(estate, ctid), describe(estate, ctid, role), vmid=ctid,
-                                   deps=host.dependencies(estate, bool(g.gpu_assignment)))
+                                   deps=host.dependencies(estate, bool(g.gpu_assignment)), place=needs(estate, ctid))
     return out

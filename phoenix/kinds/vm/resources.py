@@ -66,9 +66,24 @@ def build_inputs(estate: Estate, vmid: int) -> dict[str, str]:
 def in_place_settings(estate: Estate, vmid: int) -> dict[str, Any]:
     """Settings Proxmox changes without a rebuild, as they will be applied."""
     vm = estate.vms[vmid]
-    return {"name": vm.vm_name, "description": vm.description, "sockets": vm.cpu_sockets, "cores": vm.cpu_cores,
-            "memory": vm.memory_mb, "tags": sorted(vm.tags), "net0": net0(estate, vmid),
-            "disk_gb": vm.boot_disk_size_gb}
+    out = {"name": vm.vm_name, "description": vm.description, "sockets": vm.cpu_sockets, "cores": vm.cpu_cores,
+           "memory": vm.memory_mb, "tags": sorted(vm.tags), "net0": net0(estate, vmid),
+           "disk_gb": vm.boot_disk_size_gb}
+    if vm.node:  # only when named (a VM placed by Phoenix keeps the settings it always had): a new node moves it
+        out["node"] = vm.node
+    return out
+
+
+def needs(estate: Estate, vmid: int) -> dict[str, Any]:
+    """What the VM needs of the node it is placed on (cluster.placement.Needs)."""
+    from ...cluster.placement import Needs
+
+    vm, hyp = estate.vms[vmid], estate.hypervisor
+    disk = storage(estate, vmid)
+    storages = [(disk, "images"), (hyp.storage.snippets, "snippets")]
+    if vm.cloud_image is not None:
+        storages.append((hyp.cloud_images[vm.cloud_image].volume.split(":", 1)[0], "import"))
+    return Needs(vm.node, frozenset(), tuple(storages), disk, vm.memory_mb).to_json()
 
 
 def describe(estate: Estate, vmid: int, role: str, parent: int | None) -> str:
@@ -90,5 +105,6 @@ def resources(estate: Estate) -> dict[str, Resource]:
         out[task(vmid)] = Resource(task(vmid), KIND, vm.vm_name, task(parent) if parent is not None else None, role,
                                    build_inputs(estate, vmid), in_place_settings(estate, vmid),
                                    describe(estate, vmid, role, parent), vmid=vmid,
-                                   deps=host.dependencies(estate, False))  # VMs get no GPU: storage, network
+                                   deps=host.dependencies(estate, False),  # VMs get no GPU: storage, network
+                                   place=needs(estate, vmid))
     return out

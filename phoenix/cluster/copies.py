@@ -1,0 +1,39 @@
+"""How a clone reaches a node other than its parent's (pure), and the per-node copies of a layer that make it possible.
+
+Proxmox clones to another node (`target`) only a guest whose volumes are all on shared storage, onto shared storage
+(pve-container and qemu-server `clone_vm`: "can't clone CT to node 'X' (CT uses local storage)", "can't clone to
+non-shared storage 'X'"). So a child on another node is cloned with `target` when its parent's disk and its own are
+on shared storage; otherwise the parent layer is copied to the child's node first (vzdump there, restore here, under
+the copy's own VMID and the layer's identity), and the child is cloned from the copy on its own node. The copy of
+layer N on the member with node id K is guest K * 100000 + N.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from ..config.cluster import COPY_STRIDE
+
+COPY_TAG = "phx-copy-"   # phx-copy-<vmid of the layer>: the guest is a per-node copy of that layer
+
+
+class Route(StrEnum):
+    LOCAL = "local"      # the parent is on the child's node
+    TARGET = "target"    # cloned across with `target`: both disks on shared storage
+    COPY = "copy"        # the parent's copy on the child's node
+
+
+def route(parent_node: str, child_node: str, parent_disk_shared: bool, child_disk_shared: bool) -> Route:
+    """How a child on child_node is cloned from a parent on parent_node."""
+    if parent_node == child_node:
+        return Route.LOCAL
+    if parent_disk_shared and child_disk_shared:
+        return Route.TARGET
+    return Route.COPY
+
+
+def copy_vmid(nodeid: int, vmid: int) -> int:
+    """The VMID of the copy of layer `vmid` on the member with corosync node id `nodeid`."""
+    if not 0 < vmid < COPY_STRIDE:
+        raise ValueError(f"a layer copied to another node needs a VMID below {COPY_STRIDE} (it has {vmid})")
+    return nodeid * COPY_STRIDE + vmid
