@@ -18,6 +18,7 @@ from .steps import (
     AgentRun,
     AgentWait,
     Call,
+    CopyLayer,
     DeployStack,
     HostRecorded,
     MakeDirs,
@@ -62,6 +63,8 @@ class BuildContext:
     portainer_target: Callable[[], PortainerTarget] | None = None
     admin_password: Callable[[], str] | None = None
     damaged: Callable[[Path], None] = lambda _: None   # an archive found damaged while sent (the store rehashes it)
+    nodes: Callable[[str], Node] | None = None         # any member's shell operations (a copy to another member)
+    spool: Path | None = None                          # where an archive moved between members is kept meanwhile
 
 
 class Builder:
@@ -134,6 +137,11 @@ class Builder:
             self.send_file(step)
         elif isinstance(step, RemoveNodeFile):
             ctx.node.remove(step.path)
+        elif isinstance(step, CopyLayer):
+            from .layercopy import copy_layer
+
+            assert ctx.nodes is not None and ctx.spool is not None
+            copy_layer(step, ctx.pve, ctx.view, ctx.nodes, ctx.spool)
         elif isinstance(step, PortainerToken | PortainerEnv | DeployStack | RemoveStack):
             from .portainer import deploy
 

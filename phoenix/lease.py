@@ -98,6 +98,10 @@ def stale(h: Holder, now: float, host: str, pid: int) -> str | None:
     return None
 
 
+class NoQuorum(PhoenixError):
+    """The cluster has lost quorum: its configuration is read-only, and the run writes nothing."""
+
+
 class Lease:
     """This run's lease on the host: acquire, renew (in a thread), check, release."""
 
@@ -139,6 +143,10 @@ class Lease:
             try:
                 self._pve().run("POST", "pools", poolid=POOL, comment=comment(self._holder()))
             except ApiError as e:
+                if "no quorum" in str(e):  # pmxcfs is read-only: nothing can be written anywhere in the cluster
+                    raise NoQuorum("the cluster has no quorum (Proxmox: \"cluster not ready - no quorum?\"), so "
+                                   "nothing can be written: nothing was changed. Check the members with `pvecm status` "
+                                   "and run again once the cluster is quorate.") from None
                 if "already exists" not in str(e):
                     raise
             else:

@@ -59,6 +59,7 @@ class Why(StrEnum):
     SETTINGS_CHANGED = "settings changed"
     NODE_OFFLINE = "its node is offline"
     NO_NODE = "no member of the cluster can take it"
+    COPIES = "a copy on another member is missing or old"
 
 
 # What a decision says when only the resource's record (read on demand) can say which input or setting changed.
@@ -134,12 +135,15 @@ class Planner:
 
     def __init__(self, resources: Mapping[str, Resource], rules: Mapping[str, Rules],
                  artifacts: Callable[[str], Any] | None = None, where: Callable[[str], Any] | None = None,
-                 online: Callable[[str], bool] | None = None):
+                 online: Callable[[str], bool] | None = None,
+                 copies: Callable[[Resource, Any], tuple[str, ...]] | None = None):
         """artifacts: the archive (manifest) of an identity in the artifact store, or None: a bake is a restore.
         where: a guest's placement (cluster.placement.Placed: node, why, here), None for what has no node;
-        online: whether a member is online (a guest on an offline member is left alone)."""
+        online: whether a member is online (a guest on an offline member is left alone); copies: what is missing of
+        the layer's copies on other members (its children there clone them), given its facts: an up-to-date layer
+        with one missing is updated (its copies made)."""
         self.resources, self.rules, self.artifacts = resources, rules, artifacts
-        self.where, self.online = where, online
+        self.where, self.online, self.copies = where, online, copies
 
     def located(self, res: Resource, facts: Any, decision: Decision) -> Decision:
         """The decision with its node: a guest is changed where it is, built (or rebuilt) where it is placed; one on
@@ -214,9 +218,12 @@ class Planner:
         if forced:
             return d(Action.REBUILD, Why.FORCED, "forced by doit forget")
         found = rules.compare(res, facts, record)
+        missing = self.copies(res, facts) if self.copies is not None else ()
         if found is not None:
             action, why, texts = found
-            return d(action, why, *texts)
+            return d(action, why, *texts, *(missing if action == Action.UPDATE else ()))
+        if missing:
+            return d(Action.UPDATE, Why.COPIES, *missing)
         return d(Action.OK, Why.UP_TO_DATE)
 
     def decide(self, key: str, facts_of: Callable[[Resource], Any], *, forced: Collection[str] = (),

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # a run that only checks resources imports none of these (no 
     from .cluster.placement import Placed
     from .config.estate import Estate
     from .config.hypervisor import HypervisorConfig
+    from .facts.guests import GuestFacts
     from .facts.node import NodeFacts
     from .kinds.base import Context, Kind, Prepared
     from .lease import Lease
@@ -95,6 +96,7 @@ class Run:
         self._node_facts: dict[str, NodeFacts] = {}
         self._transports: dict[str, Node] = {}
         self._placement: tuple[int, dict[str, Placed]] | None = None
+        self._first_placed: dict[str, Placed] = {}
         self._sim: Any = None
         self._memo: dict[str, Decision] = {}
         self._memo_version = -1
@@ -338,7 +340,64 @@ class Run:
     @cached_property
     def planner(self) -> Planner:
         return Planner(self.resources, self.kinds, self.artifacts.find if self.artifacts is not None else None,
-                       where=self.placed, online=self.online)
+                       where=self.placed, online=self.online, copies=self.missing_copies)
+
+    def copies_of(self, key: str) -> tuple[str, ...]:
+        """The members a layer must be copied to: where children of it go that Proxmox cannot clone across to (its
+        disk or theirs on local storage)."""
+        from .cluster.copies import Route, route
+        from .cluster.placement import Needs
+
+        res = self.resources[key]
+        here = self.placed(key)
+        if here is None or here.node is None:
+            return ()
+        cluster = self.view.cluster()
+        shared = cluster.shared(Needs.of(res.place).disk or "")
+        out: list[str] = []
+        for child in self.resources.values():
+            where = self.placed(child.key) if child.parent == key else None
+            if where is None or where.node is None or where.node in out:
+                continue
+            if route(here.node, where.node, shared, cluster.shared(Needs.of(child.place).disk or "")) == Route.COPY:
+                out.append(where.node)
+        return tuple(sorted(out))
+
+    def copy_on(self, node: str, vmid: int) -> GuestFacts | None:
+        """The per-node copy of a layer on a member, as the listing shows it (None: not there)."""
+        return next((f for f in self.view.guests().values()
+                     if f.copy_of == str(vmid) and f.node == node and f.managed), None)
+
+    def missing_copies(self, res: Resource, facts: Any) -> tuple[str, ...]:
+        """What is missing of a built layer's copies: none on a member that needs one, or one of an older build."""
+        if res.vmid is None or res.kind not in ("lxc", "vm") or facts is None:
+            return ()
+        out = []
+        for node in self.copies_of(res.key):
+            found = self.copy_on(node, res.vmid)
+            if found is None:
+                out.append(f"no copy on {node} yet (children there clone it)")
+            elif found.build_id != facts.build_id:
+                out.append(f"its copy on {node} (CT {found.vmid}) is of an older build")
+        return tuple(out)
+
+    def copy_vmid(self, node: str, vmid: int) -> int:
+        """The VMID of a layer's copy on a member: its node id * 100000 + the layer's VMID."""
+        from .cluster.copies import copy_vmid
+
+        member = self.hypervisor.proxmox.member(node)
+        nodeid = member.nodeid if member is not None else None
+        if nodeid is None:
+            from .cluster.members import nodeids
+
+            found = self.context.once("cluster nodeids", lambda: nodeids(self.pve.get("cluster/status")))
+            nodeid = found.get(node)
+        if nodeid is None:
+            raise PhoenixError(f"the cluster's status gives no node id for {node}: set proxmox.nodes[].nodeid")
+        try:
+            return copy_vmid(nodeid, vmid)
+        except ValueError as e:
+            raise PhoenixError(str(e)) from None
 
     def online(self, node: str) -> bool:
         """Whether a member is online (one the listing does not name is not known to be offline)."""
@@ -363,8 +422,15 @@ class Run:
             facts = self.view.get(res.vmid)
             guests.append(Guest(key, res.parent, Needs.of(res.place), facts.node or None if facts is not None else None))
         gpus = self.model.gpus
-        return place(guests, self.view.cluster(), self.model.members,
-                     lambda node: frozenset(gpus.get(node) or ()))
+        found = place(guests, self.view.cluster(), self.model.members, lambda node: frozenset(gpus.get(node) or ()))
+        # a guest not built yet keeps the member it was first placed on for the whole run (what this run builds
+        # meanwhile must not move it), and one that is built is where it is
+        for g in guests:
+            if g.here is None and g.key in self._first_placed:
+                found[g.key] = self._first_placed[g.key]
+            elif g.here is None:
+                self._first_placed[g.key] = found[g.key]
+        return found
 
     def facts_of(self, res: Resource) -> Any:
         return self.kinds[res.kind].facts(res, self.view)
@@ -435,8 +501,8 @@ class Run:
         return Context(self.estate, self.api.node, lambda: self.pve, self.view, lambda: self.transport, self.node_facts,
                        self.id, protected_allowed, self.simulated, self.endpoint.host,
                        artifacts=self.artifacts.root if self.artifacts is not None else None,
-                       portainer_target=lambda: self.portainer_target, transports=self.node_ops,
-                       facts_of_node=self.node_facts)
+                       portainer_target=lambda: self.portainer_target, placed=self.placed, copy_vmid=self.copy_vmid,
+                       copies_of=self.copies_of, transports=self.node_ops, facts_of_node=self.node_facts)
 
     @cached_property
     def build_context(self) -> BuildContext:
@@ -449,7 +515,8 @@ class Run:
         return BuildContext(self.pve, self.transport, self.view, self.clones, self.say, self.secrets, self.log_path,
                             before_record, self.lease.check if self.lease is not None else lambda: None,
                             self.portainer, lambda: self.portainer_target, self.read_admin_password,
-                            self.artifacts.forget_hash if self.artifacts is not None else lambda _: None)
+                            self.artifacts.forget_hash if self.artifacts is not None else lambda _: None,
+                            nodes=self.node_ops, spool=self.cache / "spool")
 
     def build_context_at(self, node: str | None) -> BuildContext:
         """The build context on a member: its shell operations are that node's."""

@@ -270,9 +270,42 @@ class RemoveNodeFile:
     path: str
 
 
+@dataclass(frozen=True)
+class Gone:
+    """A guest a copy replaces (its old copy, and the linked clones of that copy, deepest first)."""
+
+    vmid: int
+    node: str
+    running: bool = False
+    protection: bool = False
+
+
+@dataclass(frozen=True)
+class CopyLayer:
+    """Copy a built layer to another member of the cluster, under the copy's own VMID and the layer's record: vzdump
+    on its member, the archive moved over the members' shell operations unless the backup storage is shared, restored
+    there (as a template when the layer is one), its snapshot made again, then the record. What it replaces goes
+    first; the archives are removed from both members."""
+
+    what: str
+    kind: str                          # "lxc" or "qemu"
+    vmid: int                          # the layer
+    source: str                        # its member
+    node: str                          # the member the copy goes to
+    copy_vmid: int
+    backup_storage: str
+    dump_dir: str                      # that storage's directory on the members (<path>/dump)
+    shared_backup: bool                # the backup storage is shared: the archive is on every member already
+    restore: Mapping[str, Any]         # the restore's other parameters (storage, unique, tags and description while made)
+    record: Mapping[str, Any]          # the config PUT that records the copy (tags, description)
+    snapshot: str | None = None        # made again (vzdump keeps none)
+    replace: tuple[Gone, ...] = ()
+    running: bool = False              # the layer runs: dumped in snapshot mode
+
+
 Step = (Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending | NodeScript | SaveToken | NoteHost
         | PortainerToken | PortainerEnv | DeployStack | RemoveStack | SendFile | RemoveNodeFile | PutSnippets
-        | AgentWait | AgentRun)
+        | AgentWait | AgentRun | CopyLayer)
 
 
 def _value(value: Any, limit: int = 60) -> str:
@@ -314,6 +347,12 @@ def render(step: Step, node: str = "") -> str:
         return (f"write {', '.join(sorted(step.files))} into {step.directory} (storage {step.storage}) on the node "
                 f"(SFTP; other {step.prefix}* removed" + (", and snippets of VMIDs neither on the host nor in the config"
                                                            if step.keep_vmids else "") + ")")
+    if isinstance(step, CopyLayer):
+        gone = f"destroy {', '.join(f'{g.vmid}@{g.node}' for g in step.replace)}; " if step.replace else ""
+        move = "" if step.shared_backup else f", copied from {step.source} to {step.node} (SFTP)"
+        return (f"{gone}POST /nodes/{step.source}/vzdump vmid={step.vmid} storage={step.backup_storage}{move}; "
+                f"POST /nodes/{step.node}/{'lxc' if step.kind == 'lxc' else 'qemu'} vmid={step.copy_vmid} (restore)"
+                + (f"; snapshot {step.snapshot}" if step.snapshot else "") + "; record")
     if isinstance(step, AgentWait):
         return f"POST /nodes/{step.node}/qemu/{step.vmid}/agent/ping until it answers (timeout {step.timeout:.0f}s)"
     if isinstance(step, AgentRun):

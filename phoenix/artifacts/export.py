@@ -9,7 +9,6 @@ snapshotted as built is exported as it is (mode stop: nothing to stop).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,12 +18,11 @@ from ..errors import PhoenixError
 from ..plan import Action
 from ..resources import chain
 from .store import Manifest, Store
+from .vzdump import archive_path, extension
 
 if TYPE_CHECKING:
     from ..runtime import Run
 
-ARCHIVE_LINE = re.compile(r"creating (?:vzdump )?archive '([^']+)'")
-EXTENSION = re.compile(r"\.(tar(?:\.(?:gz|zst|lzo|bz2))?|tgz|vma(?:\.(?:gz|zst|lzo))?)$")
 EXPORTABLE = ("lxc", "vm")
 
 
@@ -42,22 +40,6 @@ def store_of(run: Run) -> Store:
         raise PhoenixError(f"no artifact store: set PHOENIX_ARTIFACTS=<directory> or artifacts.dir in "
                            f"{run.estate.hypervisor_file}")
     return run.artifacts
-
-
-def archive_path(log: Iterable[str]) -> str:
-    """The archive's path on the node, from a vzdump task's log."""
-    for line in log:
-        found = ARCHIVE_LINE.search(line)
-        if found:
-            return found.group(1)
-    raise PhoenixError("the vzdump task's log does not say where it wrote the archive ('creating vzdump archive ...')")
-
-
-def extension(path: str) -> str:
-    found = EXTENSION.search(path)
-    if not found:
-        raise PhoenixError(f"vzdump wrote {path}, which is not an archive name Phoenix knows (.tar.zst, .tar.gz, ...)")
-    return found.group(1)
 
 
 def export(run: Run, keys: Iterable[str]) -> list[Exported]:

@@ -10,10 +10,10 @@ layer N on the member with node id K is guest K * 100000 + N.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
-from ..config.cluster import COPY_STRIDE
-
+COPY_STRIDE = 100000     # the copy of layer N on the member with node id K is guest K * COPY_STRIDE + N
 COPY_TAG = "phx-copy-"   # phx-copy-<vmid of the layer>: the guest is a per-node copy of that layer
 
 
@@ -37,3 +37,27 @@ def copy_vmid(nodeid: int, vmid: int) -> int:
     if not 0 < vmid < COPY_STRIDE:
         raise ValueError(f"a layer copied to another node needs a VMID below {COPY_STRIDE} (it has {vmid})")
     return nodeid * COPY_STRIDE + vmid
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a clone is cloned from: the parent layer on its member, or its copy on the clone's member (copy); `target`:
+    the clone's member, when Proxmox clones across (both disks on shared storage)."""
+
+    node: str
+    vmid: int
+    target: str | None = None
+    copy: bool = False
+
+
+def source(parent_node: str | None, parent_vmid: int, here: str, parent_disk_shared: bool, own_disk_shared: bool,
+           copy_vmid: int | None) -> Source | None:
+    """The source of a clone on `here` (None: the parent, on this node). copy_vmid: the parent's copy on `here`
+    (needed for the COPY route)."""
+    if parent_node is None or parent_node == here:
+        return None
+    how = route(parent_node, here, parent_disk_shared, own_disk_shared)
+    if how == Route.TARGET:
+        return Source(parent_node, parent_vmid, target=here)
+    assert copy_vmid is not None
+    return Source(here, copy_vmid, copy=True)

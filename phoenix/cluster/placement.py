@@ -110,6 +110,9 @@ def place(guests: Sequence[Guest], cluster: ClusterFacts, members: Sequence[str]
                     own = narrower
         wants[g.key] = own
     free = {n: f.free_mem for n, f in cluster.nodes.items()}
+    for g in guests:  # the guests the config pins take their memory first, whatever their order
+        if g.here is None and g.needs.node and fits(g, g.needs.node) is None:
+            free[g.needs.node] = free.get(g.needs.node, 0) - g.needs.mem_mb * MIB
     out: dict[str, Placed] = {}
     for g in guests:
         if g.here is not None:
@@ -121,8 +124,6 @@ def place(guests: Sequence[Guest], cluster: ClusterFacts, members: Sequence[str]
         if g.needs.node:
             why = fits(g, g.needs.node)
             out[g.key] = Placed(g.needs.node, f"the config places it on {g.needs.node}" + (f" ({why})" if why else ""))
-            if why is None:
-                free[g.needs.node] = free.get(g.needs.node, 0) - g.needs.mem_mb * MIB
             continue
         parent = by_key.get(g.parent) if g.parent else None
         if parent is not None and local(parent):

@@ -11,11 +11,11 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
+from ..cluster.copies import COPY_STRIDE
 from .strict import Strict
 
 NODE_NAME = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"   # a Proxmox node name is a host name
 NodeName = Annotated[str, Field(pattern=NODE_NAME)]
-COPY_STRIDE = 100000   # a per-node copy of layer N on the member with node id K is guest K * COPY_STRIDE + N
 
 
 class ClusterNode(Strict):

@@ -220,6 +220,19 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
                     owner.save_touched(what)
             return await super().task(node, ttype, tid, user, tracked, vm=vm, lock=lock, log=log)
 
+        # PVE keeps pools in /etc/pve/user.cfg, which is read-only without quorum (fakepve lets pool writes through)
+        async def _pool_create(self, v, user):
+            self.need_quorum()
+            return await super()._pool_create(v, user)
+
+        async def _pool_update(self, v, user):
+            self.need_quorum()
+            return await super()._pool_update(v, user)
+
+        async def _pool_delete(self, v, user):
+            self.need_quorum()
+            return await super()._pool_delete(v, user)
+
         async def _resources(self, request):
             """As fakepve's, with each member's memory as its running guests use it (fakepve gives every node the
             same), so placement by free memory can be tried."""

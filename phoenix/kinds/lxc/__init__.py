@@ -51,7 +51,9 @@ class LxcKind:
     compare = staticmethod(rules.compare)
 
     def record(self, res: Resource, ctx: Context) -> dict[str, Any]:
-        config = ctx.pve().get(f"nodes/{ctx.node}/lxc/{res.vmid}/config")
+        facts = ctx.view.get(res.vmid or 0)
+        node = facts.node if facts is not None and facts.node else ctx.node  # where it is
+        config = ctx.pve().get(f"nodes/{node}/lxc/{res.vmid}/config")
         return F.parse_record(config.get("description"))
 
     # ------------------------------------------------------------------ prepare
@@ -92,7 +94,7 @@ class LxcKind:
                 problems.append(str(e))
                 node_ok = False
         update = decision.action == Action.UPDATE
-        config = ctx.pve().get(S.lxc(ctx.node, ctid, "/config")) if update else {}
+        config = ctx.pve().get(S.lxc(ctx.node, ctid, "/config")) if update and decision.why != Why.COPIES else {}
         binds = [mp.host_path for mp in g.mount_points if mp.host_path]
         dirs: tuple[str, ...] = ()
         give: tuple[str, ...] = ()
@@ -108,11 +110,18 @@ class LxcKind:
             except PhoenixError as e:
                 problems.append(str(e))
         facts = ctx.view.get(ctid)
+        plans: list[Any] = []
+        if g.is_template_layer:  # its copies on the members where children of it go
+            from ..members import copy_plans
+
+            plans, found = copy_plans(ctx, res, estate.storage(ctid), g.convert_to_template, "lxc")
+            problems += found
         if update:
             assert facts is not None
             if config.get("lock"):
                 problems.append(explain_lock(ctx, ctid, str(config["lock"])))
-            return Prepared({"config": config, "facts": facts, "dirs": dirs, "give": give}, tuple(problems))
+            return Prepared({"config": config, "facts": facts, "dirs": dirs, "give": give, "copies": plans},
+                            tuple(problems))
         replaced: list[S.Replaced] = []
         keep = S.HandSet()
         if facts is not None:
@@ -125,12 +134,13 @@ class LxcKind:
                 if not f.managed:
                     problems.append(f"CT {c} is not Phoenix's (no 'phoenix' tag and record): refusing to destroy it")
                     continue
-                config = ctx.pve().get(S.lxc(ctx.node, c, "/config"))
+                on = f.node or ctx.node   # it is destroyed where it is (a rebuild may place it elsewhere)
+                config = ctx.pve().get(S.lxc(on, c, "/config"))
                 if config.get("protection") and not ctx.allow_protected(c):
                     problems.append(protected(c))
                 if config.get("lock"):
                     problems.append(explain_lock(ctx, c, str(config["lock"])))
-                replaced.append(S.Replaced(c, config, f.status == "running"))
+                replaced.append(S.Replaced(c, config, f.status == "running", on))
                 if c == ctid:
                     old = F.parse_record(config.get("description")).get("settings")
                     keep = S.hand_set(f, old, int(config.get("protection") or 0))
@@ -162,8 +172,17 @@ class LxcKind:
                     devices = P.gpu_devices(list(g.gpu_assignment), node_facts.nvidia_devices)
             except PhoenixError as e:
                 problems.append(str(e))
+        source = None
+        if g.clone_from_ctid is not None:
+            from ..members import clone_source
+
+            try:
+                source = clone_source(ctx, res, g.clone_from_ctid, estate.storage(g.clone_from_ctid), estate.storage(ctid))
+            except PhoenixError as e:
+                problems.append(str(e))
         return Prepared({"replaced": tuple(replaced), "download": download, "devices": devices, "node_facts": node_facts,
-                         "keep": keep, "dirs": dirs, "give": give}, tuple(problems))
+                         "keep": keep, "dirs": dirs, "give": give, "source": source, "copies": plans},
+                        tuple(problems))
 
     # -------------------------------------------------------------------- steps
 
@@ -172,19 +191,29 @@ class LxcKind:
         from . import steps as S
 
         data = prepared.data
+        g = ctx.estate.guests[res.vmid or 0]
+        running = not ((g.is_template_layer and ctx.estate.hypervisor.behavior.stop_templates_after_build)
+                       or g.convert_to_template)
         if decision.action == Action.UPDATE:
-            return S.update(ctx.estate, res, ctx.node, data["facts"], data["config"], "; ".join(decision.reasons),
-                            data["dirs"], data["give"])
+            facts = data["facts"]
+            out = [] if decision.why == Why.COPIES else \
+                S.update(ctx.estate, res, ctx.node, facts, data["config"], "; ".join(decision.reasons), data["dirs"],
+                         data["give"])
+            return out + S.copies(ctx.estate, res, ctx.node, data["copies"], facts.identity or "", facts.build_id or "",
+                                  parent_build, ctx.owner, facts.status == "running")
         keep: S.HandSet = data["keep"]
         m = decision.artifact
         if m is not None and ctx.artifacts is not None:  # restored: the archive's identity and build ids
             bake = S.Bake(m.identity, m.build, m.parent_build, ctx.owner, data["replaced"], False, data["devices"],
-                          data["node_facts"], keep.tags, keep.protection, data["dirs"], data["give"])
-            return S.restore(ctx.estate, res, ctx.node, bake, ctx.artifacts / m.archive, m)
+                          data["node_facts"], keep.tags, keep.protection, data["dirs"], data["give"], data["source"])
+            return S.restore(ctx.estate, res, ctx.node, bake, ctx.artifacts / m.archive, m) + \
+                S.copies(ctx.estate, res, ctx.node, data["copies"], m.identity, m.build, m.parent_build, ctx.owner,
+                         running)
         bake = S.Bake(identity or res.identity(parent_build), build_id, parent_build, ctx.owner, data["replaced"],
                       data["download"], data["devices"], data["node_facts"], keep.tags, keep.protection, data["dirs"],
-                      data["give"])
-        return S.bake(ctx.estate, res, ctx.node, bake)
+                      data["give"], data["source"])
+        return S.bake(ctx.estate, res, ctx.node, bake) + \
+            S.copies(ctx.estate, res, ctx.node, data["copies"], bake.identity, build_id, parent_build, ctx.owner, running)
 
 
 def protected(ctid: int) -> str:

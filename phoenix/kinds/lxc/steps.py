@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...cluster.copies import Source
 from ...facts import guests as F
 from ...resources import Resource
 from ...steps import (
     Call,
+    CopyLayer,
     Forget,
     MakeDirs,
     NodeSet,
@@ -49,6 +51,7 @@ class Replaced:
     vmid: int
     config: dict[str, Any]
     running: bool
+    node: str | None = None        # the member it is on (None: the build's)
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,12 @@ class Bake:
     keep_protection: bool = False                    # set by hand on the guest it replaces
     make_dirs: tuple[str, ...] = ()                  # bind-mounted host directories to create first
     give_dirs: tuple[str, ...] = ()                  # empty ones owned outside the container's id map: given to its root
+    source: Source | None = None                     # where a clone comes from (None: its parent, on this node)
 
 
 def destroy(node: str, r: Replaced, why: str) -> list[Step]:
     out: list[Step] = []
-    path = lxc(node, r.vmid)
+    path = lxc(r.node or node, r.vmid)
     if r.config.get("protection"):
         out.append(Call(f"destroy CT {r.vmid} ({why}): clear protection", "PUT", f"{path}/config", {"protection": 0},
                         idempotent=True))
@@ -132,7 +136,7 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
     building = F.building_tags(user_tags, b.owner)
     temp_desc = F.description(g.description, {"layer": res.key, "state": "building"})
     settings, storage = res.settings, estate.storage(ctid)
-    started = SetFacts(ctid, building, {"name": g.name}, new=True)
+    started = SetFacts(ctid, building, {"name": g.name, "node": node}, new=True)
     if g.clone_from_ctid is None:
         volume = estate.os_template(ctid)
         out.append(Call(f"create from {volume.volume}", "POST", f"nodes/{node}/lxc",
@@ -144,8 +148,14 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
         linked = parent.convert_to_template
         snap = None if linked else parent.template_snapshot_name
         what = f"linked clone of template ct{g.clone_from_ctid}" if linked else f"clone from ct{g.clone_from_ctid}@{snap}"
-        out.append(Call(what, "POST", lxc(node, g.clone_from_ctid, "/clone"),
-                        P.clone_params(ctid, g.name, snapname=snap, linked=linked, storage=storage, description=temp_desc),
+        src = b.source or Source(node, g.clone_from_ctid)
+        params = P.clone_params(ctid, g.name, snapname=snap, linked=linked, storage=storage, description=temp_desc)
+        if src.copy:
+            what += f" (its copy CT {src.vmid} on {src.node})"
+        elif src.target:
+            params["target"] = src.target
+            what += f" on {src.node} to {src.target}"
+        out.append(Call(what, "POST", lxc(src.node, src.vmid, "/clone"), params,
                         retry_locked=True, clone=True, then=started))
         out.append(Call("configure", "PUT", lxc(node, ctid, "/config"),
                         P.building_params(settings, tags=building, description=temp_desc, unprivileged=g.unprivileged),
@@ -195,6 +205,33 @@ def finish(estate: Estate, res: Resource, node: str, b: Bake, user_tags: list[st
     return out
 
 
+def copies(estate: Estate, res: Resource, node: str, plans: list[Any], identity: str, build_id: str,
+           parent_build: str | None, owner: str | None, running: bool) -> list[Step]:
+    """The layer copied to each member its children there clone it on (kinds.members.CopyPlan): restored under the
+    copy's VMID with the layer's record and a phx-copy-<vmid> tag, so the copy's children compute their identities
+    from the layer's build."""
+    from ...cluster.copies import COPY_TAG
+
+    ctid = res.vmid
+    assert ctid is not None
+    g, hyp = estate.guests[ctid], estate.hypervisor
+    out: list[Step] = []
+    for plan in plans:
+        mark = f"{COPY_TAG}{ctid}"
+        building = F.building_tags([*g.tags, mark], owner)
+        rec = {**record(res, identity, build_id, parent_build), "copy_of": res.key, "copied_from": node}
+        tags = F.record_tags([*g.tags, mark], identity, build_id, res.settings_hash)
+        out.append(CopyLayer(f"copy to {plan.node} as CT {plan.copy_vmid} (its children there clone it)", "lxc", ctid,
+                             node, plan.node, plan.copy_vmid, hyp.artifacts.backup_storage,
+                             f"{hyp.artifacts.node_dump_dir.rstrip('/')}", plan.shared_backup,
+                             {"storage": estate.storage(ctid), "unique": 1, "hostname": g.name,
+                              "unprivileged": int(g.unprivileged), "tags": building,
+                              "description": F.description(g.description, {"layer": res.key, "state": "building"})},
+                             {"tags": tags, "description": F.description(g.description, rec)},
+                             g.template_snapshot_name, plan.replace, running))
+    return out
+
+
 def backup_volume(vmid: int, m: Any, kind: str = "lxc") -> str:
     """The archive's file name on the node's backup storage, as vzdump names one (PVE reads the guest type and time):
     kind 'lxc' or 'qemu'."""
@@ -227,7 +264,7 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
                              storage=estate.storage(ctid), unprivileged=g.unprivileged, tags=building, description=temp_desc)
     params["restore"] = 1
     out.append(Call(f"restore from artifact {m.archive}", "POST", f"nodes/{node}/lxc", params,
-                    then=SetFacts(ctid, building, {"name": g.name}, new=True)))
+                    then=SetFacts(ctid, building, {"name": g.name, "node": node}, new=True)))
     out.append(RemoveNodeFile("remove the archive from the node", on_node))
     options = P.root_options(res.settings, b.devices, g.unprivileged)
     if options:

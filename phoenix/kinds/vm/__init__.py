@@ -36,7 +36,9 @@ class VmKind:
     compare = staticmethod(rules.compare)
 
     def record(self, res: Resource, ctx: Context) -> dict[str, Any]:
-        config = ctx.pve().get(f"nodes/{ctx.node}/qemu/{res.vmid}/config")
+        facts = ctx.view.get(res.vmid or 0)
+        node = facts.node if facts is not None and facts.node else ctx.node  # where it is
+        config = ctx.pve().get(f"nodes/{node}/qemu/{res.vmid}/config")
         return F.parse_record(config.get("description"))
 
     def prepare(self, res: Resource, decision: Decision, ctx: Context) -> Prepared:

@@ -1,0 +1,101 @@
+"""What a guest kind reads of the cluster before a write: where a clone comes from when its parent is on another
+member, and the copies a layer makes for the children on other members (their VMIDs, what they replace)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..cluster.copies import COPY_TAG, Source, source
+from ..errors import PhoenixError
+from ..steps import Gone
+
+if TYPE_CHECKING:
+    from ..resources import Resource
+    from .base import Context
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """One copy a layer's build makes: on which member, under which VMID, replacing what."""
+
+    node: str
+    copy_vmid: int
+    replace: tuple[Gone, ...] = ()
+    shared_backup: bool = False
+
+
+def clone_source(ctx: Context, res: Resource, parent_vmid: int, parent_disk: str, own_disk: str) -> Source | None:
+    """Where the clone `res` (built on ctx.node) is cloned from: None for its parent on this member; across with
+    `target` when both disks are shared; else the parent's copy on this member (its parent's build makes it)."""
+    assert res.parent is not None
+    placed = ctx.placed(res.parent)
+    facts = ctx.view.get(parent_vmid)
+    parent_node = placed.node if placed is not None and placed.node else facts.node if facts is not None else None
+    cluster = ctx.view.cluster()
+    p_shared, own_shared = cluster.shared(parent_disk), cluster.shared(own_disk)
+    if parent_node is None or parent_node == ctx.node:
+        return None
+    copy_vmid = None if p_shared and own_shared else copy_of(ctx, ctx.node, parent_vmid)
+    return source(parent_node, parent_vmid, ctx.node, p_shared, own_shared, copy_vmid)
+
+
+def copy_of(ctx: Context, node: str, vmid: int) -> int:
+    if ctx.copy_vmid is None:
+        raise PhoenixError(f"layer {vmid} would need a copy on {node}, which this run cannot make")
+    return ctx.copy_vmid(node, vmid)
+
+
+def copy_plans(ctx: Context, res: Resource, disk: str, linked_children: bool, kind: str) -> tuple[list[CopyPlan],
+                                                                                                   list[str]]:
+    """The copies a build of this layer makes (one per member its children there need it on), with what each replaces
+    (its old copy, and that copy's linked clones when the children are linked clones), and what stops them."""
+    assert res.vmid is not None
+    nodes = ctx.copies_of(res.key)
+    if not nodes:
+        return [], []
+    cluster, hyp = ctx.view.cluster(), ctx.estate.hypervisor
+    backup = hyp.artifacts.backup_storage
+    problems: list[str] = []
+    plans = []
+    for node in nodes:
+        try:
+            vmid = copy_of(ctx, node, res.vmid)
+        except PhoenixError as e:
+            problems.append(str(e))
+            continue
+        member = cluster.nodes.get(node)
+        if member is not None and not member.has_storage(disk):
+            problems.append(f"{res.key} is copied to {node} for the guests built from it there, but {node} has no "
+                            f"storage {disk}")
+        for where in dict.fromkeys((ctx.node, node)):
+            have = cluster.nodes.get(where)
+            if have is not None and not have.has_storage(backup, "backup"):
+                problems.append(f"{res.key} is copied to {node} through a backup on {where}'s storage {backup}, which "
+                                f"does not take 'backup' content: add it (pvesm set {backup} --content ...,backup), or "
+                                "set artifacts.backup_storage")
+        gone: list[Gone] = []
+        found = ctx.view.get(vmid)
+        if found is not None:
+            if not (found.managed and found.copy_of == str(res.vmid)):
+                problems.append(f"VMID {vmid}, where {res.key}'s copy on {node} goes, is taken by a guest that is not "
+                                f"a Phoenix copy of it ({COPY_TAG}{res.vmid}): move that guest, or give {node} another "
+                                "proxmox.nodes[].nodeid")
+                continue
+            if linked_children:  # its linked clones hold its base volume: they go first (they follow the new build)
+                for child in ctx.view.guests().values():
+                    if child.node == node and child.managed and child.copy_of is None and _cloned_from(ctx, child.vmid,
+                                                                                                        res):
+                        gone.append(Gone(child.vmid, node, child.status == "running"))
+            gone.append(Gone(vmid, found.node or node, found.status == "running"))
+        plans.append(CopyPlan(node, vmid, tuple(gone), cluster.shared(backup)))
+    return plans, problems
+
+
+def _cloned_from(ctx: Context, vmid: int, res: Resource) -> bool:
+    """The guest is one of the layer's children in the config."""
+    if vmid in ctx.estate.guests:
+        return ctx.estate.guests[vmid].clone_from_ctid == res.vmid
+    from ..config.vm import parent_of
+
+    return vmid in ctx.estate.vms and parent_of(ctx.estate.vms, vmid) == res.vmid

@@ -1,0 +1,40 @@
+"""A checkout of the cluster example (etc/cluster/) against a simulated three-node cluster."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.core.conftest import REPO, Checkout, audited
+
+NODES = ("pve1", "pve2", "pve3")
+
+
+class ClusterCheckout(Checkout):
+    """The example estate with etc/cluster/'s configs over etc/, on a simulated cluster of pve1, pve2, pve3."""
+
+    def __init__(self, root: Path, sim_options: dict | None = None):
+        super().__init__(root, {"nodes": NODES, **(sim_options or {})})
+        for path in (REPO / "etc" / "cluster").glob("*.json"):
+            shutil.copy(path, self.root / "etc" / path.name)
+
+    def on(self, vmid: int) -> str:
+        """The member a guest is on."""
+        guest = self.pve.ct(vmid) or self.pve.vm(vmid)
+        assert guest is not None, f"{vmid} is not on the cluster"
+        return guest.node
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    with audited(ClusterCheckout(tmp_path / "phoenix")) as co:
+        yield co
+
+
+@pytest.fixture
+def built_cluster(cluster: ClusterCheckout) -> ClusterCheckout:
+    result = cluster.doit()
+    assert result.rc == 0, result.output
+    return cluster

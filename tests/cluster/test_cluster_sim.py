@@ -1,0 +1,97 @@
+"""The cluster example built on a simulated three-node cluster: placement, copies, clones across, and the no-op."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from phoenix.facts.guests import split_tags
+
+from .conftest import ClusterCheckout
+
+
+def tags(guest) -> set[str]:
+    return set(split_tags(guest.config.get("tags")))
+
+
+def layer(guest) -> set[str]:
+    """The layer's record in the guest's tags: identity and build."""
+    return {t for t in tags(guest) if t.startswith(("phx-id-", "phx-b-"))}
+
+
+def test_the_layers_are_placed_as_the_readme_says(built_cluster: ClusterCheckout):
+    co = built_cluster
+    assert {v: co.on(v) for v in (900, 901, 902, 920, 950, 910)} == \
+        {900: "pve1", 901: "pve1", 902: "pve1", 920: "pve1", 950: "pve2", 910: "pve3"}
+    copy = co.pve.ct(200920)   # 920's copy on pve2 (node id 2): 950 is cloned from it there
+    assert copy is not None and copy.node == "pve2"
+    assert "phx-copy-920" in tags(copy) and layer(co.ct(920)) == layer(copy)          # the layer's identity and build
+    clones = [(p, dict(parse_qsl(b.decode()))) for m, p, b in co.pve.requests if m == "POST" and p.endswith("/clone")]
+    by_new = {int(b["newid"]): (p, b) for p, b in clones}
+    assert by_new[950][0] == "/api2/json/nodes/pve2/lxc/200920/clone"                  # from the copy, on pve2
+    assert by_new[910][0] == "/api2/json/nodes/pve1/lxc/902/clone" and by_new[910][1]["target"] == "pve3"
+    assert by_new[910][1]["storage"] == "ceph"                                           # across: both on Ceph
+
+
+def test_a_second_run_is_a_noop_with_one_request(built_cluster: ClusterCheckout):
+    co = built_cluster
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 0, result.output
+    assert [(m, p) for m, p, _ in co.pve.requests[mark:]] == [("GET", "/api2/json/cluster/resources")]
+    assert "nothing to do" in result.output
+
+
+def test_a_vllm_change_rebakes_920_and_950_once_and_refreshes_the_copy(built_cluster: ClusterCheckout):
+    co = built_cluster
+    script = co.root / "images" / "features" / "vllm.sh"
+    script.write_text(script.read_text() + "\n# a change\n")
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 0, result.output
+    assert {k: v for k, v in result.outcomes().items() if v != "up-to-date"} == {"ct920": "built", "ct950": "built"}
+    writes = [(m, p) for m, p in co.writes(mark)]
+    assert writes.count(("POST", "/api2/json/nodes/pve1/vzdump")) == 1            # one copy to pve2
+    assert ("DELETE", "/api2/json/nodes/pve2/lxc/200920") in writes               # the old copy replaced
+    assert layer(co.pve.ct(200920)) == layer(co.ct(920))                             # of the new build
+    assert not any(p.endswith(("/lxc/900", "/lxc/901", "/lxc/902", "/lxc/910")) for _, p in writes)
+    mark = co.mark()
+    assert co.doit().rc == 0 and len(co.pve.requests) - mark == 1
+
+
+def test_a_guest_migrated_by_hand_is_found_where_it_is_and_not_rebuilt(built_cluster: ClusterCheckout):
+    co = built_cluster
+    co.pve.ct(910).node = "pve2"   # as `pct migrate 910 pve2` leaves it
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 0 and "nothing to do" in result.output, result.output
+    assert [(m, p) for m, p, _ in co.pve.requests[mark:]] == [("GET", "/api2/json/cluster/resources")]
+    co.edit_guest(910, memory_mb=16384)   # an update in place goes to where it is now
+    result = co.doit()
+    assert result.rc == 0, result.output
+    assert any(m == "PUT" and p == "/api2/json/nodes/pve2/lxc/910/config" for m, p in co.writes(mark))
+
+
+def test_a_member_taken_offline_leaves_its_guests_alone_and_the_rest_builds(built_cluster: ClusterCheckout):
+    co = built_cluster
+    co.pve.set_node_offline("pve3")
+    for ctid in (910, 902):
+        co.edit_guest(ctid, cores=3)
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 1, result.output
+    assert "ct910" in result.output and "pve3 is offline" in result.output
+    assert result.outcomes()["ct910"] == "failed" and result.outcomes()["ct902"] == "updated"
+    assert not any("/nodes/pve3/" in p for _, p in co.writes(mark))
+    assert co.ct(910).node == "pve3"                                                  # nothing made elsewhere for it
+
+
+def test_without_quorum_nothing_is_written(built_cluster: ClusterCheckout):
+    co = built_cluster
+    co.edit_guest(902, cores=3)
+    co.pve.lose_quorum()
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 1 and "Traceback" not in result.output, result.output
+    assert "no quorum" in result.output
+    assert co.writes(mark) == [] and co.ct(902).config["cores"] == 2
+    assert "Traceback" not in result.output and result.output.count("the cluster has no quorum") == 1
