@@ -131,5 +131,6 @@ class HostView:
             elif isinstance(effect, SetFacts):
                 old = None if effect.new else guests.get(effect.vmid)
                 base = old or GuestFacts(effect.vmid)
-                guests[effect.vmid] = replace(base, tags=split_tags(effect.tags), **dict(effect.changes))
+                tags = base.tags if effect.keep_tags else split_tags(effect.tags)
+                guests[effect.vmid] = replace(base, tags=tags, **dict(effect.changes))
             self.version += 1

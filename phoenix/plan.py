@@ -77,6 +77,7 @@ class Decision:
     artifact: Any = None            # a bake restored instead from this archive (its manifest: .archive, .build)
     node: str | None = None         # the cluster member it is built or changed on (None: not a guest, or nowhere)
     placed: str = ""                # why there (cluster.placement), for `doit plan`
+    copies: tuple[str, ...] = ()    # the members its build (re)makes its copy on, for its children there
 
     @property
     def needs_record(self) -> bool:
@@ -136,14 +137,53 @@ class Planner:
     def __init__(self, resources: Mapping[str, Resource], rules: Mapping[str, Rules],
                  artifacts: Callable[[str], Any] | None = None, where: Callable[[str], Any] | None = None,
                  online: Callable[[str], bool] | None = None,
-                 copies: Callable[[Resource, Any], tuple[str, ...]] | None = None):
+                 copies: Callable[[Resource], Mapping[str, tuple[str, ...]]] | None = None,
+                 copy_facts: Callable[[str, int], Any] | None = None):
         """artifacts: the archive (manifest) of an identity in the artifact store, or None: a bake is a restore.
         where: a guest's placement (cluster.placement.Placed: node, why, here), None for what has no node;
-        online: whether a member is online (a guest on an offline member is left alone); copies: what is missing of
-        the layer's copies on other members (its children there clone them), given its facts: an up-to-date layer
-        with one missing is updated (its copies made)."""
+        online: whether a member is online (a guest on an offline member is left alone); copies: the members a layer
+        must be copied to, each with its children there that clone the copy; copy_facts: the copy of a layer (VMID)
+        on a member, as the host lists it. A bake remakes every copy; an up-to-date layer is updated when a child
+        that is built in this run needs a copy that is missing or of an older build."""
         self.resources, self.rules, self.artifacts = resources, rules, artifacts
-        self.where, self.online, self.copies = where, online, copies
+        self.where, self.online, self.copies, self.copy_facts = where, online, copies, copy_facts
+
+    def with_copies(self, res: Resource, facts: Any, decision: Decision, facts_of: Callable[[Resource], Any],
+                    forced: Collection[str]) -> Decision:
+        """The members the decision (re)makes the layer's copy on: all its copies for a bake; for a layer that stays,
+        those a child built in this run needs that are missing or old (then it is an update)."""
+        targets = self.copies(res) if self.copies is not None else {}
+        if not targets or decision.action == Action.BLOCKED or res.vmid is None:
+            return decision
+        if decision.action.bakes:
+            return replace(decision, copies=tuple(sorted(targets)))
+        build = getattr(facts, "build_id", None)
+        nodes, reasons = [], []
+        for node, kids in sorted(targets.items()):
+            if not any(self.bakes_alone(self.resources[k], facts_of, build, forced) for k in kids if k in self.resources):
+                continue  # a copy only a later rebuild would need is made then
+            found = self.copy_facts(node, res.vmid) if self.copy_facts is not None else None
+            if found is None:
+                reasons.append(f"no copy on {node} yet (its children there clone it)")
+            elif found.build_id != build:
+                reasons.append(f"its copy on {node} (CT {found.vmid}) is of an older build")
+            else:
+                continue
+            nodes.append(node)
+        if not nodes:
+            return decision
+        if decision.action == Action.OK:
+            return replace(decision, action=Action.UPDATE, why=Why.COPIES, reasons=tuple(reasons), copies=tuple(nodes))
+        return replace(decision, reasons=(*decision.reasons, *reasons), copies=tuple(nodes))
+
+    def bakes_alone(self, child: Resource, facts_of: Callable[[Resource], Any], parent_build: str | None,
+                    forced: Collection[str]) -> bool:
+        """Whether a child is built in this run for reasons of its own (its parent staying as it is)."""
+        facts = facts_of(child)
+        if facts is None:
+            return True
+        return self.decide_one(child, facts, parent=None, parent_build=parent_build, forced=child.key in forced,
+                               record=None).action.bakes
 
     def located(self, res: Resource, facts: Any, decision: Decision) -> Decision:
         """The decision with its node: a guest is changed where it is, built (or rebuilt) where it is placed; one on
@@ -218,12 +258,9 @@ class Planner:
         if forced:
             return d(Action.REBUILD, Why.FORCED, "forced by doit forget")
         found = rules.compare(res, facts, record)
-        missing = self.copies(res, facts) if self.copies is not None else ()
         if found is not None:
             action, why, texts = found
-            return d(action, why, *texts, *(missing if action == Action.UPDATE else ()))
-        if missing:
-            return d(Action.UPDATE, Why.COPIES, *missing)
+            return d(action, why, *texts)
         return d(Action.OK, Why.UP_TO_DATE)
 
     def decide(self, key: str, facts_of: Callable[[Resource], Any], *, forced: Collection[str] = (),
@@ -251,7 +288,8 @@ class Planner:
                 # an up-to-date child of a layer on an offline member is fine; one that needs it cannot be built
                 decision = Decision(k, Action.BLOCKED, (f"parent {parent.key} is on {parent.node}, which is offline",),
                                     Why.PARENT_BLOCKED, None, res.parent)
-            memo[k] = self.located(res, facts, self.restorable(res, decision, parent, p_build))
+            decision = self.located(res, facts, self.restorable(res, decision, parent, p_build))
+            memo[k] = self.with_copies(res, facts, decision, facts_of, forced)
         return memo[key]
 
     def plan(self, facts_of: Callable[[Resource], Any], *, forced: Collection[str] = (),

@@ -340,46 +340,42 @@ class Run:
     @cached_property
     def planner(self) -> Planner:
         return Planner(self.resources, self.kinds, self.artifacts.find if self.artifacts is not None else None,
-                       where=self.placed, online=self.online, copies=self.missing_copies)
+                       where=self.placed, online=self.online, copies=self.copy_targets, copy_facts=self.copy_on)
 
-    def copies_of(self, key: str) -> tuple[str, ...]:
-        """The members a layer must be copied to: where children of it go that Proxmox cannot clone across to (its
-        disk or theirs on local storage)."""
+    def copy_targets(self, res: Resource) -> dict[str, tuple[str, ...]]:
+        """The members a layer must be copied to, each with its children there that clone the copy: where children go
+        that Proxmox cannot clone across to (its disk or theirs on local storage)."""
         from .cluster.copies import Route, route
         from .cluster.placement import Needs
 
-        res = self.resources[key]
-        here = self.placed(key)
+        kids = self._children.get(res.key)
+        here = self.placed(res.key) if kids else None
         if here is None or here.node is None:
-            return ()
+            return {}
         cluster = self.view.cluster()
         shared = cluster.shared(Needs.of(res.place).disk or "")
-        out: list[str] = []
-        for child in self.resources.values():
-            where = self.placed(child.key) if child.parent == key else None
-            if where is None or where.node is None or where.node in out:
+        out: dict[str, list[str]] = {}
+        for child in kids or ():
+            where = self.placed(child)
+            if where is None or where.node is None:
                 continue
-            if route(here.node, where.node, shared, cluster.shared(Needs.of(child.place).disk or "")) == Route.COPY:
-                out.append(where.node)
-        return tuple(sorted(out))
+            disk = Needs.of(self.resources[child].place).disk or ""
+            if route(here.node, where.node, shared, cluster.shared(disk)) == Route.COPY:
+                out.setdefault(where.node, []).append(child)
+        return {node: tuple(keys) for node, keys in out.items()}
+
+    @cached_property
+    def _children(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for key, res in self.resources.items():
+            if res.parent is not None and res.kind in ("lxc", "vm"):
+                out.setdefault(res.parent, []).append(key)
+        return out
 
     def copy_on(self, node: str, vmid: int) -> GuestFacts | None:
         """The per-node copy of a layer on a member, as the listing shows it (None: not there)."""
         return next((f for f in self.view.guests().values()
                      if f.copy_of == str(vmid) and f.node == node and f.managed), None)
-
-    def missing_copies(self, res: Resource, facts: Any) -> tuple[str, ...]:
-        """What is missing of a built layer's copies: none on a member that needs one, or one of an older build."""
-        if res.vmid is None or res.kind not in ("lxc", "vm") or facts is None:
-            return ()
-        out = []
-        for node in self.copies_of(res.key):
-            found = self.copy_on(node, res.vmid)
-            if found is None:
-                out.append(f"no copy on {node} yet (children there clone it)")
-            elif found.build_id != facts.build_id:
-                out.append(f"its copy on {node} (CT {found.vmid}) is of an older build")
-        return tuple(out)
 
     def copy_vmid(self, node: str, vmid: int) -> int:
         """The VMID of a layer's copy on a member: its node id * 100000 + the layer's VMID."""
@@ -502,7 +498,7 @@ class Run:
                        self.id, protected_allowed, self.simulated, self.endpoint.host,
                        artifacts=self.artifacts.root if self.artifacts is not None else None,
                        portainer_target=lambda: self.portainer_target, placed=self.placed, copy_vmid=self.copy_vmid,
-                       copies_of=self.copies_of, transports=self.node_ops, facts_of_node=self.node_facts)
+                       transports=self.node_ops, facts_of_node=self.node_facts)
 
     @cached_property
     def build_context(self) -> BuildContext:

@@ -21,6 +21,7 @@ class SetFacts:
     tags: str
     changes: Mapping[str, Any] = field(default_factory=dict)
     new: bool = False      # a guest that did not exist: start from nothing but its id
+    keep_tags: bool = False  # the tags stay as they are (a move changes only the node)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,6 @@ class Context:
     portainer_target: Callable[[], PortainerTarget] = field(default=lambda: _no_portainer())
     placed: Callable[[str], Any] = field(default=lambda _key: None)   # a guest's placement (cluster.placement.Placed)
     copy_vmid: Callable[[str, int], int] | None = None                # (member, layer's VMID) -> its copy's VMID there
-    copies_of: Callable[[str], tuple[str, ...]] = field(default=lambda _key: ())  # members a layer is copied to
     transports: Callable[[str], Node] | None = None          # any member's shell operations, by name
     facts_of_node: Callable[[str], NodeFacts] | None = None  # any member's NVIDIA facts, by name
     scope: str = ""                                          # the member `once` keeps reads for

@@ -46,12 +46,11 @@ def copy_of(ctx: Context, node: str, vmid: int) -> int:
     return ctx.copy_vmid(node, vmid)
 
 
-def copy_plans(ctx: Context, res: Resource, disk: str, linked_children: bool, kind: str) -> tuple[list[CopyPlan],
-                                                                                                   list[str]]:
-    """The copies a build of this layer makes (one per member its children there need it on), with what each replaces
-    (its old copy, and that copy's linked clones when the children are linked clones), and what stops them."""
+def copy_plans(ctx: Context, res: Resource, nodes: tuple[str, ...], disk: str, linked_children: bool
+               ) -> tuple[list[CopyPlan], list[str]]:
+    """The copies a build of this layer makes on these members (the decision's), with what each replaces (its old
+    copy, and that copy's linked clones when the children are linked clones), and what stops them."""
     assert res.vmid is not None
-    nodes = ctx.copies_of(res.key)
     if not nodes:
         return [], []
     cluster, hyp = ctx.view.cluster(), ctx.estate.hypervisor

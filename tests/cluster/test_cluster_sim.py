@@ -95,3 +95,29 @@ def test_without_quorum_nothing_is_written(built_cluster: ClusterCheckout):
     assert "no quorum" in result.output
     assert co.writes(mark) == [] and co.ct(902).config["cores"] == 2
     assert "Traceback" not in result.output and result.output.count("the cluster has no quorum") == 1
+
+
+def test_a_new_node_in_the_config_moves_the_guest_there_in_place(built_cluster: ClusterCheckout):
+    co = built_cluster
+    co.edit_guest(902, node="pve2")
+    plan = co.doit("plan")
+    assert "ct902  update: node pve1 -> pve2" in plan.output, plan.output
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 0, result.output
+    assert result.outcomes()["ct902"] == "updated" and co.on(902) == "pve2"
+    assert ("POST", "/api2/json/nodes/pve1/lxc/902/migrate") in co.writes(mark)
+    assert not any(m == "DELETE" for m, _ in co.writes(mark))                      # moved, nothing rebuilt
+    mark = co.mark()
+    assert co.doit().rc == 0 and len(co.pve.requests) - mark == 1
+
+
+def test_a_guest_with_bind_mounts_is_not_moved_away_from_its_data(built_cluster: ClusterCheckout):
+    co = built_cluster
+    co.edit_guest(910, node="pve1")
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 1 and "Traceback" not in result.output, result.output
+    assert ("bind-mounts host directories of pve3 (/fastData/portainer): their data does not move with it. Move the "
+            "data to pve1 and the guest with `pct migrate 910 pve1 --restart`") in result.output
+    assert co.writes(mark) == [] and co.on(910) == "pve3"

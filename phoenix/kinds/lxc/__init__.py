@@ -111,19 +111,26 @@ class LxcKind:
                 problems.append(str(e))
         facts = ctx.view.get(ctid)
         plans: list[Any] = []
-        if g.is_template_layer:  # its copies on the members where children of it go
+        if decision.copies:  # its copies on the members where children of it go
             from ..members import copy_plans
 
-            plans, found = copy_plans(ctx, res, estate.storage(ctid), g.convert_to_template, "lxc")
+            plans, found = copy_plans(ctx, res, decision.copies, estate.storage(ctid), g.convert_to_template)
             problems += found
         if update:
             assert facts is not None
             if config.get("lock"):
                 problems.append(explain_lock(ctx, ctid, str(config["lock"])))
+            target = res.settings.get("node")
+            if target and facts.node and target != facts.node and decision.why != Why.COPIES:
+                problems += move_problems(ctx, ctid, facts.node, target)
             return Prepared({"config": config, "facts": facts, "dirs": dirs, "give": give, "copies": plans},
                             tuple(problems))
         replaced: list[S.Replaced] = []
         keep = S.HandSet()
+        if facts is not None and facts.node and facts.node != ctx.node and any(mp.host_path for mp in g.mount_points):
+            problems.append(f"CT {ctid} is rebuilt on {ctx.node}, but it bind-mounts host directories of {facts.node} "
+                            f"({', '.join(mp.host_path for mp in g.mount_points if mp.host_path)}): their data would stay "
+                            f"behind. Move the data to {ctx.node} first, or set node to {facts.node}")
         if facts is not None:
             on_host = [ctid]
             if g.convert_to_template:  # linked clones hold the template's base volume: they go first, deepest first
@@ -214,6 +221,27 @@ class LxcKind:
                       data["give"], data["source"])
         return S.bake(ctx.estate, res, ctx.node, bake) + \
             S.copies(ctx.estate, res, ctx.node, data["copies"], bake.identity, build_id, parent_build, ctx.owner, running)
+
+
+def move_problems(ctx: Context, ctid: int, here: str, target: str) -> list[str]:
+    """What stops moving a container to the member the config now names (pure reads of the config and listing)."""
+    g = ctx.estate.guests[ctid]
+    out = []
+    member = ctx.view.cluster().nodes.get(target)
+    if member is None or not member.online:
+        out.append(f"the config places CT {ctid} on {target}, which is {'offline' if member else 'not a member'}")
+    binds = [mp.host_path for mp in g.mount_points if mp.host_path]
+    if binds:
+        out.append(f"the config places CT {ctid} on {target}, but it bind-mounts host directories of {here} "
+                   f"({', '.join(b for b in binds if b)}): their data does not move with it. Move the data to {target} "
+                   f"and the guest with `pct migrate {ctid} {target} --restart`, then run again; or set node back to "
+                   f"{here}")
+    kids = [c for c in ctx.estate.children(ctid) if ctx.view.get(c) is not None]
+    if g.convert_to_template and kids:
+        out.append(f"the config places CT {ctid} on {target}, but it is a template with linked clones "
+                   f"({', '.join(f'CT {c}' for c in kids)}) on the host, which hold its disk: rebuild it there with "
+                   f"`doit forget ct{ctid}` (they follow), or set node back to {here}")
+    return out
 
 
 def protected(ctid: int) -> str:

@@ -48,10 +48,12 @@ def settings_changes(res: Resource, facts: GuestFacts, old: dict[str, Any] | Non
         out.append(f"memory {facts.maxmem // MIB} -> {want['memory']} MB")
     if facts.maxcpu and facts.maxcpu != want["cores"]:
         out.append(f"cores {facts.maxcpu} -> {want['cores']}")
+    if want.get("node") and facts.node and want["node"] != facts.node:
+        out.append(f"node {facts.node} -> {want['node']}")
     if old:
         now, before = recorded(want), recorded(old)
         for key in sorted(want):
-            if key in ("memory", "cores") or before.get(key) == now[key]:
+            if key in ("memory", "cores", "node") or before.get(key) == now[key]:
                 continue
             out.append("description changed" if key == "description" else f"{key} {_short(old.get(key))} -> {_short(want[key])}")
     if not out and facts.settings_hash != res.settings_hash:

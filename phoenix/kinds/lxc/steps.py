@@ -275,12 +275,25 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     return out + finish(estate, res, node, b, user_tags, stopped, restored_from=m.archive)
 
 
+def migrate(node: str, ctid: int, target: str, running: bool) -> Call:
+    """Move the container to another member (PVE's restart mode for a running one: stopped, moved, started)."""
+    params: dict[str, Any] = {"target": target, **({"restart": 1} if running else {})}
+    return Call(f"move to {target} (the config places it there)", "POST", lxc(node, ctid, "/migrate"), params,
+                then=SetFacts(ctid, "", {"node": target}, keep_tags=True))
+
+
 def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config: dict[str, Any], reasons: str,
            dirs: tuple[str, ...] = (), give: tuple[str, ...] = ()) -> list[Step]:
-    """Change settings in place: one config PUT (plus root-only settings); a restart only if Proxmox needs one."""
+    """Change settings in place: one config PUT (plus root-only settings); a restart only if Proxmox needs one. A
+    guest the config places on another member is moved there first."""
     ctid = res.vmid
     assert ctid is not None
     g, settings = estate.guests[ctid], res.settings
+    target = settings.get("node")
+    moving: list[Step] = []
+    if target and facts.node and target != facts.node:
+        moving.append(migrate(node, ctid, target, facts.status == "running"))
+        node = target
     rec = F.parse_record(config.get("description"))
     old = rec.get("settings")
     if not isinstance(old, dict) or not set(settings) <= set(old):
@@ -312,7 +325,7 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(wanted))})", ctid, wanted))
     if facts.status == "running":
         out.append(RestartIfPending("restart", lxc(node, ctid), tuple(sorted(wanted))))
-    return out
+    return moving + out
 
 
 @dataclass(frozen=True)
