@@ -175,7 +175,9 @@ class Run:
         if self.api.simulated and self.model.members and "nodes" not in options:
             options = {**options, "nodes": tuple(self.model.members)}  # the simulated cluster has the config's members
         ep, self._sim = connect(self.api, self.cache / "sim", options, self.say)
-        return ep
+        from .pve.failover import answering
+
+        return answering(ep, self.say)
 
     @cached_property
     def pve(self) -> Pve:

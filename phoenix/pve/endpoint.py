@@ -31,6 +31,7 @@ class Endpoint:
     retries: int = 4                # of idempotent calls
     clock: float = 1.0              # real seconds per host second (a simulator may run faster)
     simulated: bool = False
+    fallbacks: tuple[tuple[str, str | None, str], ...] = ()  # other members' APIs: (url, fingerprint, node), in order
     host: str = field(init=False, compare=False)  # from url, parsed once
 
     def __post_init__(self) -> None:
@@ -57,17 +58,21 @@ class Endpoint:
 
         p = hypervisor.proxmox
         verify: bool | str = str(resolve(config_dir, p.ca_file)) if p.ca_file else p.verify_tls
+        fallbacks = tuple((str(n.api_url), n.fingerprint or (p.fingerprint if not p.ca_file else None), n.name)
+                          for n in p.nodes or () if n.api_url and n.api_url.rstrip("/") != (p.api_url or "").rstrip("/"))
         return cls(p.api_url or "", p.node, p.token_id, resolve(config_dir, p.token_file) if p.token_file else None,
                    verify=verify, fingerprint=p.fingerprint, timeout=p.timeout_s, task_timeout=p.task_timeout_s,
-                   retries=hypervisor.behavior.api_retries, simulated=p.target == "simulated")
+                   retries=hypervisor.behavior.api_retries, simulated=p.target == "simulated", fallbacks=fallbacks)
 
     def to_json(self) -> dict[str, Any]:
         return {"url": self.url, "node": self.node, "token_id": self.token_id,
                 "token_file": str(self.token_file) if self.token_file else None, "verify": self.verify,
                 "fingerprint": self.fingerprint, "timeout": self.timeout, "task_timeout": self.task_timeout,
-                "retries": self.retries, "clock": self.clock, "simulated": self.simulated}
+                "retries": self.retries, "clock": self.clock, "simulated": self.simulated,
+                "fallbacks": [list(f) for f in self.fallbacks]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Endpoint:
-        return cls(**{**data, "token_file": Path(data["token_file"]) if data.get("token_file") else None})
+        return cls(**{**data, "token_file": Path(data["token_file"]) if data.get("token_file") else None,
+                      "fallbacks": tuple(tuple(f) for f in data.get("fallbacks") or ())})
 
