@@ -1,7 +1,8 @@
 """The graph in Graphviz's DOT language (pure): what `dot -Tsvg` draws, and what any DOT tool reads.
 
-Node ids are the task keys as quoted strings; every string escapes `\\` and `"` (and a line break is `\\n`), so any
-name is valid DOT. Each node's tooltip (shown on hover in the SVG) repeats its label on one line with its kind.
+Node ids are the task keys as quoted strings; every string escapes `\\`, `"` and `&` (and a line break is `\\n`),
+so any name is valid DOT and is drawn as it is. Each node's tooltip (shown on hover in the SVG) repeats its label on
+one line, with its kind.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ SHAPES = {"template": ("box", "rounded,filled"), "app": ("box", "filled"), "host
 
 
 def quote(value: str) -> str:
-    """A DOT double-quoted string: backslashes and quotes escaped, line breaks as DOT's \\n (a centred line)."""
-    body = value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ")
+    """A DOT double-quoted string: backslashes and quotes escaped, `&` as `&amp;` (Graphviz reads HTML entities in
+    labels), line breaks as DOT's \\n (a centred line)."""
+    body = value.replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ")
     return '"' + body.replace("\n", "\\n") + '"'
 
 
