@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from phoenix.graph.model import LEGEND, Edge, Graph, Node, Relation, State, buil
 from phoenix.model import of_estate
 from phoenix.plan import Action, Decision, Why
 
-from .conftest import NODE, REPO, Checkout, copy_project
+from .conftest import NODE, REPO, Checkout, audited, copy_project, doit_command
 
 CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
 MERMAID = REPO / ".ci" / "mermaid"
@@ -322,3 +323,60 @@ def test_dot_and_svg_of_the_estate(built: Checkout):
     titles = [t.text for t in ET.fromstring(svg.out).iter("{http://www.w3.org/2000/svg}title")]
     assert {"ct900", "ct950", "ct950->ct920"} <= set(titles)
     assert svg.requests == text.requests == plan_requests(built)
+
+
+# ---------------------------------------------------------------------------------------------- README
+
+
+def readme_section() -> str:
+    return (REPO / "README.md").read_text().split("### A picture of the estate\n", 1)[1].split("\n### ", 1)[0]
+
+
+def readme_graphs() -> list[str]:
+    return re.findall(r"^```mermaid\n(.*?)^```$", readme_section(), re.S | re.M)
+
+
+def phoenix(root: Path, *args: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+    return subprocess.run([sys.executable, "-m", "phoenix", "--project", str(root), *args], capture_output=True,
+                          text=True, timeout=300, env={**base, "PYTHONPATH": str(REPO)})
+
+
+def test_the_readmes_graph_of_the_example_estate_is_what_phoenix_graph_draws_on_a_fresh_host(tmp_path: Path):
+    root = copy_project(tmp_path / "phoenix", stacks=True, vms=True)
+    drawn = phoenix(root, "graph")
+    assert drawn.returncode == 0, drawn.stderr
+    assert drawn.stdout == readme_graphs()[0], "README.md's graph is stale: paste this in:\n" + drawn.stdout
+    assert mermaid_parse(drawn.stdout) == "flowchart-v2"
+    # what the run says on the side is on stderr: the target, and the notes of a config validated just now
+    assert "SIMULATED" in drawn.stderr and "DATABASE_PASS looks like a secret" in drawn.stderr
+    again = doit_command(root, "plan", "--graph")  # the model is cached now: doit says no notes on stdout
+    assert again.returncode == 0 and again.stdout == drawn.stdout, again.stderr
+
+
+def test_the_readmes_graph_of_a_changed_feature_is_what_graph_changed_draws(tmp_path: Path):
+    with audited(Checkout(tmp_path / "phoenix", stacks=True, vms=True)) as co:
+        assert co.doit().rc == 0
+        edit_vllm(co)
+        drawn = graph(co, "--changed")
+    assert drawn.rc == 0, drawn.err
+    assert drawn.out == readme_graphs()[1], "README.md's --changed graph is stale: paste this in:\n" + drawn.out
+    assert mermaid_parse(drawn.out) == "flowchart-v2"
+
+
+def test_the_readmes_legend_is_the_graphs_own():
+    rows = dict(re.findall(r"^\| `([^`]+)` \([^)]*\) \| (.*) \|$", readme_section(), re.M))
+    assert rows == LEGEND
+
+
+def test_phoenix_graph_takes_ids_and_names_and_refuses_an_unknown_one_in_one_line(tmp_path: Path):
+    root = copy_project(tmp_path / "phoenix")
+    unknown = phoenix(root, "graph", "--from", "ct92")
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.splitlines()[-1] == ("phoenix: no guest or task 'ct92' in the estate (see `phoenix status`); "
+                                               "did you mean ct920, ct902, ct950?")
+    assert not (root / ".cache" / "sim").exists()  # nothing was read: no host was even started
+    chain = phoenix(root, "graph", "vllmQwen3Coder", "--format", "dot")  # a guest by name: it and what it hangs from
+    assert chain.returncode == 0, chain.stderr
+    assert re.findall(r'^  "(\w+)" \[', chain.stdout, re.M) == ["ct900", "ct901", "ct920", "ct950"]
+    assert phoenix(root, "grahp").stderr == "phoenix: unknown verb 'grahp'; did you mean 'graph'?\n"
