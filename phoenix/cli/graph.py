@@ -22,9 +22,10 @@ from ..resources import Resource
 from .targets import UnknownTarget, resolve
 
 FORMATS = ("mermaid", "dot", "svg")
-FORMAT_HELP = "mermaid (a flowchart: GitHub and GitLab draw it in Markdown), dot (Graphviz), svg (needs Graphviz's dot)"
+FORMAT_HELP = ("mermaid (the default: a flowchart, which GitHub and GitLab draw in Markdown), dot (Graphviz), "
+               "svg (needs Graphviz's dot)")
 CHANGED_HELP = "only what a run would change on the host, and what it hangs from"
-FROM_HELP = "only this layer and everything cloned from it or deployed to it"
+FROM_HELP = "only this layer (a task, guest id or name) and everything cloned from it or deployed to it"
 EMPTY = {True: "nothing to change: every resource is up to date", False: "the estate has nothing to build"}
 
 
@@ -36,9 +37,13 @@ class Refused(PhoenixError):
         self.code = code
 
 
-def check(resources: Mapping[str, Resource], fmt: str, start: str) -> str | None:
-    """The task --from names (None: the whole estate); Refused (exit 2) for SVG without Graphviz's dot, and (exit 3, a
-    bad doit command line) for a name that is not in the estate, with what it might mean."""
+def check(resources: Mapping[str, Resource], fmt: str, start: str, *, graph: bool = True, steps: bool = False) -> str | None:
+    """The task --from names (None: the whole estate); Refused (exit 3, a bad doit command line) for a graph's options
+    without --graph or with --steps, and for a name that is not in the estate, with what it might mean; (exit 2) for
+    SVG without Graphviz's dot."""
+    if not graph or steps:
+        raise Refused("--format, --changed and --from go with --graph, and --graph draws no steps: "
+                      "`doit plan --graph [--format mermaid|dot|svg] [--changed] [--from TASK]`", 3)
     if fmt == "svg" and shutil.which("dot") is None:
         raise Refused("--format svg needs Graphviz's dot, which is not installed: apt-get install graphviz "
                       "(or use --format mermaid or --format dot)", 2)

@@ -44,12 +44,12 @@ class Plan(DoitCmdBase):
                  graph_from: str = "", pos_args: list[str] | None = None) -> int:
         run = current.current()
         start: str | None = None
-        if graph:
+        if graph or changed or graph_from or format != "mermaid":
             from ..cli import graph as G
 
             run.out = sys.stderr  # what the run says on the side; stdout is the picture
             try:
-                start = G.check(run.resources, format, graph_from)
+                start = G.check(run.resources, format, graph_from, graph=graph, steps=steps)
             except G.Refused as e:
                 sys.stderr.write(f"phoenix graph: {e}\n")
                 return e.code
@@ -62,7 +62,7 @@ class Plan(DoitCmdBase):
         try:
             decisions = {k: run.explain(d) for k, d in self.decisions(run, keys).items()}
         except PhoenixError as e:
-            self.outstream.write(f"phoenix plan: {e}\n")
+            (sys.stderr if graph else self.outstream).write(f"phoenix plan: {e}\n")
             return 1
         if graph:
             return self.draw(run, decisions, format, changed, start)

@@ -302,6 +302,16 @@ def test_an_unknown_name_is_one_line_with_a_suggestion_and_reads_nothing(built: 
                                           "did you mean ct920, ct902, ct950?")
 
 
+def test_the_graphs_options_go_with_graph_alone(built: Checkout):
+    mark = built.mark()
+    for args in (("plan", "--changed"), ("plan", "--from", "ct920"), ("plan", "--format", "dot"), ("plan", "--graph", "--steps")):
+        result = built.doit(*args)
+        assert result.rc == 3 and result.output.splitlines()[-1] == (
+            "phoenix graph: --format, --changed and --from go with --graph, and --graph draws no steps: "
+            "`doit plan --graph [--format mermaid|dot|svg] [--changed] [--from TASK]`"), result.output
+    assert built.mark() == mark
+
+
 def test_svg_without_graphviz_is_one_line_and_exit_2(built: Checkout, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))
     drawn = graph(built, "--format", "svg")
