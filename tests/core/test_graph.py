@@ -204,6 +204,27 @@ def test_any_name_is_valid_dot_and_dot_draws_the_labels_as_they_were():
     assert sorted(edge_labels) == sorted(e.relation.value for e in graph.edges)
 
 
+@pytest.mark.parametrize(("action", "artifact", "state", "reason"), [
+    (Action.OK, None, State.UP_TO_DATE, "up to date"),
+    (Action.UPDATE, None, State.UPDATE, "update: memory 1024 -> 2048 MB"),
+    (Action.REBUILD, None, State.REBUILD, "rebuild: memory 1024 -> 2048 MB"),
+    (Action.BUILD, None, State.BUILD, "build: memory 1024 -> 2048 MB"),
+    (Action.BUILD, "7bf1c.tar.zst", State.RESTORE, "restore from artifact 7bf1c.tar.zst (memory 1024 -> 2048 MB)"),
+    (Action.BLOCKED, None, State.BLOCKED, "blocked: memory 1024 -> 2048 MB"),
+])
+def test_each_decision_is_drawn_with_its_state_and_the_plans_words(example, action, artifact, state, reason):
+    @dataclass
+    class Archive:
+        archive: str
+
+    reasons = () if action == Action.OK else ("memory 1024 -> 2048 MB",)
+    d = Decision("ct910", action, reasons, artifact=Archive(artifact) if artifact else None)
+    graph = build(example, {**decide(example), "ct910": d})
+    assert (graph.nodes["ct910"].state, graph.nodes["ct910"].reason) == (state, reason)
+    assert (reason == "up to date") or d.text == reason  # what `doit plan` prints after the key
+    assert f"  class ct910 {state.name.lower()}\n" in mermaid.render(graph.only({"ct910"}))
+
+
 def test_every_state_and_relation_is_in_the_legend():
     assert set(LEGEND) == {*State, *Relation, "failed last run"}
 
@@ -217,6 +238,7 @@ class Drawn:
     out: str   # stdout: the picture alone
     err: str   # what the run says on the side
     requests: list[tuple[str, str]]
+    portainer_requests: int
 
 
 def graph(co: Checkout, *args: str) -> Drawn:
@@ -234,9 +256,11 @@ def graph(co: Checkout, *args: str) -> Drawn:
             rc = main.run(["plan", "--graph", *args])
     finally:
         os.chdir(cwd)
-    assert current.RUN is not None
-    current.RUN.close()
-    return Drawn(rc, out.getvalue(), err.getvalue(), [(m, p) for m, p, _ in co.pve.requests[mark:]])
+    run = current.RUN
+    assert run is not None
+    run.close()
+    return Drawn(rc, out.getvalue(), err.getvalue(), [(m, p) for m, p, _ in co.pve.requests[mark:]],
+                 run.portainer_counters.total)
 
 
 def plan_requests(co: Checkout) -> list[tuple[str, str]]:
@@ -367,9 +391,13 @@ def test_the_readmes_graph_of_the_example_estate_is_what_phoenix_graph_draws_on_
 def test_the_readmes_graph_of_a_changed_feature_is_what_graph_changed_draws(tmp_path: Path):
     with audited(Checkout(tmp_path / "phoenix", stacks=True, vms=True)) as co:
         assert co.doit().rc == 0
+        no_op = graph(co)
         edit_vllm(co)
         drawn = graph(co, "--changed")
     assert drawn.rc == 0, drawn.err
+    # VMs, Portainer and stacks too, from one Proxmox listing and one Portainer listing (GET /api/stacks)
+    assert (no_op.requests, no_op.portainer_requests) == ([LISTING], 1)
+    assert drawn.portainer_requests == 1
     assert drawn.out == readme_graphs()[1], "README.md's --changed graph is stale: paste this in:\n" + drawn.out
     assert mermaid_parse(drawn.out) == "flowchart-v2"
 
