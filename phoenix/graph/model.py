@@ -39,7 +39,7 @@ class Relation(StrEnum):
 # What each state and relation means, in the words of the README's legend.
 LEGEND: dict[str, str] = {
     State.UP_TO_DATE: "on the host as configured: the run leaves it alone",
-    State.UPDATE: "settings changed in place (one config call), not rebuilt",
+    State.UPDATE: "its settings are changed in place; it is not rebuilt",
     State.REBUILD: "destroyed and built again (its inputs changed, or its parent rebuilds: \"follows\")",
     State.BUILD: "not on the host (for cloud-init files: not rendered yet, or their sources changed)",
     State.RESTORE: "built from its archive in the artifact store",
