@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Phoenix set-up on a fresh machine (Debian 12, Python 3.11). Two entry points:
 #   bash bootstrap.sh sim    install, then build the example estate on the embedded simulated host (doit)
-#   bash bootstrap.sh test   install the test dependencies (apt + pip), then run the whole test suite
+#   bash bootstrap.sh test   install the test dependencies (apt + pip + npm), then run the whole test suite
 # Idempotent: a second run reuses .venv and installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -41,6 +41,12 @@ fi
 # test: system packages the tests need (shellcheck, OpenSSH server, a Debian root file system builder, ...)
 mapfile -t packages < <(cat .ci/apt-*.txt 2>/dev/null | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
 [ "${#packages[@]}" -eq 0 ] || apt_install "${packages[@]}"
+# Mermaid's own parser, which the graph tests check `phoenix graph` with (.ci/mermaid; its lock pins every package)
+command -v npm >/dev/null || apt_install nodejs npm
+if ! cmp -s .ci/mermaid/package-lock.json .ci/mermaid/node_modules/.phoenix-lock; then
+    npm ci --prefix .ci/mermaid --no-audit --no-fund --silent
+    cp .ci/mermaid/package-lock.json .ci/mermaid/node_modules/.phoenix-lock
+fi
 .venv/bin/python -m pip install -q -e '.[test]'
 .venv/bin/ruff check .
 .venv/bin/mypy

@@ -16,12 +16,14 @@ import difflib
 import os
 import runpy
 import sys
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import PhoenixError
+from .graph import CHANGED_HELP, FORMAT_HELP, FORMATS, FROM_HELP
 
-VERBS = ("create", "setup-hypervisor", "sync", "LetsGo", "plan", "status", "start", "stop", "delete")
+VERBS = ("create", "setup-hypervisor", "sync", "LetsGo", "plan", "graph", "status", "start", "stop", "delete")
 LEGACY = {"--setup-hypervisor": "setup-hypervisor", "--create-vm": "create", "--start-vm": "start", "--stop-vm": "stop",
           "--delete-vm": "delete"}
 
@@ -47,6 +49,12 @@ def parser() -> argparse.ArgumentParser:
     p = verb("plan", "what a run would do and why; changes nothing (doit plan)")
     p.add_argument("--steps", action="store_true", help="also the exact calls of each build")
     p.add_argument("targets", nargs="*", metavar="ID")
+    p = verb("graph", "the estate as a picture: every task, its state and why, and what it is cloned from, deployed to "
+             "or needs (doit plan --graph); changes nothing")
+    p.add_argument("--format", choices=FORMATS, default="mermaid", help=FORMAT_HELP)
+    p.add_argument("--changed", action="store_true", help=CHANGED_HELP)
+    p.add_argument("--from", dest="start", metavar="ID", help=FROM_HELP)
+    p.add_argument("targets", nargs="*", metavar="ID", help="only these and what they hang from")
     verb("status", "every guest and task: kind, parent, state, address, up to date or why not").add_argument(
         "--json", action="store_true", help="as JSON")
     for name in ("start", "stop"):
@@ -122,10 +130,12 @@ def ask_on(stdin: TextIO, stdout: TextIO) -> Any:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     from . import delete, doitverbs, power, status
+    from .targets import resolve
 
     root = args.project.resolve()
     os.chdir(root)
-    run_, namespace = load(root)
+    with redirect_stdout(sys.stderr) if args.verb == "graph" else nullcontext():  # stdout is the picture alone
+        run_, namespace = load(root)
     jobs = ["-n", str(args.jobs)] if getattr(args, "jobs", 1) > 1 else []
     if args.verb == "create":
         return doit(namespace, [*jobs, *doitverbs.create(run_, args.targets)])
@@ -138,6 +148,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.verb == "plan":
         keys = doitverbs.create(run_, args.targets) if args.targets else []
         return doit(namespace, ["plan", *(["--steps"] if args.steps else []), *keys])
+    if args.verb == "graph":
+        from . import graph
+
+        keys = doitverbs.create(run_, args.targets) if args.targets else []
+        start = resolve(run_.resources, args.start).key if args.start else None
+        return doit(namespace, graph.doit_args(args.format, args.changed, start, keys))
     run_.out = sys.stderr  # what the run says on the side (the target, notes); stdout is the verb's answer
     if args.verb == "status":
         out.write(status.render(status.rows(run_), args.json))

@@ -3,11 +3,13 @@
 The same decisions as the run's (one decision path), staleness carried down the chain. It reads the host:
 one listing, plus the record of a stale resource when only that can say why. With --steps it also reads what
 each build needs (configs, the OS template's storage, the node's GPUs), runs the checks a build makes before
-it writes anything, and prints the exact calls each build would make.
+it writes anything, and prints the exact calls each build would make. With --graph it draws the same decisions
+(phoenix.cli.graph: `phoenix graph`) instead of listing them.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from doit.cmd_base import DoitCmdBase
@@ -20,16 +22,37 @@ from . import current
 
 STEPS_OPTION = {"name": "steps", "long": "steps", "type": bool, "default": False,
                 "help": "also print the exact calls of each build (reads what they need; changes nothing)"}
+GRAPH_OPTIONS = (
+    {"name": "graph", "long": "graph", "type": bool, "default": False,
+     "help": "draw the estate instead: every task, its state and why, and what it is cloned from, deployed to or needs"},
+    {"name": "format", "long": "format", "type": str, "default": "mermaid",
+     "choices": (("mermaid", ""), ("dot", ""), ("svg", "")), "help": "with --graph: mermaid, dot or svg (Graphviz)"},
+    {"name": "changed", "long": "changed", "type": bool, "default": False,
+     "help": "with --graph: only what a run would change, and what it hangs from"},
+    {"name": "graph_from", "long": "from", "type": str, "default": "",
+     "help": "with --graph: only this layer and what is cloned from it or deployed to it"},
+)
 
 
 class Plan(DoitCmdBase):
     doc_purpose = "show what `doit` would build, update or leave, and why (changes nothing)"
-    doc_usage = "[--steps] [TASK ...]"
+    doc_usage = "[--steps] [TASK ...] | --graph [--format mermaid|dot|svg] [--changed] [--from TASK] [TASK ...]"
     doc_description = None
-    cmd_options = (STEPS_OPTION,)
+    cmd_options = (STEPS_OPTION, *GRAPH_OPTIONS)
 
-    def _execute(self, steps: bool = False, pos_args: list[str] | None = None) -> int:
+    def _execute(self, steps: bool = False, graph: bool = False, format: str = "mermaid", changed: bool = False,
+                 graph_from: str = "", pos_args: list[str] | None = None) -> int:
         run = current.current()
+        start: str | None = None
+        if graph or changed or graph_from or format != "mermaid":
+            from ..cli import graph as G
+
+            run.out = sys.stderr  # what the run says on the side; stdout is the picture
+            try:
+                start = G.check(run.resources, format, graph_from, graph=graph, steps=steps)
+            except G.Refused as e:
+                sys.stderr.write(f"phoenix graph: {e}\n")
+                return e.code
         wanted = [t for t in (pos_args or []) if t in run.resources]
         unknown = [t for t in (pos_args or []) if t not in run.resources]
         if unknown:
@@ -39,8 +62,10 @@ class Plan(DoitCmdBase):
         try:
             decisions = {k: run.explain(d) for k, d in self.decisions(run, keys).items()}
         except PhoenixError as e:
-            self.outstream.write(f"phoenix plan: {e}\n")
+            (sys.stderr if graph else self.outstream).write(f"phoenix plan: {e}\n")
             return 1
+        if graph:
+            return self.draw(run, decisions, format, changed, start)
         width = max((len(k) for k in decisions), default=5)
         failed = 0
         for key, d in decisions.items():
@@ -55,6 +80,18 @@ class Plan(DoitCmdBase):
         self.outstream.write(f"phoenix plan: {todo} of {len(decisions)} resources to change; "
                              f"{run.counters.total} API requests (target: {run.target})\n")
         return 1 if failed else 0
+
+    def draw(self, run: Any, decisions: dict[str, Decision], fmt: str, changed: bool, start: str | None) -> int:
+        """The decisions as a picture (phoenix.cli.graph), with doit's own status of the local cloudinit tasks."""
+        from ..cli import graph as G
+
+        try:
+            self.outstream.write(G.draw(run, decisions, G.renders(self.task_list, self.dep_manager, run.root),
+                                        fmt=fmt, changed=changed, start=start))
+        except PhoenixError as e:
+            sys.stderr.write(f"phoenix graph: {e}\n")
+            return 1
+        return 0
 
     @staticmethod
     def decisions(run: Any, keys: set[str] | None) -> dict[str, Decision]:
