@@ -116,7 +116,7 @@ def draw(run: Any, decisions: Mapping[str, Any], rendered: Mapping[str, str | No
          changed: bool = False, start: str | None = None) -> str:
     """The picture of these decisions: every node with its state, the last run's failures marked."""
     graph = build(run.resources, decisions, failed=failed_last_run(run.cache / "last-run.json", run.target, run.say),
-                  renders=rendered)
+                  renders=rendered, members=len(run.view.cluster().nodes) > 1)
     if start is not None:
         graph = graph.subtree(start)
     if changed:

@@ -135,11 +135,12 @@ def title(res: Resource) -> str:
 
 
 def build(resources: Mapping[str, Resource], decisions: Mapping[str, Decision], *, failed: Collection[str] = (),
-          renders: Mapping[str, str | None] | None = None) -> Graph:
+          renders: Mapping[str, str | None] | None = None, members: bool = False) -> Graph:
     """The graph of the resources that have a decision.
 
     failed: the tasks that failed in the last run. renders: the `cloudinit:<vmid>` tasks doit has, each with why it
-    renders (None: up to date)."""
+    renders (None: up to date). members: the host is a cluster of several members: each guest says which it is on
+    (the decision's node)."""
     renders = renders or {}
     nodes: dict[str, Node] = {}
     edges: list[Edge] = []
@@ -149,7 +150,8 @@ def build(resources: Mapping[str, Resource], decisions: Mapping[str, Decision], 
             continue
         state = state_of(d)
         reason = str(State.UP_TO_DATE) if state == State.UP_TO_DATE else d.text
-        nodes[key] = Node(key, res.kind, res.role, title(res), state, reason, key in failed)
+        nodes[key] = Node(key, res.kind, res.role, title(res), state, reason, key in failed,
+                          node=d.node if members and res.vmid is not None else None)
         if res.parent is not None:
             edges.append(Edge(key, res.parent, Relation.CLONED_FROM if res.vmid is not None else Relation.DEPLOYED_TO))
         edges += [Edge(key, dep, Relation.NEEDS) for dep in res.deps]

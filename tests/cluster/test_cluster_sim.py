@@ -121,3 +121,12 @@ def test_a_guest_with_bind_mounts_is_not_moved_away_from_its_data(built_cluster:
     assert ("bind-mounts host directories of pve3 (/fastData/portainer): their data does not move with it. Move the "
             "data to pve1 and the guest with `pct migrate 910 pve1 --restart`") in result.output
     assert co.writes(mark) == [] and co.on(910) == "pve3"
+
+
+def test_plan_status_and_graph_say_each_guests_member(built_cluster: ClusterCheckout):
+    co = built_cluster
+    graph = co.doit("plan", "--graph")
+    assert graph.rc == 0, graph.output
+    for ctid, node in ((920, "pve1"), (950, "pve2"), (910, "pve3")):
+        line = next(x for x in graph.output.splitlines() if x.strip().startswith((f"ct{ctid}(", f"ct{ctid}[")))
+        assert line.endswith(f"<br/>on {node}\")") or line.endswith(f"<br/>on {node}\"]"), line
