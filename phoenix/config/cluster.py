@@ -7,7 +7,7 @@ is a fallback when the configured one does not answer.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -56,3 +56,18 @@ def check_members(nodes: list[ClusterNode]) -> list[str]:
     for nodeid in sorted({i for i in ids if ids.count(i) > 1}):
         out.append(f"nodeid {nodeid} is given to two nodes")
     return out
+
+
+class HaResource(Strict):
+    """The guest as a resource of the cluster's HA manager (`ha-manager add ct:950`): Phoenix keeps it so. A rebuild
+    takes it out of HA first (HA would restart or relocate a guest being replaced) and puts it back after."""
+
+    state: Literal["started", "stopped", "enabled", "disabled", "ignored"] = Field(
+        "started", description="The state HA keeps the guest in (ha-manager's --state).")
+    group: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", description="Its HA group (ha-manager groups).")
+    max_restart: int | None = Field(None, ge=0, le=10, description="Restarts on its node before it is relocated.")
+    max_relocate: int | None = Field(None, ge=0, le=10, description="Relocations to other nodes before HA gives up.")
+
+    def params(self) -> dict[str, Any]:
+        """POST/PUT /cluster/ha/resources: what is declared."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}

@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from .apps import FLAT_KEYS, SECTIONS, AppSettings, flat_fields, move_flat_keys
-from .cluster import NodeName
+from .cluster import HaResource, NodeName
 from .limits import (
     DESCRIPTION_MAX_BYTES,
     MEMORY_MAX_MB,
@@ -237,6 +237,8 @@ class LxcGuest(Strict):
     feature_timeout_s: float | None = Field(None, gt=0, le=SCRIPT_TIMEOUT_MAX_S)
     node: NodeName | None = Field(None, description="The cluster member the guest is placed on (default: Phoenix places "
                                                     "it: see the README's Cluster section).")
+    ha: HaResource | None = Field(None, description="Keep the guest under the cluster's HA manager (a guest found under "
+                                  "HA without it is never rebuilt: see the README's Cluster section).")
     # base_setup
     locale: str = "en_US.UTF-8"
     extra_packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]] = Field(default_factory=list)
@@ -280,6 +282,9 @@ class LxcGuest(Strict):
             raise ValueError("a root layer (no clone_from_ctid) needs template, the OS template to create it from")
         if self.clone_from_ctid is not None and self.template:
             raise ValueError("a clone inherits its OS from clone_from_ctid; remove template")
+        if self.ha is not None and self.is_template_layer:
+            raise ValueError("a layer other guests are cloned from is not a service for HA to keep running; remove ha "
+                             "(its clones may have it)")
         return self
 
     @property

@@ -35,6 +35,7 @@ from .backups import Backups
 from .changes import CONTROL, Touched, task_touched, touched
 from .dirlock import IN_PROCESS, StateLock
 from .guestlock import CREATE, Unlocked, after_crash, unlocked
+from .ha import HaApi
 from .node_api import NodeApi, initial_state
 from .served import PORTAINER_FILE, SERVER_FILE, served
 from .store import CT, NODE, POOL, STATE_FILE, VM, VOLUMES, Key, Stats, Store, dumps
@@ -166,7 +167,7 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
     from fakepve.model import TaskError
     from fakepve.server import USER, params
 
-    class PersistentPve(NodeApi, Backups, VmDisks, base):
+    class PersistentPve(NodeApi, HaApi, Backups, VmDisks, base):
         def _build_app(self):
             app = super()._build_app()
 
@@ -375,6 +376,7 @@ class SimHost:
         self._running, self._abandoned, self._abandoning = {}, [], False
         self._stopping = asyncio.Event()
         self._load()
+        self.pve.ha_apply()
 
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()

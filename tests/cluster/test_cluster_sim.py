@@ -130,3 +130,57 @@ def test_plan_status_and_graph_say_each_guests_member(built_cluster: ClusterChec
     for ctid, node in ((920, "pve1"), (950, "pve2"), (910, "pve3")):
         line = next(x for x in graph.output.splitlines() if x.strip().startswith((f"ct{ctid}(", f"ct{ctid}[")))
         assert line.endswith(f"<br/>on {node}\")") or line.endswith(f"<br/>on {node}\"]"), line
+
+
+def ha_by_hand(co: ClusterCheckout, sid: str, state: str = "started") -> None:
+    """As `ha-manager add <sid> --state <state>` on a member."""
+    co.pve.node_state.setdefault("ha", {})[sid] = {"state": state, "max_restart": 1, "max_relocate": 1}
+    co.pve.ha_apply()
+
+
+def test_a_guest_under_ha_is_taken_out_for_its_rebuild_and_put_back(built_cluster: ClusterCheckout):
+    co = built_cluster
+    co.edit_guest(950, ha={"state": "started", "max_relocate": 2})
+    plan = co.doit("plan")
+    assert "ct950  update: ha: not under HA -> started" in plan.output, plan.output
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 0, result.output
+    assert [w for w in co.writes(mark) if "/cluster/ha/" in w[1]] == [("POST", "/api2/json/cluster/ha/resources")]
+    assert co.pve.node_state["ha"]["ct:950"] == {"state": "started", "max_restart": 1, "max_relocate": 2}
+    mark = co.mark()
+    assert co.doit().rc == 0 and len(co.pve.requests) - mark == 1                      # a no-op: HA read from the listing
+    script = co.root / "images" / "features" / "vllm.sh"
+    script.write_text(script.read_text() + "\n# a change\n")
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 0, result.output
+    writes = co.writes(mark)
+    out_of_ha = writes.index(("DELETE", "/api2/json/cluster/ha/resources/ct:950"))
+    assert out_of_ha < writes.index(("DELETE", "/api2/json/nodes/pve2/lxc/950"))        # out of HA before destroyed
+    back = writes.index(("POST", "/api2/json/cluster/ha/resources"))
+    assert back == len(writes) - 1 or all("/lxc/950" not in p for _, p in writes[back:])  # back after its record
+    assert co.pve.ct(950).ha_state == "started" and co.pve.node_state["ha"]["ct:950"]["max_relocate"] == 2
+    mark = co.mark()
+    assert co.doit().rc == 0 and len(co.pve.requests) - mark == 1
+    co.pve.node_state["ha"].pop("ct:950")                                               # `ha-manager remove` by hand
+    co.pve.ct(950).ha_state = None
+    result = co.doit()
+    assert result.rc == 0 and co.pve.ct(950).ha_state == "started", result.output      # put back in place, not rebuilt
+    assert result.outcomes()["ct950"] == "updated"
+
+
+def test_a_guest_put_under_ha_by_hand_is_not_rebuilt(built_cluster: ClusterCheckout):
+    co = built_cluster
+    ha_by_hand(co, "ct:950")
+    mark = co.mark()
+    assert co.doit().rc == 0 and len(co.pve.requests) - mark == 1                      # kept as it is: nothing to do
+    script = co.root / "images" / "features" / "vllm.sh"
+    script.write_text(script.read_text() + "\n# a change\n")
+    result = co.doit()
+    assert result.rc == 1 and "Traceback" not in result.output, result.output
+    assert ("CT 950 is under HA (ha-manager state started) and lxc_configs.950 declares no ha: a rebuild would take it "
+            "out of HA for good. Declare `ha: {state: started}` in lxc_configs.950") in result.output
+    assert "ha-manager remove ct:950" in result.output
+    assert "Nothing was changed on the host" in result.output
+    assert co.writes(mark) == [] and co.pve.ct(950).ha_state == "started"    # 920 is not rebaked under its child either

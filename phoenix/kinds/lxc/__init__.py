@@ -64,6 +64,7 @@ class LxcKind:
         guests the build replaces or updates (protection, locks)."""
         from ...config.files import resolve
         from ..base import Prepared
+        from ..ha import refused as ha_refused
         from . import checks
         from . import params as P
         from . import steps as S
@@ -147,7 +148,9 @@ class LxcKind:
                     problems.append(protected(c))
                 if config.get("lock"):
                     problems.append(explain_lock(ctx, c, str(config["lock"])))
-                replaced.append(S.Replaced(c, config, f.status == "running", on))
+                problems += ha_refused("lxc", c, f"lxc_configs.{c}", f, estate.guests[c].ha is not None
+                                       if c in estate.guests else False)
+                replaced.append(S.Replaced(c, config, f.status == "running", on, f.hastate is not None))
                 if c == ctid:
                     old = F.parse_record(config.get("description")).get("settings")
                     keep = S.hand_set(f, old, int(config.get("protection") or 0))

@@ -91,6 +91,7 @@ def in_place_settings(estate: Estate, ctid: int) -> dict[str, Any]:
         "rootfs_gb": g.storage_size_gb,
         "mount_points": [m.model_dump() for m in g.mount_points],
         **({"node": g.node} if g.node else {}),  # only when named: a guest placed by Phoenix keeps its settings
+        **({"ha": g.ha.params()} if g.ha else {}),
     }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from ...facts.guests import GuestFacts
 from ...plan import Action, Why
 from ...resources import Resource, digest
+from ..ha import state_change
 
 ID_MAP_BASE = 100000   # Proxmox's default id map of an unprivileged container: guest id N is host id 100000 + N,
 ID_MAP_SIZE = 65536    # so its root is 100000 on the host
@@ -50,10 +51,13 @@ def settings_changes(res: Resource, facts: GuestFacts, old: dict[str, Any] | Non
         out.append(f"cores {facts.maxcpu} -> {want['cores']}")
     if want.get("node") and facts.node and want["node"] != facts.node:
         out.append(f"node {facts.node} -> {want['node']}")
+    ha = state_change(want.get("ha"), facts)
+    if ha:
+        out.append(ha)
     if old:
         now, before = recorded(want), recorded(old)
         for key in sorted(want):
-            if key in ("memory", "cores", "node") or before.get(key) == now[key]:
+            if key in ("memory", "cores", "node") or (key == "ha" and ha) or before.get(key) == now[key]:
                 continue
             out.append("description changed" if key == "description" else f"{key} {_short(old.get(key))} -> {_short(want[key])}")
     if not out and facts.settings_hash != res.settings_hash:
@@ -66,7 +70,8 @@ def compare(res: Resource, facts: GuestFacts, record: dict[str, Any] | None) -> 
     if facts.maxdisk and want["rootfs_gb"] * GIB < facts.maxdisk:
         return Action.REBUILD, Why.CANNOT_UPDATE, (
             f"storage_size_gb shrinks from {facts.maxdisk // GIB} to {want['rootfs_gb']} GB, which only a rebuild can do",)
-    drift = (facts.maxmem and facts.maxmem != want["memory"] * MIB) or (facts.maxcpu and facts.maxcpu != want["cores"])
+    drift = (facts.maxmem and facts.maxmem != want["memory"] * MIB) or (facts.maxcpu and facts.maxcpu != want["cores"]) \
+        or state_change(want.get("ha"), facts) is not None
     if facts.settings_hash != res.settings_hash or drift:
         return Action.UPDATE, Why.SETTINGS_CHANGED, tuple(settings_changes(res, facts, (record or {}).get("settings")))
     return None

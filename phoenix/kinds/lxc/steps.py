@@ -30,6 +30,7 @@ from ...steps import (
     Step,
     download,
 )
+from .. import ha
 from . import params as P
 from .context import build_context
 from .datafiles import feature_files
@@ -52,6 +53,7 @@ class Replaced:
     config: dict[str, Any]
     running: bool
     node: str | None = None        # the member it is on (None: the build's)
+    ha: bool = False               # under HA: taken out first
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class Bake:
 
 
 def destroy(node: str, r: Replaced, why: str) -> list[Step]:
-    out: list[Step] = []
+    out: list[Step] = [ha.remove("lxc", r.vmid, why)] if r.ha else []
     path = lxc(r.node or node, r.vmid)
     if r.config.get("protection"):
         out.append(Call(f"destroy CT {r.vmid} ({why}): clear protection", "PUT", f"{path}/config", {"protection": 0},
@@ -202,7 +204,7 @@ def finish(estate: Estate, res: Resource, node: str, b: Bake, user_tags: list[st
                     then=SetFacts(ctid, tags, {"name": g.name, "maxmem": g.memory_mb * MIB, "maxcpu": g.cores,
                                                "maxdisk": g.storage_size_gb * GIB, "template": g.convert_to_template,
                                                "status": "stopped" if stopped else "running"})))
-    return out
+    return out + ha.after_build("lxc", ctid, settings.get("ha"), tags)
 
 
 def copies(estate: Estate, res: Resource, node: str, plans: list[Any], identity: str, build_id: str,
@@ -325,6 +327,13 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(wanted))})", ctid, wanted))
     if facts.status == "running":
         out.append(RestartIfPending("restart", lxc(node, ctid), tuple(sorted(wanted))))
+    want_ha, had_ha = settings.get("ha"), (old or {}).get("ha")
+    if want_ha and (ha.state_change(want_ha, facts) or (old is not None and had_ha != want_ha)):
+        out.append(ha.put("lxc", ctid, want_ha, facts, tags))
+    elif not want_ha and had_ha and facts.hastate is not None:  # Phoenix put it under HA; the config no longer says so
+        out.append(Call(f"remove {ha.sid('lxc', ctid)} from HA (no longer in the config)", "DELETE",
+                        f"cluster/ha/resources/{ha.sid('lxc', ctid)}",
+                        then=SetFacts(ctid, tags, {"hastate": None}, keep_tags=True)))
     return moving + out
 
 
