@@ -20,7 +20,7 @@ PRIVILEGES = (
     "Pool.Allocate", "Pool.Audit", "SDN.Use", "Sys.Audit", "Sys.Modify",
     "VM.Allocate", "VM.Audit", "VM.Clone", "VM.Config.CDROM", "VM.Config.CPU", "VM.Config.Cloudinit",
     "VM.Config.Disk", "VM.Config.HWType", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options",
-    "VM.Backup", "VM.GuestAgent.Unrestricted", "VM.PowerMgmt", "VM.Snapshot",
+    "VM.Backup", "VM.GuestAgent.Unrestricted", "VM.Migrate", "VM.PowerMgmt", "VM.Snapshot",
 )
 
 

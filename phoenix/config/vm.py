@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
-from .cluster import NodeName
+from .cluster import HaResource, NodeName
 from .limits import DESCRIPTION_MAX_BYTES, MEMORY_MAX_MB, SCRIPT_TIMEOUT_MAX_S
 from .lxc import HOSTNAME, SNAPSHOT, TAG, FeatureName
 from .stacks import StackChoices
@@ -27,7 +27,7 @@ BUILTIN: dict[str, Any] = {
     "os_type": "l26", "cpu_sockets": 1, "cpu_cores": 2, "memory_mb": 4096, "boot_disk_size_gb": 32,
     "boot_disk_storage": None, "network_bridge": None, "network_model": "virtio", "features": [],
     "docker_stacks": [], "tags": [], "template_name": None, "user_config": None, "feature_timeout_s": None,
-    "node": None,
+    "node": None, "ha": None,
 }
 
 
@@ -88,6 +88,8 @@ class VmCommon(Strict):
     feature_timeout_s: float | None = Field(None, gt=0, le=SCRIPT_TIMEOUT_MAX_S)
     node: NodeName | None = Field(None, description="The cluster member the VM is placed on (default: Phoenix places "
                                                     "it: see the README's Cluster section).")
+    ha: HaResource | None = Field(None, description="Keep the VM under the cluster's HA manager (see the README's "
+                                  "Cluster section).")
 
     @field_validator("features")
     @classmethod
@@ -176,6 +178,7 @@ class Vm(Strict):
     user_config: VmUserConfig | None
     feature_timeout_s: float | None
     node: str | None = None
+    ha: HaResource | None = None
     index: int = 0  # its place in virtual_machines[] (for messages)
 
     @property

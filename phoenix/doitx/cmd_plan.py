@@ -69,7 +69,8 @@ class Plan(DoitCmdBase):
         width = max((len(k) for k in decisions), default=5)
         failed = 0
         for key, d in decisions.items():
-            self.outstream.write(f"{key:<{width}}  {d.text}\n")
+            where = f"  [{d.placed}]" if d.placed and len(run.view.cluster().nodes) > 1 else ""
+            self.outstream.write(f"{key:<{width}}  {d.text}{where}\n")
             if d.action in (Action.OK, Action.BLOCKED):
                 continue
             if steps:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from phoenix.facts.guests import split_tags
+from tests.core.conftest import REPO
 
 from .conftest import ClusterCheckout
 
@@ -18,8 +19,29 @@ def layer(guest) -> set[str]:
     return {t for t in tags(guest) if t.startswith(("phx-id-", "phx-b-"))}
 
 
+def readme_placement() -> dict[str, tuple[str, str]]:
+    """The README's placement table of the cluster example: guest -> (member, the reason doit plan gives)."""
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("| guest | member | why (`doit plan`) |"):].split("\n\n", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_the_plan_places_the_layers_as_the_readme_says(cluster: ClusterCheckout):
+    plan = cluster.doit("plan")
+    assert plan.rc == 0, plan.output
+    table = readme_placement()
+    assert set(table) == {"ct900", "ct901", "ct902", "ct910", "ct920", "ct950"}
+    for key, (member, why) in table.items():
+        line = next(line for line in plan.output.splitlines() if line.startswith(f"{key} "))
+        assert why in line.split("[", 1)[1], (key, line)
+        assert member in line, (key, line)
+
+
 def test_the_layers_are_placed_as_the_readme_says(built_cluster: ClusterCheckout):
     co = built_cluster
+    assert {int(k[2:]): m for k, (m, _) in readme_placement().items()} == \
+        {v: co.on(v) for v in (900, 901, 902, 920, 950, 910)}
     assert {v: co.on(v) for v in (900, 901, 902, 920, 950, 910)} == \
         {900: "pve1", 901: "pve1", 902: "pve1", 920: "pve1", 950: "pve2", 910: "pve3"}
     copy = co.pve.ct(200920)   # 920's copy on pve2 (node id 2): 950 is cloned from it there

@@ -118,3 +118,18 @@ def test_without_a_member_that_has_its_storage_it_goes_where_it_could_and_its_ch
                   None, lambda n: GPUS[n])
     assert found["vm9000"].node == "pve2"
     assert "no member has what it needs yet (pve1 has no storage local with import content; pve2 has" in found["vm9000"].why
+
+
+def test_the_cluster_audit_finds_what_a_real_cluster_refuses():
+    from .audit import cluster_refused
+
+    log = [("POST", "/api2/json/nodes/pve1/lxc", b"vmid=900&ostemplate=local%3Avztmpl%2Fa.tar.zst&rootfs=local-lvm%3A8"),
+           ("POST", "/api2/json/nodes/pve1/lxc/900/clone", b"newid=901&target=pve2&storage=ceph"),
+           ("POST", "/api2/json/nodes/pve2/lxc", b"vmid=700&ostemplate=local%3Avztmpl%2Fb.tar.zst&rootfs=ceph%3A8"),
+           ("POST", "/api2/json/nodes/pve2/storage/local/download-url", b"content=vztmpl&filename=c.tar.zst&url=x"),
+           ("POST", "/api2/json/nodes/pve2/lxc", b"vmid=701&ostemplate=local%3Avztmpl%2Fc.tar.zst&rootfs=ceph%3A8"),
+           ("POST", "/api2/json/nodes/pve2/lxc/701/clone", b"newid=702&target=pve3&storage=ceph")]
+    found = cluster_refused(log, {"ceph"}, {"local:vztmpl/a.tar.zst"})
+    assert len(found) == 2, found
+    assert "lxc/900/clone target=pve2: the source's disk is on local-lvm, not shared" in found[0]
+    assert "local:vztmpl/b.tar.zst is on pve2's own local, where nothing put it" in found[1]

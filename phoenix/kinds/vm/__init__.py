@@ -48,6 +48,7 @@ class VmKind:
         from ...config.vm import parent_of
         from ...secrets import read_secret
         from ..base import Prepared
+        from ..ha import refused as ha_refused
         from ..lxc import explain_lock
         from . import checks
         from . import steps as S
@@ -109,22 +110,34 @@ class VmKind:
                 if not f.managed:
                     problems.append(f"VM {v} is not Phoenix's (no 'phoenix' tag and record): refusing to destroy it")
                     continue
-                config = ctx.pve().get(S.qemu(ctx.node, v, "/config"))
+                on = f.node or ctx.node   # destroyed where it is (a rebuild may place it elsewhere)
+                config = ctx.pve().get(S.qemu(on, v, "/config"))
+                problems += ha_refused("qemu", v, f"virtual_machines[{estate.vms[v].index}] (vm_id {v})"
+                                       if v in estate.vms else f"VM {v}", f,
+                                       v in estate.vms and "ha" in R.in_place_settings(estate, v))
                 if config.get("protection") and not ctx.allow_protected(v):
                     problems.append(f"VM {v} has protection set, and rebuilding it would destroy it: clear it "
                                     f"(qm set {v} --protection 0) or allow it for this run")
                 if config.get("lock"):
                     problems.append(explain_lock(ctx, v, str(config["lock"])).replace("CT ", "VM "))
-                replaced.append(S.Replaced(v, config, f.status == "running"))
+                replaced.append(S.Replaced(v, config, f.status == "running", on, f.hastate is not None))
                 if v == vmid:  # tags set by hand stay: those Phoenix did not set last time
                     old = F.parse_record(config.get("description")).get("settings")
                     ours = set((old or {}).get("tags") or ()) if isinstance(old, dict) else set()
                     keep = tuple(t for t in f.user_tags if t not in ours and t not in vm.tags)
+        if vm.ha and vm.is_template_layer:
+            problems.append(f"VM {vmid} is a layer other VMs are cloned from, not a service for HA to keep running: "
+                            "remove ha from it (its clones may have it)")
+        source = None
+        parent = parent_of(estate.vms, vmid)
+        if parent is not None and parent in estate.vms:
+            source, found = cross_member_source(ctx, res, parent)
+            problems += found
         # snippets of a VMID that is neither a VM on the host nor one of the config are no VM's: the bake removes them
         vms_on_host = {v for v, f in ctx.view.guests().items() if f.kind == "qemu"}
         keep_vmids = tuple(sorted(vms_on_host | set(estate.vms)))
         return Prepared({"replaced": tuple(replaced), "download": download, "dir": directory, "files": files,
-                         "keep": keep, "keep_vmids": keep_vmids}, tuple(problems))
+                         "keep": keep, "keep_vmids": keep_vmids, "source": source}, tuple(problems))
 
     def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
               build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
@@ -148,8 +161,35 @@ class VmKind:
         values = {**CR.variables(ctx.estate, vmid), "instance_id": f"phx-{vmid}-{build_id}"}
         meta = CR.render_file(directory, meta_path, vmid, values).encode()
         bake = S.Bake(identity or res.identity(parent_build), build_id, parent_build, ctx.owner, data["replaced"],
-                      data["download"], data["dir"], data["files"], meta, data["keep"], data["keep_vmids"])
+                      data["download"], data["dir"], data["files"], meta, data["keep"], data["keep_vmids"],
+                      data.get("source"))
         return S.bake(ctx.estate, res, ctx.node, bake)
+
+
+def cross_member_source(ctx: Context, res: Resource, parent: int) -> tuple[Any, list[str]]:
+    """Where a VM placed on another member than its parent is cloned from: across with `target` when the parent's
+    disk and its own are on shared storage and the clone is a full one (qemu-server's clone_vm refuses a VM on local
+    storage, or onto non-shared storage, on another node; Phoenix makes no linked clone across members). Otherwise
+    no copy of a VM layer is made on another member (containers' are): refused, with the two ways out."""
+    from ...cluster.copies import Route, Source, route
+
+    assert res.vmid is not None
+    placed = ctx.placed(res.parent) if res.parent else None
+    facts = ctx.view.get(parent)
+    parent_node = placed.node if placed is not None and placed.node else facts.node if facts is not None else None
+    if parent_node is None or parent_node == ctx.node:
+        return None, []
+    estate, cluster = ctx.estate, ctx.view.cluster()
+    p_disk, own = R.storage(estate, parent), R.storage(estate, res.vmid)
+    how = route(parent_node, ctx.node, cluster.shared(p_disk), cluster.shared(own))
+    if how == Route.TARGET and not estate.vms[parent].convert_to_template:
+        return Source(parent_node, parent, target=ctx.node), []
+    why = ("a linked clone of a template is made on the template's member only" if how == Route.TARGET else
+           f"VM {parent}'s disk ({p_disk}) or its own ({own}) is on storage local to a member, and Proxmox clones a "
+           "VM to another node only from shared storage onto shared storage")
+    return None, [f"VM {res.vmid} is placed on {ctx.node} and its parent VM {parent} is on {parent_node}: {why}. Set "
+                  f"node: {parent_node} on VM {res.vmid}, or put both boot disks on a shared storage "
+                  "(boot_disk_storage, e.g. ceph) with a snapshot-template parent (template_snapshot_name)"]
 
 
 VM = VmKind()

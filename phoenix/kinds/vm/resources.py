@@ -71,6 +71,8 @@ def in_place_settings(estate: Estate, vmid: int) -> dict[str, Any]:
            "disk_gb": vm.boot_disk_size_gb}
     if vm.node:  # only when named (a VM placed by Phoenix keeps the settings it always had): a new node moves it
         out["node"] = vm.node
+    if vm.ha and not vm.is_template_layer:
+        out["ha"] = vm.ha.params()
     return out
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from ...facts.guests import GuestFacts
 from ...plan import Action, Why
 from ...resources import Resource
+from ..ha import state_change
 from ..lxc.rules import GIB, MIB, recorded
 
 
@@ -27,10 +28,13 @@ def settings_changes(res: Resource, facts: GuestFacts, old: dict[str, Any] | Non
     want = res.settings
     if facts.maxmem and facts.maxmem != want["memory"] * MIB:
         out.append(f"memory {facts.maxmem // MIB} -> {want['memory']} MB")
+    ha = state_change(want.get("ha"), facts)
+    if ha:
+        out.append(ha)
     if old:
         now, before = recorded(want), recorded(old)
         for key in sorted(want):
-            if key != "memory" and before.get(key) != now[key]:
+            if key != "memory" and not (key == "ha" and ha) and before.get(key) != now[key]:
                 out.append("description changed" if key == "description" else f"{key} {old.get(key)} -> {want[key]}")
     if not out and facts.settings_hash != res.settings_hash:
         out.append("settings changed")
@@ -42,7 +46,7 @@ def compare(res: Resource, facts: GuestFacts, record: dict[str, Any] | None) -> 
     if facts.maxdisk and want["disk_gb"] * GIB < facts.maxdisk:
         return Action.REBUILD, Why.CANNOT_UPDATE, (
             f"boot_disk_size_gb shrinks from {facts.maxdisk // GIB} to {want['disk_gb']} GB, which only a rebuild can do",)
-    drift = facts.maxmem and facts.maxmem != want["memory"] * MIB
+    drift = (facts.maxmem and facts.maxmem != want["memory"] * MIB) or state_change(want.get("ha"), facts) is not None
     if facts.settings_hash != res.settings_hash or drift:
         return Action.UPDATE, Why.SETTINGS_CHANGED, tuple(settings_changes(res, facts, (record or {}).get("settings")))
     return None

@@ -32,6 +32,7 @@ from ...steps import (
     Step,
     download,
 )
+from .. import ha
 from ..lxc.rules import GIB, MIB, recorded
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class Replaced:
     vmid: int
     config: dict[str, Any]
     running: bool
+    node: str | None = None              # the member it is on (None: the build's)
+    ha: bool = False                     # under HA: taken out first
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Bake:
     meta_data: bytes                     # meta-data, rendered with this build's instance-id
     keep_tags: tuple[str, ...] = ()
     keep_vmids: tuple[int, ...] = ()     # VMs on the host or in the config: their snippets stay
+    source: Any = None                   # cluster.copies.Source: the parent on another member (cloned with target)
 
 
 def snippet_names(vmid: int, files: dict[str, bytes]) -> dict[str, str]:
@@ -82,8 +86,8 @@ def cicustom(storage: str, names: dict[str, str]) -> str:
 
 
 def destroy(node: str, r: Replaced, why: str) -> list[Step]:
-    out: list[Step] = []
-    path = qemu(node, r.vmid)
+    out: list[Step] = [ha.remove("qemu", r.vmid, why)] if r.ha else []
+    path = qemu(r.node or node, r.vmid)
     if r.config.get("protection"):
         out.append(Call(f"destroy VM {r.vmid} ({why}): clear protection", "PUT", f"{path}/config", {"protection": 0},
                         idempotent=True))
@@ -222,7 +226,12 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
         else:
             params.update(full=1, snapname=p.template_snapshot_name, storage=storage)
             what = f"full clone of vm{parent}@{p.template_snapshot_name}"
-        out.append(Call(what, "POST", qemu(node, parent, "/clone"), params, retry_locked=True, clone=True, then=started))
+        src_node = node
+        if b.source is not None and b.source.target:  # across: both disks on shared storage (qemu-server clone_vm)
+            src_node, params["target"] = b.source.node, b.source.target
+            what += f" on {b.source.node}, to {b.source.target}"
+        out.append(Call(what, "POST", qemu(src_node, parent, "/clone"), params, retry_locked=True, clone=True,
+                        then=started))
         out.append(Call("configure", "PUT", qemu(node, vmid, "/config"),
                         {k: v for k, v in hardware.items() if k != "ostype"}, idempotent=True))
         if settings["disk_gb"] > p.boot_disk_size_gb:
@@ -271,7 +280,7 @@ def finish(estate: Estate, res: Resource, node: str, b: Bake, user_tags: list[st
                                                "maxdisk": vm.boot_disk_size_gb * GIB,
                                                "template": vm.convert_to_template,
                                                "status": "stopped" if stopped else "running"})))
-    return out
+    return out + ha.after_build("qemu", vmid, res.settings.get("ha"), tags)
 
 
 def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m: Any) -> list[Step]:
@@ -344,4 +353,7 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
                         {"disk": "scsi0", "size": f"{settings['disk_gb']}G"}, idempotent=True))
     if facts.status == "running":
         out.append(RestartIfPending("restart", qemu(node, vmid)))
+    want_ha = settings.get("ha")
+    if want_ha and (ha.state_change(want_ha, facts) or (old and old.get("ha") != want_ha)):
+        out.append(ha.put("qemu", vmid, want_ha, facts, tags))
     return out
