@@ -210,9 +210,11 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
                 entry = _Task(ttype, str(tid), what, asyncio.get_running_loop().create_future())
                 owner._running[id(entry)] = entry
                 token = _TASK.set(entry)
+                began = time.monotonic()
                 try:
                     return await body()
                 finally:
+                    owner.timeline.append((node, ttype, str(tid), began, time.monotonic()))
                     _TASK.reset(token)
                     del owner._running[id(entry)]
                     if entry.abandoned:
@@ -299,6 +301,7 @@ class SimHost:
             raise PhoenixError(f"unknown simulated task {', '.join(unknown)}: durations can be set for "
                                f"{', '.join(CT_TASKS + CT_POWER)} (PHOENIX_SIM_TASK_SECONDS)")
         self.time_scale, self.ct_secs, self.host = time_scale, dict(ct_secs or {}), host
+        self.timeline: list[tuple[str, str, str, float, float]] = []  # (node, type, id, start, end) of each task body
         self.node_root = Path(node_root) if node_root is not None else self.dir / NODE_FS  # the node's files (archives)
         self.role = role
         self.notes: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from urllib.parse import parse_qsl
 
 from phoenix.facts.guests import split_tags
@@ -206,3 +207,22 @@ def test_a_guest_put_under_ha_by_hand_is_not_rebuilt(built_cluster: ClusterCheck
     assert "ha-manager remove ct:950" in result.output
     assert "Nothing was changed on the host" in result.output
     assert co.writes(mark) == [] and co.pve.ct(950).ha_state == "started"    # 920 is not rebaked under its child either
+
+
+def test_bakes_on_different_members_run_at_the_same_time(tmp_path):
+    from .conftest import cluster_audited
+
+    secs = {"create": 20, "clone": 10, "snapshot": 2, "start": 5, "shutdown": 3, "vzdump": 10}
+    with cluster_audited(ClusterCheckout(tmp_path / "phoenix", {"time_scale": 0.02, "ct_secs": secs})) as co:
+        result = co.doit("-n", "4")
+        assert result.rc == 0, result.output
+        tasks = [t for t in co.sim.timeline if t[4] - t[3] > 0.05]
+        across = [(a, b) for a in tasks for b in tasks if a[0] < b[0] and a[3] < b[4] and b[3] < a[4]]
+        assert across, tasks                                            # work on two members overlapped
+        clones = sorted((t for t in tasks if t[1] == "vzclone"), key=lambda t: t[3])
+        by_source: dict[str, list] = {}
+        for t in clones:
+            by_source.setdefault(t[2], []).append(t)
+        for source, runs in by_source.items():                          # one parent's clones one at a time
+            assert all(a[4] <= b[3] + 1e-3 for a, b in pairwise(runs)), (source, runs)
+        assert any(len(runs) > 1 for runs in by_source.values()), by_source
