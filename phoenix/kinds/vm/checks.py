@@ -43,5 +43,5 @@ def boot_storage_problems(storages: list[dict[str, Any]], name: str, node: str, 
                 "define the storage first"]
     if "images" not in str(store.get("content", "")).split(","):
         return [f"{vm}: boot_disk_storage {name} does not allow 'images' content, which a VM disk needs: add it "
-                f"(pvesm set {name} --content {store.get('content')},images) or choose another storage"]
+                f"(pvesm set {name} --content {store.get('content')},images), or set boot_disk_storage to another storage"]
     return []
