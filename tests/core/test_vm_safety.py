@@ -319,3 +319,19 @@ def test_faults_file_is_only_the_simulators(tmp_path: Path):
     assert not node.full("local")
     (tmp_path / "faults.json").write_text("not json")
     assert not node.full("local")  # a damaged file is no fault
+
+
+def test_a_failed_import_task_shows_its_own_log_and_only_the_vms_wait(vm_checkout: Checkout):
+    co = vm_checkout
+    co.pve.fail("POST", f"{NODE.removeprefix('/api2/json')}/storage/local/download-url",
+                error="no_decompression_method_found", times=1)  # raised inside the PVE worker: a failed task
+    result = co.doit("--continue")
+    assert result.rc == 2  # doit's code when tasks were left undone for a failed dependency (see the report)
+    assert "TaskFailed - taskid:vm9000" in result.output
+    assert "no decompression method found" in result.output and "task log" in result.output, result.output
+    assert "Traceback" not in result.output
+    outcomes = result.outcomes()
+    assert outcomes["vm9000"] == "failed" and all(outcomes[k] == "built" for k in CTS)
+    assert all(co.pve.vm(v) is None for v in (9000, 9001, 1001, 1002))
+    assert "import/noble-server-cloudimg-amd64.qcow2" not in co.pve.storages["local"].get("volumes", {})
+    converges(co, "vm9000")
