@@ -76,6 +76,12 @@ def check_vms(estate: Estate, configs: VmConfigs) -> list[Problem]:
             if not p.is_template_layer:
                 out.append(Problem(vf, _at(p), f"VM {vmid} is cloned from it, so it needs template_snapshot_name or "
                                                "convert_to_template: true"))
+            mine, theirs = vm.boot_disk_storage or hyp.storage.rootdir, p.boot_disk_storage or hyp.storage.rootdir
+            if p.convert_to_template and mine != theirs:
+                out.append(Problem(vf, _at(vm, "boot_disk_storage"),
+                                   f"boot_disk_storage {mine!r} cannot apply: VM {vmid} is a linked clone of template "
+                                   f"{parent}, and a linked clone's disk stays on its template's storage ({theirs!r}). "
+                                   f"Set boot_disk_storage to {theirs!r} (or remove it), or change {parent}'s"))
             if vm.boot_disk_size_gb < p.boot_disk_size_gb:
                 out.append(Problem(vf, _at(vm, "boot_disk_size_gb"),
                                    f"a clone cannot be smaller than its parent ({p.boot_disk_size_gb} GB)"))

@@ -95,6 +95,11 @@ class Node(Protocol):
         """Reach the node and log in, running nothing: PhoenixError saying what to fix when that is not possible."""
         ...
 
+    def check_writable(self, directory: str) -> None:
+        """Files can be put into directory as put_snippets and send put them (SFTP on a real node): PhoenixError
+        saying why not."""
+        ...
+
     def fetch(self, path: str, sink: Callable[[bytes], object]) -> int:
         """Stream the file at the absolute path on the node to sink, block by block; the bytes read."""
         ...
@@ -279,6 +284,10 @@ class SshNode:
 
     def check(self) -> None:
         self.shell.check()
+
+    def check_writable(self, directory: str) -> None:
+        require_absolute([directory])
+        self._files().check_writable(directory)
 
     def fetch(self, path: str, sink: Callable[[bytes], object]) -> int:
         require_absolute([path])

@@ -170,6 +170,9 @@ class SimulatedNode:
                      keep_vmids: Sequence[int] = ()) -> None:
         """Into the simulated storage, as on a node: a temporary name, then renamed; older ones removed."""
         require_absolute([directory])
+        if self.full(storage):
+            raise PhoenixError(f"writing snippets into {directory} (storage {storage}) on the simulated node failed: "
+                               f"cannot write {sorted(files)[0] if files else directory}: No space left on device")
         where = self.snippets_dir(storage)
         where.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
@@ -191,6 +194,27 @@ class SimulatedNode:
 
     def check(self) -> None:
         """Nothing to reach."""
+
+    def check_writable(self, directory: str) -> None:
+        """Any directory is writable on the simulated node (a full storage shows only when data is written), unless
+        its sshd offers no SFTP (the fault "no_sftp")."""
+        require_absolute([directory])
+        if self._faults().get("no_sftp"):
+            raise PhoenixError("cannot start SFTP on the simulated node: Channel closed. The node's sshd must offer the "
+                               "sftp subsystem (`Subsystem sftp ...` in /etc/ssh/sshd_config; Debian package "
+                               "openssh-sftp-server).")
+
+    def _faults(self) -> dict[str, Any]:
+        """The simulated node's faults (faults.json in the simulator's state dir): {"full_storages": ["local"]} (writing
+        file data into a storage fails as on a node with no space left), {"no_sftp": true}."""
+        try:
+            found = json.loads((self.record_path.parent / "faults.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def full(self, storage: str) -> bool:
+        return storage in (self._faults().get("full_storages") or ())
 
     def local(self, path: str) -> Path:
         """Where an absolute node path lies in the simulated node's file system."""

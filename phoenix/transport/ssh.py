@@ -244,6 +244,26 @@ class SshShell:
                 "subsystem (`Subsystem sftp ...` in /etc/ssh/sshd_config; Debian package openssh-sftp-server)."
             ) from None
 
+    def check_writable(self, directory: str) -> None:
+        """SFTP starts and a file can be made in directory: a 0700 staging directory is made there and removed, as
+        put_file makes one (what a build that writes there needs, tried before it changes anything)."""
+        probe = posixpath.join(directory, f"{STAGING_PREFIX}{os.urandom(8).hex()}")
+        sftp = self._sftp()
+        try:
+            try:
+                sftp.mkdir(probe, 0o700)
+            except _CHANNEL_ERRORS as e:
+                reason = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
+                hint = (f" The directory {directory} does not exist on the node."
+                        if isinstance(e, OSError) and e.errno == errno.ENOENT else "")
+                raise PhoenixError(f"cannot write into {directory} on {self.where}: {reason}.{hint}") from None
+            try:
+                sftp.rmdir(probe)
+            except _CHANNEL_ERRORS:
+                raise PhoenixError(f"cannot remove the probe {probe} on {self.where}: remove it by hand") from None
+        finally:
+            sftp.close()
+
     def put_file(self, path: str, data: bytes, mode: int) -> None:
         """Write data to the absolute path on the node, with mode; replaces a file there atomically.
 

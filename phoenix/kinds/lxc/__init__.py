@@ -64,6 +64,7 @@ class LxcKind:
         guests the build replaces or updates (protection, locks)."""
         from ...config.files import resolve
         from ..base import Prepared
+        from ..bridges import problems as bridge_problems
         from ..ha import refused as ha_refused
         from . import checks
         from . import params as P
@@ -96,6 +97,7 @@ class LxcKind:
                 node_ok = False
         update = decision.action == Action.UPDATE
         config = ctx.pve().get(S.lxc(ctx.node, ctid, "/config")) if update and decision.why != Why.COPIES else {}
+        problems += bridge_problems(ctx, f"CT {ctid} ({res.key})", res.settings["net0"], config.get("net0") if update else None)
         binds = [mp.host_path for mp in g.mount_points if mp.host_path]
         dirs: tuple[str, ...] = ()
         give: tuple[str, ...] = ()

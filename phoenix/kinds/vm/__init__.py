@@ -48,6 +48,7 @@ class VmKind:
         from ...config.vm import parent_of
         from ...secrets import read_secret
         from ..base import Prepared
+        from ..bridges import problems as bridge_problems
         from ..ha import refused as ha_refused
         from ..lxc import explain_lock
         from . import checks
@@ -64,12 +65,24 @@ class VmKind:
             config = ctx.pve().get(S.qemu(ctx.node, vmid, "/config"))
             if config.get("lock"):
                 problems.append(explain_lock(ctx, vmid, str(config["lock"])).replace("CT ", "VM "))
+            problems += bridge_problems(ctx, f"VM {vmid} ({res.key})", res.settings["net0"], config.get("net0"))
             return Prepared({"config": config, "facts": facts}, tuple(problems))
         from ..host.storage import as_set_up, pending
 
         storages = as_set_up(estate, ctx.once("storage config", lambda: ctx.pve().get("storage")), pending(ctx))
         directory, found = checks.snippets_dir(storages, hyp.storage.snippets)
         problems += found
+        parent = parent_of(estate.vms, vmid)
+        linked = parent is not None and estate.vms[parent].convert_to_template
+        if not linked:  # a linked clone's disk stays on its template's storage (vmcheck refuses another one)
+            problems += checks.boot_storage_problems(storages, R.storage(estate, vmid), ctx.node, f"VM {vmid}")
+        problems += bridge_problems(ctx, f"VM {vmid} ({res.key})", res.settings["net0"])
+        if not found:  # what the bake will write the snippets with, tried before anything is destroyed
+            try:
+                ctx.once(f"snippets {directory}", lambda: ctx.transport().check_writable(directory))
+            except PhoenixError as e:
+                problems.append(f"VM {vmid}: cannot write its cloud-init snippets into {directory} (storage "
+                                f"{hyp.storage.snippets}) on node {ctx.node}: {e}")
         if decision.artifact is not None:
             from ..lxc.checks import backup_storage_problems
 
@@ -96,6 +109,13 @@ class VmKind:
                 if not image.url:
                     problems.append(f"cloud image {image.volume} is not in storage {i_storage} and has no url to fetch "
                                     "it from: set cloud_images.*.url in the hypervisor config")
+                else:  # the node will fetch it: ask the node whether it can, before anything is destroyed
+                    url = image.url
+                    try:
+                        ctx.once(f"url {url}", lambda: ctx.pve().get(f"nodes/{ctx.node}/query-url-metadata", url=url))
+                    except PhoenixError as e:
+                        problems.append(f"VM {vmid}: cloud image {image.volume} is not in storage {i_storage}, and node "
+                                        f"{ctx.node} cannot fetch it from {url}: {e}")
                 download = True
         replaced: list[S.Replaced] = []
         keep: tuple[str, ...] = ()

@@ -28,3 +28,20 @@ def snippets_dir(storages: list[dict[str, Any]], name: str) -> tuple[str, list[s
         problems.append(f"storage {name} has no path (it is not a directory storage): cloud-init snippets need a file "
                         "storage; set storage.snippets to one (e.g. local)")
     return f"{path}/snippets", problems
+
+
+def boot_storage_problems(storages: list[dict[str, Any]], name: str, node: str, vm: str) -> list[str]:
+    """The storage a VM's boot disk is created or cloned onto: there on the node, and with 'images' content."""
+    store = _find(storages, name)
+    nodes = str((store or {}).get("nodes") or "")
+    if store is None or (nodes and node not in nodes.split(",")):
+        there = ", ".join(sorted(str(s.get("storage")) for s in storages
+                                 if "images" in str(s.get("content", "")).split(",")
+                                 and (not s.get("nodes") or node in str(s.get("nodes")).split(",")))) or "none"
+        return [f"{vm}: boot_disk_storage {name} does not exist on node {node} (storages there with 'images' content: "
+                f"{there}): set boot_disk_storage to one of those (or storage.rootdir of the hypervisor config), or "
+                "define the storage first"]
+    if "images" not in str(store.get("content", "")).split(","):
+        return [f"{vm}: boot_disk_storage {name} does not allow 'images' content, which a VM disk needs: add it "
+                f"(pvesm set {name} --content {store.get('content')},images), or set boot_disk_storage to another storage"]
+    return []

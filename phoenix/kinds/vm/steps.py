@@ -177,14 +177,21 @@ def begin(estate: Estate, res: Resource, node: str, b: Bake) -> Start:
     assert vmid is not None
     vm = estate.vms[vmid]
     out: list[Step] = []
-    for r in b.replaced:
-        out += destroy(node, r, "was built from other inputs" if r.vmid == vmid else f"a linked clone of vm{vmid}")
     user_tags = [*vm.tags, *b.keep_tags]
     files = {**b.files, "meta-data": b.meta_data}
     names = snippet_names(vmid, files)
-    out.append(PutSnippets(f"write cloud-init snippets ({', '.join(sorted(names.values()))})",
-                           estate.hypervisor.storage.snippets, b.snippets_dir,
-                           {names[f]: data for f, data in files.items()}, f"phoenix-{vmid}-", b.keep_vmids))
+    storage, written = estate.hypervisor.storage.snippets, {names[f]: data for f, data in files.items()}
+    what = f"write cloud-init snippets ({', '.join(sorted(names.values()))})"
+    if not b.replaced:
+        out.append(PutSnippets(what, storage, b.snippets_dir, written, f"phoenix-{vmid}-", b.keep_vmids))
+    else:
+        # the new snippets first, beside the running VM's (named by content, and meta-data's instance-id is new at each
+        # build): a node that cannot take them stops the rebuild before anything is destroyed
+        out.append(PutSnippets(what, storage, b.snippets_dir, written, "", b.keep_vmids))
+        for r in b.replaced:
+            out += destroy(node, r, "was built from other inputs" if r.vmid == vmid else f"a linked clone of vm{vmid}")
+        out.append(PutSnippets(f"remove VM {vmid}'s older snippets (its own rewritten, the same content)", storage,
+                               b.snippets_dir, written, f"phoenix-{vmid}-"))
     return Start(out, user_tags, F.building_tags(user_tags, b.owner),
                  F.description(vm.description, {"layer": res.key, "state": "building"}), names)
 
