@@ -348,11 +348,8 @@ def scripts(estate: Estate) -> list[Problem]:
                 out.append(Problem(lf, _at(ctid, key), f"{path} leads to {real}, outside {lib.root}: a script must "
                                                        "be a file inside the images directory"))
             elif not lib.exists(path):
-                if key == "application_script":
-                    out.append(Problem(lf, _at(ctid, key), f"{path} does not exist"))
-                else:
-                    known = ", ".join(lib.known_features())
-                    out.append(Problem(lf, _at(ctid, key), f"unknown feature {name!r} (known: {known})"))
+                said = lib.missing_app(name) if key == "application_script" else lib.missing_feature(name)
+                out.append(Problem(lf, _at(ctid, key), said))
             else:
                 script = lib.app(name) if key == "application_script" else lib.feature(name)
                 out += _needs(estate, ctid, key, script, chain)

@@ -84,8 +84,7 @@ def check_vms(estate: Estate, configs: VmConfigs) -> list[Problem]:
         lib = estate.library
         for i, name in enumerate(vm.features):
             if not lib.exists(lib.feature_path(name)):
-                out.append(Problem(vf, _at(vm, f"features[{i}]"),
-                                   f"unknown feature {name!r} (known: {', '.join(lib.known_features())})"))
+                out.append(Problem(vf, _at(vm, f"features[{i}]"), lib.missing_feature(name)))
             elif "gpu" in lib.feature(name).requires:
                 out.append(Problem(vf, _at(vm, f"features[{i}]"),
                                    f"{name} needs GPUs, which Phoenix gives only to containers (gpu_assignment in "

@@ -111,3 +111,20 @@ def test_a_bad_ip_through_doit_is_exit_2_and_one_line(tmp_path: Path):
     assert (f'{root / "etc" / LXC}: $.lxc_configs["950"].network_config.ip: "10.0.0.300/24" is not an IPv4 address '
             'with a prefix (e.g. 10.0.0.150/24) or "dhcp"') in out, out
     assert not (root / ".cache" / "sim" / "state.json").exists()  # the simulated host was never started
+
+
+@pytest.mark.parametrize("key, value, looked, lives, meant", [
+    ("features", ["nvidia", "dockr"], "images/features/dockr.sh", "feature scripts live in {images}/features/",
+     "did you mean 'docker'?"),
+    ("application_script", "phoenix_hypervisor_lxc_951.sh", "images/apps/phoenix_hypervisor_lxc_951.sh",
+     "application scripts live in {images}/apps/", "did you mean 'phoenix_hypervisor_lxc_950.sh'?"),
+])
+def test_a_missing_script_says_where_it_looked_and_where_scripts_live(example: Path, tmp_path: Path, key: str,
+                                                                      value: Any, looked: str, lives: str, meant: str):
+    import shutil
+
+    root = tmp_path / "p"
+    shutil.copytree(example, root)
+    edit(root, *ct("950", **{key: value}))
+    [said] = [p for p in refused(root) if key in p]
+    assert str(root / looked) in said and lives.format(images=root / "images") in said and meant in said, said
