@@ -8,6 +8,7 @@ containers. Guests choose stacks with `docker_stacks` (a name, or `{name, enviro
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import re
 from pathlib import Path
@@ -88,10 +89,12 @@ def under(project: Path, relative: str) -> Path | None:
 
 
 def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
-           choices: dict[int, tuple[str, str, StackChoices]]) -> list[Problem]:
+           choices: dict[int, tuple[str, str, StackChoices]], refused: frozenset[str] | None = frozenset()) -> list[Problem]:
     """Stacks against the project's files and the guests' choices: every problem at once.
 
-    choices: guest id -> (its config file, its JSON path, the stacks it chose)."""
+    choices: guest id -> (its config file, its JSON path, the stacks it chose). refused: the names of the file's
+    entries that were refused (already said: a guest choosing one is not told there is no such stack); None when the
+    file itself could not be read (then no choice is checked against it)."""
     from .compose import compose_problems
 
     out: list[Problem] = []
@@ -130,6 +133,8 @@ def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
         for i, choice in enumerate(chosen):
             at = f"{gat}.docker_stacks[{i}]"
             chosen_stack = stacks.docker_stacks.get(choice.name)
+            if refused is None or (chosen_stack is None and choice.name in refused):
+                continue  # the stack's own entry (or the file) is what is wrong, and it is said there
             if chosen_stack is None:
                 known = ", ".join(sorted(stacks.docker_stacks)) or "none"
                 out.append(Problem(gfile, at, f"no stack {choice.name!r} in {file or 'phoenix_stacks_config.json'} "
@@ -146,6 +151,29 @@ def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
                 out.append(Problem(gfile, at, f"stack {choice.name!r} is listed twice: a guest runs a stack once"))
             seen[choice.name] = choice.name
     return out
+
+
+def readable_entries(path: Path) -> tuple[StacksConfig, frozenset[str] | None]:
+    """After the file was refused: its entries that are valid each on its own, and the names of those that are not
+    (None: the file itself cannot be read as a stacks file). The refusal lists every problem; this keeps one bad
+    entry from making every guest's choice of the others look like a missing stack."""
+    from pydantic import ValidationError
+
+    from ..errors import ConfigError
+    from .load import read
+
+    try:
+        data = read(path)
+    except ConfigError:
+        return StacksConfig(), None
+    entries = data.get("docker_stacks") if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        return StacksConfig(), None
+    good: dict[str, Stack] = {}
+    for name, entry in entries.items():
+        with contextlib.suppress(ValidationError):
+            good[str(name)] = Stack.model_validate(entry)
+    return StacksConfig.model_construct(docker_stacks=good), frozenset(str(n) for n in entries if n not in good)
 
 
 def _value_files(env: Environment, config_dir: Path, file: str, at: str) -> list[Problem]:
