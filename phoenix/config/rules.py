@@ -22,6 +22,7 @@ TAG = r"^[a-z0-9_][a-z0-9_+.-]*$"
 ABSOLUTE = r"^/[^\s,=]*$"
 CTID_KEY = r"^[1-9][0-9]{2,8}$"
 USERNAME = r"^[a-z_][a-z0-9_-]{0,31}$"
+CONTAINER_FILE = r"^/[^\s]*$"
 VMID_MIN, VMID_MAX = 100, 999999999
 
 
@@ -39,6 +40,7 @@ PATTERNS: dict[str, str] = {
     SNAPSHOT: "a snapshot name: a letter, then 1 to 39 letters, digits, '_' or '-' (e.g. base-v1)",
     TAG: "a Proxmox tag: lower-case letters, digits, '_', '+', '.' and '-', not starting with '+', '.' or '-' "
          "(e.g. gpu)",
+    CONTAINER_FILE: "an absolute path in the container, without spaces (e.g. /app/.env)",
     ABSOLUTE: "an absolute path: starting with '/', without spaces, ',' or '=' (e.g. /data)",
     CTID_KEY: f"a CTID: a whole number from {VMID_MIN} to {VMID_MAX}, written as a string key (e.g. \"950\")",
     USERNAME: "a user name: a lower-case letter or '_', then up to 31 lower-case letters, digits, '_' or '-' "

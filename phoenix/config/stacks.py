@@ -14,9 +14,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from ..errors import Problem
+from .rules import CONTAINER_FILE
 from .strict import Strict
 
 STACKS_DIR = "stacks"
@@ -45,7 +46,18 @@ class StackFile(Strict):
     """A file of the project placed in the stack's containers (an inline Compose `config` mounted at the destination)."""
 
     source: str = Field(..., description="the file's path in the project, under stacks/")
-    destination_in_container: str = Field(..., pattern=r"^/[^\s]*$")
+    destination_in_container: str = Field(..., pattern=CONTAINER_FILE)
+
+    @field_validator("destination_in_container")
+    @classmethod
+    def _plain(cls, v: str) -> str:
+        """Sent as written to Portainer, so refused rather than guessed: no '..', no control characters."""
+        if any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError(f"{v!r} has control characters: a destination is a plain absolute path, e.g. /app/.env")
+        if ".." in v.split("/"):
+            raise ValueError(f"{v!r} climbs with '..' (it would be {posixpath.normpath(v)}): write the path it means, "
+                             "e.g. /app/.env")
+        return v
 
 
 class Environment(Strict):
@@ -79,13 +91,18 @@ StackChoices = list[Annotated[StackChoice, BeforeValidator(_choice, json_schema_
 
 
 def under(project: Path, relative: str) -> Path | None:
-    """project/relative, normalised, if it lies under the project's stacks/ (no absolute path, no way out with ..)."""
-    if relative.startswith("/") or "\0" in relative:
+    """project/relative, normalised, if it lies under the project's stacks/ (no absolute path, no way out with ..,
+    no control characters), and so does the file it really is (links followed: the resolved paths are compared)."""
+    if relative.startswith("/") or any(ord(c) < 32 or ord(c) == 127 for c in relative):
         return None
     path = posixpath.normpath(relative)
     if not path.startswith(f"{STACKS_DIR}/"):
         return None
-    return project / path
+    try:
+        real, top = (project / path).resolve(), (project / STACKS_DIR).resolve()
+    except (OSError, RuntimeError):  # a loop of links
+        return None
+    return project / path if real.is_relative_to(top) else None
 
 
 def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
@@ -110,7 +127,8 @@ def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
         compose = under(project, stack.compose_file_path)
         if compose is None:
             out.append(Problem(file, f"{at}.compose_file_path",
-                               f"{stack.compose_file_path!r} is not under the project's stacks/ directory: give a path "
+                               f"{stack.compose_file_path!r} is not under the project's stacks/ directory (links followed: "
+                               "the file it really is must lie there too): give a path "
                                "like stacks/NAME/docker-compose.yml"))
             continue
         if not compose.is_file():
@@ -125,7 +143,8 @@ def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
             for i, f in enumerate(env.files):
                 source = under(project, f.source)
                 if source is None or not source.is_file():
-                    why = (f"{f.source!r} is not under the project's stacks/ directory" if source is None
+                    why = (f"{f.source!r} is not under the project's stacks/ directory (links followed: the file "
+                            "it really is must lie there too)" if source is None
                            else f"{source} does not exist")
                     out.append(Problem(file, f"{at}.environments[\"{env_name}\"].files[{i}].source", why))
     for _vmid, (gfile, gat, chosen) in sorted(choices.items()):
