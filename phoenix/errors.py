@@ -31,6 +31,11 @@ class ConfigError(PhoenixError):
         super().__init__("\n".join(lines))
 
 
+class SettingsError(PhoenixError):
+    """A setting the run cannot work with (a token file readable by others, a certificate that fails verification, an
+    API that refuses connections): refused before any request, it is bad settings (exit 2), like a bad config."""
+
+
 class ProxmoxTaskFailed(PhoenixError):
     """A Proxmox task ended with an error; carries the task's own log."""
 

@@ -125,4 +125,27 @@ class Library:
     def known_features(self) -> list[str]:
         return sorted(p.stem for p in (self.root / "features").glob("*.sh"))
 
+    def known_apps(self) -> list[str]:
+        return sorted(p.name for p in (self.root / "apps").glob("*") if p.is_file())
+
+    def missing_feature(self, name: str) -> str:
+        """What to say of a feature whose script is not there: the path looked for, where features live, the
+        closest names."""
+        known = self.known_features()
+        return (f"unknown feature {name!r}: there is no {self.feature_path(name)}; feature scripts live in "
+                f"{self.root / 'features'}/ as <name>.sh (known: {', '.join(known) or 'none'}){_close(name, known)}")
+
+    def missing_app(self, name: str) -> str:
+        """What to say of an application script that is not there: the path, where app scripts live, what is there."""
+        known = self.known_apps()
+        return (f"{self.app_path(name)} does not exist: application scripts live in {self.root / 'apps'}/ and are "
+                f"named by their file name (there: {', '.join(known) or 'none'}){_close(name, known)}")
+
+
+def _close(name: str, known: list[str]) -> str:
+    import difflib
+
+    found = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {found[0]!r}?" if found else ""
+
 

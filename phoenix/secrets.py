@@ -13,7 +13,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from .errors import PhoenixError
+from .errors import SettingsError
 
 # The secrets scripts may ask for (`# @phoenix secret: NAME`): each is the file `secrets.NAME_file` of the
 # hypervisor config, delivered into guests as /etc/phoenix/secrets/NAME. Defined here, once.
@@ -32,14 +32,14 @@ def check_private_file(path: str | os.PathLike[str], what: str = "secret file", 
             f"    install -m 600 /dev/null {p} && \"${{EDITOR:-vi}}\" {p}\n"
             "(do not echo the value on a command line: it would land in your shell history)"
         )
-        raise PhoenixError(f"{what} {p} does not exist. {hint}") from None
+        raise SettingsError(f"{what} {p} does not exist. {hint}") from None
     except OSError as e:
-        raise PhoenixError(f"cannot read {what} {p}: {e.strerror}") from None
+        raise SettingsError(f"cannot read {what} {p}: {e.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise PhoenixError(f"{what} {p} is not a regular file")
+        raise SettingsError(f"{what} {p} is not a regular file")
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
-        raise PhoenixError(
+        raise SettingsError(
             f"{what} {p} has mode {mode:04o}: group or others may access it, so Phoenix refuses to use it "
             f"(like ssh does for private keys). Fix it with: chmod 600 {p}"
         )
@@ -52,12 +52,12 @@ def read_secret(path: str | os.PathLike[str]) -> str:
     try:
         value = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise PhoenixError(f"secret file {p} is not UTF-8 text") from None
+        raise SettingsError(f"secret file {p} is not UTF-8 text") from None
     except OSError as e:
-        raise PhoenixError(f"cannot read secret file {p}: {e.strerror}") from None
+        raise SettingsError(f"cannot read secret file {p}: {e.strerror}") from None
     value = value.rstrip("\r\n")
     if not value:
-        raise PhoenixError(f"secret file {p} is empty: put the value in it (the file must stay mode 0600)")
+        raise SettingsError(f"secret file {p} is empty: put the value in it (the file must stay mode 0600)")
     return value
 
 

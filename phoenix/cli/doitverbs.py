@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import PhoenixError
-from .targets import UnknownTarget, of_kind, resolve
+from .targets import UnknownTarget, did_you_mean, of_kind, resolve
 
 
 def create(run: Any, words: list[str]) -> list[str]:
@@ -35,7 +35,10 @@ def sync(run: Any, words: list[str]) -> list[str]:
         guest = resolve(run.resources, words[3])
         key = f"stack:{words[1]}@{guest.vmid}"
         if key not in run.resources:
-            known = ", ".join(of_kind(run.resources, "stack:")) or "none"
-            raise UnknownTarget(f"no stack {words[1]!r} on {guest.key} in the estate (stacks: {known})")
+            here = [k.split(":", 1)[1].rsplit("@", 1)[0] for k in of_kind(run.resources, "stack:")
+                    if k.endswith(f"@{guest.vmid}")]
+            known = ", ".join(here) or "none"
+            raise UnknownTarget(f"no stack {words[1]!r} on {guest.key} in the estate (its stacks: {known})"
+                                f"{did_you_mean(words[1], here)}")
         return [key]
     raise UnknownTarget("usage: phoenix sync portainer | phoenix sync stack NAME to ID")

@@ -20,7 +20,7 @@ from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import PhoenixError
+from ..errors import PhoenixError, SettingsError
 from .graph import CHANGED_HELP, FORMAT_HELP, FORMATS, FROM_HELP
 
 VERBS = ("create", "setup-hypervisor", "sync", "LetsGo", "plan", "graph", "status", "start", "stop", "delete")
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
 
     try:
         return run(args, out)
-    except UnknownTarget as e:  # a usage error: what was typed names nothing
+    except (UnknownTarget, SettingsError) as e:  # what was typed names nothing; settings refused before any write
         print(f"phoenix: {e}", file=sys.stderr)
         return 2
     except PhoenixError as e:

@@ -154,6 +154,7 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
     except ConfigError as e:
         problems += e.problems
     stacks_file, stacks = None, StacksConfig()
+    refused: frozenset[str] | None = frozenset()
     if any((config_dir / f"{STACKS}{s}").exists() for s in SUFFIXES):
         try:
             stacks_file = find(config_dir, STACKS)
@@ -161,6 +162,9 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
             notes += found
         except ConfigError as e:
             problems += e.problems
+            from .stacks import readable_entries
+
+            stacks, refused = readable_entries(stacks_file) if stacks_file is not None else (stacks, None)
     vm_file, vms = None, None
     try:
         if any((config_dir / f"{VM}{s}").exists() for s in SUFFIXES):
@@ -184,7 +188,7 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
     choices = {ctid: (str(files[LXC]), _at(ctid), g.docker_stacks) for ctid, g in estate.guests.items() if g.docker_stacks}
     choices.update({vmid: (str(estate.vm_file), f"$.virtual_machines[{vm.index}]", vm.docker_stacks)
                     for vmid, vm in estate.vms.items() if vm.docker_stacks})
-    problems += st.checks(stacks, sf, estate.project, config_dir, choices)
+    problems += st.checks(stacks, sf, estate.project, config_dir, choices, refused)
     if choices and hyp.portainer_api is None and not any(g.app.portainer.role == "server" for g in estate.guests.values()):
         problems.append(Problem(str(files[HYPERVISOR]), "$.portainer_api", "guests choose docker_stacks, so Phoenix needs "
                                 "a Portainer server: give portainer_api.url, or a guest with app.portainer.role "
@@ -348,11 +352,8 @@ def scripts(estate: Estate) -> list[Problem]:
                 out.append(Problem(lf, _at(ctid, key), f"{path} leads to {real}, outside {lib.root}: a script must "
                                                        "be a file inside the images directory"))
             elif not lib.exists(path):
-                if key == "application_script":
-                    out.append(Problem(lf, _at(ctid, key), f"{path} does not exist"))
-                else:
-                    known = ", ".join(lib.known_features())
-                    out.append(Problem(lf, _at(ctid, key), f"unknown feature {name!r} (known: {known})"))
+                said = lib.missing_app(name) if key == "application_script" else lib.missing_feature(name)
+                out.append(Problem(lf, _at(ctid, key), said))
             else:
                 script = lib.app(name) if key == "application_script" else lib.feature(name)
                 out += _needs(estate, ctid, key, script, chain)

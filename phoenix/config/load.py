@@ -11,14 +11,16 @@ import difflib
 import functools
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ..errors import ConfigError, Problem
+from . import rules as R
 from .files import SUFFIXES
 from .limits import human_seconds
 
@@ -292,18 +294,130 @@ def _message(model: type[BaseModel], err: ErrorDetails, loc: tuple[Any, ...]) ->
     if bounds:
         msg = f"a number of seconds {bounds} is expected"
     value = err.get("input")
-    if kind not in ("model_type", "dict_type") and not isinstance(value, dict | list):
-        got = json.dumps(value, default=str, ensure_ascii=False)
-        msg += f" (got {got if len(got) <= 80 else got[:60] + '…'})"
+    said = _shown(value) in msg or str(value) in msg
+    if kind not in ("model_type", "dict_type") and not isinstance(value, dict | list) and not said:
+        msg += f" (got {_shown(value)})"
     return msg
 
 
+@dataclass
+class _Where:
+    """Where a pydantic error is, in the user's terms: the location without pydantic's own labels (union members,
+    validator names), the union it went through (its location and annotation) and the rule of the value there."""
+
+    loc: Loc
+    union: tuple[Loc, Any] | None = None
+    rule: str | None = None
+    key: bool = False
+
+
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> _Where:
+    """Follow an error's location through the models' annotations, dropping what only pydantic knows."""
+    cur: Any = model
+    meta: list[Any] = []
+    clean: list[str | int] = []
+    union: tuple[Loc, Any] | None = None
+    key_ann: Any = None
+    is_key = False
+    for part in loc:
+        if part == "[key]":
+            is_key, cur, meta = True, key_ann, []
+            continue
+        cur, extra = _strip(cur)
+        meta = [*meta, *extra]
+        if R.is_union(cur) and len(R.members(cur)) > 1 and isinstance(part, str):
+            if union is None:
+                union = (tuple(clean), cur)
+            cur = next((m for m in R.members(cur) if getattr(_strip(m)[0], "__name__", None) == part), None)
+            meta = []
+            continue
+        if isinstance(part, str) and part.startswith(("function-", "constrained-")):
+            continue
+        clean.append(part)
+        if isinstance(cur, type) and issubclass(cur, BaseModel):
+            fld = cur.model_fields.get(str(part)) or next(
+                (f for f in cur.model_fields.values() if f.alias == part), None)
+            cur, meta = (fld.annotation, list(fld.metadata)) if fld is not None else (None, [])
+        elif get_origin(cur) is dict:
+            key_ann, cur = get_args(cur)
+            meta = []
+        elif get_origin(cur) is list:
+            cur, meta = get_args(cur)[0], []
+        else:
+            cur, meta = None, []
+    if cur is not None:
+        cur, extra = _strip(cur)
+        meta = [*meta, *extra]
+    rule = R.rule_of(cur, meta) if cur is not None else None
+    return _Where(tuple(clean), union, rule, is_key)
+
+
+def _strip(annotation: Any) -> tuple[Any, list[Any]]:
+    """(the type inside Annotated[...] and Optional[...], the Annotated metadata)."""
+    meta: list[Any] = []
+    while True:
+        if get_origin(annotation) is Annotated:
+            args = get_args(annotation)
+            annotation, meta = args[0], [*meta, *args[1:]]
+        elif R.is_union(annotation) and len(R.members(annotation)) == 1:
+            annotation = R.members(annotation)[0]
+        else:
+            return annotation, meta
+
+
+def _shown(value: Any) -> str:
+    got = json.dumps(value, default=str, ensure_ascii=False)
+    return got if len(got) <= 80 else got[:60] + "…"
+
+
+_OWN = ("value_error", "missing", "extra_forbidden")  # Phoenix's own messages, and the loader's own wording
+
+
+def _said(model: type[BaseModel], err: ErrorDetails, where: _Where) -> str:
+    """The message of one error: the rule of the value where one is known, else the loader's wording."""
+    kind, value = err["type"], err.get("input")
+    if kind not in _OWN and not isinstance(value, dict | list):
+        rule = where.rule
+        if rule is None and kind == "string_pattern_mismatch":
+            rule = R.PATTERNS.get(str((err.get("ctx") or {}).get("pattern", "")))
+        if rule is not None:
+            return f"{'key ' if where.key else ''}{_shown(value)} is not {rule}"
+    return _message(model, err, where.loc)
+
+
 def problems_of(error: ValidationError, model: type[BaseModel], file: str) -> list[Problem]:
-    """One Problem per pydantic error, with the JSON path and, for typos, the key meant."""
-    out = []
+    """One Problem per mistake, with the JSON path and what the value must be; the errors of a union's members
+    about one value are one Problem (the value is not any of the shapes the field takes)."""
+    out: list[Problem] = []
+    unions: dict[Loc, list[tuple[ErrorDetails, _Where]]] = {}
+    order: list[Loc | Problem] = []
     for err in error.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "constrained-"))))
-        out.append(Problem(file, json_path(loc), _message(model, err, loc)))
+        where = _walk(model, tuple(err["loc"]))
+        if where.union is None:
+            order.append(Problem(file, json_path(where.loc), _said(model, err, where)))
+            continue
+        at = where.union[0]
+        if at not in unions:
+            unions[at] = []
+            order.append(at)
+        unions[at].append((err, where))
+    for item in order:
+        if isinstance(item, Problem):
+            out.append(item)
+            continue
+        group = unions[item]
+        flat = [(e, w) for e, w in group if w.loc == item]
+        deeper = [(e, w) for e, w in group if w.loc != item]
+        own = [(e, w) for e, w in flat if e["type"] == "value_error"]
+        if deeper and not flat:  # an object was given: the member it is meant as says what is wrong in it
+            out += [Problem(file, json_path(w.loc), _said(model, e, w)) for e, w in deeper]
+        elif own:  # a Phoenix check of one member said exactly what is wrong
+            out.append(Problem(file, json_path(item), _message(model, own[0][0], item)))
+        else:
+            union = group[0][1].union
+            assert union is not None
+            value = flat[0][0].get("input") if flat else None
+            out.append(Problem(file, json_path(item), f"{_shown(value)} is not {R.union_rule(union[1])}"))
     return out
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import posixpath
 import re
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, WithJso
 
 from .apps import FLAT_KEYS, SECTIONS, AppSettings, flat_fields, move_flat_keys
 from .cluster import HaResource, NodeName
+from .gateway import gateway_in_subnet
 from .limits import (
     DESCRIPTION_MAX_BYTES,
     MEMORY_MAX_MB,
@@ -20,14 +20,9 @@ from .limits import (
     SCRIPT_NAME,
     SCRIPT_TIMEOUT_MAX_S,
 )
+from .rules import ABSOLUTE, CTID_KEY, HOSTNAME, MAC, SNAPSHOT, TAG, USERNAME, IPv4, IPv4WithPrefix, VmId
 from .stacks import StackChoices
 from .strict import Strict
-
-HOSTNAME = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
-MAC = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"
-SNAPSHOT = r"^[A-Za-z][A-Za-z0-9_-]{1,39}$"
-TAG = r"^[a-z0-9_][a-z0-9_+.-]*$"
-ABSOLUTE = r"^/[^\s,=]*$"
 
 # Host directories a bind mount must never expose to a guest: these and everything under them...
 SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run",
@@ -96,15 +91,11 @@ class NetworkConfig(Strict):
 
     name: str = Field("eth0", pattern=r"^[a-z][a-z0-9]{0,14}$")
     bridge: str | None = Field(None, description="Defaults to network.bridge of the hypervisor config.")
-    ip: Literal["dhcp"] | ipaddress.IPv4Interface = Field(..., description='"dhcp" or an address with prefix, 10.0.0.50/24.')
-    gw: ipaddress.IPv4Address | None = Field(None, description="Defaults to network.gateway of the hypervisor config.")
+    ip: Literal["dhcp"] | IPv4WithPrefix = Field(..., description='"dhcp" or an address with prefix, 10.0.0.50/24.')
+    gw: IPv4 | None = Field(None, description="Defaults to network.gateway of the hypervisor config.")
     firewall: bool = False
 
-    @model_validator(mode="after")
-    def _gateway_in_subnet(self) -> NetworkConfig:
-        if self.ip != "dhcp" and self.gw is not None and self.gw not in self.ip.network:
-            raise ValueError(f"gateway {self.gw} is not in the subnet {self.ip.network} of ip {self.ip}")
-        return self
+    _gateway_in_subnet = field_validator("gw")(gateway_in_subnet)
 
 
 class PctFeatures(Strict):
@@ -179,7 +170,7 @@ class DockerSettings(Strict):
 
 
 class UserConfig(Strict):
-    username: str = Field(..., pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    username: str = Field(..., pattern=USERNAME)
     ssh_public_key: str | None = None
     sudo: bool = Field(False, description="Passwordless sudo (the user logs in with a key and has no password).")
 
@@ -205,7 +196,7 @@ class LxcGuest(Strict):
                     f"characters, {RECORD_BUDGET} of them for Phoenix's layer record).",
     )
     template: str | None = Field(None, description="OS template key (os_templates in the hypervisor config); root layers only.")
-    clone_from_ctid: int | None = Field(None, ge=100, description="Parent layer; this guest is cloned from it.")
+    clone_from_ctid: VmId | None = Field(None, description="Parent layer; this guest is cloned from it.")
     template_snapshot_name: str | None = Field(
         None, pattern=SNAPSHOT, description="Snapshot taken once built; children clone from it."
     )
@@ -217,7 +208,7 @@ class LxcGuest(Strict):
     storage_size_gb: int = Field(16, ge=1, le=65536)
     network_config: NetworkConfig | None = None
     mac_address: str | None = Field(None, pattern=MAC)
-    nameservers: list[ipaddress.IPv4Address] | None = None
+    nameservers: list[IPv4] | None = None
     unprivileged: bool = True
     pct_features: PctFeatures = Field(default_factory=PctFeatures)
     docker: DockerSettings = Field(default_factory=DockerSettings, description="Settings of the docker feature.")
@@ -301,7 +292,7 @@ class LxcConfigs(Strict):
     """The file: global NVIDIA settings of the seed, and the guests keyed by CTID."""
 
     schema_ref: str | None = Field(None, alias="$schema")
-    lxc_configs: dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{2,8}$")], LxcGuest]
+    lxc_configs: dict[Annotated[str, Field(pattern=CTID_KEY)], LxcGuest]
 
     def guests(self) -> dict[int, LxcGuest]:
         return {int(k): v for k, v in self.lxc_configs.items()}

@@ -8,14 +8,16 @@ containers. Guests choose stacks with `docker_stacks` (a name, or `{name, enviro
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from ..errors import Problem
+from .rules import CONTAINER_FILE
 from .strict import Strict
 
 STACKS_DIR = "stacks"
@@ -44,7 +46,18 @@ class StackFile(Strict):
     """A file of the project placed in the stack's containers (an inline Compose `config` mounted at the destination)."""
 
     source: str = Field(..., description="the file's path in the project, under stacks/")
-    destination_in_container: str = Field(..., pattern=r"^/[^\s]*$")
+    destination_in_container: str = Field(..., pattern=CONTAINER_FILE)
+
+    @field_validator("destination_in_container")
+    @classmethod
+    def _plain(cls, v: str) -> str:
+        """Sent as written to Portainer, so refused rather than guessed: no '..', no control characters."""
+        if any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError(f"{v!r} has control characters: a destination is a plain absolute path, e.g. /app/.env")
+        if ".." in v.split("/"):
+            raise ValueError(f"{v!r} climbs with '..' (it would be {posixpath.normpath(v)}): write the path it means, "
+                             "e.g. /app/.env")
+        return v
 
 
 class Environment(Strict):
@@ -78,20 +91,27 @@ StackChoices = list[Annotated[StackChoice, BeforeValidator(_choice, json_schema_
 
 
 def under(project: Path, relative: str) -> Path | None:
-    """project/relative, normalised, if it lies under the project's stacks/ (no absolute path, no way out with ..)."""
-    if relative.startswith("/") or "\0" in relative:
+    """project/relative, normalised, if it lies under the project's stacks/ (no absolute path, no way out with ..,
+    no control characters), and so does the file it really is (links followed: the resolved paths are compared)."""
+    if relative.startswith("/") or any(ord(c) < 32 or ord(c) == 127 for c in relative):
         return None
     path = posixpath.normpath(relative)
     if not path.startswith(f"{STACKS_DIR}/"):
         return None
-    return project / path
+    try:
+        real, top = (project / path).resolve(), (project / STACKS_DIR).resolve()
+    except (OSError, RuntimeError):  # a loop of links
+        return None
+    return project / path if real.is_relative_to(top) else None
 
 
 def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
-           choices: dict[int, tuple[str, str, StackChoices]]) -> list[Problem]:
+           choices: dict[int, tuple[str, str, StackChoices]], refused: frozenset[str] | None = frozenset()) -> list[Problem]:
     """Stacks against the project's files and the guests' choices: every problem at once.
 
-    choices: guest id -> (its config file, its JSON path, the stacks it chose)."""
+    choices: guest id -> (its config file, its JSON path, the stacks it chose). refused: the names of the file's
+    entries that were refused (already said: a guest choosing one is not told there is no such stack); None when the
+    file itself could not be read (then no choice is checked against it)."""
     from .compose import compose_problems
 
     out: list[Problem] = []
@@ -107,7 +127,8 @@ def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
         compose = under(project, stack.compose_file_path)
         if compose is None:
             out.append(Problem(file, f"{at}.compose_file_path",
-                               f"{stack.compose_file_path!r} is not under the project's stacks/ directory: give a path "
+                               f"{stack.compose_file_path!r} is not under the project's stacks/ directory (links followed: "
+                               "the file it really is must lie there too): give a path "
                                "like stacks/NAME/docker-compose.yml"))
             continue
         if not compose.is_file():
@@ -122,7 +143,8 @@ def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
             for i, f in enumerate(env.files):
                 source = under(project, f.source)
                 if source is None or not source.is_file():
-                    why = (f"{f.source!r} is not under the project's stacks/ directory" if source is None
+                    why = (f"{f.source!r} is not under the project's stacks/ directory (links followed: the file "
+                            "it really is must lie there too)" if source is None
                            else f"{source} does not exist")
                     out.append(Problem(file, f"{at}.environments[\"{env_name}\"].files[{i}].source", why))
     for _vmid, (gfile, gat, chosen) in sorted(choices.items()):
@@ -130,6 +152,8 @@ def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
         for i, choice in enumerate(chosen):
             at = f"{gat}.docker_stacks[{i}]"
             chosen_stack = stacks.docker_stacks.get(choice.name)
+            if refused is None or (chosen_stack is None and choice.name in refused):
+                continue  # the stack's own entry (or the file) is what is wrong, and it is said there
             if chosen_stack is None:
                 known = ", ".join(sorted(stacks.docker_stacks)) or "none"
                 out.append(Problem(gfile, at, f"no stack {choice.name!r} in {file or 'phoenix_stacks_config.json'} "
@@ -146,6 +170,29 @@ def checks(stacks: StacksConfig, file: str, project: Path, config_dir: Path,
                 out.append(Problem(gfile, at, f"stack {choice.name!r} is listed twice: a guest runs a stack once"))
             seen[choice.name] = choice.name
     return out
+
+
+def readable_entries(path: Path) -> tuple[StacksConfig, frozenset[str] | None]:
+    """After the file was refused: its entries that are valid each on its own, and the names of those that are not
+    (None: the file itself cannot be read as a stacks file). The refusal lists every problem; this keeps one bad
+    entry from making every guest's choice of the others look like a missing stack."""
+    from pydantic import ValidationError
+
+    from ..errors import ConfigError
+    from .load import read
+
+    try:
+        data = read(path)
+    except ConfigError:
+        return StacksConfig(), None
+    entries = data.get("docker_stacks") if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        return StacksConfig(), None
+    good: dict[str, Stack] = {}
+    for name, entry in entries.items():
+        with contextlib.suppress(ValidationError):
+            good[str(name)] = Stack.model_validate(entry)
+    return StacksConfig.model_construct(docker_stacks=good), frozenset(str(n) for n in entries if n not in good)
 
 
 def _value_files(env: Environment, config_dir: Path, file: str, at: str) -> list[Problem]:

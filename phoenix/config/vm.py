@@ -8,14 +8,15 @@ layer that `template_name` names.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
 from .cluster import HaResource, NodeName
+from .gateway import gateway_in_subnet
 from .limits import DESCRIPTION_MAX_BYTES, MEMORY_MAX_MB, SCRIPT_TIMEOUT_MAX_S
 from .lxc import HOSTNAME, SNAPSHOT, TAG, FeatureName
+from .rules import USERNAME, IPv4, IPv4WithPrefix, VmId
 from .stacks import StackChoices
 from .strict import Strict
 
@@ -34,22 +35,18 @@ BUILTIN: dict[str, Any] = {
 class VmNetworkConfig(Strict):
     """The VM's first NIC as cloud-init configures it (seed 004: ip with prefix, gw)."""
 
-    ip: Literal["dhcp"] | ipaddress.IPv4Interface = Field(..., description='"dhcp" or an address with prefix, 10.0.0.101/24.')
-    gw: ipaddress.IPv4Address | None = Field(None, description="Defaults to network.gateway of the hypervisor config.")
-    nameservers: list[ipaddress.IPv4Address] | None = Field(
+    ip: Literal["dhcp"] | IPv4WithPrefix = Field(..., description='"dhcp" or an address with prefix, 10.0.0.101/24.')
+    gw: IPv4 | None = Field(None, description="Defaults to network.gateway of the hypervisor config.")
+    nameservers: list[IPv4] | None = Field(
         None, description="Defaults to network.nameservers of the hypervisor config.")
 
-    @model_validator(mode="after")
-    def _gateway_in_subnet(self) -> VmNetworkConfig:
-        if self.ip != "dhcp" and self.gw is not None and self.gw not in self.ip.network:
-            raise ValueError(f"gateway {self.gw} is not in the subnet {self.ip.network} of ip {self.ip}")
-        return self
+    _gateway_in_subnet = field_validator("gw")(gateway_in_subnet)
 
 
 class VmUserConfig(Strict):
     """The user cloud-init makes. A password hash is a secret: it is read from a 0600 file, never written here."""
 
-    username: str = Field(..., pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    username: str = Field(..., pattern=USERNAME)
     ssh_public_key: str | None = Field(None, pattern=r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-\S+) \S+( .*)?$")
     password_hash_file: str | None = Field(
         None, description="File (mode 0600) holding the crypt(3) hash of the password (mkpasswd -m sha-512). "
@@ -114,12 +111,12 @@ class VmEntry(VmCommon):
 
     model_config = ConfigDict(json_schema_extra=_alias_schema)
 
-    vm_id: int = Field(..., ge=100, le=999999999, validation_alias=AliasChoices("vm_id", "vmid"))
+    vm_id: VmId = Field(..., validation_alias=AliasChoices("vm_id", "vmid"))
     vm_name: str = Field(..., pattern=HOSTNAME, validation_alias=AliasChoices("vm_name", "name"),
                          description="Hostname, and the name Proxmox lists.")
     description: str = Field("", json_schema_extra={"maxLength": DESCRIPTION_MAX_BYTES})
     cloud_image: str | None = Field(None, description="Root layer: the key of cloud_images in the hypervisor config.")
-    clone_from_vmid: int | None = Field(None, ge=100, description="Clone this VM layer (its snapshot or template).")
+    clone_from_vmid: VmId | None = Field(None, description="Clone this VM layer (its snapshot or template).")
     template_snapshot_name: str | None = Field(None, pattern=SNAPSHOT,
                                                description="Snapshot taken once built; children clone from it.")
     convert_to_template: bool = Field(False, description="Make a Proxmox template; children become linked clones.")

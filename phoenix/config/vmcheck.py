@@ -32,10 +32,12 @@ def check_vms(estate: Estate, configs: VmConfigs) -> list[Problem]:
     vf, hf = str(estate.vm_file), str(estate.hypervisor_file)
     vms, hyp = estate.vms, estate.hypervisor
     out: list[Problem] = []
-    ids = Counter(e.vm_id for e in configs.virtual_machines)
     for i, e in enumerate(configs.virtual_machines):
-        if ids[e.vm_id] > 1:
-            out.append(Problem(vf, f"$.virtual_machines[{i}].vm_id", f"VMID {e.vm_id} is given to more than one VM"))
+        others = [str(j) for j, o in enumerate(configs.virtual_machines[:i]) if o.vm_id == e.vm_id]
+        if others:  # said once, at each later entry
+            out.append(Problem(vf, f"$.virtual_machines[{i}].vm_id",
+                               f"VMID {e.vm_id} is also given to virtual_machines[{', '.join(others)}]: a VMID names "
+                               "one guest; give each VM its own"))
         if e.vm_id in estate.guests:
             out.append(Problem(vf, f"$.virtual_machines[{i}].vm_id",
                                f"VMID {e.vm_id} is also a container in {estate.lxc_file}: Proxmox has one id space "
@@ -88,8 +90,7 @@ def check_vms(estate: Estate, configs: VmConfigs) -> list[Problem]:
         lib = estate.library
         for i, name in enumerate(vm.features):
             if not lib.exists(lib.feature_path(name)):
-                out.append(Problem(vf, _at(vm, f"features[{i}]"),
-                                   f"unknown feature {name!r} (known: {', '.join(lib.known_features())})"))
+                out.append(Problem(vf, _at(vm, f"features[{i}]"), lib.missing_feature(name)))
             elif "gpu" in lib.feature(name).requires:
                 out.append(Problem(vf, _at(vm, f"features[{i}]"),
                                    f"{name} needs GPUs, which Phoenix gives only to containers (gpu_assignment in "

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from doit.cmd_forget import Forget as DoitForget
+from doit.exceptions import InvalidCommand
 
+from ..cli.targets import unknown_task
 from . import current
 
 
@@ -18,6 +20,10 @@ class Forget(DoitForget):
     doc_purpose = "force a rebuild of these resources (and so their children) at the next run"
 
     def _execute(self, forget_sub: Any, forget_disable_default: Any, forget_all: Any) -> int:
+        names = [t.name for t in self.task_list]
+        unknown = [t for t in (self.sel_tasks or []) if t not in names]
+        if unknown and not forget_all:  # before doit forgets anything: nothing is forced for a typo
+            raise InvalidCommand(unknown_task(unknown[0], names))
         super()._execute(forget_sub, forget_disable_default, forget_all)
         run = current.current()
         if forget_all:

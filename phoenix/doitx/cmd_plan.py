@@ -56,7 +56,10 @@ class Plan(DoitCmdBase):
         wanted = [t for t in (pos_args or []) if t in run.resources]
         unknown = [t for t in (pos_args or []) if t not in run.resources]
         if unknown:
-            self.outstream.write(f"phoenix plan: no such task: {', '.join(unknown)} (see `doit list`)\n")
+            from ..cli.targets import did_you_mean
+
+            self.outstream.write(f"phoenix plan: no such task: {', '.join(unknown)} (see `doit list`)"
+                                 f"{did_you_mean(unknown[0], run.resources)}\n")
             return 3
         keys = with_ancestors(run.resources, wanted) if wanted else None
         try:

@@ -11,10 +11,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from doit.exceptions import TaskFailed
+from doit.exceptions import TaskError, TaskFailed
 
 from ..cachefiles import repair
-from ..errors import ConfigError, PhoenixError
+from ..errors import ConfigError, PhoenixError, SettingsError
 from ..plan import Action, Decision
 from ..runtime import Run
 from . import current
@@ -56,11 +56,18 @@ class Check:
             return self.decision.summary
 
 
-def action(run: Run, key: str) -> dict[str, Any] | TaskFailed:
-    """doit's action: build the resource; an expected failure is doit's TaskFailed with one clear message."""
+class SettingsRefused(TaskError):
+    """Bad settings found before the run wrote anything: doit ends with its error code, 2, as for a bad config."""
+
+
+def action(run: Run, key: str) -> dict[str, Any] | TaskFailed | TaskError:
+    """doit's action: build the resource; an expected failure is doit's TaskFailed with one clear message, or
+    SettingsRefused (exit 2) for bad settings while nothing was written to Proxmox or Portainer."""
     try:
         return run.execute(key)
     except PhoenixError as e:
+        if isinstance(e, SettingsError) and not run.counters.writes and not run.portainer_counters.writes:
+            return SettingsRefused(f"{e}\nNothing on the host was touched: fix the setting and run again.")
         return TaskFailed(str(e))
 
 

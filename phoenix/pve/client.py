@@ -18,7 +18,7 @@ from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 from requests.adapters import HTTPAdapter
 
-from ..errors import PhoenixError, ProxmoxTaskFailed, TaskTimeout
+from ..errors import PhoenixError, ProxmoxTaskFailed, SettingsError, TaskTimeout
 from ..tlsget import fingerprint_hex
 from .counters import Counters
 from .endpoint import Endpoint
@@ -56,6 +56,18 @@ class FingerprintAdapter(HTTPAdapter):
         # The fingerprint (assert_fingerprint, above) is the check: a node's self-signed certificate has no CA
         # chain to verify. This is the one place a CA check is replaced, and only by the pin.
         super().cert_verify(conn, url, False, cert)
+
+
+def _reason(e: OSError) -> str:
+    """What went wrong with the connection, without urllib3's wrapping."""
+    text = str(e)
+    for found, said in (("Connection refused", "the connection was refused"),
+                        ("Name or service not known", "the host name does not resolve"),
+                        ("No route to host", "there is no route to the host"),
+                        ("Network is unreachable", "the network is unreachable")):
+        if found in text:
+            return said
+    return text
 
 
 def _lock_refusal(exc: BaseException) -> bool:
@@ -136,7 +148,7 @@ class Pve:
         except ResourceException as e:
             raise ApiError(method, path, e.status_code, str(e.content or e.status_message), e.errors) from None
         except requests.exceptions.SSLError as e:
-            raise PhoenixError(
+            raise SettingsError(
                 f"cannot reach Proxmox at {self.url} ({method} /{path}): its TLS certificate failed verification ({e}). "
                 "This is final, nothing was sent: check proxmox.ca_file (the cluster's CA, /etc/pve/pve-root-ca.pem) or "
                 "the pinned proxmox.fingerprint") from None
@@ -144,8 +156,9 @@ class Pve:
             raise PhoenixError(
                 f"Proxmox at {self.url} did not answer {method} /{path} within {self.timeout:.0f}s: check that the node "
                 "and its API (pveproxy) are up, or raise proxmox.timeout_s") from None
-        except OSError as e:  # requests' own errors, and a CA file that is gone
-            raise PhoenixError(f"cannot reach Proxmox at {self.url} ({method} /{path}): {e}") from None
+        except OSError as e:  # requests' own errors (a refused connection, after the retries), a CA file that is gone
+            raise SettingsError(f"cannot reach Proxmox at {self.url} ({method} /{path}): {_reason(e)}. Check "
+                                "proxmox.api_url and that the node's API (pveproxy) is up") from None
 
     def call(self, method: str, path: str, /, *, idempotent: bool = False, **data: Any) -> Any:
         """One call, answered as it is: a call that starts a task returns its UPID without waiting (see run)."""

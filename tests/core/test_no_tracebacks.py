@@ -118,14 +118,15 @@ HOST_CASES = {
 
 
 @pytest.mark.parametrize("case", list(HOST_CASES))
-def test_a_bad_token_file_is_one_message_and_exit_1(tmp_path: Path, case: str):
+def test_a_bad_token_file_is_one_message_and_exit_2(tmp_path: Path, case: str):
     root = project(tmp_path / "p")
     make, expected = HOST_CASES[case]
     remote(root, make(root))
     result = doit_command(root)
     out = result.stdout + result.stderr
-    assert result.returncode == 1, out
+    assert result.returncode == 2, out  # bad settings, refused before any request (the README's exit codes)
     assert "Traceback" not in out and expected in out, out
+    assert "Nothing on the host was touched" in out and "0 API requests" in out, out
     assert "secret" not in out.replace("secret file", "")  # the value is never shown
 
 

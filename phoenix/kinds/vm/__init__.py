@@ -70,7 +70,12 @@ class VmKind:
         from ..host.storage import as_set_up, pending
 
         storages = as_set_up(estate, ctx.once("storage config", lambda: ctx.pve().get("storage")), pending(ctx))
-        directory, found = checks.snippets_dir(storages, hyp.storage.snippets)
+        i_storage = (hyp.cloud_images[vm.cloud_image].volume.split(":", 1)[0]
+                     if vm.cloud_image is not None and decision.artifact is None else None)
+        needs = {hyp.storage.snippets: {"snippets"}}
+        if i_storage is not None:
+            needs.setdefault(i_storage, set()).add("import")
+        directory, found = checks.snippets_dir(storages, hyp.storage.snippets, frozenset(needs[hyp.storage.snippets]))
         problems += found
         parent = parent_of(estate.vms, vmid)
         linked = parent is not None and estate.vms[parent].convert_to_template
@@ -101,8 +106,8 @@ class VmKind:
         if vm.cloud_image is not None and decision.artifact is None:  # a restore needs no cloud image
             image = hyp.cloud_images[vm.cloud_image]
             i_storage = image.volume.split(":", 1)[0]
-            problems += checks.content_problem(storages, i_storage, "import",
-                                               f"cloud image {image.volume}")
+            problems += checks.content_problem(storages, i_storage, "import", f"cloud image {image.volume}",
+                                               frozenset(needs[i_storage]))
             content = ctx.once(f"content {i_storage} import",
                                lambda: ctx.pve().get(f"nodes/{ctx.node}/storage/{i_storage}/content", content="import"))
             if not any(item.get("volid") == image.volume for item in content):
