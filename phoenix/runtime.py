@@ -411,9 +411,11 @@ class Run:
             return self._placement[1].get(key)
 
     def _place(self) -> dict[str, Placed]:
-        from .cluster.placement import Guest, Needs, place
+        from .cluster.placement import Guest, Needs, Placed, place
 
         guests = []
+        parts = {key: Placed(res.place["node"], f"sets up {res.place['node']}") for key, res in self.resources.items()
+                 if res.kind == "host" and res.place.get("node")}
         for key, res in self.resources.items():
             if res.vmid is None or res.kind not in ("lxc", "vm"):
                 continue
@@ -428,7 +430,7 @@ class Run:
                 found[g.key] = self._first_placed[g.key]
             elif g.here is None:
                 self._first_placed[g.key] = found[g.key]
-        return found
+        return {**parts, **found}
 
     def facts_of(self, res: Resource) -> Any:
         return self.kinds[res.kind].facts(res, self.view)

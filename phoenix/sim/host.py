@@ -131,7 +131,7 @@ def node_record(pve: Any) -> dict[str, Any]:
     """The node as saved: its notes, network, access, APT repositories and disks, and the storages' configs."""
     storages = {name: {k: (sorted(v) if isinstance(v, set) else v) for k, v in store.items() if k not in STORAGE_INTERNAL}
                 for name, store in pve.storages.items()}
-    return {"state": pve.node_state, "storages": storages}
+    return {"state": pve.whole_state(), "storages": storages}
 
 
 def pool_record(pve: Any, name: str) -> dict[str, Any]:

@@ -12,10 +12,13 @@ AccessControl/*.pm, APT/Repositories.pm, Disks/*.pm) where the answers matter to
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import functools
 import hashlib
 import secrets
 import uuid
+from collections import ChainMap
 from typing import Any
 
 STATE_VERSION = 1
@@ -62,18 +65,71 @@ def initial_state() -> dict[str, Any]:
             "disks": copy.deepcopy(SIMULATED_DISKS)}
 
 
+PER_NODE = ("description", "network", "pending", "apt", "disks")  # each member's own; users, roles, ACLs are the cluster's
+_MEMBER: contextvars.ContextVar[str | None] = contextvars.ContextVar("sim_member", default=None)
+
+
+def member_state() -> dict[str, Any]:
+    """What a member other than the first starts with: as the first did."""
+    return {k: v for k, v in initial_state().items() if k in PER_NODE}
+
+
 def _errors(pve_error: Any, **fields: str) -> Any:
     return pve_error(400, "Parameter verification failed.", fields)
 
 
 class NodeApi:
-    """Mixin of the simulator's FakePve subclass: the `_routes_node` table and its handlers."""
+    """Mixin of the simulator's FakePve subclass: the `_routes_node` table and its handlers.
 
-    node_state: dict[str, Any]
+    On a cluster each member has its own notes, network, APT repositories and disks (kept under the state's
+    `members`; the first member's at the top, as on one node); users, roles and ACLs are the cluster's."""
+
+    nodes: dict[str, Any]
+
+    @property
+    def node_state(self) -> Any:
+        base: dict[str, Any] = self.__dict__["_node_state"]
+        node = _MEMBER.get()
+        if node is None or node == next(iter(self.nodes)):
+            return base
+        own = base.setdefault("members", {}).setdefault(node, member_state())
+        return ChainMap(own, base)
+
+    @node_state.setter
+    def node_state(self, value: dict[str, Any]) -> None:
+        self.__dict__["_node_state"] = value
+
+    def whole_state(self) -> dict[str, Any]:
+        """The state of every member, as it is saved (whichever member a request is about)."""
+        out: dict[str, Any] = self.__dict__["_node_state"]
+        return out
+
+    def member_state(self, node: str) -> Any:
+        """The state as the member `node` has it (tests read a member's network, notes, ...)."""
+        token = _MEMBER.set(node)
+        try:
+            return self.node_state
+        finally:
+            _MEMBER.reset(token)
 
     def _routes_node(self) -> list[tuple[str, str, Any]]:
         n = "/nodes/{node}"
         u = "/access/users/{userid}"
+
+        def on_member(handler: Any) -> Any:
+            @functools.wraps(handler)
+            async def served(v: dict[str, Any], user: str) -> Any:
+                token = _MEMBER.set(str(v.get("node") or "") or None)
+                try:
+                    return await handler(v, user)
+                finally:
+                    _MEMBER.reset(token)
+            return served
+
+        routes = self._node_routes(n, u)
+        return [(m, path, on_member(h) if path.startswith(n) else h) for m, path, h in routes]
+
+    def _node_routes(self, n: str, u: str) -> list[tuple[str, str, Any]]:
         return [
             ("GET", n + "/config", self._nc_get), ("PUT", n + "/config", self._nc_put),
             ("GET", n + "/network", self._net_list), ("POST", n + "/network", self._net_create),

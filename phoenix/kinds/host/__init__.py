@@ -84,7 +84,7 @@ class HostKind:
             else:
                 facts = ctx.transport().facts()  # read now: a driver installed earlier in this run shows
                 hyp = ctx.estate.hypervisor
-                problems += nvidia.problems(facts, hyp.nvidia.driver_version or "", hyp.nvidia.gpus)
+                problems += nvidia.problems(facts, hyp.nvidia.driver_version or "", hyp.gpus_of(ctx.node))
                 data = facts
         except PhoenixError as e:
             return Prepared(None, (str(e),))
@@ -111,7 +111,8 @@ class HostKind:
             out = access.steps(cfg, found, file)
         else:
             hyp = ctx.estate.hypervisor
-            out = nvidia.steps(cfg, data, hyp.nvidia.driver_version or "", hyp.nvidia.gpus, ctx.estate.library, res.key)
+            out = nvidia.steps(cfg, data, hyp.nvidia.driver_version or "", hyp.gpus_of(ctx.node), ctx.estate.library,
+                               res.key)
         identity = identity or res.identity(None)
         return [*out, NoteHost(f"record {res.key}", ctx.node, res.key, identity, res.inputs)]
 
