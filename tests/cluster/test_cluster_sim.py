@@ -53,6 +53,11 @@ def test_the_layers_are_placed_as_the_readme_says(built_cluster: ClusterCheckout
     assert by_new[950][0] == "/api2/json/nodes/pve2/lxc/200920/clone"                  # from the copy, on pve2
     assert by_new[910][0] == "/api2/json/nodes/pve1/lxc/902/clone" and by_new[910][1]["target"] == "pve3"
     assert by_new[910][1]["storage"] == "ceph"                                           # across: both on Ceph
+    posts = [(p, dict(parse_qsl(b.decode()))) for m, p, b in co.pve.requests if m == "POST"]
+    assert [p for p, _ in posts if p.endswith("/vzdump")] == ["/api2/json/nodes/pve1/vzdump"]   # baked once, dumped once
+    restores = [(p, b) for p, b in posts if "backup/" in b.get("ostemplate", "")]
+    assert [(p, b["vmid"]) for p, b in restores] == [("/api2/json/nodes/pve2/lxc", "200920")]  # restored once, on pve2
+    assert sum(1 for p, b in posts if p.endswith("/lxc") and b.get("vmid") == "920") == 0       # 920 is a clone of 901
 
 
 def test_a_second_run_is_a_noop_with_one_request(built_cluster: ClusterCheckout):
