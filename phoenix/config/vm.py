@@ -199,6 +199,8 @@ class VmConfigs(Strict):
             merged = {**BUILTIN, **defaults, **own}
             if entry.cloud_image or entry.clone_from_vmid is not None:  # a root, or a clone of a named VMID
                 merged["template_name"] = None
+            if "ha" not in own and (merged.get("convert_to_template") or merged.get("template_snapshot_name")):
+                merged["ha"] = None  # vm_defaults' ha is for the VMs that run services, not for template layers
             merged.setdefault("network_config", None)
             for key in ("cloud_image", "clone_from_vmid", "template_snapshot_name"):
                 merged.setdefault(key, None)
