@@ -38,3 +38,19 @@ def test_only_an_undeclared_guest_under_ha_is_refused_a_rebuild():
     assert ha.refused("lxc", 950, "lxc_configs.950", GuestFacts(950), declared=False) == []
     (message,) = ha.refused("qemu", 1002, "vms.1002", under, declared=False)
     assert message.startswith("VM 1002 is under HA") and message.endswith("ha-manager remove vm:1002")
+
+
+def test_vm_defaults_ha_is_for_the_vms_that_run_services(tmp_path: Path):
+    import json
+    import shutil
+
+    from phoenix.config.estate import load_estate
+    from tests.core.conftest import REPO
+
+    shutil.copytree(REPO / "etc", tmp_path / "etc", ignore=shutil.ignore_patterns("cluster"))
+    path = tmp_path / "etc" / "phoenix_vm_configs.json"
+    data = json.loads(path.read_text())
+    data["vm_defaults"]["ha"] = {"state": "started"}
+    path.write_text(json.dumps(data))
+    estate = load_estate(tmp_path / "etc", REPO / "images")
+    assert {v: vm.ha is not None for v, vm in estate.vms.items()} == {9000: False, 9001: False, 1001: True, 1002: True}
