@@ -35,10 +35,9 @@ if TYPE_CHECKING:  # a run that only checks resources imports none of these (no 
     from .artifacts.store import Store
     from .builder import BuildContext
     from .clones import CloneTurns
-    from .cluster.placement import Placed
+    from .cluster.run import Members
     from .config.estate import Estate
     from .config.hypervisor import HypervisorConfig
-    from .facts.guests import GuestFacts
     from .facts.node import NodeFacts
     from .kinds.base import Context, Kind, Prepared
     from .lease import Lease
@@ -95,8 +94,6 @@ class Run:
         self.scope: set[str] = set()            # the resources doit will run (set_scope)
         self._node_facts: dict[str, NodeFacts] = {}
         self._transports: dict[str, Node] = {}
-        self._placement: tuple[int, dict[str, Placed]] | None = None
-        self._first_placed: dict[str, Placed] = {}
         self._sim: Any = None
         self._memo: dict[str, Decision] = {}
         self._memo_version = -1
@@ -342,95 +339,15 @@ class Run:
     @cached_property
     def planner(self) -> Planner:
         return Planner(self.resources, self.kinds, self.artifacts.find if self.artifacts is not None else None,
-                       where=self.placed, online=self.online, copies=self.copy_targets, copy_facts=self.copy_on)
-
-    def copy_targets(self, res: Resource) -> dict[str, tuple[str, ...]]:
-        """The members a layer must be copied to, each with its children there that clone the copy: where children go
-        that Proxmox cannot clone across to (its disk or theirs on local storage)."""
-        from .cluster.copies import Route, route
-        from .cluster.placement import Needs
-
-        kids = self._children.get(res.key)
-        here = self.placed(res.key) if kids else None
-        if here is None or here.node is None:
-            return {}
-        cluster = self.view.cluster()
-        shared = cluster.shared(Needs.of(res.place).disk or "")
-        out: dict[str, list[str]] = {}
-        for child in kids or ():
-            where = self.placed(child)
-            if where is None or where.node is None:
-                continue
-            disk = Needs.of(self.resources[child].place).disk or ""
-            if route(here.node, where.node, shared, cluster.shared(disk)) == Route.COPY:
-                out.setdefault(where.node, []).append(child)
-        return {node: tuple(keys) for node, keys in out.items()}
+                       where=self.members.placed, online=self.members.online, copies=self.members.copy_targets,
+                       copy_facts=self.members.copy_on)
 
     @cached_property
-    def _children(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for key, res in self.resources.items():
-            if res.parent is not None and res.kind in ("lxc", "vm"):
-                out.setdefault(res.parent, []).append(key)
-        return out
+    def members(self) -> Members:
+        """Where each guest is or goes on the cluster, and the layers' copies (phoenix.cluster.run)."""
+        from .cluster.run import Members
 
-    def copy_on(self, node: str, vmid: int) -> GuestFacts | None:
-        """The per-node copy of a layer on a member, as the listing shows it (None: not there)."""
-        return next((f for f in self.view.guests().values()
-                     if f.copy_of == str(vmid) and f.node == node and f.managed), None)
-
-    def copy_vmid(self, node: str, vmid: int) -> int:
-        """The VMID of a layer's copy on a member: its node id * 100000 + the layer's VMID."""
-        from .cluster.copies import copy_vmid
-
-        member = self.hypervisor.proxmox.member(node)
-        nodeid = member.nodeid if member is not None else None
-        if nodeid is None:
-            from .cluster.members import nodeids
-
-            found = self.context.once("cluster nodeids", lambda: nodeids(self.pve.get("cluster/status")))
-            nodeid = found.get(node)
-        if nodeid is None:
-            raise PhoenixError(f"the cluster's status gives no node id for {node}: set proxmox.nodes[].nodeid")
-        try:
-            return copy_vmid(nodeid, vmid)
-        except ValueError as e:
-            raise PhoenixError(str(e)) from None
-
-    def online(self, node: str) -> bool:
-        """Whether a member is online (one the listing does not name is not known to be offline)."""
-        found = self.view.cluster().nodes.get(node)
-        return found is None or found.online
-
-    def placed(self, key: str) -> Placed | None:
-        """Where a guest is or goes on the cluster (None: not a guest), from the run's view (computed once a view)."""
-        with self.lock:
-            version = self.view.version
-            if self._placement is None or self._placement[0] != version:
-                self._placement = (version, self._place())
-            return self._placement[1].get(key)
-
-    def _place(self) -> dict[str, Placed]:
-        from .cluster.placement import Guest, Needs, Placed, place
-
-        guests = []
-        parts = {key: Placed(res.place["node"], f"sets up {res.place['node']}") for key, res in self.resources.items()
-                 if res.kind == "host" and res.place.get("node")}
-        for key, res in self.resources.items():
-            if res.vmid is None or res.kind not in ("lxc", "vm"):
-                continue
-            facts = self.view.get(res.vmid)
-            guests.append(Guest(key, res.parent, Needs.of(res.place), facts.node or None if facts is not None else None))
-        gpus = self.model.gpus
-        found = place(guests, self.view.cluster(), self.model.members, lambda node: frozenset(gpus.get(node) or ()))
-        # a guest not built yet keeps the member it was first placed on for the whole run (what this run builds
-        # meanwhile must not move it), and one that is built is where it is
-        for g in guests:
-            if g.here is None and g.key in self._first_placed:
-                found[g.key] = self._first_placed[g.key]
-            elif g.here is None:
-                self._first_placed[g.key] = found[g.key]
-        return {**parts, **found}
+        return Members(self)
 
     def facts_of(self, res: Resource) -> Any:
         return self.kinds[res.kind].facts(res, self.view)
@@ -501,7 +418,8 @@ class Run:
         return Context(self.estate, self.api.node, lambda: self.pve, self.view, lambda: self.transport, self.node_facts,
                        self.id, protected_allowed, self.simulated, self.endpoint.host,
                        artifacts=self.artifacts.root if self.artifacts is not None else None,
-                       portainer_target=lambda: self.portainer_target, placed=self.placed, copy_vmid=self.copy_vmid,
+                       portainer_target=lambda: self.portainer_target, placed=self.members.placed,
+                       copy_vmid=self.members.copy_vmid,
                        transports=self.node_ops, facts_of_node=self.node_facts)
 
     @cached_property
