@@ -50,7 +50,8 @@ def test_letsgo_plan_and_status(project: Path):
     assert rows["ct900"]["up_to_date"] and rows["ct900"]["state"] == "stopped" and rows["ct900"]["ip"] == "10.0.0.200/24"
     assert rows["ct920"]["why"] == "rebuild: feature vllm changed" and not rows["ct950"]["up_to_date"]
     table = phoenix(project, "status").stdout
-    assert "ct950  lxc   ct920   running  10.0.0.150/24  no: follows (parent ct920 rebuilds)" in table, table
+    assert "ct950  lxc   ct920   pve1  running  10.0.0.150/24  no: follows (parent ct920 rebuilds)" in table, table
+    assert table.splitlines()[-1] == "phoenix status: 6 resources: 2 running, 4 stopped; 2 not up to date", table
 
 
 def test_start_stop_and_delete_with_their_refusals(project: Path):
