@@ -68,7 +68,7 @@ def test_start_stop_and_delete_with_their_refusals(project: Path):
     assert done.returncode == 0, done.stderr
     assert "deleted ct910 (guest 910)" in done.stdout and "deleted ct902 (guest 902)" in done.stdout
     assert done.stdout.index("ct910 (guest 910)") < done.stdout.index("ct902 (guest 902)")  # children first
-    assert "still in the config" in done.stdout
+    assert "ct910, ct902 are still in the config: the next `doit` builds them again; remove them" in done.stdout
     rows = {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}
     assert rows["ct902"]["state"] == "absent" and rows["ct910"]["state"] == "absent"
 
@@ -163,8 +163,10 @@ def test_delete_asks_on_a_terminal(project: Path):
             os.close(main)
             os.close(side)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "Destroy ct902 (guest 902)? Their disks are deleted. [y/N] " in done.stdout
+        assert "Destroy ct902 (guest 902)? Its disks are deleted. [y/N] " in done.stdout
         assert ("deleted ct902 (guest 902)" in done.stdout) is deleted
+        assert ("ct902 is still in the config: the next `doit` builds it again; remove it from the config to keep it "
+                "gone" in done.stdout) is deleted, done.stdout
         assert ("nothing was deleted" in done.stdout) is not deleted
     assert {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}["ct902"]["state"] == "absent"
 
