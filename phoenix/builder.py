@@ -110,7 +110,7 @@ class Builder:
                 with self.ctx.clones.turn(self.key), self.timed(step.what):
                     self.execute(step)
                 continue
-            simulated = isinstance(step, Script | AgentRun | NodeScript) and self.ctx.node.simulated
+            simulated = isinstance(step, Script | AgentRun | NodeScript) and getattr(self.ctx.node, "simulated", False)
             with self.timed(step.what + (" (simulated)" if simulated else "")):
                 self.execute(step)
 

@@ -19,7 +19,9 @@ SHOWN = ("built", "restored", "updated", "up-to-date", "failed", "interrupted")
 
 
 def doc_of(task: Any) -> str:
-    return task.doc.split(":")[0] if task.doc else ""
+    """The first part of a task's doc (a guest's name); for a host part, what it is."""
+    head, _, rest = (task.doc or "").partition(":")
+    return rest.split(" (")[0].strip() if head == "host" and rest.strip() else head
 
 
 class PhoenixReporter(ConsoleReporter):
