@@ -23,6 +23,8 @@ def interval_from_env() -> float:
 
 
 def _span(s: float) -> str:
+    if s < 10:
+        return f"{s:.1f}s"
     m, sec = divmod(int(s), 60)
     return f"{m}m{sec:02d}s" if m else f"{sec}s"
 

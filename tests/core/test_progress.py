@@ -84,7 +84,7 @@ def test_a_silent_step_gets_a_heartbeat_under_its_task(tmp_path: Path, monkeypat
     finally:
         co.stop_sim()
     assert result.rc == 0, result.output
-    beats = re.findall(r"^ct900  … still at create from \S+: \d+s, no output for \d+s$", result.output, re.M)
+    beats = re.findall(r"^ct900  … still at create from \S+: [\d.]+s, no output for [\d.]+s$", result.output, re.M)
     assert len(beats) >= 2, result.output
     lines = result.output.splitlines()
     first = next(i for i, x in enumerate(lines) if "still at create" in x)
