@@ -77,8 +77,13 @@ def vm_configs(vms: int) -> dict[str, Any]:
 
 def write_config_dir(target: Path, guests: int | None = None, vms: int = 0) -> Path:
     """A config dir: a copy of etc/ (hypervisor config, 0600 secret files), with `guests` guests if given, and
-    `vms` VMs (none: the example VMs are left out, so the containers' figures stay comparable)."""
+    `vms` VMs (none: the example VMs are left out, so the containers' figures stay comparable). The example's host
+    parts (`host`) are left out too: the figures are the guests'."""
     shutil.copytree(ROOT / "etc", target)
+    hv = target / "phoenix_hypervisor_config.json"
+    data = json.loads(hv.read_text())
+    data.pop("host", None)
+    hv.write_text(json.dumps(data, indent=2) + "\n")
     if guests is not None:
         (target / "phoenix_lxc_configs.json").write_text(json.dumps(estate_configs(guests), indent=2) + "\n")
     if vms:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ScriptFailed
+from .heartbeat import Heartbeat, interval_from_env
 from .steps import (
     AgentRun,
     AgentWait,
@@ -65,6 +66,7 @@ class BuildContext:
     damaged: Callable[[Path], None] = lambda _: None   # an archive found damaged while sent (the store rehashes it)
     nodes: Callable[[str], Node] | None = None         # any member's shell operations (a copy to another member)
     spool: Path | None = None                          # where an archive moved between members is kept meanwhile
+    heartbeat_s: float = field(default_factory=interval_from_env)  # a line at least this often while a step is silent
 
 
 class Builder:
@@ -72,16 +74,28 @@ class Builder:
 
     def __init__(self, ctx: BuildContext, key: str):
         self.ctx, self.key = ctx, key
+        self._beat: Heartbeat | None = None
+
+    def say(self, line: str) -> None:
+        """A line of the step's output (a script's): the run's output, and the heartbeat knows the step is not silent."""
+        if self._beat is not None:
+            self._beat.touch()
+        self.ctx.say(line)
 
     @contextmanager
     def timed(self, what: str) -> Iterator[None]:
-        """`ct950  clone from ct920@vllm-base-snapshot  0.41s` once the step is done (or FAILED after …)."""
+        """`ct950  clone from ct920@vllm-base-snapshot  0.41s` once the step is done (or FAILED after …); while it is
+        silent, a heartbeat line at least every heartbeat_s."""
         t0 = time.monotonic()
+        outer = self._beat
         try:
-            yield
+            with Heartbeat(self.ctx.say, f"{self.key:<6}", what, self.ctx.heartbeat_s) as self._beat:
+                yield
         except BaseException:
             self.ctx.say(f"{self.key:<6} {what}  FAILED after {time.monotonic() - t0:.2f}s")
             raise
+        finally:
+            self._beat = outer
         self.ctx.say(f"{self.key:<6} {what}  {time.monotonic() - t0:.2f}s")
 
     def run(self, steps: list[Step]) -> None:
@@ -96,7 +110,8 @@ class Builder:
                 with self.ctx.clones.turn(self.key), self.timed(step.what):
                     self.execute(step)
                 continue
-            with self.timed(step.what + (" (simulated)" if isinstance(step, Script) and self.ctx.node.simulated else "")):
+            simulated = isinstance(step, Script | AgentRun | NodeScript) and getattr(self.ctx.node, "simulated", False)
+            with self.timed(step.what + (" (simulated)" if simulated else "")):
                 self.execute(step)
 
     def execute(self, step: Step) -> None:
@@ -154,7 +169,7 @@ class Builder:
         log = self.ctx.log_path(self.key)
         run = ScriptRun(step.vmid, step.layer, step.name, step.path, step.lib, dict(step.context),
                         self.ctx.secrets(step.secrets, step.required), step.timeout, log, step.files)
-        result = self.ctx.node.pct.run_script(run, self.ctx.say)
+        result = self.ctx.node.pct.run_script(run, self.say)
         tail = "\n".join(f"    | {t}" for t in result.tail)
         if result.timed_out:
             raise ScriptFailed(f"{self.key}: {step.what} timed out after {step.timeout:.0f}s; last output:\n{tail}")
@@ -205,7 +220,7 @@ class Builder:
     def node_script(self, step: NodeScript) -> None:
         log = self.ctx.log_path(self.key)
         run = ScriptRun(0, step.layer, step.name, step.path, step.lib, dict(step.context), {}, step.timeout, log)
-        result = self.ctx.node.run_on_node(run, self.ctx.say)
+        result = self.ctx.node.run_on_node(run, self.say)
         tail = "\n".join(f"    | {t}" for t in result.tail)
         if result.timed_out or result.exit_status != 0:
             how = f"timed out after {step.timeout:.0f}s" if result.timed_out else f"exited with status {result.exit_status}"

@@ -27,9 +27,9 @@ def report(data: Mapping[str, Any], failures: Mapping[str, str], scope: Iterable
         outcome = task.get("outcome")
         case = ET.SubElement(suite, "testcase", classname=f"phoenix.{data.get('target', 'host')}", name=name,
                              time=f"{task.get('seconds', 0):.3f}")
-        if name in failures or outcome == "failed":
+        if name in failures or outcome in ("failed", "interrupted"):
             failed += 1
-            message = failures.get(name, "failed")
+            message = failures.get(name, str(outcome))
             node = ET.SubElement(case, "failure", message=message.splitlines()[0] if message else "failed",
                                  type="PhoenixError")
             text = (log(name) or "")[-LOG_TAIL:]

@@ -11,7 +11,7 @@ from typing import Any
 from .cachefiles import write_whole
 from .pve.counters import Counters
 
-OUTCOMES = ("built", "restored", "updated", "up-to-date", "failed")
+OUTCOMES = ("built", "restored", "updated", "up-to-date", "failed", "interrupted")
 
 
 def dumps_last_run(data: dict[str, Any]) -> str:
@@ -28,10 +28,16 @@ class Outcomes:
         self.started = time.monotonic()
         self._tasks: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self.interrupted = False  # the run was stopped (Ctrl-C, SIGTERM) before it ended
 
     def note(self, key: str, outcome: str, seconds: float = 0.0, identity: str | None = None) -> None:
         with self._lock:
             self._tasks[key] = {"outcome": outcome, "seconds": round(seconds, 3), "identity": identity}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._tasks.get(key)
+            return dict(found) if found is not None else None
 
     def of(self, outcome: str) -> list[str]:
         with self._lock:
@@ -41,7 +47,7 @@ class Outcomes:
         with self._lock:
             tasks = dict(sorted(self._tasks.items()))
         return {"target": target, "api_requests": counters.total, "api_seconds": round(counters.seconds, 3),
-                "wall_seconds": round(time.monotonic() - self.started, 3), "tasks": tasks}
+                "wall_seconds": round(time.monotonic() - self.started, 3), "interrupted": self.interrupted, "tasks": tasks}
 
 
 def write(path: Path, data: dict[str, Any]) -> None:

@@ -592,6 +592,14 @@ class Run:
         write_last_run(self.cache / "last-run.json", data)
         return data
 
+    def finish(self) -> dict[str, Any]:
+        """The end of a doit run (the reporter's): the host's lease released first, so that its requests are counted,
+        then .cache/last-run.json written."""
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+        return self.write_last_run()
+
     def close(self) -> None:
         if self.lease is not None:
             self.lease.release()

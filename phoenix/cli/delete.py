@@ -50,7 +50,8 @@ def delete(run: Any, word: str, *, with_children: bool, yes: bool, ask: Callable
     if not yes:
         if ask is None:
             raise PhoenixError(f"this would destroy {what}: confirm with --yes (not on a terminal, so nobody can be asked)")
-        if not ask(f"Destroy {what}? Their disks are deleted. [y/N] "):
+        disks = "Its disks are" if len(doomed) == 1 else "Their disks are"
+        if not ask(f"Destroy {what}? {disks} deleted. [y/N] "):
             return ["nothing was deleted"]
     said = []
     node = run.endpoint.node
@@ -66,6 +67,8 @@ def delete(run: Any, word: str, *, with_children: bool, yes: bool, ask: Callable
             run.pve.run("DELETE", path, purge=1)
             said.append(f"deleted {key} (guest {vmid})")
     keys = [key for key, _, _ in doomed]
-    said.append(f"{', '.join(keys)} {'is' if len(keys) == 1 else 'are'} still in the config: the next `doit` builds "
-                "them again; remove them from the config to keep them gone")
+    one = len(keys) == 1
+    said.append(f"{', '.join(keys)} {'is' if one else 'are'} still in the config: the next `doit` builds "
+                f"{'it' if one else 'them'} again; remove {'it' if one else 'them'} from the config to keep "
+                f"{'it' if one else 'them'} gone")
     return said

@@ -134,7 +134,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
     root = args.project.resolve()
     os.chdir(root)
-    with redirect_stdout(sys.stderr) if args.verb == "graph" else nullcontext():  # stdout is the picture alone
+    # stdout is the verb's answer alone (the picture, the status, JSON): notes on a config just validated go to stderr
+    answers = args.verb in ("graph", "status", "start", "stop", "delete")
+    with redirect_stdout(sys.stderr) if answers else nullcontext():
         run_, namespace = load(root)
     jobs = ["-n", str(args.jobs)] if getattr(args, "jobs", 1) > 1 else []
     if args.verb == "create":

@@ -1,13 +1,17 @@
-"""`phoenix status [--json]`: every resource with its kind, parent, state on the host, whether it is up to date
-(and why not, as `doit plan` says) and its address."""
+"""`phoenix status [--json]`: every resource with its kind, parent, state on the host, the cluster member it is on,
+whether it is up to date (and why not, as `doit plan` says) and its address; a layer's per-node copies on a cluster
+(guests tagged phx-copy-N) follow the layer. The table ends with one line of counts per state."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from typing import Any
 
 from ..plan import Action
+
+PREFIX = {"lxc": "ct", "vm": "vm"}
 
 
 def state(facts: Any) -> str:
@@ -18,17 +22,37 @@ def state(facts: Any) -> str:
     return str(getattr(facts, "status", None) or "present")
 
 
+def node_of(facts: Any) -> str | None:
+    """The member a guest is on (the listing's node); None for what is not a guest or not there."""
+    return str(getattr(facts, "node", "") or "") or None
+
+
 def rows(run: Any) -> list[dict[str, Any]]:
-    run.view.guests()
+    guests = run.view.guests()
     decisions = run.planner.plan(run.facts_of, forced=run.forced.keys(), live_owners=run.live_owners())
+    copies: dict[str, list[Any]] = {}
+    for facts in guests.values():
+        if facts.copy_of:
+            copies.setdefault(f"{PREFIX.get(facts.kind, 'ct')}{facts.copy_of}", []).append(facts)
     out = []
     for key, res in run.resources.items():
         facts = run.facts_of(res)
         d = decisions[key] if decisions[key].action == Action.OK else run.explain(decisions[key])
         out.append({"task": key, "kind": res.kind, "vmid": res.vmid, "name": res.name, "parent": res.parent,
-                    "state": state(facts), "up_to_date": d.action == Action.OK,
-                    "why": "" if d.action == Action.OK else d.text, "ip": address(run.estate, res)})
+                    "node": node_of(facts), "state": state(facts), "copy_of": None,
+                    "up_to_date": d.action == Action.OK, "why": "" if d.action == Action.OK else d.text,
+                    "ip": address(run.estate, res)})
+        for copy in sorted(copies.get(key, ()), key=lambda f: f.vmid):
+            out.append(copy_row(key, copy, facts))
     return out
+
+
+def copy_row(layer: str, copy: Any, facts: Any) -> dict[str, Any]:
+    """A per-node copy of a layer: up to date while it holds the layer's build."""
+    same = facts is not None and copy.identity == facts.identity and copy.build_id == facts.build_id
+    return {"task": f"{PREFIX.get(copy.kind, 'ct')}{copy.vmid}", "kind": copy.kind, "vmid": copy.vmid, "name": copy.name,
+            "parent": None, "node": node_of(copy), "state": state(copy), "copy_of": layer, "up_to_date": same,
+            "why": "" if same else f"a copy of another build of {layer} (made again when a clone needs it)", "ip": None}
 
 
 def address(estate: Any, res: Any) -> str | None:
@@ -41,13 +65,26 @@ def address(estate: Any, res: Any) -> str | None:
     return ip.group(1) if ip else None
 
 
+def summary(found: list[dict[str, Any]]) -> str:
+    """`phoenix status: 17 resources: 8 running, 4 stopped, 5 present; 17 up to date` (copies counted apart)."""
+    own = [r for r in found if r["copy_of"] is None]
+    states = Counter(r["state"] for r in own)
+    order = ("running", "stopped", "present", "absent")
+    parts = [f"{states[s]} {s}" for s in (*order, *sorted(set(states) - set(order))) if states.get(s)]
+    stale = sum(1 for r in own if not r["up_to_date"])
+    copies = len(found) - len(own)
+    return (f"phoenix status: {len(own)} resources: {', '.join(parts) or 'none'}; "
+            + (f"{stale} not up to date" if stale else "all up to date")
+            + (f"; {copies} layer cop{'y' if copies == 1 else 'ies'} on other nodes" if copies else "") + "\n")
+
+
 def table(found: list[dict[str, Any]]) -> str:
-    head = ("task", "kind", "parent", "state", "ip", "up to date")
-    lines = [[r["task"], r["kind"], r["parent"] or "-", r["state"], r["ip"] or "-",
-              "yes" if r["up_to_date"] else f"no: {r['why']}"] for r in found]
+    head = ("task", "kind", "parent", "node", "state", "ip", "up to date")
+    lines = [[r["task"], r["kind"], f"copy of {r['copy_of']}" if r["copy_of"] else r["parent"] or "-", r["node"] or "-",
+              r["state"], r["ip"] or "-", "yes" if r["up_to_date"] else f"no: {r['why']}"] for r in found]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
-    return "\n".join(fmt.format(*row) for row in [list(head), *lines]) + "\n"
+    return "\n".join(fmt.format(*row) for row in [list(head), *lines]) + "\n" + summary(found)
 
 
 def render(found: list[dict[str, Any]], as_json: bool) -> str:

@@ -10,6 +10,7 @@ it writes anything, and prints the exact calls each build would make. With --gra
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from typing import Any
 
 from doit.cmd_base import DoitCmdBase
@@ -32,6 +33,15 @@ GRAPH_OPTIONS = (
     {"name": "graph_from", "long": "from", "type": str, "default": "",
      "help": "with --graph: only this layer and what is cloned from it or deployed to it"},
 )
+
+
+def summary(decisions: dict[str, Decision]) -> str:
+    """`phoenix plan: 2 of 17 resources to change (1 rebuild, 1 update, 15 up-to-date)`: counts per state."""
+    counts = Counter("restore" if d.artifact is not None else str(d.action) for d in decisions.values())
+    order = ("build", "restore", "rebuild", "update", "start", "up-to-date", "blocked")
+    parts = [f"{counts[k]} {k}" for k in (*order, *sorted(set(counts) - set(order))) if counts.get(k)]
+    todo = sum(1 for d in decisions.values() if d.action != Action.OK)
+    return f"phoenix plan: {todo} of {len(decisions)} resources to change ({', '.join(parts) or 'none'})"
 
 
 class Plan(DoitCmdBase):
@@ -80,9 +90,7 @@ class Plan(DoitCmdBase):
                 failed += self.print_steps(run, d)
             elif run.kinds[run.resources[key].kind].plan_checks:
                 failed += self.print_checks(run, d)
-        todo = sum(1 for d in decisions.values() if d.action != Action.OK)
-        self.outstream.write(f"phoenix plan: {todo} of {len(decisions)} resources to change; "
-                             f"{run.counters.total} API requests (target: {run.target})\n")
+        self.outstream.write(f"{summary(decisions)}; {run.counters.total} API requests (target: {run.target})\n")
         return 1 if failed else 0
 
     def draw(self, run: Any, decisions: dict[str, Decision], fmt: str, changed: bool, start: str | None) -> int:

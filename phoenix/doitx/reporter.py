@@ -1,8 +1,10 @@
-"""doit reporter: doit's console output, then Phoenix's run summary and .cache/last-run.json."""
+"""doit reporter: each task as it starts and ends (`[n/N]`, its time and the run's), then Phoenix's run summary and
+.cache/last-run.json, also when the run is interrupted (Ctrl-C, SIGTERM)."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,29 +13,65 @@ from doit.reporter import ConsoleReporter
 
 from ..junit import ENV as JUNIT
 from . import current
+from .progress import Progress, scope
+
+SHOWN = ("built", "restored", "updated", "up-to-date", "failed", "interrupted")
+
+
+def doc_of(task: Any) -> str:
+    """The first part of a task's doc (a guest's name); for a host part, what it is."""
+    head, _, rest = (task.doc or "").partition(":")
+    return rest.split(" (")[0].strip() if head == "host" and rest.strip() else head
 
 
 class PhoenixReporter(ConsoleReporter):
+    progress: Progress | None = None
+
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         super().initialize(tasks, selected_tasks)
+        self.progress = Progress(scope(tasks, list(selected_tasks)))
         if current.RUN is not None:
             current.RUN.set_scope(list(selected_tasks))
 
+    def _progress(self) -> Progress:
+        if self.progress is None:
+            self.progress = Progress(())
+        return self.progress
+
     def execute_task(self, task: Any) -> None:
         if task.actions and task.name[0] != "_":
-            self.write(f".  {task.name}: {task.doc.split(':')[0] if task.doc else ''}\n")
+            self.write(f".  {self._progress().start(task.name, doc_of(task))}\n")
 
     def skip_uptodate(self, task: Any) -> None:
         if task.name[0] != "_":
-            self.write(f"-- {task.name}: up to date\n")
+            self.write(f"-- {self._progress().skip(task.name)}\n")
+
+    def add_success(self, task: Any) -> None:
+        super().add_success(task)
+        if task.actions and task.name[0] != "_":
+            run = current.RUN
+            found = run.outcomes.get(task.name) if run is not None else None
+            what = found["outcome"] if found is not None and found["outcome"] != "up-to-date" else "done"
+            self.write(f"   {self._progress().end(task.name, what)}\n")
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        super().add_failure(task, fail)
+        if task.name[0] != "_":
+            self.write(f"   {self._progress().end(task.name, 'FAILED')}\n")
 
     def complete_run(self) -> None:
         super().complete_run()
         run = current.RUN
         if run is None:
             return
+        running = self._progress().running()
+        interrupted = bool(running) or isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        for key, took in running.items():  # started and never ended: the run stopped under them
+            run.outcomes.note(key, "interrupted", took)
+        if interrupted:
+            run.outcomes.interrupted = True
         try:
-            data = run.write_last_run()
+            data = run.finish()
         except OSError as e:
             self.write(f"phoenix: could not write last-run.json: {e}\n")
             return
@@ -41,10 +79,16 @@ class PhoenixReporter(ConsoleReporter):
         if junit:
             self.write_junit(run, data, Path(junit))
         counts = Counter(t["outcome"] for t in data["tasks"].values())
-        parts = [f"{counts.get(k, 0)} {k}" for k in ("built", "restored", "updated", "up-to-date", "failed")
-                 if k != "restored" or counts.get(k)]  # restored: only where a layer was (issue 15)
-        if data["tasks"] and counts.get("up-to-date") == len(data["tasks"]) and not self.failures:
+        parts = [f"{counts.get(k, 0)} {k}" for k in SHOWN
+                 if k not in ("restored", "interrupted") or counts.get(k)]  # restored: only where a layer was (issue 15)
+        if data["tasks"] and counts.get("up-to-date") == len(data["tasks"]) and not self.failures and not interrupted:
             self.write("phoenix: nothing to do, the host matches the config\n")
+        if interrupted:
+            reached = set(data["tasks"])
+            left = [n for n in self._progress().names if n not in reached]
+            named = ", ".join(left[:6]) + (f" and {len(left) - 6} more" if len(left) > 6 else "")
+            self.write("phoenix: INTERRUPTED" + (f" during {', '.join(sorted(running))}" if running else "")
+                       + (f"; not reached: {named}" if left else "") + "\n")
         self.write(f"phoenix: {', '.join(parts)}; {data['api_requests']} API requests; {data['wall_seconds']:.2f}s "
                    f"(target: {data['target']})\n")
 

@@ -41,14 +41,20 @@ class Result:
         return {k: v["outcome"] for k, v in self.last_run["tasks"].items()}
 
 
-def copy_project(root: Path, *, config: bool = True, stacks: bool = False, vms: bool = False) -> Path:
+def copy_project(root: Path, *, config: bool = True, stacks: bool = False, vms: bool = False, host: bool = False) -> Path:
     """A fresh copy of the project as a user has it: etc/ (no secret files; unless config=False), images/, stacks/,
     cloudinit/, dodo.py. Without stacks, the guests choose no docker_stacks: the container layers alone, which these
     tests are about (tests/stacks runs the estate as shipped, stacks included). The example VMs
-    (etc/phoenix_vm_configs.json) only with vms=True."""
+    (etc/phoenix_vm_configs.json) only with vms=True. The node's own parts (the hypervisor config's `host`, which
+    tests/core/test_host_parts.py sets as each test needs) only with host=True: the example as shipped."""
     if config:
         skip = ("*.conf",) if vms else ("*.conf", "phoenix_vm_configs.*")
         shutil.copytree(REPO / "etc", root / "etc", ignore=shutil.ignore_patterns(*skip))
+        if not host:
+            hv = root / "etc" / "phoenix_hypervisor_config.json"
+            hv_data = json.loads(hv.read_text())
+            hv_data.pop("host", None)
+            hv.write_text(json.dumps(hv_data, indent=2))
         if not stacks:
             path = root / "etc" / "phoenix_lxc_configs.json"
             data = json.loads(path.read_text())
@@ -101,8 +107,8 @@ class Checkout:
     """A copy of the example estate with its own .cache; the simulator stays up across runs of one test."""
 
     def __init__(self, root: Path, sim_options: dict[str, Any] | None = None, *, stacks: bool = False,
-                 vms: bool = False):
-        self.root = copy_project(root, stacks=stacks, vms=vms)
+                 vms: bool = False, host: bool = False):
+        self.root = copy_project(root, stacks=stacks, vms=vms, host=host)
         self.cache = root / ".cache"
         self.sim_options = sim_options or {}
         self.sim: SimHost = shared(self.cache / "sim", **self.sim_options)

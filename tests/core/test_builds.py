@@ -397,7 +397,9 @@ def test_last_run_json_has_exactly_the_readme_fields(built: Checkout):
     built.edit_guest(950, memory_mb=49152)
     result = built.doit()
     last = result.last_run
-    assert set(last) == {"target", "api_requests", "api_seconds", "wall_seconds", "portainer_requests", "tasks"}, last
+    assert set(last) == {"target", "api_requests", "api_seconds", "wall_seconds", "interrupted", "portainer_requests",
+                         "tasks"}, last
+    assert last["interrupted"] is False
     assert last["target"] == "sim" and isinstance(last["api_requests"], int) and last["portainer_requests"] == 0
     assert all(isinstance(last[k], (int, float)) and last[k] >= 0 for k in ("api_seconds", "wall_seconds"))
     assert set(last["tasks"]) == set(ALL)

@@ -67,9 +67,11 @@ def test_sigterm_mid_run_then_rerun_converges(project: Path):
     seen += out
     assert proc.returncode != 0
     # the run ends cleanly: the summary and last-run.json say what was built and what was cut off
-    assert "1 failed" in seen, seen
-    outcomes = {k: v["outcome"] for k, v in json.loads((project / ".cache" / "last-run.json").read_text())["tasks"].items()}
-    assert list(outcomes.values()).count("failed") == 1, outcomes
+    assert "0 failed, 1 interrupted" in seen and "phoenix: INTERRUPTED during ct90" in seen, seen
+    last = json.loads((project / ".cache" / "last-run.json").read_text())
+    outcomes = {k: v["outcome"] for k, v in last["tasks"].items()}
+    assert list(outcomes.values()).count("interrupted") == 1 and "failed" not in outcomes.values(), outcomes
+    assert last["interrupted"] is True
     result = doit(project)
     assert result.returncode == 0, result.stdout + result.stderr
     again = doit(project)

@@ -6,6 +6,7 @@ Mermaid's own parser (.ci/mermaid, installed by bootstrap.sh), DOT with Graphviz
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -72,8 +73,11 @@ def edges(graph: Graph) -> set[tuple[str, Relation, str]]:
 
 @pytest.fixture(scope="module")
 def example():
-    """The example estate as shipped (containers, VMs, Portainer and stacks)."""
-    return of_estate(load_estate(REPO / "etc", REPO / "images"), "test").resources
+    """The example estate as shipped (containers, VMs, Portainer and stacks), less its host parts: what they add is
+    test_host_parts_are_what_the_guests_need's, and the README's pictures show them."""
+    found = of_estate(load_estate(REPO / "etc", REPO / "images"), "test").resources
+    return {k: dataclasses.replace(r, deps=tuple(d for d in r.deps if not d.startswith("host:")))
+            for k, r in found.items() if r.kind != "host"}
 
 
 def decide(resources, changed: dict[str, Decision] | None = None) -> dict[str, Decision]:
@@ -377,7 +381,7 @@ def phoenix(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_readmes_graph_of_the_example_estate_is_what_phoenix_graph_draws_on_a_fresh_host(tmp_path: Path):
-    root = copy_project(tmp_path / "phoenix", stacks=True, vms=True)
+    root = copy_project(tmp_path / "phoenix", stacks=True, vms=True, host=True)
     drawn = phoenix(root, "graph")
     assert drawn.returncode == 0, drawn.stderr
     assert drawn.stdout == readme_graphs()[0], "README.md's graph is stale: paste this in:\n" + drawn.stdout
@@ -389,14 +393,15 @@ def test_the_readmes_graph_of_the_example_estate_is_what_phoenix_graph_draws_on_
 
 
 def test_the_readmes_graph_of_a_changed_feature_is_what_graph_changed_draws(tmp_path: Path):
-    with audited(Checkout(tmp_path / "phoenix", stacks=True, vms=True)) as co:
+    with audited(Checkout(tmp_path / "phoenix", stacks=True, vms=True, host=True)) as co:
         assert co.doit().rc == 0
         no_op = graph(co)
         edit_vllm(co)
         drawn = graph(co, "--changed")
     assert drawn.rc == 0, drawn.err
-    # VMs, Portainer and stacks too, from one Proxmox listing and one Portainer listing (GET /api/stacks)
-    assert (no_op.requests, no_op.portainer_requests) == ([LISTING], 1)
+    # VMs, Portainer and stacks too, from one Proxmox listing (and the node's notes, for the example's host parts)
+    # and one Portainer listing (GET /api/stacks)
+    assert (no_op.requests, no_op.portainer_requests) == ([LISTING, ("GET", "/api2/json/nodes/pve1/config")], 1)
     assert drawn.portainer_requests == 1
     assert drawn.out == readme_graphs()[1], "README.md's --changed graph is stale: paste this in:\n" + drawn.out
     assert mermaid_parse(drawn.out) == "flowchart-v2"

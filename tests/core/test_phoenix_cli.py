@@ -50,7 +50,8 @@ def test_letsgo_plan_and_status(project: Path):
     assert rows["ct900"]["up_to_date"] and rows["ct900"]["state"] == "stopped" and rows["ct900"]["ip"] == "10.0.0.200/24"
     assert rows["ct920"]["why"] == "rebuild: feature vllm changed" and not rows["ct950"]["up_to_date"]
     table = phoenix(project, "status").stdout
-    assert "ct950  lxc   ct920   running  10.0.0.150/24  no: follows (parent ct920 rebuilds)" in table, table
+    assert "ct950  lxc   ct920   pve1  running  10.0.0.150/24  no: follows (parent ct920 rebuilds)" in table, table
+    assert table.splitlines()[-1] == "phoenix status: 6 resources: 2 running, 4 stopped; 2 not up to date", table
 
 
 def test_start_stop_and_delete_with_their_refusals(project: Path):
@@ -67,7 +68,7 @@ def test_start_stop_and_delete_with_their_refusals(project: Path):
     assert done.returncode == 0, done.stderr
     assert "deleted ct910 (guest 910)" in done.stdout and "deleted ct902 (guest 902)" in done.stdout
     assert done.stdout.index("ct910 (guest 910)") < done.stdout.index("ct902 (guest 902)")  # children first
-    assert "still in the config" in done.stdout
+    assert "ct910, ct902 are still in the config: the next `doit` builds them again; remove them" in done.stdout
     rows = {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}
     assert rows["ct902"]["state"] == "absent" and rows["ct910"]["state"] == "absent"
 
@@ -162,8 +163,10 @@ def test_delete_asks_on_a_terminal(project: Path):
             os.close(main)
             os.close(side)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "Destroy ct902 (guest 902)? Their disks are deleted. [y/N] " in done.stdout
+        assert "Destroy ct902 (guest 902)? Its disks are deleted. [y/N] " in done.stdout
         assert ("deleted ct902 (guest 902)" in done.stdout) is deleted
+        assert ("ct902 is still in the config: the next `doit` builds it again; remove it from the config to keep it "
+                "gone" in done.stdout) is deleted, done.stdout
         assert ("nothing was deleted" in done.stdout) is not deleted
     assert {r["task"]: r for r in json.loads(phoenix(project, "status", "--json").stdout)}["ct902"]["state"] == "absent"
 

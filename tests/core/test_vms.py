@@ -135,7 +135,8 @@ def test_cloudinit_task_renders_and_checks_without_touching_a_host(tmp_path: Pat
         assert re.search(r"^cloudinit:1001\s+render and check VM 1001's cloud-init files$", listed, re.M), listed
         assert not re.search(r"^cloudinit\s", listed, re.M), listed
         again = run_doit(co.root, ("cloudinit:1001",))
-        assert "-- cloudinit:1001" in again.output and "wrote" not in again.output, again.output
+        assert re.search(r"^-- \[\d+/\d+\] cloudinit:1001: up to date$", again.output, re.M), again.output
+        assert "wrote" not in again.output, again.output
         bad = co.root / "cloudinit" / "network-config.yml.j2"
         bad.write_text(bad.read_text().replace("0.0.0.0/0", "default"))
         failed = run_doit(co.root, ("cloudinit:1001",))
@@ -271,7 +272,7 @@ def test_a_noop_of_the_mixed_estate_renders_nothing_and_loads_no_config_models(t
     assert done.returncode == 0 and "nothing to do" in done.stdout, done.stdout + done.stderr[-2000:]
     assert "1 API requests" in done.stdout and "wrote" not in done.stdout, done.stdout
     for vmid in (9000, 9001, 1001, 1002):
-        assert f"-- cloudinit:{vmid}" in done.stdout
+        assert re.search(rf"^-- \[\d+/\d+\] cloudinit:{vmid}: up to date$", done.stdout, re.M), done.stdout
     imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "phoenix.runtime" in imported
     assert not {"jinja2", "pydantic", "jsonschema", "yaml", "phoenix.cloudinit.render", "phoenix.config.estate"} & imported

@@ -333,6 +333,30 @@ def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m:
     return out + finish(estate, res, node, b, user_tags, names, template_layer, restored_from=m.archive)
 
 
+def net_parts(value: str) -> tuple[str, str | None, dict[str, str]]:
+    """A netN value, `virtio=BC:24:11:…,bridge=vmbr0,firewall=1`: the model, its MAC (None when not given), the rest."""
+    parts = [p for p in str(value or "").split(",") if p]
+    if not parts:
+        return "", None, {}
+    model, _, mac = parts[0].partition("=")
+    options = {k: v for k, _, v in (p.partition("=") for p in parts[1:])}
+    return model, mac or None, options
+
+
+def changed(settings: dict[str, Any], config: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """The VM settings an update must send: those that differ from the guest's config (a value changed by hand
+    counts) or from what Phoenix set last time. net0 keeps the guest's MAC: a netN without one gets a new MAC."""
+    put = {k: settings[k] for k in ("name", "sockets", "cores", "memory")
+           if str(config.get(k, "")) != str(settings[k]) or (k in old and old[k] != settings[k])}
+    model, _mac, options = net_parts(settings["net0"])
+    have_model, have_mac, have = net_parts(config.get("net0", ""))
+    if model != have_model or any(have.get(k) != v for k, v in options.items()) or old.get("net0", settings["net0"]) \
+            != settings["net0"]:
+        put["net0"] = settings["net0"] if have_mac is None or model != have_model else \
+            ",".join([f"{model}={have_mac}", *settings["net0"].split(",")[1:]])
+    return put
+
+
 def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config: dict[str, Any],
            reasons: str) -> list[Step]:
     """Change settings in place: one config PUT, the disk grown, a restart if Proxmox holds a change until then."""
@@ -346,9 +370,7 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
     ours = set(old.get("tags") or ())  # the tags Phoenix set last time; the others were set by hand and stay
     by_hand = [t for t in facts.user_tags if t not in ours]
     tags = F.record_tags([*vm.tags, *by_hand], facts.identity or "", facts.build_id or "", res.settings_hash)
-    put = {"name": settings["name"], "sockets": settings["sockets"], "cores": settings["cores"],
-           "memory": settings["memory"], "net0": settings["net0"], "tags": tags,
-           "description": F.description(vm.description, rec)}
+    put = {**changed(settings, config, old), "tags": tags, "description": F.description(vm.description, rec)}
     out: list[Step] = [Call(f"update in place ({reasons or 'settings'})", "PUT", qemu(node, vmid, "/config"), put,
                             idempotent=True,
                             then=SetFacts(vmid, tags, {"maxmem": vm.memory_mb * MIB,
