@@ -22,7 +22,7 @@ from .resources import Resource
 if TYPE_CHECKING:
     from .config.estate import Estate
 
-FORMAT = 8  # bump when what .cache/model.json holds changes
+FORMAT = 9  # bump when what .cache/model.json holds changes
 CACHE_FILE = "model.json"
 OLD_CACHES = ("estate.pickle",)  # earlier Phoenix kept a pickle: never read, removed
 

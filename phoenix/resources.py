@@ -38,6 +38,7 @@ class Resource:
     vmid: int | None = None     # the guest id on Proxmox, for guests
     deps: tuple[str, ...] = ()  # other resources needed first (not the parent)
     place: dict[str, Any] = field(default_factory=dict)  # what a guest needs of its node (cluster.placement.Needs)
+    runs: bool = False          # a guest the estate keeps running (a stopped one is started again)
     settings_hash: str = field(init=False, compare=False)
     _identity_head: str = field(init=False, compare=False, repr=False)
 
@@ -55,7 +56,7 @@ class Resource:
         """As the model cache keeps it, with its digests (so loading it computes none)."""
         return {"key": self.key, "kind": self.kind, "name": self.name, "parent": self.parent, "role": self.role,
                 "inputs": self.inputs, "settings": self.settings, "doc": self.doc, "vmid": self.vmid,
-                "deps": list(self.deps), "place": self.place, "settings_hash": self.settings_hash,
+                "deps": list(self.deps), "place": self.place, "runs": self.runs, "settings_hash": self.settings_hash,
                 "identity_head": self._identity_head}
 
     @classmethod
@@ -65,7 +66,7 @@ class Resource:
         for name, value in (("key", data["key"]), ("kind", data["kind"]), ("name", data["name"]), ("parent", data["parent"]),
                             ("role", data["role"]), ("inputs", data["inputs"]), ("settings", data["settings"]),
                             ("doc", data["doc"]), ("vmid", data["vmid"]), ("deps", tuple(data["deps"])),
-                            ("place", data.get("place") or {}),
+                            ("place", data.get("place") or {}), ("runs", bool(data.get("runs"))),
                             ("settings_hash", data["settings_hash"]), ("_identity_head", data["identity_head"])):
             object.__setattr__(res, name, value)
         return res

@@ -33,7 +33,8 @@ def built_host(lay) -> dict[str, GuestFacts]:
     for key, layer in lay.items():
         parent = host.get(layer.parent) if layer.parent else None
         tags = record_tags([], layer.identity(parent.build_id if parent else None), f"b{key}", layer.settings_hash)
-        host[key] = GuestFacts(layer.vmid, layer.name, tags=split_tags(tags), maxmem=layer.settings["memory"] * MIB,
+        host[key] = GuestFacts(layer.vmid, layer.name, "lxc", "running" if layer.runs else "stopped",
+                               tags=split_tags(tags), maxmem=layer.settings["memory"] * MIB,
                                maxcpu=layer.settings["cores"], maxdisk=layer.settings["rootfs_gb"] * 1024 ** 3)
     return host
 
@@ -79,7 +80,8 @@ def test_forced_layer_rebuilds_with_children(example):
 def test_memory_drift_is_an_in_place_update(example):
     host = built_host(example)
     f = host["ct950"]
-    host["ct950"] = GuestFacts(950, f.name, tags=f.tags, maxmem=1024 * MIB, maxcpu=f.maxcpu, maxdisk=f.maxdisk)
+    host["ct950"] = GuestFacts(950, f.name, "lxc", "running", tags=f.tags, maxmem=1024 * MIB, maxcpu=f.maxcpu,
+                               maxdisk=f.maxdisk)
     decisions = plan(example, host)
     assert decisions["ct950"].action == Action.UPDATE and decisions["ct950"].reasons == ("memory 1024 -> 40960 MB",)
     assert all(d.action == Action.OK for c, d in decisions.items() if c != "ct950")

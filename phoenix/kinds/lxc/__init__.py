@@ -75,6 +75,8 @@ class LxcKind:
         estate, g = ctx.estate, ctx.estate.guests[res.vmid or 0]
         bake = decision.action.bakes
         problems: list[str] = []
+        if decision.why == Why.STOPPED:  # only started: nothing to read
+            return Prepared({}, ())
         from ..host.storage import as_set_up, pending
 
         storages = as_set_up(estate, ctx.once("storages", lambda: ctx.pve().get(f"nodes/{ctx.node}/storage")),
@@ -206,6 +208,10 @@ class LxcKind:
         g = ctx.estate.guests[res.vmid or 0]
         running = not ((g.is_template_layer and ctx.estate.hypervisor.behavior.stop_templates_after_build)
                        or g.convert_to_template)
+        if decision.why == Why.STOPPED:
+            from ..running import start
+
+            return [start(S.lxc(ctx.node, res.vmid or 0), res.vmid or 0)]
         if decision.action == Action.UPDATE:
             facts = data["facts"]
             out = [] if decision.why == Why.COPIES else \

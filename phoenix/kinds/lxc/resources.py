@@ -124,5 +124,7 @@ def resources(estate: Estate) -> dict[str, Resource]:
         parent = task(g.clone_from_ctid) if g.clone_from_ctid is not None else None
         out[task(ctid)] = Resource(task(ctid), KIND, g.name, parent, role, build_inputs(estate, ctid),
                                    in_place_settings(estate, ctid), describe(estate, ctid, role), vmid=ctid,
-                                   deps=host.dependencies(estate, bool(g.gpu_assignment)), place=needs(estate, ctid))
+                                   deps=host.dependencies(estate, bool(g.gpu_assignment)), place=needs(estate, ctid),
+                                   runs=not ((g.is_template_layer and estate.hypervisor.behavior.stop_templates_after_build)
+                                             or g.convert_to_template))
     return out

@@ -8,6 +8,8 @@ from ...facts.guests import GuestFacts
 from ...plan import Action, Why
 from ...resources import Resource, digest
 from ..ha import state_change
+from ..running import REASON as STOPPED_REASON
+from ..running import stopped_by_hand
 
 ID_MAP_BASE = 100000   # Proxmox's default id map of an unprivileged container: guest id N is host id 100000 + N,
 ID_MAP_SIZE = 65536    # so its root is 100000 on the host
@@ -72,6 +74,10 @@ def compare(res: Resource, facts: GuestFacts, record: dict[str, Any] | None) -> 
             f"storage_size_gb shrinks from {facts.maxdisk // GIB} to {want['rootfs_gb']} GB, which only a rebuild can do",)
     drift = (facts.maxmem and facts.maxmem != want["memory"] * MIB) or (facts.maxcpu and facts.maxcpu != want["cores"]) \
         or state_change(want.get("ha"), facts) is not None
+    stopped = stopped_by_hand(res, facts)
     if facts.settings_hash != res.settings_hash or drift:
-        return Action.UPDATE, Why.SETTINGS_CHANGED, tuple(settings_changes(res, facts, (record or {}).get("settings")))
+        changes = settings_changes(res, facts, (record or {}).get("settings"))
+        return Action.UPDATE, Why.SETTINGS_CHANGED, tuple([*changes, *([STOPPED_REASON] if stopped else [])])
+    if stopped:
+        return Action.UPDATE, Why.STOPPED, (STOPPED_REASON,)
     return None

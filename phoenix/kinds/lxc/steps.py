@@ -30,7 +30,7 @@ from ...steps import (
     Step,
     download,
 )
-from .. import ha
+from .. import ha, running
 from . import params as P
 from .context import build_context
 from .datafiles import feature_files
@@ -327,6 +327,8 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
         out.append(NodeSet(f"pct set (root only: {', '.join(sorted(wanted))})", ctid, wanted))
     if facts.status == "running":
         out.append(RestartIfPending("restart", lxc(node, ctid), tuple(sorted(wanted))))
+    elif running.stopped_by_hand(res, facts):
+        out.append(running.start(lxc(node, ctid), ctid))
     want_ha, had_ha = settings.get("ha"), (old or {}).get("ha")
     if want_ha and (ha.state_change(want_ha, facts) or (old is not None and had_ha != want_ha)):
         out.append(ha.put("lxc", ctid, want_ha, facts, tags))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import PhoenixError
 from ...facts import guests as F
-from ...plan import Action
+from ...plan import Action, Why
 from . import resources as R
 from . import rules
 
@@ -170,6 +170,10 @@ class VmKind:
         from . import steps as S
 
         data = prepared.data
+        if decision.why == Why.STOPPED:
+            from ..running import start
+
+            return [start(S.qemu(ctx.node, res.vmid or 0), res.vmid or 0)]
         if decision.action == Action.UPDATE:
             return S.update(ctx.estate, res, ctx.node, data["facts"], data["config"], "; ".join(decision.reasons))
         vmid = res.vmid

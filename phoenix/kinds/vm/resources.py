@@ -108,5 +108,5 @@ def resources(estate: Estate) -> dict[str, Resource]:
                                    build_inputs(estate, vmid), in_place_settings(estate, vmid),
                                    describe(estate, vmid, role, parent), vmid=vmid,
                                    deps=host.dependencies(estate, False),  # VMs get no GPU: storage, network
-                                   place=needs(estate, vmid))
+                                   place=needs(estate, vmid), runs=not vm.is_template_layer)
     return out

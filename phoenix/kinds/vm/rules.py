@@ -9,6 +9,8 @@ from ...plan import Action, Why
 from ...resources import Resource
 from ..ha import state_change
 from ..lxc.rules import GIB, MIB, recorded
+from ..running import REASON as STOPPED_REASON
+from ..running import stopped_by_hand
 
 
 def foreign(res: Resource, facts: GuestFacts) -> tuple[Why, str] | None:
@@ -47,6 +49,10 @@ def compare(res: Resource, facts: GuestFacts, record: dict[str, Any] | None) -> 
         return Action.REBUILD, Why.CANNOT_UPDATE, (
             f"boot_disk_size_gb shrinks from {facts.maxdisk // GIB} to {want['disk_gb']} GB, which only a rebuild can do",)
     drift = (facts.maxmem and facts.maxmem != want["memory"] * MIB) or state_change(want.get("ha"), facts) is not None
+    stopped = stopped_by_hand(res, facts)
     if facts.settings_hash != res.settings_hash or drift:
-        return Action.UPDATE, Why.SETTINGS_CHANGED, tuple(settings_changes(res, facts, (record or {}).get("settings")))
+        changes = settings_changes(res, facts, (record or {}).get("settings"))
+        return Action.UPDATE, Why.SETTINGS_CHANGED, tuple([*changes, *([STOPPED_REASON] if stopped else [])])
+    if stopped:
+        return Action.UPDATE, Why.STOPPED, (STOPPED_REASON,)
     return None

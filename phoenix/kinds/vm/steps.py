@@ -32,7 +32,7 @@ from ...steps import (
     Step,
     download,
 )
-from .. import ha
+from .. import ha, running
 from ..lxc.rules import GIB, MIB, recorded
 
 if TYPE_CHECKING:
@@ -382,6 +382,8 @@ def update(estate: Estate, res: Resource, node: str, facts: F.GuestFacts, config
                         {"disk": "scsi0", "size": f"{settings['disk_gb']}G"}, idempotent=True))
     if facts.status == "running":
         out.append(RestartIfPending("restart", qemu(node, vmid)))
+    elif running.stopped_by_hand(res, facts):
+        out.append(running.start(qemu(node, vmid), vmid))
     want_ha = settings.get("ha")
     if want_ha and (ha.state_change(want_ha, facts) or (old and old.get("ha") != want_ha)):
         out.append(ha.put("qemu", vmid, want_ha, facts, tags))

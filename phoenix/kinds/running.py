@@ -1,0 +1,20 @@
+"""Guests the estate keeps running (pure): one stopped by hand is started again, in place, by the next run."""
+
+from __future__ import annotations
+
+from ..facts.guests import GuestFacts
+from ..resources import Resource
+from ..steps import Call, SetFacts
+
+REASON = "stopped → start"
+
+
+def stopped_by_hand(res: Resource, facts: GuestFacts) -> bool:
+    """The config wants it running (an app guest, or a layer its build leaves running) and it is stopped."""
+    return res.runs and facts.status == "stopped" and not facts.template
+
+
+def start(path: str, vmid: int, tags: str = "") -> Call:
+    """`path`: the guest's API path (nodes/<node>/lxc/<vmid>)."""
+    return Call("start (it was stopped)", "POST", f"{path}/status/start", idempotent=True,
+                then=SetFacts(vmid, tags, {"status": "running"}, keep_tags=True))
