@@ -60,6 +60,7 @@ class Why(StrEnum):
     NODE_OFFLINE = "its node is offline"
     NO_NODE = "no member of the cluster can take it"
     COPIES = "a copy on another member is missing or old"
+    UNREACHABLE = "a service it is deployed through cannot be read"
 
 
 # What a decision says when only the resource's record (read on demand) can say which input or setting changed.

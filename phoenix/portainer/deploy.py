@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from .listing import Listing
 
 LOCAL_URL = "unix:///var/run/docker.sock"
-READY_SECONDS = 120
 
 
 def execute(step: PortainerToken | PortainerEnv | DeployStack | RemoveStack, client: Callable[[], Portainer],
@@ -56,7 +55,7 @@ def make_token(step: PortainerToken, client: Portainer, password: str) -> None:
     from ..secrets import write_secret
 
     client.key = None  # the public routes and the JWT: an old, refused key is not sent
-    client.wait_ready(READY_SECONDS)
+    client.status()
     if not client.admin_exists():
         client.admin_init(step.admin_user, password)
     jwt = client.login(step.admin_user, password)

@@ -20,6 +20,15 @@ and live tests run against a real Portainer when PHOENIX_PORTAINER_URL is given.
   `GET /api/stacks/{id}/file`, `DELETE /api/stacks/{id}`.
 
 Its state is kept in a JSON file beside the simulated host's, so a second run finds what the first deployed.
+
+Faults, for the tests (and for trying Phoenix by hand): `portainer-faults.json` beside the state (read again whenever
+it changes, so a served simulator in another process obeys it too) holds a list of rules, each
+`{"method": "POST", "path": "^/api/endpoints$", "status": 500, "message": "…", "delay": 2.5, "when": "before",
+"times": 1}`: a request that matches (method `*` or absent: any; `path` a regular expression searched in the path)
+waits `delay` seconds (before it is handled, or `"when": "after"`: handled, then answered late, as a server that
+did the work and was slow to say so), then gets the error `status` instead of its answer (no `status`: the real
+answer). `times` bounds how many requests a rule hits (absent: every one). A server that does not listen at all is
+the test's to make (nothing at the URL).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from typing import Any
 from aiohttp import web
 
 VERSION = "2.33.5"
+FAULTS_FILE = "portainer-faults.json"
 TYPE_DOCKER, TYPE_AGENT = 1, 2
 PASSWORD_MIN = 12           # Portainer's default password policy
 USER: web.RequestKey[dict[str, Any]] = web.RequestKey("user", dict)
@@ -62,6 +72,8 @@ class PortainerStandin:
         self.state_file, self.agents, self.compose_schema = state_file, agents, compose_schema
         self.secret = secrets.token_bytes(32)
         self.requests: list[tuple[str, str]] = []
+        self._faults: list[dict[str, Any]] = []
+        self._faults_seen: tuple[float, int] | None = None
         self.state: dict[str, Any] = {"admin": None, "keys": [], "endpoints": [], "stacks": [],
                                       "next": {"endpoint": 1, "stack": 1, "key": 1}}
         if state_file is not None and state_file.exists():
@@ -136,8 +148,46 @@ class PortainerStandin:
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        import asyncio
+
         self.requests.append((request.method, request.path_qs))
-        return await handler(request)
+        fault = self._fault(request)
+        if fault is None:
+            return await handler(request)
+        delay = float(fault.get("delay") or 0)
+        answer: web.StreamResponse | None = None
+        if fault.get("when") == "after":
+            answer = await handler(request)
+        if delay:
+            await asyncio.sleep(delay)
+        if fault.get("status"):
+            return _error(int(fault["status"]), str(fault.get("message") or "fault injected by the stand-in"))
+        return answer if answer is not None else await handler(request)
+
+    def _fault(self, request: web.Request) -> dict[str, Any] | None:
+        """The first fault rule (portainer-faults.json) this request meets, counted; None for most requests."""
+        if self.state_file is None:
+            return None
+        path = self.state_file.parent / FAULTS_FILE
+        try:
+            st = path.stat()
+            seen = (st.st_mtime, st.st_size)
+            if seen != self._faults_seen:
+                rules = json.loads(path.read_text())
+                self._faults = [dict(r, hits=0) for r in rules] if isinstance(rules, list) else []
+                self._faults_seen = seen
+        except (OSError, ValueError):
+            self._faults, self._faults_seen = [], None
+        for rule in self._faults:
+            if rule.get("method", "*") not in ("*", request.method):
+                continue
+            if not re.search(str(rule.get("path", "")), request.path):
+                continue
+            if rule.get("times") is not None and rule["hits"] >= int(rule["times"]):
+                continue
+            rule["hits"] += 1
+            return rule
+        return None
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
