@@ -13,6 +13,7 @@ once: nothing is sent, as for the Proxmox API.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -190,10 +191,19 @@ class Portainer:
     def endpoints(self) -> list[dict[str, Any]]:
         return list(self.call("GET", "/api/endpoints"))
 
-    def create_agent_endpoint(self, name: str, url: str) -> dict[str, Any]:
+    def create_agent_endpoint(self, name: str, url: str, tags: tuple[int, ...] = ()) -> dict[str, Any]:
         form = {"Name": name, "EndpointCreationType": "2", "URL": url, "TLS": "true", "TLSSkipVerify": "true",
                 "TLSSkipClientVerify": "true"}
+        if tags:
+            form["TagIds"] = json.dumps(list(tags))
         return dict(self.call("POST", "/api/endpoints", form=form))
+
+    def tag(self, name: str) -> int:
+        """The id of the tag of this name, made if there is none."""
+        found = next((t for t in self.call("GET", "/api/tags") if t.get("Name") == name), None)
+        if found is None:
+            found = self.call("POST", "/api/tags", body={"Name": name})
+        return int(found["ID"])
 
     def stacks(self) -> list[dict[str, Any]]:
         return list(self.call("GET", "/api/stacks"))

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from .listing import Listing
 
 LOCAL_URL = "unix:///var/run/docker.sock"
+ADOPT_STACK = ("To hand it to Phoenix, remove it in Portainer (its named volumes are kept) and run again: Phoenix "
+               "deploys its own; or give Phoenix's stack another name in phoenix_stacks_config.json")
 
 
 def execute(step: PortainerToken | PortainerEnv | DeployStack | RemoveStack, client: Callable[[], Portainer],
@@ -63,22 +65,47 @@ def make_token(step: PortainerToken, client: Portainer, password: str) -> None:
     write_secret(step.token_file, key)
 
 
+def mark(url: str) -> str:
+    """The tag Phoenix gives an agent environment it registers: a digest of its URL, which no one sets by chance."""
+    import hashlib
+
+    return "phoenix-env-" + hashlib.sha256(f"phoenix environment\0{url}".encode()).hexdigest()[:16]
+
+
 def register(step: PortainerEnv, client: Portainer, listing: Listing) -> None:
-    """The guest's environment, found by its URL or registered; the listing then knows it."""
+    """The guest's environment, found or registered; the listing then knows it.
+
+    An environment at the guest's URL is used only when it is Phoenix's: it carries Phoenix's tag (mark(url)), or
+    Phoenix's stacks record its id, or it is the server's own Docker (Portainer makes it at start, from the -H that
+    Phoenix's server guest gives it). One made by hand is refused, not used; so is one of the same name elsewhere."""
     endpoints = client.endpoints()
     url = step.url or LOCAL_URL
     found: dict[str, Any] | None = next((e for e in endpoints if e.get("URL") == url), None)
+    if found is not None and step.url:
+        tag = mark(url)
+        recorded = {s.env.endpoint for s in listing.stacks if s.phoenix and s.env is not None}
+        tags = {t for t in found.get("TagIds") or []}
+        if int(found["Id"]) not in recorded and not (tags and tag_ids_named(client, tags, tag)):
+            raise UnsafeOperation(
+                f"Portainer has an environment {found.get('Name')!r} (id {found['Id']}) at {url} that Phoenix did not "
+                f"register: refused, not used. To hand it to Phoenix, give it the tag {tag} in Portainer "
+                "(Environments, then its Tags); or remove it, and the next run registers Phoenix's own")
     if found is None:
         clash = next((e for e in endpoints if e.get("Name") == step.name), None)
         if clash is not None:
             raise UnsafeOperation(f"Portainer has an environment named {step.name!r} at {clash.get('URL')}, not at "
                                   f"{url}: it is not Phoenix's; rename or remove it in Portainer")
         if step.url:
-            found = client.create_agent_endpoint(step.name, step.url)
+            found = client.create_agent_endpoint(step.name, step.url, (client.tag(mark(url)),))
         else:
             found = dict(client.call("POST", "/api/endpoints", form={"Name": step.name, "EndpointCreationType": "1",
                                                                       "URL": LOCAL_URL}))
     listing.registered(step.guest, record.EnvFacts(step.identity, step.build_id, int(found["Id"])))
+
+
+def tag_ids_named(client: Portainer, ids: set[int], name: str) -> bool:
+    """Whether one of these tags is the one of this name."""
+    return any(int(t.get("ID", -1)) in ids and t.get("Name") == name for t in client.call("GET", "/api/tags"))
 
 
 def deploy(step: DeployStack, client: Portainer, listing: Listing) -> None:
@@ -99,6 +126,6 @@ def deploy(step: DeployStack, client: Portainer, listing: Listing) -> None:
         other = listing.foreign(env.endpoint, step.name)
         if other is not None:
             raise UnsafeOperation(f"stack {step.name} on environment {env.endpoint} was deployed by hand, not by "
-                                  "Phoenix: refused (remove it in Portainer, or give Phoenix's stack another name)")
+                                  f"Phoenix: refused, not overwritten. {ADOPT_STACK}")
         answer = client.create_stack(env.endpoint, step.name, step.compose, values)
     listing.deployed(answer)

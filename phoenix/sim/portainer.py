@@ -13,6 +13,8 @@ and live tests run against a real Portainer when PHOENIX_PORTAINER_URL is given.
   `Portainer-Agent-Version` and `Portainer-Agent-Platform` headers (or, with `agents="simulated"`, every agent of the
   simulated estate answers); or EndpointCreationType 1 for the server's own Docker socket (`unix://…`). A new server
   has no environment.
+- tags: `GET /api/tags`, `POST /api/tags {Name}` (names unique: 409); an environment is created with `TagIds` (a
+  JSON list in the form) of tags that exist, and lists them.
 - stacks: `GET /api/stacks` (every stack with its Env; `filters={"EndpointID":N}`),
   `POST /api/stacks/create/standalone/string?endpointId=N {Name, StackFileContent, Env}` (the name lower-cased and
   characters outside [-_a-z0-9] dropped, unique per environment; the compose content must parse as a Compose file
@@ -74,10 +76,12 @@ class PortainerStandin:
         self.requests: list[tuple[str, str]] = []
         self._faults: list[dict[str, Any]] = []
         self._faults_seen: tuple[float, int] | None = None
-        self.state: dict[str, Any] = {"admin": None, "keys": [], "endpoints": [], "stacks": [],
-                                      "next": {"endpoint": 1, "stack": 1, "key": 1}}
+        self.state: dict[str, Any] = {"admin": None, "keys": [], "endpoints": [], "stacks": [], "tags": [],
+                                      "next": {"endpoint": 1, "stack": 1, "key": 1, "tag": 1}}
         if state_file is not None and state_file.exists():
             self.state.update(json.loads(state_file.read_text()))
+        self.state.setdefault("tags", [])
+        self.state["next"].setdefault("tag", 1)
         if admin_password and self.state["admin"] is None:
             self.state["admin"] = {"Id": 1, "Username": "admin", "password": self._hash(admin_password)}
             self._save()
@@ -137,6 +141,8 @@ class PortainerStandin:
         r.add_post("/api/users/{id}/tokens", self.token)
         r.add_get("/api/endpoints", self.endpoints)
         r.add_post("/api/endpoints", self.endpoint_create)
+        r.add_get("/api/tags", self.tags)
+        r.add_post("/api/tags", self.tag_create)
         r.add_get("/api/stacks", self.stacks)
         r.add_post("/api/stacks/create/standalone/string", self.stack_create)
         r.add_put("/api/stacks/{id}", self.stack_update)
@@ -248,6 +254,21 @@ class PortainerStandin:
                                                                 "description": body["description"], "prefix": raw[:7]}},
                                  status=201)
 
+    async def tags(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state["tags"])
+
+    async def tag_create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        name = str(body.get("Name") or body.get("name") or "")
+        if not name:
+            return _error(400, "Invalid request payload", "invalid tag name")
+        if any(t["Name"] == name for t in self.state["tags"]):
+            return _error(409, "This name is already associated to a tag")
+        tag = {"ID": self.state["next"]["tag"], "Name": name, "Endpoints": {}, "EndpointGroups": {}}
+        self.state["next"]["tag"] += 1
+        self.state["tags"].append(tag)
+        return web.json_response(tag)
+
     async def endpoints(self, request: web.Request) -> web.Response:
         return web.json_response(self.state["endpoints"])
 
@@ -286,9 +307,18 @@ class PortainerStandin:
                 return _error(500, "Unable to get environment type", why)
         else:
             return _error(400, "Invalid request payload", "invalid environment type")
+        try:
+            tag_ids = [int(t) for t in json.loads(str(form.get("TagIds") or "[]"))]
+        except (ValueError, TypeError):
+            return _error(400, "Invalid request payload", "invalid TagIds parameter")
+        if any(not any(t["ID"] == i for t in self.state["tags"]) for i in tag_ids):
+            return _error(404, "Unable to find a tag inside the database")
         ident = self.state["next"]["endpoint"]
         self.state["next"]["endpoint"] += 1
-        endpoint = {"Id": ident, "Name": name, "Type": int(kind), "URL": url, "Status": 1}
+        endpoint = {"Id": ident, "Name": name, "Type": int(kind), "URL": url, "Status": 1, "TagIds": tag_ids}
+        for t in self.state["tags"]:
+            if t["ID"] in tag_ids:
+                t["Endpoints"][str(ident)] = True
         self.state["endpoints"].append(endpoint)
         return web.json_response(endpoint)
 

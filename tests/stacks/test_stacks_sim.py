@@ -453,3 +453,63 @@ def test_phoenix_uses_only_the_portainer_routes_the_readme_lists(checkout: Check
         used.add((method, path))
     assert used <= listed, sorted(used - listed)
     assert {m for m, _ in used} == {"GET", "POST", "PUT", "DELETE"}
+
+
+def test_an_environment_made_by_hand_at_a_guests_url_is_refused_until_it_is_handed_to_phoenix(checkout: Checkout) -> None:
+    """Ownership is Phoenix's tag (a digest of the URL) or its stacks' records, not the URL or the name: an agent
+    environment someone registered by hand is neither used nor changed; given the tag the message names, it is."""
+    from phoenix.portainer.deploy import mark
+
+    assert checkout.doit().rc == 0
+    add_docker_guest(checkout)
+    state = standin(checkout).state
+    state["endpoints"].append({"Id": 77, "Name": "by-hand", "Type": 2, "URL": "tcp://10.0.0.130:9001", "Status": 1,
+                               "TagIds": []})
+    mark_before = len(standin(checkout).requests)
+    result = checkout.doit()
+    assert result.rc != 0 and "Traceback" not in result.output
+    tag = mark("tcp://10.0.0.130:9001")
+    assert result.output.count(f"environment 'by-hand' (id 77) at tcp://10.0.0.130:9001 that Phoenix did not "
+                               f"register: refused, not used. To hand it to Phoenix, give it the tag {tag}") == 1
+    assert not any(m == "POST" and p.startswith(("/api/endpoints", "/api/stacks")) for m, p in
+                   portainer_writes(checkout, mark_before)), portainer_writes(checkout, mark_before)
+    assert [s for s in state["stacks"] if s["EndpointId"] == 77] == []
+    assert state["endpoints"][-1] == {"Id": 77, "Name": "by-hand", "Type": 2, "URL": "tcp://10.0.0.130:9001",
+                                      "Status": 1, "TagIds": []}
+    # handed over: the tag, as a person adds it in Portainer's UI
+    state["tags"].append({"ID": 50, "Name": tag, "Endpoints": {"77": True}, "EndpointGroups": {}})
+    state["endpoints"][-1]["TagIds"] = [50]
+    again = checkout.doit()
+    assert again.rc == 0, again.output
+    assert [s["Name"] for s in state["stacks"] if s["EndpointId"] == 77] == ["qdrant_service"]
+    assert len([e for e in state["endpoints"] if e["Type"] == 2]) == 1
+
+
+def test_phoenix_tags_the_agent_environments_it_registers(checkout: Checkout) -> None:
+    from phoenix.portainer.deploy import mark
+
+    add_docker_guest(checkout)
+    assert checkout.doit().rc == 0
+    state = standin(checkout).state
+    (agent,) = [e for e in state["endpoints"] if e["Type"] == 2]
+    (tag,) = [t for t in state["tags"] if t["ID"] in agent["TagIds"]]
+    assert tag["Name"] == mark(agent["URL"])
+
+
+def test_a_record_copied_onto_a_stack_of_another_environment_does_not_make_it_phoenixs(checkout: Checkout) -> None:
+    add_docker_guest(checkout)
+    assert checkout.doit().rc == 0
+    state = standin(checkout).state
+    (agent,) = [e for e in state["endpoints"] if e["Type"] == 2]
+    ours = next(s for s in state["stacks"] if s["EndpointId"] == agent["Id"])
+    local = next(e for e in state["endpoints"] if e["Type"] == 1)
+    # on the local environment, by hand, a stack named like one Phoenix would deploy there, with a copied record
+    mine = next(s for s in state["stacks"] if s["EndpointId"] == local["Id"] and s["Name"] == "qdrant_service")
+    state["stacks"].remove(mine)
+    state["stacks"].append({**ours, "Id": 99, "EndpointId": local["Id"], "content": "services:\n  x:\n    image: y\n"})
+    plan = checkout.doit("plan")
+    assert re.search(r"stack:qdrant_service@910\s+blocked: deployed by hand, not Phoenix's: refused \(stack "
+                     r"qdrant_service on environment \d+\)\. To hand it to Phoenix, remove it in Portainer", plan.output), \
+        plan.output
+    assert checkout.doit().rc != 0
+    assert next(s for s in state["stacks"] if s["Id"] == 99)["content"] == "services:\n  x:\n    image: y\n"

@@ -207,8 +207,10 @@ class StackKind:
         if isinstance(facts, Unreadable):
             return unreadable(facts)
         if not facts.phoenix:
+            from ...portainer.deploy import ADOPT_STACK
+
             return Why.FOREIGN, (f"deployed by hand, not Phoenix's: refused (stack {facts.name} on environment "
-                                 f"{facts.endpoint}; remove it in Portainer, or give Phoenix's stack another name)")
+                                 f"{facts.endpoint}). {ADOPT_STACK}")
         return None
 
     def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
