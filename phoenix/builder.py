@@ -25,6 +25,7 @@ from .steps import (
     NodeScript,
     NodeSet,
     NoteHost,
+    PortainerCheck,
     PortainerEnv,
     PortainerToken,
     PutSnippets,
@@ -142,7 +143,7 @@ class Builder:
 
             assert ctx.nodes is not None and ctx.spool is not None
             copy_layer(step, ctx.pve, ctx.view, ctx.nodes, ctx.spool)
-        elif isinstance(step, PortainerToken | PortainerEnv | DeployStack | RemoveStack):
+        elif isinstance(step, PortainerToken | PortainerCheck | PortainerEnv | DeployStack | RemoveStack):
             from .portainer import deploy
 
             assert self.ctx.portainer is not None and self.ctx.admin_password is not None

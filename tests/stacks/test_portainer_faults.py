@@ -123,3 +123,53 @@ def test_an_error_status_is_one_message_with_portainers_words(served: Served, ce
         c.endpoints()
     assert str(e.value).startswith(f"Portainer refused GET /api/endpoints: HTTP {status} injected")
     assert c.endpoints() == []  # only once
+
+
+def _deploy_step(compose: str, variables=(("PORT", "80", None),)):
+    from phoenix.steps import DeployStack
+
+    return DeployStack("redeploy stack web", 910, "web", compose, tuple(variables), "id-new", "build-new", None, {})
+
+
+def _deployed_web(served: Served, certs):
+    """A Phoenix stack `web` on the local environment, and the run's listing of it."""
+    from phoenix.portainer import deploy
+    from phoenix.portainer.listing import OK, Listing
+    from phoenix.portainer.record import EnvFacts
+
+    c = keyed(served, certs, [])
+    local = c.call("POST", "/api/endpoints", form={"Name": "local", "EndpointCreationType": "1", "URL": ""})
+    listing = Listing(OK)
+    listing.registered(910, EnvFacts("env-id", "env-build", int(local["Id"])))
+    deploy.deploy(_deploy_step(COMPOSE), c, listing)
+    return c, listing
+
+
+def test_a_redeploy_with_a_compose_file_compose_would_refuse_sends_nothing(served: Served, certs, monkeypatch) -> None:
+    from phoenix.portainer import deploy
+    from tests.stacks.conftest import SCHEMA
+
+    monkeypatch.setenv("PHOENIX_COMPOSE_SCHEMA", str(SCHEMA))
+    c, listing = _deployed_web(served, certs)
+    before = [dict(s) for s in served.standin.state["stacks"]]
+    mark = len(served.standin.requests)
+    for bad, why in (("services:\n  web:\n    image: nginx\n    ports: 80\n", "compose-spec: services/web/ports"),
+                     ("services:\n  web:\n    build: {}\n    image: [1]\n", "compose-spec"),
+                     ("services: {}\n", "no services"),
+                     ("services:\n  web:\n    image: nginx:${TAG}\n", "${TAG} used without a default or a value"),
+                     ("services: [\n", "invalid YAML")):
+        with pytest.raises(PhoenixError) as e:
+            deploy.deploy(_deploy_step(bad), c, listing)
+        assert "nothing was sent (the stack on Portainer is as it was)" in str(e.value) and why in str(e.value), bad
+    assert served.standin.requests[mark:] == [] and served.standin.state["stacks"] == before
+
+
+def test_a_redeploy_whose_secret_cannot_be_read_sends_nothing(served: Served, certs, tmp_path: Path) -> None:
+    from phoenix.portainer import deploy
+
+    c, listing = _deployed_web(served, certs)
+    before = [dict(s) for s in served.standin.state["stacks"]]
+    mark = len(served.standin.requests)
+    with pytest.raises(PhoenixError, match=r"missing\.conf"):
+        deploy.deploy(_deploy_step(COMPOSE, (("PASS", None, str(tmp_path / "missing.conf")),)), c, listing)
+    assert served.standin.requests[mark:] == [] and served.standin.state["stacks"] == before

@@ -513,3 +513,27 @@ def test_a_record_copied_onto_a_stack_of_another_environment_does_not_make_it_ph
         plan.output
     assert checkout.doit().rc != 0
     assert next(s for s in state["stacks"] if s["Id"] == 99)["content"] == "services:\n  x:\n    image: y\n"
+
+
+def test_an_environment_is_checked_before_its_agent_is_touched_again(checkout: Checkout) -> None:
+    """Validate before destroy: registering 930's environment again (its agent script changed) first checks that
+    Phoenix's token works and that the environment at 930's URL is Phoenix's; a hand-made one there stops the
+    environment before the agent script reruns, and leaves Portainer as it was."""
+    add_docker_guest(checkout)
+    assert checkout.doit().rc == 0
+    state = standin(checkout).state
+    (agent,) = [e for e in state["endpoints"] if e["Type"] == 2]
+    state["endpoints"].remove(agent)  # someone replaced Phoenix's environment with their own, at the same URL
+    state["endpoints"].append({"Id": 77, "Name": "qdrant-db", "Type": 2, "URL": agent["URL"], "Status": 1, "TagIds": []})
+    before = json.loads(json.dumps(state))
+    script = checkout.root / "images" / "apps" / "portainer_agent.sh"
+    script.write_text(script.read_text() + "\n# changed\n")
+    runs = checkout.cache / "sim" / "runs.jsonl"
+    ran = runs.read_text()
+    mark = len(standin(checkout).requests)
+    result = checkout.doit()
+    assert result.rc != 0 and "Traceback" not in result.output
+    assert result.output.count("(id 77) at tcp://10.0.0.130:9001 that Phoenix did not register: refused") == 1
+    assert runs.read_text() == ran  # the agent script did not run again
+    assert portainer_writes(checkout, mark) == [] and json.loads(json.dumps(state)) == before
+    assert ("GET", "/api/users/me") in standin(checkout).requests[mark:]

@@ -132,7 +132,7 @@ class PortainerKind:
 
     def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
               build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
-        from ...steps import PortainerEnv, PortainerToken, RemoveStack, Script
+        from ...steps import PortainerCheck, PortainerEnv, PortainerToken, RemoveStack, Script
 
         tgt = ctx.portainer_target()
         if res.name == "server" and decision.action == Action.UPDATE:
@@ -145,6 +145,8 @@ class PortainerKind:
         identity = identity or res.identity(parent_build)
         out: list[Step] = []
         if res.settings["url"]:
+            out.append(PortainerCheck(f"check Portainer before {res.parent}'s agent", guest,
+                                      str(res.settings["name"]), str(res.settings["url"])))
             lib = ctx.estate.library
             context = {"portainer_agent_version": R.AGENT_VERSION, "portainer_agent_port": tgt.agent_port}
             timeout = ctx.estate.hypervisor.behavior.feature_timeout_s
