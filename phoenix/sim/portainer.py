@@ -76,6 +76,7 @@ class PortainerStandin:
         self.requests: list[tuple[str, str]] = []
         self._faults: list[dict[str, Any]] = []
         self._faults_seen: tuple[float, int] | None = None
+        self._delayed: set[Any] = set()   # requests held by a fault's delay: cancelled when the server stops
         self.state: dict[str, Any] = {"admin": None, "keys": [], "endpoints": [], "stacks": [], "tags": [],
                                       "next": {"endpoint": 1, "stack": 1, "key": 1, "tag": 1}}
         if state_file is not None and state_file.exists():
@@ -165,10 +166,21 @@ class PortainerStandin:
         if fault.get("when") == "after":
             answer = await handler(request)
         if delay:
-            await asyncio.sleep(delay)
+            task = asyncio.current_task()
+            if task is not None:
+                self._delayed.add(task)
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._delayed.discard(task)
         if fault.get("status"):
             return _error(int(fault["status"]), str(fault.get("message") or "fault injected by the stand-in"))
         return answer if answer is not None else await handler(request)
+
+    def cancel_delays(self) -> None:
+        """Stop holding requests (the server is stopping: a held reply would hold its shutdown too)."""
+        for task in list(self._delayed):
+            task.cancel()
 
     def _fault(self, request: web.Request) -> dict[str, Any] | None:
         """The first fault rule (portainer-faults.json) this request meets, counted; None for most requests."""
