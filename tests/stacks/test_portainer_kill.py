@@ -127,3 +127,38 @@ def test_a_run_killed_mid_redeploy_converges_in_one_rerun(project: Path) -> None
     assert "stack:qdrant_service@910 rebuild: compose file changed" in out, out
     converges(project)
     assert all("v1.15.4" in s["content"] for s in portainer_state(project)["stacks"] if s["Name"] == "qdrant_service")
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from phoenix.lease import Lease
+from phoenix.pve.client import Pve
+from phoenix.sim.served import served
+endpoint, _ = served(Path(sys.argv[1]))
+lease = Lease(lambda: Pve.of(endpoint), "holder1", print)
+lease.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_sync_stack_while_another_run_holds_the_host_is_refused_before_any_write(project: Path) -> None:
+    compose = project / "stacks" / "qdrant" / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("v1.15.5", "v1.15.4"))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(project / ".cache" / "sim")], cwd=REPO, env=env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = portainer_state(project)
+        sync = subprocess.run([sys.executable, "-m", "phoenix", "--project", str(project), "sync", "stack",
+                               "qdrant_service", "to", "910"], capture_output=True, text=True, timeout=300, env=env())
+        out = sync.stdout + sync.stderr
+        assert sync.returncode == 1, out
+        assert "Traceback" not in out
+        assert f"another Phoenix run is changing this host: run holder1 on {os.uname().nodename}, pid {holder.pid}" \
+            in out, out
+        assert portainer_state(project) == before  # no write reached Portainer
+    finally:
+        holder.kill()
+        holder.wait()
