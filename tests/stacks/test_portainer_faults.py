@@ -173,3 +173,26 @@ def test_a_redeploy_whose_secret_cannot_be_read_sends_nothing(served: Served, ce
     with pytest.raises(PhoenixError, match=r"missing\.conf"):
         deploy.deploy(_deploy_step(COMPOSE, (("PASS", None, str(tmp_path / "missing.conf")),)), c, listing)
     assert served.standin.requests[mark:] == [] and served.standin.state["stacks"] == before
+
+
+def test_the_runs_listing_checks_the_pin_before_the_token_is_sent(served: Served, certs, tmp_path: Path) -> None:
+    """The no-op's one Portainer request (the standard library's GET) and the client behind it: a pinned certificate
+    that is not the server's is refused at once, and the server never sees the token; the right pin lists."""
+    import hashlib
+    import os
+
+    from phoenix.portainer.listing import OK, read
+    from phoenix.portainer.target import PortainerTarget
+
+    token = tmp_path / "token.conf"
+    token.write_text(keyed(served, certs, []).key + "\n")
+    os.chmod(token, 0o600)
+    mark = len(served.standin.requests)
+    wrong = PortainerTarget(served.url, str(token), True, "00:" * 31 + "00")
+    counters = Counters()
+    with pytest.raises(PhoenixError, match="TLS certificate failed verification"):
+        read(wrong, counters)
+    assert served.standin.requests[mark:] == [] and counters.retries <= 1
+    right = PortainerTarget(served.url, str(token), True, ":".join(f"{b:02X}" for b in hashlib.sha256(certs[2]).digest()))
+    assert read(right, Counters()).state == OK
+    assert served.standin.requests[mark:] == [("GET", "/api/stacks")]

@@ -537,3 +537,47 @@ def test_an_environment_is_checked_before_its_agent_is_touched_again(checkout: C
     assert runs.read_text() == ran  # the agent script did not run again
     assert portainer_writes(checkout, mark) == [] and json.loads(json.dumps(state)) == before
     assert ("GET", "/api/users/me") in standin(checkout).requests[mark:]
+
+
+def test_portainer_secrets_never_reach_output_cache_or_the_records(checkout: Checkout) -> None:
+    """The admin password, Phoenix's API token and a stack secret (value_file) reach Portainer only: not the output
+    of a run, plan, info, list --status or status, not .cache/ (the stand-in's own database, Portainer's, aside), not
+    Portainer's stack records, not doit's state."""
+    import io
+
+    from phoenix.cli.main import main
+
+    secret = "s3cr3t-value-of-the-dev-database"
+    path = checkout.root / "etc" / "dev_db_password.conf"
+    path.write_text(secret + "\n")
+    os.chmod(path, 0o600)
+
+    def use_file(data: dict) -> None:
+        variables = data["docker_stacks"]["thinkheads_ai_app"]["environments"]["development"]["variables"]
+        variables[1] = {"name": "DATABASE_PASS", "value_file": "dev_db_password.conf"}
+
+    edit_stacks_config(checkout, use_file)
+    outputs = [checkout.doit().output]
+    password = (checkout.root / "etc" / "phoenix_portainer_password.conf").read_text().strip()
+    token = (checkout.root / "etc" / "phoenix_portainer_token.conf").read_text().strip()
+    assert len(password) >= 12 and token.startswith("ptr_")
+    path.write_text("another-value-entirely\n")  # a change: plan and info explain a redeploy
+    outputs += [checkout.doit(*args).output for args in (("plan", "--steps"), ("info", "stack:thinkheads_ai_app@910"),
+                                                         ("list", "--status"))]
+    outputs.append(checkout.doit().output)
+    secrets = (secret, "another-value-entirely", password, token)
+    checkout.stop_sim()
+    out = io.StringIO()
+    assert main(["--project", str(checkout.root), "status", "--json"], out=out) == 0
+    outputs.append(out.getvalue())
+    for text in outputs:
+        assert not any(s in text for s in secrets), text
+    for p in checkout.cache.rglob("*"):
+        if p.is_file() and p.name != "portainer-state.json":
+            data = p.read_bytes()
+            assert not any(s.encode() in data for s in secrets), p
+    state = json.loads((checkout.cache / "sim" / "portainer-state.json").read_text())
+    for stack in state["stacks"]:  # what Portainer keeps: the values it needs, never the record's clear text
+        record = env_of(stack)[MARK]
+        assert not any(s in record or s in json.dumps(decode(record)) for s in secrets)
+    assert password not in json.dumps(state) and token not in json.dumps(state)  # Portainer keeps hashes of both
