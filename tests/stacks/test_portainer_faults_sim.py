@@ -137,8 +137,8 @@ def test_a_portainer_reset_with_a_new_database_is_rebuilt_in_one_run(deployed: C
     state = standin(deployed).state
     admin = state["admin"]
     state.clear()
-    state.update({"admin": admin, "keys": [], "endpoints": [], "stacks": [],
-                  "next": {"endpoint": 1, "stack": 1, "key": 1}})
+    state.update({"admin": admin, "keys": [], "endpoints": [], "stacks": [], "tags": [],
+                  "next": {"endpoint": 1, "stack": 1, "key": 1, "tag": 1}})
     result = deployed.doit()
     assert result.rc == 0, result.output
     assert result.outcomes()["portainer:server"] == "built"
