@@ -145,7 +145,7 @@ class Portainer:
             data = answer.json()
             message, details = str(data.get("message") or ""), str(data.get("details") or "")
         except (ValueError, AttributeError):
-            message, details = answer.text.strip()[:300], ""
+            message, details = " ".join(answer.text.split())[:300], ""  # one line, whatever the body
         text = f"Portainer refused {method} {path}: HTTP {answer.status_code} {message}"
         if details and details != message:
             text += f" ({details})"
