@@ -26,6 +26,7 @@ from .steps import (
     NodeScript,
     NodeSet,
     NoteHost,
+    PortainerCheck,
     PortainerEnv,
     PortainerToken,
     PutSnippets,
@@ -157,7 +158,7 @@ class Builder:
 
             assert ctx.nodes is not None and ctx.spool is not None
             copy_layer(step, ctx.pve, ctx.view, ctx.nodes, ctx.spool)
-        elif isinstance(step, PortainerToken | PortainerEnv | DeployStack | RemoveStack):
+        elif isinstance(step, PortainerToken | PortainerCheck | PortainerEnv | DeployStack | RemoveStack):
             from .portainer import deploy
 
             assert self.ctx.portainer is not None and self.ctx.admin_password is not None

@@ -61,6 +61,7 @@ class Why(StrEnum):
     NO_NODE = "no member of the cluster can take it"
     COPIES = "a copy on another member is missing or old"
     STOPPED = "stopped by hand"
+    UNREACHABLE = "a service it is deployed through cannot be read"
 
 
 # What a decision says when only the resource's record (read on demand) can say which input or setting changed.

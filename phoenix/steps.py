@@ -186,6 +186,17 @@ class PortainerEnv:
 
 
 @dataclass(frozen=True)
+class PortainerCheck:
+    """Before an environment is registered again (its agent script rerun first): Portainer answers with Phoenix's token,
+    and the environment at the URL is absent or Phoenix's; else the run stops here, the guest untouched."""
+
+    what: str
+    guest: int
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
 class DeployStack:
     """Create the stack on the guest's environment, or update Phoenix's stack of that name; refuse one that is not
     Phoenix's. Variables are (name, inline value or None, value file or None): values are read when it runs."""
@@ -305,7 +316,7 @@ class CopyLayer:
 
 
 Step = (Call | NodeSet | MakeDirs | Script | RemoveSecrets | RestartIfPending | NodeScript | SaveToken | NoteHost
-        | PortainerToken | PortainerEnv | DeployStack | RemoveStack | SendFile | RemoveNodeFile | PutSnippets
+        | PortainerToken | PortainerCheck | PortainerEnv | DeployStack | RemoveStack | SendFile | RemoveNodeFile | PutSnippets
         | AgentWait | AgentRun | CopyLayer)
 
 
@@ -363,6 +374,8 @@ def render(step: Step, node: str = "") -> str:
     if isinstance(step, PortainerToken):
         return (f"{step.url}: POST /api/users/admin/init if it has no admin, POST /api/auth as {step.admin_user}, "
                 f"POST /api/users/<id>/tokens; the key to {step.token_file} (0600)")
+    if isinstance(step, PortainerCheck):
+        return f"GET /api/users/me (the token works); GET /api/endpoints, GET /api/tags: {step.url} is Phoenix's or free"
     if isinstance(step, PortainerEnv):
         how = f"POST /api/endpoints  Name={step.name} EndpointCreationType=2 URL={step.url}" if step.url else \
             "the local environment (unix:///var/run/docker.sock)"

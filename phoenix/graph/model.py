@@ -43,7 +43,8 @@ LEGEND: dict[str, str] = {
     State.REBUILD: "destroyed and built again (its inputs changed, or its parent rebuilds: \"follows\")",
     State.BUILD: "not on the host (for cloud-init files: not rendered yet, or their sources changed)",
     State.RESTORE: "built from its archive in the artifact store",
-    State.BLOCKED: "Phoenix will not touch it (not Phoenix's, being built by another run, or its parent is blocked)",
+    State.BLOCKED: "Phoenix will not touch it (not Phoenix's, being built by another run, Portainer cannot be read, "
+                   "or its parent is blocked)",
     FAILED: "its task failed in the last run (.cache/last-run.json)",
     Relation.CLONED_FROM: "a guest and the layer it is cloned from",
     Relation.DEPLOYED_TO: "a stack and its environment, an environment or the Portainer server and its guest",

@@ -13,20 +13,23 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..hostview import HostView
-    from ..steps import DeployStack, PortainerEnv, PortainerToken, RemoveStack
+    from ..steps import DeployStack, PortainerCheck, PortainerEnv, PortainerToken, RemoveStack
     from .client import Portainer
     from .listing import Listing
 
 LOCAL_URL = "unix:///var/run/docker.sock"
-READY_SECONDS = 120
+ADOPT_STACK = ("To hand it to Phoenix, remove it in Portainer (its named volumes are kept) and run again: Phoenix "
+               "deploys its own; or give Phoenix's stack another name in phoenix_stacks_config.json")
 
 
-def execute(step: PortainerToken | PortainerEnv | DeployStack | RemoveStack, client: Callable[[], Portainer],
+def execute(step: PortainerToken | PortainerCheck | PortainerEnv | DeployStack | RemoveStack, client: Callable[[], Portainer],
             view: HostView, admin_password: Callable[[], str]) -> None:
     """Run one step; the run's view of Portainer follows."""
-    from ..steps import DeployStack, PortainerEnv, PortainerToken, RemoveStack
+    from ..steps import DeployStack, PortainerCheck, PortainerEnv, PortainerToken, RemoveStack
 
-    if isinstance(step, PortainerToken):
+    if isinstance(step, PortainerCheck):
+        check_env(step, client(), _listing(view))
+    elif isinstance(step, PortainerToken):
         make_token(step, client(), admin_password())
         view.portainer_changed()
     elif isinstance(step, PortainerEnv):
@@ -56,7 +59,7 @@ def make_token(step: PortainerToken, client: Portainer, password: str) -> None:
     from ..secrets import write_secret
 
     client.key = None  # the public routes and the JWT: an old, refused key is not sent
-    client.wait_ready(READY_SECONDS)
+    client.status()
     if not client.admin_exists():
         client.admin_init(step.admin_user, password)
     jwt = client.login(step.admin_user, password)
@@ -64,22 +67,80 @@ def make_token(step: PortainerToken, client: Portainer, password: str) -> None:
     write_secret(step.token_file, key)
 
 
-def register(step: PortainerEnv, client: Portainer, listing: Listing) -> None:
-    """The guest's environment, found by its URL or registered; the listing then knows it."""
-    endpoints = client.endpoints()
-    url = step.url or LOCAL_URL
-    found: dict[str, Any] | None = next((e for e in endpoints if e.get("URL") == url), None)
+def mark(url: str) -> str:
+    """The tag Phoenix gives an agent environment it registers: a digest of its URL, which no one sets by chance."""
+    import hashlib
+
+    return "phoenix-env-" + hashlib.sha256(f"phoenix environment\0{url}".encode()).hexdigest()[:16]
+
+
+def check_env(step: PortainerCheck, client: Portainer, listing: Listing) -> None:
+    """What registering the environment again needs, checked before its agent is touched: Phoenix's token works (one
+    GET) and the environment at the URL, if any, is Phoenix's."""
+    client.call("GET", "/api/users/me")
+    _found(step.url, step.name, client, client.endpoints(), listing)
+
+
+def _found(url: str, name: str, client: Portainer, endpoints: list[dict[str, Any]],
+           listing: Listing) -> dict[str, Any] | None:
+    """Phoenix's environment at the URL (None when there is none); UnsafeOperation when the one there, or one of the
+    same name elsewhere, is not Phoenix's.
+
+    An environment at the URL is Phoenix's when it carries Phoenix's tag (mark(url)), or Phoenix's stacks record
+    its id, or it is the server's own Docker (Portainer makes it at start, from the -H that Phoenix's server guest
+    gives it). One made by hand is refused, not used; so is one of the same name elsewhere."""
+    target = url or LOCAL_URL
+    found: dict[str, Any] | None = next((e for e in endpoints if e.get("URL") == target), None)
+    if found is not None and url:
+        tag = mark(url)
+        recorded = {s.env.endpoint for s in listing.stacks if s.phoenix and s.env is not None}
+        tags = set(found.get("TagIds") or [])
+        if int(found["Id"]) not in recorded and not (tags and tag_ids_named(client, tags, tag)):
+            raise UnsafeOperation(
+                f"Portainer has an environment {found.get('Name')!r} (id {found['Id']}) at {url} that Phoenix did not "
+                f"register: refused, not used. To hand it to Phoenix, give it the tag {tag} in Portainer "
+                "(Environments, then its Tags); or remove it, and the next run registers Phoenix's own")
     if found is None:
-        clash = next((e for e in endpoints if e.get("Name") == step.name), None)
+        clash = next((e for e in endpoints if e.get("Name") == name), None)
         if clash is not None:
-            raise UnsafeOperation(f"Portainer has an environment named {step.name!r} at {clash.get('URL')}, not at "
-                                  f"{url}: it is not Phoenix's; rename or remove it in Portainer")
+            raise UnsafeOperation(f"Portainer has an environment named {name!r} at {clash.get('URL')}, not at "
+                                  f"{target}: it is not Phoenix's; rename or remove it in Portainer")
+    return found
+
+
+def register(step: PortainerEnv, client: Portainer, listing: Listing) -> None:
+    """The guest's environment, found (when it is Phoenix's: _found) or registered; the listing then knows it."""
+    found = _found(step.url, step.name, client, client.endpoints(), listing)
+    if found is None:
         if step.url:
-            found = client.create_agent_endpoint(step.name, step.url)
+            found = client.create_agent_endpoint(step.name, step.url, (client.tag(mark(step.url)),))
         else:
             found = dict(client.call("POST", "/api/endpoints", form={"Name": step.name, "EndpointCreationType": "1",
                                                                       "URL": LOCAL_URL}))
     listing.registered(step.guest, record.EnvFacts(step.identity, step.build_id, int(found["Id"])))
+
+
+def tag_ids_named(client: Portainer, ids: set[int], name: str) -> bool:
+    """Whether one of these tags is the one of this name."""
+    return any(int(t.get("ID", -1)) in ids and t.get("Name") == name for t in client.call("GET", "/api/tags"))
+
+
+def compose_problems(text: str, variables: set[str]) -> list[str]:
+    """What `docker compose config` would refuse in the text Phoenix is about to send (the rendered file, configs
+    included): YAML, the specification's shape, the compose-spec schema when given, variables without a value."""
+    import yaml
+
+    from ..config.compose import required_variables, schema_problems, shape_problems
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        return [f"invalid YAML: {getattr(e, 'problem', e)}"]
+    out = [*shape_problems(data), *schema_problems(data)]
+    missing = [v for v in required_variables(text) if v not in variables]
+    if missing:
+        out.append(f"{', '.join('${' + v + '}' for v in missing)} used without a default or a value")
+    return out
 
 
 def deploy(step: DeployStack, client: Portainer, listing: Listing) -> None:
@@ -90,7 +151,11 @@ def deploy(step: DeployStack, client: Portainer, listing: Listing) -> None:
     if env is None:
         raise PhoenixError(f"CT {step.guest} has no Portainer environment yet: build portainer:env@{step.guest} first")
     values = [{"name": name, "value": value if value is not None else read_secret(file or "")}
-              for name, value, file in step.variables]
+              for name, value, file in step.variables]  # every secret read before anything is sent
+    problems = compose_problems(step.compose, {name for name, _, _ in step.variables})
+    if problems:
+        raise PhoenixError(f"stack {step.name}: the Compose file to send is not valid, so nothing was sent (the stack "
+                           f"on Portainer is as it was): {'; '.join(problems)}")
     values.append(record.make(guest=step.guest, identity=step.identity, build=step.build_id,
                               parent_build=step.parent_build, inputs=dict(step.inputs), env=env))
     mine = listing.stack(step.guest, step.name)
@@ -100,6 +165,6 @@ def deploy(step: DeployStack, client: Portainer, listing: Listing) -> None:
         other = listing.foreign(env.endpoint, step.name)
         if other is not None:
             raise UnsafeOperation(f"stack {step.name} on environment {env.endpoint} was deployed by hand, not by "
-                                  "Phoenix: refused (remove it in Portainer, or give Phoenix's stack another name)")
+                                  f"Phoenix: refused, not overwritten. {ADOPT_STACK}")
         answer = client.create_stack(env.endpoint, step.name, step.compose, values)
     listing.deployed(answer)

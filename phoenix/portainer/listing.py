@@ -81,15 +81,19 @@ def read(target: PortainerTarget, counters: Counters) -> Listing:
         return Listing(NO_TOKEN)
     from ..tlsget import get_json
 
-    found = get_json(target.url, "/api/stacks", {"X-API-Key": key}, verify=target.verify,
-                     fingerprint=target.fingerprint, timeout=target.timeout, counters=counters)
+    timed_out = 0
+    try:
+        found = get_json(target.url, "/api/stacks", {"X-API-Key": key}, verify=target.verify,
+                         fingerprint=target.fingerprint, timeout=target.timeout, counters=counters)
+    except PhoenixError:  # accepted and not answered in time: that was the first of the client's tries of a read
+        found, timed_out = None, 1
     if not isinstance(found, list):
-        from .client import Portainer, PortainerError  # what the standard library's GET could not answer
+        from .client import READ_TIMEOUT_TRIES, Portainer, PortainerError  # what the standard library's GET left
 
         client = Portainer(target.url, key=key, verify=target.verify, fingerprint=target.fingerprint,
                            timeout=target.timeout, counters=counters)
         try:
-            found = client.stacks()
+            found = client.call("GET", "/api/stacks", read_timeouts=READ_TIMEOUT_TRIES - timed_out)
         except PortainerError as e:
             if e.status == 401:
                 return Listing(REFUSED)

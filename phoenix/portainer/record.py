@@ -73,6 +73,8 @@ def parse(stack: dict[str, Any]) -> StackFacts:
     try:
         e = data["env"]
         envfacts = EnvFacts(str(e["identity"]), str(e["build"]), int(e["endpoint"]))
+        if envfacts.endpoint != endpoint:  # a record copied onto a stack of another environment: not Phoenix's
+            return StackFacts(sid, name, endpoint, False, updated=updated)
         return StackFacts(sid, name, endpoint, True, identity=str(data["identity"]), build_id=str(data["build"]),
                           parent_build=data.get("parent_build"), guest=int(data["guest"]),
                           inputs=dict(data.get("inputs") or {}), env=envfacts, updated=updated)

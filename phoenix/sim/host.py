@@ -471,6 +471,7 @@ class SimHost:
         self._abandoning = True
         self._stopping.set()
         if self._portainer is not None:
+            self.portainer_standin.cancel_delays()
             await self._portainer.cleanup()
             self._portainer = None
             (self.dir / PORTAINER_FILE).unlink(missing_ok=True)

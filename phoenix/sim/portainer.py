@@ -13,6 +13,8 @@ and live tests run against a real Portainer when PHOENIX_PORTAINER_URL is given.
   `Portainer-Agent-Version` and `Portainer-Agent-Platform` headers (or, with `agents="simulated"`, every agent of the
   simulated estate answers); or EndpointCreationType 1 for the server's own Docker socket (`unix://…`). A new server
   has no environment.
+- tags: `GET /api/tags`, `POST /api/tags {Name}` (names unique: 409); an environment is created with `TagIds` (a
+  JSON list in the form) of tags that exist, and lists them.
 - stacks: `GET /api/stacks` (every stack with its Env; `filters={"EndpointID":N}`),
   `POST /api/stacks/create/standalone/string?endpointId=N {Name, StackFileContent, Env}` (the name lower-cased and
   characters outside [-_a-z0-9] dropped, unique per environment; the compose content must parse as a Compose file
@@ -20,6 +22,15 @@ and live tests run against a real Portainer when PHOENIX_PORTAINER_URL is given.
   `GET /api/stacks/{id}/file`, `DELETE /api/stacks/{id}`.
 
 Its state is kept in a JSON file beside the simulated host's, so a second run finds what the first deployed.
+
+Faults, for the tests (and for trying Phoenix by hand): `portainer-faults.json` beside the state (read again whenever
+it changes, so a served simulator in another process obeys it too) holds a list of rules, each
+`{"method": "POST", "path": "^/api/endpoints$", "status": 500, "message": "…", "delay": 2.5, "when": "before",
+"times": 1}`: a request that matches (method `*` or absent: any; `path` a regular expression searched in the path)
+waits `delay` seconds (before it is handled, or `"when": "after"`: handled, then answered late, as a server that
+did the work and was slow to say so), then gets the error `status` instead of its answer (no `status`: the real
+answer). `times` bounds how many requests a rule hits (absent: every one). A server that does not listen at all is
+the test's to make (nothing at the URL).
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from typing import Any
 from aiohttp import web
 
 VERSION = "2.33.5"
+FAULTS_FILE = "portainer-faults.json"
 TYPE_DOCKER, TYPE_AGENT = 1, 2
 PASSWORD_MIN = 12           # Portainer's default password policy
 USER: web.RequestKey[dict[str, Any]] = web.RequestKey("user", dict)
@@ -62,10 +74,15 @@ class PortainerStandin:
         self.state_file, self.agents, self.compose_schema = state_file, agents, compose_schema
         self.secret = secrets.token_bytes(32)
         self.requests: list[tuple[str, str]] = []
-        self.state: dict[str, Any] = {"admin": None, "keys": [], "endpoints": [], "stacks": [],
-                                      "next": {"endpoint": 1, "stack": 1, "key": 1}}
+        self._faults: list[dict[str, Any]] = []
+        self._faults_seen: tuple[float, int] | None = None
+        self._delayed: set[Any] = set()   # requests held by a fault's delay: cancelled when the server stops
+        self.state: dict[str, Any] = {"admin": None, "keys": [], "endpoints": [], "stacks": [], "tags": [],
+                                      "next": {"endpoint": 1, "stack": 1, "key": 1, "tag": 1}}
         if state_file is not None and state_file.exists():
             self.state.update(json.loads(state_file.read_text()))
+        self.state.setdefault("tags", [])
+        self.state["next"].setdefault("tag", 1)
         if admin_password and self.state["admin"] is None:
             self.state["admin"] = {"Id": 1, "Username": "admin", "password": self._hash(admin_password)}
             self._save()
@@ -125,6 +142,8 @@ class PortainerStandin:
         r.add_post("/api/users/{id}/tokens", self.token)
         r.add_get("/api/endpoints", self.endpoints)
         r.add_post("/api/endpoints", self.endpoint_create)
+        r.add_get("/api/tags", self.tags)
+        r.add_post("/api/tags", self.tag_create)
         r.add_get("/api/stacks", self.stacks)
         r.add_post("/api/stacks/create/standalone/string", self.stack_create)
         r.add_put("/api/stacks/{id}", self.stack_update)
@@ -136,8 +155,57 @@ class PortainerStandin:
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        import asyncio
+
         self.requests.append((request.method, request.path_qs))
-        return await handler(request)
+        fault = self._fault(request)
+        if fault is None:
+            return await handler(request)
+        delay = float(fault.get("delay") or 0)
+        answer: web.StreamResponse | None = None
+        if fault.get("when") == "after":
+            answer = await handler(request)
+        if delay:
+            task = asyncio.current_task()
+            if task is not None:
+                self._delayed.add(task)
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._delayed.discard(task)
+        if fault.get("status"):
+            return _error(int(fault["status"]), str(fault.get("message") or "fault injected by the stand-in"))
+        return answer if answer is not None else await handler(request)
+
+    def cancel_delays(self) -> None:
+        """Stop holding requests (the server is stopping: a held reply would hold its shutdown too)."""
+        for task in list(self._delayed):
+            task.cancel()
+
+    def _fault(self, request: web.Request) -> dict[str, Any] | None:
+        """The first fault rule (portainer-faults.json) this request meets, counted; None for most requests."""
+        if self.state_file is None:
+            return None
+        path = self.state_file.parent / FAULTS_FILE
+        try:
+            st = path.stat()
+            seen = (st.st_mtime, st.st_size)
+            if seen != self._faults_seen:
+                rules = json.loads(path.read_text())
+                self._faults = [dict(r, hits=0) for r in rules] if isinstance(rules, list) else []
+                self._faults_seen = seen
+        except (OSError, ValueError):
+            self._faults, self._faults_seen = [], None
+        for rule in self._faults:
+            if rule.get("method", "*") not in ("*", request.method):
+                continue
+            if not re.search(str(rule.get("path", "")), request.path):
+                continue
+            if rule.get("times") is not None and rule["hits"] >= int(rule["times"]):
+                continue
+            rule["hits"] += 1
+            return rule
+        return None
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -198,6 +266,21 @@ class PortainerStandin:
                                                                 "description": body["description"], "prefix": raw[:7]}},
                                  status=201)
 
+    async def tags(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state["tags"])
+
+    async def tag_create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        name = str(body.get("Name") or body.get("name") or "")
+        if not name:
+            return _error(400, "Invalid request payload", "invalid tag name")
+        if any(t["Name"] == name for t in self.state["tags"]):
+            return _error(409, "This name is already associated to a tag")
+        tag = {"ID": self.state["next"]["tag"], "Name": name, "Endpoints": {}, "EndpointGroups": {}}
+        self.state["next"]["tag"] += 1
+        self.state["tags"].append(tag)
+        return web.json_response(tag)
+
     async def endpoints(self, request: web.Request) -> web.Response:
         return web.json_response(self.state["endpoints"])
 
@@ -236,9 +319,18 @@ class PortainerStandin:
                 return _error(500, "Unable to get environment type", why)
         else:
             return _error(400, "Invalid request payload", "invalid environment type")
+        try:
+            tag_ids = [int(t) for t in json.loads(str(form.get("TagIds") or "[]"))]
+        except (ValueError, TypeError):
+            return _error(400, "Invalid request payload", "invalid TagIds parameter")
+        if any(not any(t["ID"] == i for t in self.state["tags"]) for i in tag_ids):
+            return _error(404, "Unable to find a tag inside the database")
         ident = self.state["next"]["endpoint"]
         self.state["next"]["endpoint"] += 1
-        endpoint = {"Id": ident, "Name": name, "Type": int(kind), "URL": url, "Status": 1}
+        endpoint = {"Id": ident, "Name": name, "Type": int(kind), "URL": url, "Status": 1, "TagIds": tag_ids}
+        for t in self.state["tags"]:
+            if t["ID"] in tag_ids:
+                t["Endpoints"][str(ident)] = True
         self.state["endpoints"].append(endpoint)
         return web.json_response(endpoint)
 

@@ -453,3 +453,131 @@ def test_phoenix_uses_only_the_portainer_routes_the_readme_lists(checkout: Check
         used.add((method, path))
     assert used <= listed, sorted(used - listed)
     assert {m for m, _ in used} == {"GET", "POST", "PUT", "DELETE"}
+
+
+def test_an_environment_made_by_hand_at_a_guests_url_is_refused_until_it_is_handed_to_phoenix(checkout: Checkout) -> None:
+    """Ownership is Phoenix's tag (a digest of the URL) or its stacks' records, not the URL or the name: an agent
+    environment someone registered by hand is neither used nor changed; given the tag the message names, it is."""
+    from phoenix.portainer.deploy import mark
+
+    assert checkout.doit().rc == 0
+    add_docker_guest(checkout)
+    state = standin(checkout).state
+    state["endpoints"].append({"Id": 77, "Name": "by-hand", "Type": 2, "URL": "tcp://10.0.0.130:9001", "Status": 1,
+                               "TagIds": []})
+    mark_before = len(standin(checkout).requests)
+    result = checkout.doit()
+    assert result.rc != 0 and "Traceback" not in result.output
+    tag = mark("tcp://10.0.0.130:9001")
+    assert result.output.count(f"environment 'by-hand' (id 77) at tcp://10.0.0.130:9001 that Phoenix did not "
+                               f"register: refused, not used. To hand it to Phoenix, give it the tag {tag}") == 1
+    assert not any(m == "POST" and p.startswith(("/api/endpoints", "/api/stacks")) for m, p in
+                   portainer_writes(checkout, mark_before)), portainer_writes(checkout, mark_before)
+    assert [s for s in state["stacks"] if s["EndpointId"] == 77] == []
+    assert state["endpoints"][-1] == {"Id": 77, "Name": "by-hand", "Type": 2, "URL": "tcp://10.0.0.130:9001",
+                                      "Status": 1, "TagIds": []}
+    # handed over: the tag, as a person adds it in Portainer's UI
+    state["tags"].append({"ID": 50, "Name": tag, "Endpoints": {"77": True}, "EndpointGroups": {}})
+    state["endpoints"][-1]["TagIds"] = [50]
+    again = checkout.doit()
+    assert again.rc == 0, again.output
+    assert [s["Name"] for s in state["stacks"] if s["EndpointId"] == 77] == ["qdrant_service"]
+    assert len([e for e in state["endpoints"] if e["Type"] == 2]) == 1
+
+
+def test_phoenix_tags_the_agent_environments_it_registers(checkout: Checkout) -> None:
+    from phoenix.portainer.deploy import mark
+
+    add_docker_guest(checkout)
+    assert checkout.doit().rc == 0
+    state = standin(checkout).state
+    (agent,) = [e for e in state["endpoints"] if e["Type"] == 2]
+    (tag,) = [t for t in state["tags"] if t["ID"] in agent["TagIds"]]
+    assert tag["Name"] == mark(agent["URL"])
+
+
+def test_a_record_copied_onto_a_stack_of_another_environment_does_not_make_it_phoenixs(checkout: Checkout) -> None:
+    add_docker_guest(checkout)
+    assert checkout.doit().rc == 0
+    state = standin(checkout).state
+    (agent,) = [e for e in state["endpoints"] if e["Type"] == 2]
+    ours = next(s for s in state["stacks"] if s["EndpointId"] == agent["Id"])
+    local = next(e for e in state["endpoints"] if e["Type"] == 1)
+    # on the local environment, by hand, a stack named like one Phoenix would deploy there, with a copied record
+    mine = next(s for s in state["stacks"] if s["EndpointId"] == local["Id"] and s["Name"] == "qdrant_service")
+    state["stacks"].remove(mine)
+    state["stacks"].append({**ours, "Id": 99, "EndpointId": local["Id"], "content": "services:\n  x:\n    image: y\n"})
+    plan = checkout.doit("plan")
+    assert re.search(r"stack:qdrant_service@910\s+blocked: deployed by hand, not Phoenix's: refused \(stack "
+                     r"qdrant_service on environment \d+\)\. To hand it to Phoenix, remove it in Portainer", plan.output), \
+        plan.output
+    assert checkout.doit().rc != 0
+    assert next(s for s in state["stacks"] if s["Id"] == 99)["content"] == "services:\n  x:\n    image: y\n"
+
+
+def test_an_environment_is_checked_before_its_agent_is_touched_again(checkout: Checkout) -> None:
+    """Validate before destroy: registering 930's environment again (its agent script changed) first checks that
+    Phoenix's token works and that the environment at 930's URL is Phoenix's; a hand-made one there stops the
+    environment before the agent script reruns, and leaves Portainer as it was."""
+    add_docker_guest(checkout)
+    assert checkout.doit().rc == 0
+    state = standin(checkout).state
+    (agent,) = [e for e in state["endpoints"] if e["Type"] == 2]
+    state["endpoints"].remove(agent)  # someone replaced Phoenix's environment with their own, at the same URL
+    state["endpoints"].append({"Id": 77, "Name": "qdrant-db", "Type": 2, "URL": agent["URL"], "Status": 1, "TagIds": []})
+    before = json.loads(json.dumps(state))
+    script = checkout.root / "images" / "apps" / "portainer_agent.sh"
+    script.write_text(script.read_text() + "\n# changed\n")
+    runs = checkout.cache / "sim" / "runs.jsonl"
+    ran = runs.read_text()
+    mark = len(standin(checkout).requests)
+    result = checkout.doit()
+    assert result.rc != 0 and "Traceback" not in result.output
+    assert result.output.count("(id 77) at tcp://10.0.0.130:9001 that Phoenix did not register: refused") == 1
+    assert runs.read_text() == ran  # the agent script did not run again
+    assert portainer_writes(checkout, mark) == [] and json.loads(json.dumps(state)) == before
+    assert ("GET", "/api/users/me") in standin(checkout).requests[mark:]
+
+
+def test_portainer_secrets_never_reach_output_cache_or_the_records(checkout: Checkout) -> None:
+    """The admin password, Phoenix's API token and a stack secret (value_file) reach Portainer only: not the output
+    of a run, plan, info, list --status or status, not .cache/ (the stand-in's own database, Portainer's, aside), not
+    Portainer's stack records, not doit's state."""
+    import io
+
+    from phoenix.cli.main import main
+
+    secret = "s3cr3t-value-of-the-dev-database"
+    path = checkout.root / "etc" / "dev_db_password.conf"
+    path.write_text(secret + "\n")
+    os.chmod(path, 0o600)
+
+    def use_file(data: dict) -> None:
+        variables = data["docker_stacks"]["thinkheads_ai_app"]["environments"]["development"]["variables"]
+        variables[1] = {"name": "DATABASE_PASS", "value_file": "dev_db_password.conf"}
+
+    edit_stacks_config(checkout, use_file)
+    outputs = [checkout.doit().output]
+    password = (checkout.root / "etc" / "phoenix_portainer_password.conf").read_text().strip()
+    token = (checkout.root / "etc" / "phoenix_portainer_token.conf").read_text().strip()
+    assert len(password) >= 12 and token.startswith("ptr_")
+    path.write_text("another-value-entirely\n")  # a change: plan and info explain a redeploy
+    outputs += [checkout.doit(*args).output for args in (("plan", "--steps"), ("info", "stack:thinkheads_ai_app@910"),
+                                                         ("list", "--status"))]
+    outputs.append(checkout.doit().output)
+    secrets = (secret, "another-value-entirely", password, token)
+    checkout.stop_sim()
+    out = io.StringIO()
+    assert main(["--project", str(checkout.root), "status", "--json"], out=out) == 0
+    outputs.append(out.getvalue())
+    for text in outputs:
+        assert not any(s in text for s in secrets), text
+    for p in checkout.cache.rglob("*"):
+        if p.is_file() and p.name != "portainer-state.json":
+            data = p.read_bytes()
+            assert not any(s.encode() in data for s in secrets), p
+    state = json.loads((checkout.cache / "sim" / "portainer-state.json").read_text())
+    for stack in state["stacks"]:  # what Portainer keeps: the values it needs, never the record's clear text
+        record = env_of(stack)[MARK]
+        assert not any(s in record or s in json.dumps(decode(record)) for s in secrets)
+    assert password not in json.dumps(state) and token not in json.dumps(state)  # Portainer keeps hashes of both

@@ -36,6 +36,35 @@ class ServerFacts:
     owner: str | None = None
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """Portainer could not be listed (down, slow, refusing TLS): the environment layer is blocked with the cause, and
+    nothing else is; the guests build as if the estate had no stacks."""
+
+    why: str
+    identity: str | None = None
+    build_id: str | None = None
+    phoenix: bool = False
+    building: bool = False
+    owner: str | None = None
+
+
+def listing_of(view: HostView) -> Any:
+    """The run's Portainer listing, or Unreadable(why) when Portainer cannot be read."""
+    from ...errors import PhoenixError
+
+    try:
+        return view.portainer()
+    except PhoenixError as e:
+        return Unreadable(str(e).splitlines()[0])
+
+
+def unreadable(facts: Any) -> tuple[Why, str] | None:
+    if isinstance(facts, Unreadable):
+        return Why.UNREACHABLE, f"Portainer cannot be read: {facts.why}"
+    return None
+
+
 class PortainerKind:
     name = "portainer"
     plan_checks = False
@@ -53,7 +82,9 @@ class PortainerKind:
         guest = view.get(int(vmid)) if vmid is not None else None
         if vmid is not None and guest is None:
             return None  # the guest is built first: nothing to ask Portainer yet
-        listing = view.portainer()
+        listing = listing_of(view)
+        if isinstance(listing, Unreadable):
+            return listing
         if listing is None or listing.state not in (OK, REFUSED):
             return None
         if res.name == "server":
@@ -66,7 +97,7 @@ class PortainerKind:
         return listing.env(int(res.settings["guest"]))
 
     def foreign(self, res: Resource, facts: Any) -> tuple[Why, str] | None:
-        return None
+        return unreadable(facts)
 
     def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
         from ...flags import prune_stacks
@@ -101,7 +132,7 @@ class PortainerKind:
 
     def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
               build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
-        from ...steps import PortainerEnv, PortainerToken, RemoveStack, Script
+        from ...steps import PortainerCheck, PortainerEnv, PortainerToken, RemoveStack, Script
 
         tgt = ctx.portainer_target()
         if res.name == "server" and decision.action == Action.UPDATE:
@@ -114,6 +145,8 @@ class PortainerKind:
         identity = identity or res.identity(parent_build)
         out: list[Step] = []
         if res.settings["url"]:
+            out.append(PortainerCheck(f"check Portainer before {res.parent}'s agent", guest,
+                                      str(res.settings["name"]), str(res.settings["url"])))
             lib = ctx.estate.library
             context = {"portainer_agent_version": R.AGENT_VERSION, "portainer_agent_port": tgt.agent_port}
             timeout = ctx.estate.hypervisor.behavior.feature_timeout_s
@@ -161,7 +194,9 @@ class StackKind:
         guest = int(res.settings["guest"])
         if view.get(guest) is None:
             return None
-        listing = view.portainer()
+        listing = listing_of(view)
+        if isinstance(listing, Unreadable):
+            return listing
         if listing is None or listing.state != OK:
             return None
         found = listing.stack(guest, res.settings["stack"])
@@ -171,9 +206,13 @@ class StackKind:
         return listing.foreign(env.endpoint, res.settings["stack"]) if env is not None else None
 
     def foreign(self, res: Resource, facts: Any) -> tuple[Why, str] | None:
+        if isinstance(facts, Unreadable):
+            return unreadable(facts)
         if not facts.phoenix:
+            from ...portainer.deploy import ADOPT_STACK
+
             return Why.FOREIGN, (f"deployed by hand, not Phoenix's: refused (stack {facts.name} on environment "
-                                 f"{facts.endpoint}; remove it in Portainer, or give Phoenix's stack another name)")
+                                 f"{facts.endpoint}). {ADOPT_STACK}")
         return None
 
     def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
