@@ -28,6 +28,7 @@ ENV = "PHOENIX_ARTIFACTS"
 MANIFEST_VERSION = 1
 CHUNK = 1024 * 1024
 IDENTITY = re.compile(r"^[0-9a-f]{8,64}$")
+ARCHIVE_NAME = re.compile(r"^[0-9a-f]+\.(tar(\.(gz|zst|lzo|bz2))?|tgz|vma(\.(gz|zst|lzo))?)$")  # vzdump.EXTENSION
 PARTIAL = ".partial-"  # in the name of an archive being written
 
 
@@ -60,8 +61,12 @@ class Manifest:
             found = cls(**fields)
         except (ValueError, TypeError) as e:
             raise PhoenixError(f"artifact manifest {where} is not a Phoenix manifest: {e}") from None
-        if found.version != MANIFEST_VERSION or not IDENTITY.match(found.identity) or "/" in found.archive:
+        if found.version != MANIFEST_VERSION or not IDENTITY.match(found.identity):
             raise PhoenixError(f"artifact manifest {where} is not a Phoenix manifest (version {found.version})")
+        if not isinstance(found.archive, str) or not ARCHIVE_NAME.match(found.archive) \
+                or not found.archive.startswith(f"{found.identity}."):
+            raise PhoenixError(f"artifact manifest {where} names its archive {found.archive!r}: an archive is "
+                               f"<identity>.tar.zst (or .tar.gz, .vma.zst, …) beside its manifest, never a path")
         return found
 
 
