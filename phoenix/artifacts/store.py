@@ -28,6 +28,7 @@ ENV = "PHOENIX_ARTIFACTS"
 MANIFEST_VERSION = 1
 CHUNK = 1024 * 1024
 IDENTITY = re.compile(r"^[0-9a-f]{8,64}$")
+ARCHIVE_NAME = re.compile(r"^[0-9a-f]+\.(tar(\.(gz|zst|lzo|bz2))?|tgz|vma(\.(gz|zst|lzo))?)$")  # vzdump.EXTENSION
 PARTIAL = ".partial-"  # in the name of an archive being written
 
 
@@ -60,8 +61,12 @@ class Manifest:
             found = cls(**fields)
         except (ValueError, TypeError) as e:
             raise PhoenixError(f"artifact manifest {where} is not a Phoenix manifest: {e}") from None
-        if found.version != MANIFEST_VERSION or not IDENTITY.match(found.identity) or "/" in found.archive:
+        if found.version != MANIFEST_VERSION or not IDENTITY.match(found.identity):
             raise PhoenixError(f"artifact manifest {where} is not a Phoenix manifest (version {found.version})")
+        if not isinstance(found.archive, str) or not ARCHIVE_NAME.match(found.archive) \
+                or not found.archive.startswith(f"{found.identity}."):
+            raise PhoenixError(f"artifact manifest {where} names its archive {found.archive!r}: an archive is "
+                               f"<identity>.tar.zst (or .tar.gz, .vma.zst, …) beside its manifest, never a path")
         return found
 
 
@@ -142,7 +147,30 @@ class Store:
         found = self._sha256(path)
         if found != m.sha256:
             return f"archive {path} does not match its manifest's sha256 (found {found[:12]}..., expected {m.sha256[:12]}...)"
-        return None
+        return self._members(path, found)
+
+    def _members(self, path: Path, sha: str) -> str | None:
+        """Why the archive's members may not be restored (members.py), or None; remembered by the archive's sha256
+        (an archive of the same bytes has the same members), so a large archive is read once."""
+        from .members import archive_problem
+
+        key = f"members:{sha}"
+        known: dict[str, Any] = {}
+        if self.hashed is not None:
+            with suppress(OSError, ValueError):
+                loaded = json.loads(self.hashed.read_text())
+                known = loaded if isinstance(loaded, dict) else {}
+            if isinstance(known.get(key), str):
+                return known[key] or None
+        why = archive_problem(path)
+        if self.hashed is not None and (why is None or "cannot be read" not in why):  # a missing zstd is not remembered
+            known[key] = why or ""
+            with suppress(OSError):
+                self.hashed.parent.mkdir(parents=True, exist_ok=True)
+                temp = self.hashed.with_name(f"{self.hashed.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                temp.write_text(json.dumps(known))
+                os.replace(temp, self.hashed)
+        return why
 
     def _sha256(self, path: Path) -> str:
         """The archive's sha256, from the hashed file while its size and mtime are those remembered."""

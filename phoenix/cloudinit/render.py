@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jinja2
 
@@ -23,7 +23,20 @@ from .paths import FILES, template_files, templates_dir
 __all__ = ["FILES", "Rendered", "identity_inputs", "render", "template_files", "templates_dir", "variables"]
 
 if TYPE_CHECKING:
-    from ..config.estate import Estate
+    from ..config.hypervisor import HypervisorConfig
+    from ..config.vm import Vm
+    from ..features import Library
+
+
+class Estate(Protocol):
+    """What rendering reads of the estate (config.estate.Estate, whose load checks the templates with this module)."""
+
+    @property
+    def vms(self) -> dict[int, Vm]: ...
+    @property
+    def hypervisor(self) -> HypervisorConfig: ...
+    @property
+    def library(self) -> Library: ...
 
 SECRET_MARK = "<secret {name}: read from its file when the snippet is written>"
 PACKAGES = ("qemu-guest-agent",)

@@ -42,7 +42,8 @@ def render_checked(estate: Estate, vmid: int, *, instance_id: str, read: Callabl
     directory = R.templates_dir(estate.library.root)
     rendered = R.render(directory, estate, vmid, instance_id=instance_id, secrets=secrets_of(estate, vmid, read))
     paths = R.template_paths(directory, vmid)
-    problems = validate(rendered, {name: f"{paths[name]} (rendered for VM {vmid})" for name in R.FILES})
+    texts = {name: paths[name].read_text(errors="replace") for name in R.FILES}  # rendered from them just now
+    problems = validate(rendered, {name: f"{paths[name]} (rendered for VM {vmid})" for name in R.FILES}, texts)
     if problems:
         raise ConfigError(problems)
     return rendered

@@ -182,6 +182,10 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
         from .vmcheck import check_vms
 
         problems += check_vms(estate, vms)
+        if not problems:  # the templates render from a sound config only
+            from ..cloudinit.check import check_templates
+
+            problems += check_templates(estate)
     from . import stacks as st
 
     sf = str(stacks_file) if stacks_file else ""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from .rules import STORAGE_ID, absolute_problem
 from .strict import Strict
 
-STORAGE_ID = r"^[a-z][a-z0-9_.-]*[a-z0-9]$"
 Content = Literal["images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import"]
 
 # The privileges Phoenix uses through the API, exactly: the role `host:access` makes for Phoenix's own user and
@@ -31,6 +31,14 @@ class StorageSpec(Strict):
     type: Literal["dir", "lvmthin", "zfspool"]
     content: list[Content] = Field(..., min_length=1)
     path: str | None = Field(None, pattern=r"^/[^\s,]*$", description="dir: its directory")
+
+    @field_validator("path")
+    @classmethod
+    def _normal_path(cls, value: str | None) -> str | None:
+        said = absolute_problem(value) if value is not None else None
+        if said is not None:
+            raise ValueError(said)
+        return value
     vgname: str | None = Field(None, description="lvmthin: the volume group")
     thinpool: str | None = Field(None, description="lvmthin: the thin pool")
     pool: str | None = Field(None, description="zfspool: the ZFS pool (or dataset)")

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import types
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BeforeValidator, Field
@@ -23,6 +24,7 @@ ABSOLUTE = r"^/[^\s,=]*$"
 CTID_KEY = r"^[1-9][0-9]{2,8}$"
 USERNAME = r"^[a-z_][a-z0-9_-]{0,31}$"
 CONTAINER_FILE = r"^/[^\s]*$"
+STORAGE_ID = r"^[a-z][a-z0-9_.-]*[a-z0-9]$"  # PVE's pve-storage-id
 VMID_MIN, VMID_MAX = 100, 999999999
 
 
@@ -43,6 +45,8 @@ PATTERNS: dict[str, str] = {
     CONTAINER_FILE: "an absolute path in the container, without spaces (e.g. /app/.env)",
     ABSOLUTE: "an absolute path: starting with '/', without spaces, ',' or '=' (e.g. /data)",
     CTID_KEY: f"a CTID: a whole number from {VMID_MIN} to {VMID_MAX}, written as a string key (e.g. \"950\")",
+    STORAGE_ID: "a Proxmox storage id: a lower-case letter, then lower-case letters, digits, '-', '_' or '.', "
+                "ending in a letter or digit (e.g. local-lvm)",
     USERNAME: "a user name: a lower-case letter or '_', then up to 31 lower-case letters, digits, '_' or '-' "
               "(e.g. phoenix)",
 }
@@ -118,3 +122,50 @@ def union_rule(annotation: Any) -> str:
 
     ordered = sorted(members(annotation), key=literal)
     return " or ".join(describe(m) for m in ordered)
+
+
+def control(text: str) -> bool:
+    """Whether text holds a control character (NUL, a newline, DEL, …): never part of a path Phoenix writes."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def relative_problem(value: str, where: str) -> str | None:
+    """Why a path meant relative to `where` (the config dir, cloudinit/) is refused, or None: absolute, `~`, a `..`
+    that climbs out, or a control character (refused, not normalised)."""
+    if control(value):
+        return f"{value!r} has a control character: a path has none"
+    if value.startswith(("/", "~")):
+        return f"{value!r} is an absolute path: give it relative to {where}"
+    depth = 0
+    for part in value.split("/"):
+        depth += -1 if part == ".." else 0 if part in ("", ".") else 1
+        if depth < 0:
+            return f"{value!r} climbs out of {where} with '..': give a path inside it"
+    return None
+
+
+def inside(path: Path, top: Path) -> bool:
+    """Whether the file path really is (links followed) lies inside top (resolved too)."""
+    try:
+        return path.resolve().is_relative_to(top.resolve())
+    except (OSError, RuntimeError):  # a loop of links
+        return False
+
+
+def absolute_problem(value: str) -> str | None:
+    """Why a path on the node (a storage's directory, a mount point) is refused, or None: it must be absolute and
+    already normal (no '..', '.', '//' or trailing '/'), without control characters (refused, not normalised)."""
+    import posixpath
+
+    if control(value):
+        return f"{value!r} has a control character: a path has none"
+    if not value.startswith("/"):
+        return f"{value!r} is not an absolute path (e.g. /mnt/data)"
+    normal = posixpath.normpath(value)
+    if normal.startswith("//"):
+        normal = normal[1:]
+    if ".." in value.split("/"):
+        return f"{value!r} has '..' in it: write the directory it means ({normal})"
+    if normal != value:
+        return f"{value!r} is not written as Proxmox keeps it: write {normal}"
+    return None

@@ -200,10 +200,18 @@ def _value_files(env: Environment, config_dir: Path, file: str, at: str) -> list
     from ..errors import PhoenixError
     from ..secrets import check_private_file
     from .files import resolve
+    from .rules import inside, relative_problem
 
     out = []
     for i, v in enumerate(env.variables):
         if v.value_file is not None:
+            said = relative_problem(v.value_file, f"the config dir {config_dir}")
+            if said is None and not inside(config_dir / v.value_file, config_dir):
+                said = (f"{v.value_file!r} leads to {(config_dir / v.value_file).resolve()}, outside the config dir "
+                        f"{config_dir}: a value file is a file inside it")
+            if said is not None:
+                out.append(Problem(file, f"{at}.variables[{i}].value_file", said))
+                continue
             try:
                 check_private_file(resolve(config_dir, v.value_file), f"value_file of {v.name}")
             except PhoenixError as e:

@@ -4,6 +4,7 @@ when nothing changed. The VM's task depends on it."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from doit.exceptions import TaskFailed
@@ -14,15 +15,25 @@ from ..runtime import Run
 
 
 def render_action(run: Run, vmid: int) -> TaskFailed | None:
+    """Render, check and write; a failure (a secret that cannot be read, a cache that cannot be written) is one
+    message, and the task counts as failed in the summary and .cache/last-run.json (its VM, which waits, is left out)."""
     from ..cloudinit import write as W
     from ..secrets import read_secret
 
+    key, t0 = f"cloudinit:{vmid}", time.monotonic()
     try:
         rendered = W.render_checked(run.estate, vmid, instance_id=W.preview_instance_id(vmid), read=read_secret)
         for path in W.write(run.cache, rendered):
-            run.say(f"cloudinit:{vmid} wrote {path}")
+            run.say(f"{key} wrote {path}")
     except PhoenixError as e:
+        run.outcomes.note(key, "failed", time.monotonic() - t0)
         return TaskFailed(str(e))
+    except OSError as e:
+        run.outcomes.note(key, "failed", time.monotonic() - t0)
+        where = e.filename or W.out_dir(run.cache, vmid)
+        return TaskFailed(f"{key}: cannot write VM {vmid}'s cloud-init files under {W.out_dir(run.cache, vmid)}: "
+                          f"{e.strerror or e} ({where}); make that directory writable by the user running Phoenix "
+                          "(or remove it: .cache/ is always safe to delete)")
     return None
 
 

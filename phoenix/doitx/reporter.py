@@ -7,9 +7,12 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import ConsoleReporter
+from doit.runner import FAILURE, Runner
 
 from ..junit import ENV as JUNIT
 from . import current
@@ -24,8 +27,19 @@ def doc_of(task: Any) -> str:
     return rest.split(" (")[0].strip() if head == "host" and rest.strip() else head
 
 
+def only_failed_tasks(fails: list[Any]) -> bool:
+    """Whether the run's failures are failed tasks and the dependants they left unbuilt, nothing else: doit counts
+    an unmet dependency (under --continue) as an error, exit 2, which Phoenix keeps for bad config and settings."""
+    return any(isinstance(f, TaskFailed) for f in fails) and \
+        all(isinstance(f, TaskFailed | UnmetDependency) for f in fails)
+
+
 class PhoenixReporter(ConsoleReporter):
     progress: Progress | None = None
+
+    def __init__(self, outstream: Any, options: Any) -> None:
+        super().__init__(outstream, options)
+        self.fails: list[Any] = []  # every failure and error doit told, reported or not
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         super().initialize(tasks, selected_tasks)
@@ -55,12 +69,14 @@ class PhoenixReporter(ConsoleReporter):
             self.write(f"   {self._progress().end(task.name, what)}\n")
 
     def add_failure(self, task: Any, fail: Any) -> None:
+        self.fails.append(fail)  # every failure and error doit told, reported or not
         super().add_failure(task, fail)
         if task.name[0] != "_":
             self.write(f"   {self._progress().end(task.name, 'FAILED')}\n")
 
     def complete_run(self) -> None:
         super().complete_run()
+        self.failed_is_one()
         run = current.RUN
         if run is None:
             return
@@ -91,6 +107,19 @@ class PhoenixReporter(ConsoleReporter):
                        + (f"; not reached: {named}" if left else "") + "\n")
         self.write(f"phoenix: {', '.join(parts)}; {data['api_requests']} API requests; {data['wall_seconds']:.2f}s "
                    f"(target: {data['target']})\n")
+
+    def failed_is_one(self) -> None:
+        """Exit 1, not 2, when tasks failed and left their dependants unbuilt. doit's runner calls complete_run from
+        its finish() and returns its final_result right after: that runner is the caller's frame."""
+        if self.runtime_errors or not only_failed_tasks(self.fails):
+            return
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None:
+            runner = frame.f_locals.get("self")
+            if isinstance(runner, Runner):
+                runner.final_result = FAILURE
+                return
+            frame = frame.f_back
 
     def write_junit(self, run: Any, data: dict[str, Any], path: Path) -> None:
         """The run as JUnit XML (PHOENIX_JUNIT): one test case per task, failures with the task's log."""

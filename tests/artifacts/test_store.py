@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,18 @@ from phoenix.errors import PhoenixError
 IDENT = "0123456789abcdef"
 
 
-def put(store: Store, data: bytes, identity: str = IDENT, layer: str = "ct900") -> Manifest:
-    name = f"{identity}.tar.gz"
+def tar_of(data: bytes, name: str = "./etc/vzdump/pct.conf") -> bytes:
+    """A gzipped tar holding data as one file (a store restores only archives whose members it has checked)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def put(store: Store, data: bytes, identity: str = IDENT, layer: str = "ct900", suffix: str = ".tar.gz") -> Manifest:
+    name = f"{identity}{suffix}"
     with store.writing(name) as w:
         for i in range(0, len(data), 7):
             w.write(data[i:i + 7])
@@ -25,7 +37,7 @@ def put(store: Store, data: bytes, identity: str = IDENT, layer: str = "ct900") 
 
 def test_an_archive_is_found_by_its_identity_with_its_manifest(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
-    data = b"archive bytes " * 1000
+    data = tar_of(b"archive bytes " * 1000)
     m = put(store, data)
     assert (tmp_path / "store" / f"{IDENT}.tar.gz").read_bytes() == data
     assert m.sha256 == hashlib.sha256(data).hexdigest() and m.size == len(data)

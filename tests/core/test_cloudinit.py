@@ -50,24 +50,29 @@ def test_example_vms_render_valid_files(proj: Path):
 
 
 def test_undefined_variable_names_template_line_and_vm(proj: Path):
+    loaded = estate(proj)  # as a run has it, before the template is edited
     path = proj / "cloudinit" / "user-data.yml.j2"
     lines = path.read_text().splitlines()
     lines.insert(5, "bootcmd: [{{ vm.no_such_value | tojson }}]")
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError) as info:
-        W.render_checked(estate(proj), 1001, instance_id="i", read=no_secret)
+        W.render_checked(loaded, 1001, instance_id="i", read=no_secret)
     text = str(info.value)
     assert f"{path}: line 6: rendering it for VM 1001:" in text and "no_such_value" in text, text
+    with pytest.raises(ConfigError) as info:  # with the config: once, for every VM it concerns
+        estate(proj)
+    assert [str(p) for p in info.value.problems] == [f"{path}: line 6: 'dict object' has no attribute 'no_such_value' "
+                                                     "(rendered for VMs 1001, 1002, 9000, 9001)"]
 
 
 def test_per_vm_override_and_schema_problems(proj: Path):
+    e = estate(proj)  # as a run has it, before the templates are edited
     own = proj / "cloudinit" / "1002"
     own.mkdir()
     (own / "user-data.yml.j2").write_text("#cloud-config\nhostname: {{ hostname | tojson }}\nnot_a_module: 1\n"
                                           "runcmd: 5\n")
     (own / "network-config.yml.j2").write_text("version: 2\nethernets:\n  nic0:\n    dhcp4: false\n"
                                                "    routes:\n      - to: default\n        via: 10.0.0.1\n")
-    e = estate(proj)
     W.render_checked(e, 1001, instance_id="i", read=no_secret)  # the others keep the shared templates
     with pytest.raises(ConfigError) as info:
         W.render_checked(e, 1002, instance_id="i", read=no_secret)
@@ -75,6 +80,15 @@ def test_per_vm_override_and_schema_problems(proj: Path):
     assert any(str(own / "user-data.yml.j2") in p and "not_a_module" in p for p in found), found
     assert any("$.runcmd" in p for p in found), found
     assert any("$.ethernets.nic0.routes[0].to" in p and "0.0.0.0/0" in p for p in found), found
+    with pytest.raises(ConfigError) as info:  # with the config, at the template lines
+        estate(proj)
+    found = [str(p) for p in info.value.problems]
+    assert found == [f"{own / 'user-data.yml.j2'}: line 3: unknown top-level key 'not_a_module': cloud-init's "
+                     "cloud-config schema (v1) has no such key; fix its name or remove it (rendered for VM 1002)",
+                     f"{own / 'user-data.yml.j2'}: line 4 ($.runcmd): 5 is not of type 'array' (rendered for VM 1002)",
+                     f"{own / 'network-config.yml.j2'}: line 6 ($.ethernets.nic0.routes[0].to): Debian 12's cloud-init "
+                     "(22.4) refuses `to: default` though the schema allows it: write `to: 0.0.0.0/0` (rendered for "
+                     "VM 1002)"], found
 
 
 def test_validate_checks_header_size_and_meta_data():
@@ -84,8 +98,8 @@ def test_validate_checks_header_size_and_meta_data():
     found = [str(p) for p in validate(bad, where)]
     assert "user-data: line 1: user-data must start with the line #cloud-config" in found
     assert any(p.startswith("user-data: $: ") and "at most 1048576 bytes" in p for p in found), found
-    assert any(p.startswith("network-config: $.version") for p in found), found
-    assert "meta-data: $.instance-id: meta-data needs an instance-id (a string)" in found
+    assert any(p.startswith("network-config: line 1 ($.version)") for p in found), found
+    assert any(p.startswith("meta-data: $.instance-id: meta-data needs an instance-id (a string)") for p in found)
 
 
 def test_password_hash_only_from_a_secret_file_and_only_in_the_0600_file(proj: Path, tmp_path: Path):

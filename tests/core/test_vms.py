@@ -10,6 +10,8 @@ import stat
 from pathlib import Path
 from urllib.parse import parse_qs
 
+import pytest
+
 from phoenix.facts.guests import parse_record
 
 from .conftest import NODE, Checkout, run_doit
@@ -120,7 +122,7 @@ def test_a_foreign_template_is_refused_and_nothing_is_written(vm_checkout: Check
     assert co.pve.vm(9000).name == "someones-template"
 
 
-def test_cloudinit_task_renders_and_checks_without_touching_a_host(tmp_path: Path):
+def test_cloudinit_task_renders_and_checks_without_touching_a_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     co = Checkout(tmp_path / "phoenix", vms=True)
     try:
         result = run_doit(co.root, ("cloudinit:1001",))
@@ -139,9 +141,12 @@ def test_cloudinit_task_renders_and_checks_without_touching_a_host(tmp_path: Pat
         assert "wrote" not in again.output, again.output
         bad = co.root / "cloudinit" / "network-config.yml.j2"
         bad.write_text(bad.read_text().replace("0.0.0.0/0", "default"))
-        failed = run_doit(co.root, ("cloudinit:1001",))
-        assert failed.rc != 0 and "Debian 12's cloud-init (22.4) refuses `to: default`" in failed.output
-        assert "Traceback" not in failed.output
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:  # refused with the config (exit 2), before doit runs anything
+            run_doit(co.root, ("cloudinit:1001",))
+        said = capsys.readouterr().err
+        assert info.value.code == 2 and "Debian 12's cloud-init (22.4) refuses `to: default`" in said, said
+        assert f"{bad}: line " in said and "Traceback" not in said, said
     finally:
         co.stop_sim()
 
