@@ -10,8 +10,9 @@ REASON = "stopped → start"
 
 
 def stopped_by_hand(res: Resource, facts: GuestFacts) -> bool:
-    """The config wants it running (an app guest, or a layer its build leaves running) and it is stopped."""
-    return res.runs and facts.status == "stopped" and not facts.template
+    """The config wants it running (an app guest, or a layer its build leaves running) and it is stopped; a guest
+    under HA is HA's to start or stop."""
+    return res.runs and facts.status == "stopped" and not facts.template and facts.hastate is None
 
 
 def start(path: str, vmid: int, tags: str = "") -> Call:

@@ -54,3 +54,13 @@ def test_vm_defaults_ha_is_for_the_vms_that_run_services(tmp_path: Path):
     path.write_text(json.dumps(data))
     estate = load_estate(tmp_path / "etc", REPO / "images")
     assert {v: vm.ha is not None for v, vm in estate.vms.items()} == {9000: False, 9001: False, 1001: True, 1002: True}
+
+
+def test_a_stopped_guest_under_ha_is_left_to_ha():
+    from phoenix.kinds.running import stopped_by_hand
+    from phoenix.resources import Resource
+
+    res = Resource("ct950", "lxc", "x", None, "app", {}, {}, vmid=950, runs=True)
+    assert stopped_by_hand(res, GuestFacts(950, status="stopped"))
+    assert not stopped_by_hand(res, GuestFacts(950, status="stopped", hastate="stopped"))
+    assert not stopped_by_hand(res, GuestFacts(950, status="running"))
