@@ -138,10 +138,12 @@ def inputs_by_ctid(images: Path) -> dict[int, dict[str, str]]:
 
 
 def copy_images(tmp_path: Path) -> Path:
-    """images/ copied, next to the project's stacks/ (the config names compose files relative to the project)."""
+    """images/ copied, next to the project's stacks/ and cloudinit/ (the config names compose files relative to the
+    project; the VMs' cloud-init templates are checked with the config)."""
     images = tmp_path / "images"
     shutil.copytree(IMAGES, images)
     (tmp_path / "stacks").symlink_to(REPO / "stacks")
+    (tmp_path / "cloudinit").symlink_to(REPO / "cloudinit")
     return images
 
 

@@ -56,6 +56,7 @@ class RemoteCheckout:
         self.host_dir = Path((image / "host_dir").read_text()) if image is not None else root / "node-data"
         (self.host_dir / "portainer").mkdir(parents=True, exist_ok=True)
         hyp = json.loads((REPO / "etc" / "phoenix_hypervisor_config.json").read_text())
+        hyp.pop("host", None)  # the node's own parts are tests/core/test_host_parts.py's: never set up this machine
         hyp["proxmox"] = {"target": "remote", "api_url": self.ep.url, "node": self.ep.node, "token_id": self.ep.token_id,
                           "token_file": str(self.ep.token_file), "ca_file": str(self.ep.verify)}
         hyp["ssh"] = {"host": server.host, "port": server.port, "user": server.user, "key_file": str(server.client_key),
