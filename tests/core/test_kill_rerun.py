@@ -1,0 +1,290 @@
+"""Kill and rerun: a real `doit` process interrupted (SIGINT, SIGTERM, SIGKILL) at a chosen point of a VM build, then
+run again. What the simulator holds afterwards is read from its saved state (what a crash leaves) and from a
+simulator started on it (what the next run finds); one rerun converges to the estate an uninterrupted build makes,
+and the run after it is a no-op (1 Proxmox request)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from phoenix.sim.host import SimHost, spawn
+from phoenix.sim.store import VM, VOLUMES, Store
+
+from .conftest import REPO, copy_project
+
+# A slowed task takes 30 s real (3000 PVE seconds at 0.01): the signal always lands while it runs.
+SCALE = "0.01"
+
+
+def env(**extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}, "PYTHONPATH": str(REPO), **extra}
+
+
+def doit(root: Path, *args: str, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=root, capture_output=True, text=True,
+                          timeout=timeout, env=env(**extra))
+
+
+def sim_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "phoenix.sim", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+
+
+def saved_vms(root: Path) -> dict[int, dict[str, Any]]:
+    """The VMs' configs as saved: what a crash leaves (read from the files, no simulator started)."""
+    records = Store(root / ".cache" / "sim", lambda _: None).read()
+    return {int(ident): value["config"] for (kind, ident), value in records.items() if kind == VM}
+
+
+def on_host(root: Path) -> tuple[dict[int, dict[str, Any]], set[int]]:
+    """What the next run finds: every VM's config, and the owners of the disk images in storage."""
+    host = SimHost(root / ".cache" / "sim", note=lambda _: None)
+    host.start()
+    try:
+        vms = {vm.vmid: dict(vm.config) for vm in host.pve.vms}
+        owners = {vol.get("vmid") for store in host.pve.storages.values() for vol in store.get("volumes", {}).values()
+                  if vol.get("content") == "images"}
+        return vms, owners
+    finally:
+        host.stop()
+
+
+def wait_until(check: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert proc.poll() is None, f"the run ended before {what}: {proc.communicate()[0]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def interrupted(root: Path, target: str, sig: signal.Signals, when: Callable[[], bool], what: str,
+                tasks: str, **extra: str) -> tuple[int, str]:
+    """`doit TARGET` with the simulator's tasks slowed (tasks: PHOENIX_SIM_TASK_SECONDS), sent sig once when()."""
+    proc = subprocess.Popen([sys.executable, "-m", "doit", *target.split()], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=env(PHOENIX_SIM_TIME_SCALE=SCALE, PHOENIX_SIM_TASK_SECONDS=tasks, **extra))
+    try:
+        wait_until(when, proc, what)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out
+
+
+def locked(root: Path, vmid: int, lock: str) -> Callable[[], bool]:
+    """Whether the saved state shows VM vmid with this lock (the simulator saves a task's guest as it starts)."""
+    def check() -> bool:
+        try:
+            return saved_vms(root).get(vmid, {}).get("lock") == lock
+        except (OSError, ValueError):
+            return False
+    return check
+
+
+def converges(root: Path, target: str) -> subprocess.CompletedProcess:
+    """One rerun builds the rest; the run after it is a 1-request no-op."""
+    rerun = doit(root, target)
+    out = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, out
+    assert "Traceback" not in out
+    again = doit(root, target)
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+    assert json.loads((root / ".cache" / "last-run.json").read_text())["api_requests"] == 1
+    return rerun
+
+
+def records(root: Path) -> dict[int, dict[str, Any]]:
+    """The layer record of every VM on the host, parsed from its description."""
+    from phoenix.facts.guests import parse_record
+
+    vms, _ = on_host(root)
+    return {vmid: parse_record(config.get("description")) for vmid, config in vms.items()}
+
+
+@pytest.fixture
+def golden(tmp_path: Path) -> Path:
+    """The example estate's VMs, with the template 9000 and the golden image 9001 built (no containers)."""
+    root = copy_project(tmp_path / "phoenix", vms=True)
+    built = doit(root, "vm9001")
+    assert built.returncode == 0, built.stdout + built.stderr
+    return root
+
+
+# ------------------------------------------------------------- a VM clone interrupted
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_mid_vm_clone_removes_the_half_made_clone_and_the_rerun_converges(golden: Path,
+                                                                                          sig: signal.Signals):
+    rc, out = interrupted(golden, "vm1002", sig, locked(golden, 1002, "clone"), "the clone of 1002", "clone=3000")
+    assert rc in (130, -signal.SIGINT), out
+    assert "phoenix: interrupted" in out and "Traceback" not in out, out
+    assert "VM 1002: half-made by a task that failed (lock 'clone'), removed with its disks" in out, out
+    # as Proxmox's failed clone leaves it: no VM 1002 (saved so, not only in memory), no disk of it, its source unlocked
+    assert 1002 not in saved_vms(golden)
+    vms, owners = on_host(golden)
+    assert 1002 not in vms and 1002 not in owners
+    assert "lock" not in vms[9001] and "lock" not in vms[9000]
+    rerun = converges(golden, "vm1002")
+    assert "vm1002 full clone of vm9001@docker-golden" in rerun.stdout
+    assert records(golden)[1002]["layer"] == "vm1002" and "identity" in records(golden)[1002]
+
+
+def test_sigkill_mid_linked_clone_leaves_the_lock_as_a_crash_does_and_one_rerun_converges(tmp_path: Path):
+    root = copy_project(tmp_path / "phoenix", vms=True)
+    assert doit(root, "vm9000").returncode == 0
+    rc, out = interrupted(root, "vm9001", signal.SIGKILL, locked(root, 9001, "clone"), "the clone of 9001",
+                          "clone=3000")
+    assert rc == -signal.SIGKILL
+    assert saved_vms(root)[9001]["lock"] == "clone"  # what the crash left: the clone's target, locked
+    rerun = converges(root, "vm9001")
+    out = rerun.stdout + rerun.stderr
+    assert "were half-created when the last simulator" in out and "9001" in out, out
+    assert "breaking the host's lease of run" in out  # the killed run's lease is taken over at once
+    vms, _ = on_host(root)
+    assert "lock" not in vms[9001] and records(root)[9001]["layer"] == "vm9001"
+
+
+def test_a_lock_a_killed_run_left_on_a_vm_is_named_with_the_unlock_that_works(golden: Path, tmp_path: Path):
+    """A lock that is no half-made guest's (vzdump's `backup`, from an export killed mid-dump) stays after a crash, as
+    on PVE: a build that would clone from it and the export both refuse before any write, with one message naming
+    `python -m phoenix.sim unlock 9001`, which unlocks the VM; then one rerun of each converges."""
+    state = golden / ".cache" / "sim"
+    artifacts = {"PHOENIX_ARTIFACTS": str(tmp_path / "artifacts")}
+    rc, _ = interrupted(golden, "export vm9001", signal.SIGKILL, locked(golden, 9001, "backup"), "the dump of 9001",
+                          "vzdump=3000", **artifacts)
+    assert rc == -signal.SIGKILL
+    # the store holds 9000's archive, exported before the kill, and nothing of 9001's (not even a partial file)
+    assert [p.name for p in (tmp_path / "artifacts").iterdir() if p.name.startswith(".")] == []
+    assert len(list((tmp_path / "artifacts").glob("*.json"))) == 1
+    fix = ("VM 9001 is locked (backup) but no task is running: an interrupted operation left the lock. "
+           "Check the guest, then run python -m phoenix.sim unlock 9001 and rerun.")
+    for args in (("vm1002",), ("export", "vm9001")):
+        refused = doit(golden, *args, **artifacts)
+        said = refused.stdout + refused.stderr
+        assert refused.returncode == 1 and "Traceback" not in said, said
+        assert fix in said, said
+        vms, _ = on_host(golden)
+        assert vms[9001]["lock"] == "backup" and 1002 not in vms  # nothing forced, nothing made
+    done = sim_command("unlock", "9001", "--state-dir", str(state))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"VM 9001 on the simulated host saved in {state}: lock 'backup' removed" in done.stdout
+    converges(golden, "vm1002")
+    exported = doit(golden, "export", "vm9001", **artifacts)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert len(list((tmp_path / "artifacts").glob("*.json"))) == 2
+    again = sim_command("unlock", "9001", "--state-dir", str(state))
+    assert again.returncode == 0 and "VM 9001 on the simulated host" in again.stdout and "is not locked" in again.stdout
+
+
+def test_unlock_removes_a_half_made_vm_clone_through_the_served_simulator_and_in_the_saved_state(tmp_path: Path):
+    from phoenix.pve.client import Pve
+    from phoenix.sim.host import served
+
+    state = tmp_path / "sim"
+    for through_server in (True, False):
+        proc = spawn(state, "--time-scale", SCALE, "--task-seconds", "clone=3000", stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+        try:
+            found = served(state)
+            assert found is not None
+            client = Pve.of(found[0])
+            if through_server:
+                client.run("POST", "nodes/pve1/qemu", vmid=9000, name="root", scsi0="local-lvm:1")
+            client.call("POST", "nodes/pve1/qemu/9000/clone", newid=9001, name="half", full=1)
+            assert client.get("nodes/pve1/qemu/9001/config").get("lock") == "clone"
+            if through_server:
+                done = sim_command("unlock", "9001", "--state-dir", str(state))
+                assert done.returncode == 0, done.stdout + done.stderr
+                assert "VM 9001 on the simulated host served by process" in done.stdout
+                assert "was half-created (lock 'clone'): removed" in done.stdout
+                assert not [vm for vm in client.get("cluster/resources") if vm.get("vmid") == 9001]
+        finally:
+            if through_server:
+                proc.terminate()
+            else:
+                proc.kill()
+            proc.wait(30)
+    # killed with the clone running: the saved state keeps the locked target until unlock removes it
+    assert saved_vms_at(state)[9001]["lock"] == "clone"
+    done = sim_command("unlock", "9001", "--state-dir", str(state))
+    assert done.returncode == 0 and "was half-created (lock 'clone'): removed" in done.stdout, done.stdout
+    assert 9001 not in saved_vms_at(state) and 9000 in saved_vms_at(state)
+    records_ = Store(state, lambda _: None).read()
+    assert not [v for (kind, _), vols in records_.items() if kind == VOLUMES for v in vols.values()
+                if v.get("vmid") == 9001]
+
+
+def test_a_clone_that_outlives_its_killed_run_is_waited_for_then_rebuilt(golden: Path):
+    """As on a real node, where a task runs on after the run that started it dies: the simulator served by its own
+    process finishes the clone. A rerun while it runs refuses before any write, naming the clone's task; the rerun
+    after it rebuilds the finished but unrecorded guest (it carries no record of its own), and converges."""
+    from phoenix.sim.host import served
+
+    state = golden / ".cache" / "sim"
+    server = spawn(state, "--time-scale", SCALE, "--task-seconds", "clone=800", stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    try:
+        found = served(state)
+        assert found is not None
+        rc, _ = interrupted(golden, "vm1002", signal.SIGKILL, lambda: clone_running(found[0]), "the clone", "")
+        assert rc == -signal.SIGKILL
+        early = doit(golden, "vm1002")
+        said = early.stdout + early.stderr
+        assert early.returncode == 1 and "Traceback" not in said, said
+        assert "VM 1002 is locked (clone) by a clone still running on the node: UPID:" in said, said
+        deadline = time.monotonic() + 60
+        while clone_running(found[0]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        rerun = converges(golden, "vm1002")
+        assert "vm1002 rebuild: an earlier bake did not finish" in rerun.stdout, rerun.stdout
+        assert "destroy VM 1002" in rerun.stdout
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert records(golden)[1002]["layer"] == "vm1002" and "identity" in records(golden)[1002]
+
+
+def clone_running(endpoint: Any) -> bool:
+    from phoenix.pve.client import Pve
+
+    tasks = Pve.of(endpoint).get("nodes/pve1/tasks", source="active")
+    return any(t.get("type") == "qmclone" and (t.get("status") == "running" or not t.get("endtime")) for t in tasks)
+
+
+def saved_vms_at(state: Path) -> dict[int, dict[str, Any]]:
+    records_ = Store(state, lambda _: None).read()
+    return {int(ident): value["config"] for (kind, ident), value in records_.items() if kind == VM}
+
+
+def test_on_a_real_node_the_vm_lock_message_names_qm_unlock_and_a_running_clone():
+    from types import SimpleNamespace
+
+    from phoenix.kinds.vm import vm_lock
+
+    def ctx(tasks: list[dict[str, Any]]) -> Any:
+        return SimpleNamespace(pve=lambda: SimpleNamespace(get=lambda path, **_: tasks), node="pve1", simulated=False)
+
+    dead = vm_lock(ctx([]), 1002, "clone")
+    assert dead == ("VM 1002 is locked (clone) but no task is running: an interrupted operation left the lock. "
+                    "Check the guest, then run `qm unlock 1002` on the node and rerun.")
+    clone = {"type": "qmclone", "id": "9001", "status": "running", "upid": "UPID:pve1:1:2:3:qmclone:9001:x:"}
+    assert vm_lock(ctx([clone]), 1002, "clone").startswith(
+        "VM 1002 is locked (clone) by a clone still running on the node: UPID:pve1:1:2:3:qmclone:9001:x: (Proxmox lists a "
+        "clone under its source, VM 9001)")
+    backup = {"type": "vzdump", "id": "9001", "status": "running", "upid": "UPID:b"}
+    assert "by a task still running on the node: UPID:b" in vm_lock(ctx([backup]), 9001, "backup")
