@@ -493,3 +493,119 @@ def test_an_export_interrupted_mid_dump_converges_in_one_rerun(golden: Path, tmp
     assert sorted(m.layer for m in manifests) == ["vm9000", "vm9001"]
     assert all(found.find(m.identity) == m for m in manifests)  # whole: size and sha256 match
     assert "nothing to do" in doit(golden, "vm9001").stdout
+
+
+# ---------------------------------------------------------------------------------- two runs at once
+
+HOST_PARTS = {"repos": {"no_subscription": True}, "network": {"bridges": [{"name": "vmbr1", "vlan_aware": True}]}}
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example estate with its stacks, synced (ct900, ct902, ct910, the Portainer server and environment, both
+    stacks), and host parts declared but not set up yet. Each test works on a copy."""
+    from .test_phoenix_cli import phoenix
+
+    root = copy_project(tmp_path_factory.mktemp("synced") / "phoenix", stacks=True)
+    done = phoenix(root, "sync", "portainer")
+    assert done.returncode == 0, done.stdout + done.stderr
+    path = root / "etc" / "phoenix_hypervisor_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "host": HOST_PARTS}))
+    return root
+
+
+def what_the_host_holds(root: Path) -> tuple[dict[Any, Any], str]:
+    """The simulated host's records (guests, storages, pools, the node) and the Portainer stand-in's state."""
+    records = Store(root / ".cache" / "sim", lambda _: None).read()
+    portainer = root / ".cache" / "sim" / "portainer-state.json"
+    return records, portainer.read_text() if portainer.exists() else ""
+
+
+def lease_of(root: Path, holder: Any) -> None:
+    from phoenix import lease as L
+
+    from .test_phoenix_cli import on_the_host
+
+    def put(pve: Any) -> None:
+        pve.pools[L.POOL] = set()
+        pve.pool_info[L.POOL] = {"comment": L.comment(holder), "storage": set()}
+    on_the_host(root, put)
+
+
+def dead_pid() -> int:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return gone.pid
+
+
+def verb_command(root: Path, verb: str) -> subprocess.CompletedProcess:
+    """One command that writes, as an operator would run it: each needs the host's lease."""
+    from .test_phoenix_cli import phoenix
+
+    if verb == "doit":
+        return doit(root, "ct901")  # not built yet
+    if verb == "setup-hypervisor":
+        return phoenix(root, "setup-hypervisor")  # the declared host parts
+    if verb == "sync":
+        compose = root / "stacks" / "qdrant" / "docker-compose.yml"
+        compose.write_text(compose.read_text() + "# changed: the stack is deployed again\n")
+        return phoenix(root, "sync", "stack", "qdrant_service", "to", "910")  # a Portainer-only change
+    assert verb == "delete"
+    return phoenix(root, "delete", "910", "--yes")
+
+
+VERBS = ["doit", "setup-hypervisor", "sync", "delete"]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_a_second_run_of_any_verb_is_refused_before_any_write_naming_the_holder(synced: Path, tmp_path: Path,
+                                                                                verb: str):
+    import shutil
+
+    from phoenix import lease as L
+
+    root = tmp_path / "phoenix"
+    shutil.copytree(synced, root, symlinks=True)
+    now = int(time.time())
+    holder = L.Holder("feed0001", "ci-runner-7", 4242, 1, now - 30, now + 600)
+    lease_of(root, holder)
+    before = what_the_host_holds(root)
+    refused = verb_command(root, verb)
+    said = refused.stdout + refused.stderr
+    assert refused.returncode == 1, said
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - 30))
+    assert f"another Phoenix run is changing this host: run feed0001 on ci-runner-7, pid 4242, since {since}" in said
+    assert "Nothing was changed" in said and "Traceback" not in said
+    assert what_the_host_holds(root) == before  # not one write: guests, storages, node, pools and Portainer as they were
+
+
+@pytest.mark.parametrize("verb", VERBS)
+@pytest.mark.parametrize("left", ["killed here", "expired elsewhere"])
+def test_a_lease_left_by_a_killed_run_is_taken_over_by_any_verb(synced: Path, tmp_path: Path, verb: str, left: str):
+    import shutil
+    import socket
+
+    from phoenix import lease as L
+
+    root = tmp_path / "phoenix"
+    shutil.copytree(synced, root, symlinks=True)
+    now = int(time.time())
+    if left == "killed here":  # a run of this machine killed with SIGKILL: its process is gone, its lease not expired
+        pid = dead_pid()
+        holder, why = L.Holder("dead0001", socket.gethostname(), pid, 1, now - 30, now + 600), f"process {pid} is gone"
+    else:  # a run elsewhere that stopped renewing (its machine was lost)
+        holder, why = L.Holder("dead0001", "lost-runner", 4242, 1, now - 300, now - 60), "its lease expired"
+    lease_of(root, holder)
+    before = what_the_host_holds(root)
+    done = verb_command(root, verb)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert f"phoenix: breaking the host's lease of run dead0001 on {holder.host} ({why})" in said, said
+    records, portainer = what_the_host_holds(root)
+    assert ("pool", L.POOL) not in records  # released at the end
+    changed = {k for k in {*records, *before[0]} if records.get(k) != before[0].get(k)} - {("pool", L.POOL)}
+    assert changed or portainer != before[1], "the verb did its work"
+    if verb == "sync":
+        assert portainer != before[1]  # the stack deployed again
+    if verb == "delete":
+        assert ("ct", "910") in changed and ("ct", "910") not in records
