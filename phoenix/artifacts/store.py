@@ -4,7 +4,9 @@
 layer name, kind, Proxmox version, created, sha256 and size of the archive, and the build ids that tie it to its
 parent). An archive is written under a temporary name and renamed into place once whole and checked; its manifest is
 written after it, the same way: an interrupted export leaves no archive and no manifest under their final names.
-A manifest whose archive does not match its sha256 is refused (said once), never restored.
+A manifest whose archive does not match its size and sha256 is refused (said once), never restored; so is one whose
+archive holds another layer or build than it names (the guest config vzdump keeps in the archive carries the layer's
+record tags: embedded.py), a foreign or replayed archive.
 
 The directory comes from PHOENIX_ARTIFACTS or the hypervisor config's `artifacts.dir`; none: no store.
 """
@@ -192,6 +194,10 @@ class Store:
                 m = None
             if m is not None:
                 why = self.problem(m)
+                if why is None:  # whole: then what it holds must be the layer and build its manifest names
+                    from .embedded import mismatch
+
+                    why = mismatch(self.archive_path(m), m.identity, m.build)
                 if why is not None:
                     self.say(f"phoenix: artifact refused for {m.layer}: {why}; the layer is baked instead")
                     m = None

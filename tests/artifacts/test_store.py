@@ -23,9 +23,16 @@ def put(store: Store, data: bytes, identity: str = IDENT, layer: str = "ct900") 
     return m
 
 
+def archive(identity: str = IDENT, build: str = "b1") -> bytes:
+    """A container's vzdump archive as the simulator writes it: its config, with the layer's record tags."""
+    from phoenix.sim.backups import archive_bytes
+
+    return archive_bytes({"hostname": "base", "tags": f"phoenix;phx-id-{identity};phx-b-{build};phx-s-0"})
+
+
 def test_an_archive_is_found_by_its_identity_with_its_manifest(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
-    data = b"archive bytes " * 1000
+    data = archive()
     m = put(store, data)
     assert (tmp_path / "store" / f"{IDENT}.tar.gz").read_bytes() == data
     assert m.sha256 == hashlib.sha256(data).hexdigest() and m.size == len(data)
