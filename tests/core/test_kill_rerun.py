@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -229,35 +230,43 @@ def test_unlock_removes_a_half_made_vm_clone_through_the_served_simulator_and_in
                 if v.get("vmid") == 9001]
 
 
-def test_a_clone_that_outlives_its_killed_run_is_waited_for_then_rebuilt(golden: Path):
+@pytest.mark.parametrize("vmid", [1002, 9001])
+def test_a_clone_that_outlives_its_killed_run_is_waited_for_then_rebuilt(tmp_path: Path, vmid: int):
     """As on a real node, where a task runs on after the run that started it dies: the simulator served by its own
     process finishes the clone. A rerun while it runs refuses before any write, naming the clone's task; the rerun
-    after it rebuilds the finished but unrecorded guest (it carries no record of its own), and converges."""
+    after it rebuilds the finished but unrecorded guest, and converges. It carries no record of its own, only the tags
+    its source had: 1002 those of 9001's snapshot (taken while 9001 was being built), 9001 the record of the template
+    9000 (a layer's build id is never another's: the planner tells it by that)."""
     from phoenix.sim.host import served
 
+    golden = copy_project(tmp_path / "phoenix", vms=True)
+    assert doit(golden, "vm9001" if vmid == 1002 else "vm9000").returncode == 0
     state = golden / ".cache" / "sim"
     server = spawn(state, "--time-scale", SCALE, "--task-seconds", "clone=800", stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     try:
         found = served(state)
         assert found is not None
-        rc, _ = interrupted(golden, "vm1002", signal.SIGKILL, lambda: clone_running(found[0]), "the clone", "")
+        task = f"vm{vmid}"
+        rc, _ = interrupted(golden, task, signal.SIGKILL, lambda: clone_running(found[0]), "the clone", "")
         assert rc == -signal.SIGKILL
-        early = doit(golden, "vm1002")
+        early = doit(golden, task)
         said = early.stdout + early.stderr
         assert early.returncode == 1 and "Traceback" not in said, said
-        assert "VM 1002 is locked (clone) by a clone still running on the node: UPID:" in said, said
+        assert f"VM {vmid} is locked (clone) by a clone still running on the node: UPID:" in said, said
         deadline = time.monotonic() + 60
         while clone_running(found[0]):
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        rerun = converges(golden, "vm1002")
-        assert "vm1002 rebuild: an earlier bake did not finish" in rerun.stdout, rerun.stdout
-        assert "destroy VM 1002" in rerun.stdout
+        plan = doit(golden, "plan", task)
+        assert re.search(rf"^{task}\s+rebuild: an earlier bake did not finish", plan.stdout, re.M), plan.stdout
+        rerun = converges(golden, task)
+        assert f"{task} rebuild: an earlier bake did not finish" in rerun.stdout, rerun.stdout
+        assert f"destroy VM {vmid}" in rerun.stdout
     finally:
         server.terminate()
         server.wait(30)
-    assert records(golden)[1002]["layer"] == "vm1002" and "identity" in records(golden)[1002]
+    assert records(golden)[vmid]["layer"] == task and "identity" in records(golden)[vmid]
 
 
 def clone_running(endpoint: Any) -> bool:
