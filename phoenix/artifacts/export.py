@@ -58,6 +58,7 @@ def export(run: Run, keys: Iterable[str]) -> list[Exported]:
             raise PhoenixError(f"{key} is not built as configured ({decision.text}): run `doit {key}` first, then export")
     out: list[Exported] = []
     with run.holding():
+        store.sweep()
         version = ""
         for key in order:
             facts = run.facts_of(run.resources[key])

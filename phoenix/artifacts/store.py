@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -30,7 +31,25 @@ ENV = "PHOENIX_ARTIFACTS"
 MANIFEST_VERSION = 1
 CHUNK = 1024 * 1024
 IDENTITY = re.compile(r"^[0-9a-f]{8,64}$")
-PARTIAL = ".partial-"  # in the name of an archive being written
+PARTIAL = ".partial-"  # in the name of an archive being written: .<name>.partial-<host>-<pid>-<thread>
+HOST = socket.gethostname()
+
+
+def partial_name(name: str) -> str:
+    return f".{name}{PARTIAL}{HOST}-{os.getpid()}-{threading.get_ident()}"
+
+
+def left_by_the_dead(name: str, host: str = HOST) -> bool:
+    """A partial file written by a process of this machine that is gone (an export killed with SIGKILL); a store shared
+    with other machines keeps theirs (their processes cannot be seen from here)."""
+    from ..lease import process_start
+
+    if not name.startswith(".") or PARTIAL not in name:
+        return False
+    parts = name.rsplit(PARTIAL, 1)[1].rsplit("-", 2)
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    return process_start(int(parts[1])) == -1
 
 
 @dataclass(frozen=True)
@@ -218,7 +237,7 @@ class Store:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise PhoenixError(f"cannot create the artifact store {self.root}: {e.strerror}") from None
-        temp = self.root / f".{archive}{PARTIAL}{os.getpid()}-{threading.get_ident()}"
+        temp = self.root / partial_name(archive)
         try:
             with temp.open("wb") as f:
                 writer = HashingWriter(f)
@@ -231,10 +250,24 @@ class Store:
                 temp.unlink()
             raise
 
+    def sweep(self) -> list[str]:
+        """Remove the partial files that exports killed on this machine left (never read; named so they cannot be taken
+        for an archive); the names removed."""
+        gone = []
+        if self.root.is_dir():
+            for path in sorted(self.root.glob(f".*{PARTIAL}*")):
+                if left_by_the_dead(path.name) and path.is_file():
+                    with suppress(OSError):
+                        path.unlink()
+                        gone.append(path.name)
+        if gone:
+            self.say(f"phoenix: removed {len(gone)} partial file(s) that killed exports left in the artifact store")
+        return gone
+
     def commit(self, m: Manifest) -> Path:
         """Write the manifest of an archive already in place (atomically); after this the archive is in the store."""
         path = self.manifest_path(m.identity)
-        temp = path.with_name(f".{path.name}{PARTIAL}{os.getpid()}-{threading.get_ident()}")
+        temp = path.with_name(partial_name(path.name))
         temp.write_text(m.to_json())
         os.replace(temp, path)
         with self._lock:
