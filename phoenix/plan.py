@@ -250,6 +250,9 @@ class Planner:
             return d(Action.BLOCKED, Why.BUSY, f"being built right now by {live_owners[facts.owner]}")
         if facts.building or not facts.identity:
             return d(Action.REBUILD, Why.UNFINISHED, "an earlier bake did not finish")
+        if res.parent is not None and facts.build_id is not None and facts.build_id == parent_build:
+            # a clone that ended after its run died: it carries the tags its parent had (build ids are never reused)
+            return d(Action.REBUILD, Why.UNFINISHED, f"an earlier bake did not finish (it carries {res.parent}'s record)")
         if facts.identity != res.identity(parent_build):
             reasons: list[str] = []
             if record:

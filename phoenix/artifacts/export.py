@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import PhoenixError
 from ..plan import Action
@@ -57,6 +58,7 @@ def export(run: Run, keys: Iterable[str]) -> list[Exported]:
             raise PhoenixError(f"{key} is not built as configured ({decision.text}): run `doit {key}` first, then export")
     out: list[Exported] = []
     with run.holding():
+        store.sweep()
         version = ""
         for key in order:
             facts = run.facts_of(run.resources[key])
@@ -71,6 +73,20 @@ def export(run: Run, keys: Iterable[str]) -> list[Exported]:
     return out
 
 
+def locked_by(run: Run, node: str, key: str, vmid: int, kind: str) -> None:
+    """Refuse to dump a locked guest (vzdump would fail): why it is locked, and the fix (a lock a killed run or a
+    crashed node left, as an interrupted vzdump leaves `backup`, is named with the unlock that removes it)."""
+    lock = run.pve.get(f"nodes/{node}/{kind}/{vmid}/config").get("lock")
+    if not lock:
+        return
+    from ..kinds.lxc import explain_lock
+    from ..kinds.vm import vm_lock
+
+    ctx = cast(Any, SimpleNamespace(pve=lambda: run.pve, node=node, simulated=run.simulated))
+    said = vm_lock(ctx, vmid, str(lock)) if kind == "qemu" else explain_lock(ctx, vmid, str(lock))
+    raise PhoenixError(f"{key} cannot be exported: {said}")
+
+
 def export_one(run: Run, store: Store, key: str, version: str) -> Exported:
     t0 = time.monotonic()
     res = run.resources[key]
@@ -79,6 +95,7 @@ def export_one(run: Run, store: Store, key: str, version: str) -> Exported:
     assert facts is not None and facts.identity and facts.build_id and res.vmid is not None
     node, cfg = run.api.node, run.hypervisor.artifacts
     mode = "snapshot" if facts.status == "running" else "stop"
+    locked_by(run, node, key, res.vmid, "qemu" if res.kind == "vm" else "lxc")
     upid = run.pve.call("POST", f"nodes/{node}/vzdump", vmid=res.vmid, storage=cfg.backup_storage, mode=mode,
                         compress="zstd", remove=0)
     run.pve.wait(upid, run.hypervisor.proxmox.task_timeout_s)

@@ -4,7 +4,9 @@
 layer name, kind, Proxmox version, created, sha256 and size of the archive, and the build ids that tie it to its
 parent). An archive is written under a temporary name and renamed into place once whole and checked; its manifest is
 written after it, the same way: an interrupted export leaves no archive and no manifest under their final names.
-A manifest whose archive does not match its sha256 is refused (said once), never restored.
+A manifest whose archive does not match its size and sha256 is refused (said once), never restored; so is one whose
+archive holds another layer or build than it names (the guest config vzdump keeps in the archive carries the layer's
+record tags: embedded.py), a foreign or replayed archive.
 
 The directory comes from PHOENIX_ARTIFACTS or the hypervisor config's `artifacts.dir`; none: no store.
 """
@@ -15,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -29,7 +32,25 @@ MANIFEST_VERSION = 1
 CHUNK = 1024 * 1024
 IDENTITY = re.compile(r"^[0-9a-f]{8,64}$")
 ARCHIVE_NAME = re.compile(r"^[0-9a-f]+\.(tar(\.(gz|zst|lzo|bz2))?|tgz|vma(\.(gz|zst|lzo))?)$")  # vzdump.EXTENSION
-PARTIAL = ".partial-"  # in the name of an archive being written
+PARTIAL = ".partial-"  # in the name of an archive being written: .<name>.partial-<host>-<pid>-<thread>
+HOST = socket.gethostname()
+
+
+def partial_name(name: str) -> str:
+    return f".{name}{PARTIAL}{HOST}-{os.getpid()}-{threading.get_ident()}"
+
+
+def left_by_the_dead(name: str, host: str = HOST) -> bool:
+    """A partial file written by a process of this machine that is gone (an export killed with SIGKILL); a store shared
+    with other machines keeps theirs (their processes cannot be seen from here)."""
+    from ..lease import process_start
+
+    if not name.startswith(".") or PARTIAL not in name:
+        return False
+    parts = name.rsplit(PARTIAL, 1)[1].rsplit("-", 2)
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    return process_start(int(parts[1])) == -1
 
 
 @dataclass(frozen=True)
@@ -220,6 +241,10 @@ class Store:
                 m = None
             if m is not None:
                 why = self.problem(m)
+                if why is None:  # whole: then what it holds must be the layer and build its manifest names
+                    from .embedded import mismatch
+
+                    why = mismatch(self.archive_path(m), m.identity, m.build)
                 if why is not None:
                     self.say(f"phoenix: artifact refused for {m.layer}: {why}; the layer is baked instead")
                     m = None
@@ -240,7 +265,7 @@ class Store:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise PhoenixError(f"cannot create the artifact store {self.root}: {e.strerror}") from None
-        temp = self.root / f".{archive}{PARTIAL}{os.getpid()}-{threading.get_ident()}"
+        temp = self.root / partial_name(archive)
         try:
             with temp.open("wb") as f:
                 writer = HashingWriter(f)
@@ -253,10 +278,24 @@ class Store:
                 temp.unlink()
             raise
 
+    def sweep(self) -> list[str]:
+        """Remove the partial files that exports killed on this machine left (never read; named so they cannot be taken
+        for an archive); the names removed."""
+        gone = []
+        if self.root.is_dir():
+            for path in sorted(self.root.glob(f".*{PARTIAL}*")):
+                if left_by_the_dead(path.name) and path.is_file():
+                    with suppress(OSError):
+                        path.unlink()
+                        gone.append(path.name)
+        if gone:
+            self.say(f"phoenix: removed {len(gone)} partial file(s) that killed exports left in the artifact store")
+        return gone
+
     def commit(self, m: Manifest) -> Path:
         """Write the manifest of an archive already in place (atomically); after this the archive is in the store."""
         path = self.manifest_path(m.identity)
-        temp = path.with_name(f".{path.name}{PARTIAL}{os.getpid()}-{threading.get_ident()}")
+        temp = path.with_name(partial_name(path.name))
         temp.write_text(m.to_json())
         os.replace(temp, path)
         with self._lock:

@@ -9,8 +9,9 @@ in-process simulator (it is advertised in <state-dir>/server.json). It holds the
 simulator of the same state is refused. Its state is saved as it changes. When it stops, the tasks still
 running fail and release their guests' locks.
 
-`unlock` removes a guest's lock, as `pct unlock` does on PVE (a half-created guest, lock `create`, is
-removed): through the server when the state dir is served, else in the saved state.
+`unlock` removes a container's or a VM's lock, as `pct unlock` and `qm unlock` do on PVE (a half-made guest, lock
+`create`, or a VM clone's target, lock `clone`, is removed with the disks its task made): through the server when the
+state dir is served, else in the saved state.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def unlock_main(argv: list[str]) -> int:
     from .unlock import unlock
 
     parser = argparse.ArgumentParser(prog="python -m phoenix.sim unlock",
-                                     description="Remove a simulated guest's lock, as `pct unlock` does on PVE.")
+                                     description="Remove a simulated container's or VM's lock, as `pct unlock` and "
+                                                 "`qm unlock` do on PVE.")
     parser.add_argument("vmid", type=int, help="the guest's id")
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="the simulator's state (default .cache/sim)")
     args = parser.parse_args(argv)

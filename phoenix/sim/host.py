@@ -34,7 +34,7 @@ from ..transport.simulated import NODE_FS
 from .backups import Backups
 from .changes import CONTROL, Touched, task_touched, touched
 from .dirlock import IN_PROCESS, StateLock
-from .guestlock import CREATE, Unlocked, after_crash, unlocked
+from .guestlock import LXC, QEMU, Unlocked, after_crash, half_made, unlocked
 from .ha import HaApi
 from .node_api import NodeApi, initial_state
 from .served import PORTAINER_FILE, SERVER_FILE, served
@@ -490,14 +490,45 @@ class SimHost:
                   + ", ".join(f"{e.kind} {e.tid}" for e in abandoned))
         for vmid in sorted({v for e in abandoned for v in e.vmids}):
             ct = self.pve.ct(vmid)
-            if ct is None or not ct.lock:
+            if ct is not None and ct.lock:
+                if half_made(ct.lock, LXC):
+                    self.pve._drop(ct)
+                    self.note(f"guest {vmid}: half-created by a task that failed, removed")
+                else:
+                    self.note(f"guest {vmid}: lock '{ct.lock}' of a task that failed released")
+                    ct.lock = None
+            vm = self.pve.vm(vmid)
+            lock = vm.config.get("lock") if vm is not None else None
+            if vm is None or not lock:
                 continue
-            if ct.lock == CREATE:
-                self.pve._drop(ct)
-                self.note(f"guest {vmid}: half-created by a task that failed, removed")
+            if half_made(lock, QEMU):  # as qemu-server's create, restore and clone remove their target on failure
+                self._drop_vm(vm)
+                self.note(f"VM {vmid}: half-made by a task that failed (lock '{lock}'), removed with its disks")
             else:
-                self.note(f"guest {vmid}: lock '{ct.lock}' of a task that failed released")
-                ct.lock = None
+                self.note(f"VM {vmid}: lock '{lock}' of a task that failed released")
+                self._vm_lock(vm, None)
+
+    @staticmethod
+    def _vm_lock(vm: Any, lock: str | None) -> None:
+        vm.lock = lock
+        if lock:
+            vm.config["lock"] = lock
+        else:
+            vm.config.pop("lock", None)
+
+    def _drop_vm(self, vm: Any) -> None:
+        """Remove a half-made VM and the volumes it owns (not those it refers to: a clone's parent's)."""
+        pve = self.pve
+        if vm in pve.vms:
+            pve.vms.remove(vm)
+        pve._pool_leave(vm.vmid)
+        self._free_volumes_of(vm.vmid)
+
+    def _free_volumes_of(self, vmid: int) -> None:
+        for sid, store in self.pve.storages.items():
+            for name, vol in list(store.get("volumes", {}).items()):
+                if vol.get("vmid") == vmid and vol.get("content") == "images":
+                    self.pve._qm_free(f"{sid}:{name}")
 
     # ----------------------------------------------------------- persistence
 
@@ -561,11 +592,12 @@ class SimHost:
         """The saved state into fakepve; then compacted into state.json."""
         pve = self.pve
         dropped: list[int] = []
+        dropped_vms: list[int] = []
         for (kind, ident), value in self.store.read().items():
             if kind == CT:
                 # A task that was running when the last simulator died never finishes: as PVE after a crash,
                 # the guest keeps its lock, except a half-created one, which the failed task removes.
-                config = after_crash(dict(value["config"]))
+                config = after_crash(dict(value["config"]), LXC)
                 if config is None:
                     dropped.append(value["vmid"])
                     continue
@@ -577,14 +609,16 @@ class SimHost:
                     continue
                 ct.snapshots = value.get("snapshots") or {}
             elif kind == VM:
-                config = after_crash(dict(value["config"]))
+                config = after_crash(dict(value["config"]), QEMU)
                 if config is None:
                     dropped.append(value["vmid"])
+                    dropped_vms.append(value["vmid"])
                     continue
                 vm = pve.add_vm(value["vmid"], value.get("name") or config.get("name") or f"vm{value['vmid']}",
                                 node=value.get("node", "pve1"), status=value.get("status", "stopped"), config=config,
                                 pending=value.get("pending") or {}, template=bool(value.get("template")))
                 vm.snapshots = value.get("snapshots") or {}
+                vm.lock = config.get("lock")  # fakepve checks the attribute: a saved lock holds after a restart
                 if vm.status == "running" and agent_enabled(config):
                     vm.agent = {}
             elif kind == VOLUMES and ident in pve.storages:
@@ -604,6 +638,8 @@ class SimHost:
         if dropped:
             self.note(f"guest(s) {', '.join(map(str, dropped))} were half-created when the last simulator of "
                       f"{self.dir} died: removed")
+        for vmid in dropped_vms:  # the disks its task had made, as the failed task would have removed them
+            self._free_volumes_of(vmid)
         for ids in pve.pools.values():
             ids.difference_update(dropped)
         pve._sync_pools()
@@ -612,20 +648,30 @@ class SimHost:
     # ---------------------------------------------------------------- unlock
 
     def _unlock_now(self, vmid: int) -> Unlocked:
-        """`pct unlock` on this host (on the loop thread)."""
+        """`pct unlock` / `qm unlock` on this host (on the loop thread); a half-made guest is removed instead."""
         pve = self.pve
-        ct = pve.ct(vmid)
-        if ct is None:
-            return Unlocked(vmid, found=False)
-        lock = ct.lock
         running = tuple(t["upid"] for t in list(pve.tasks.values()) if t["status"] == "running" and t["id"] == str(vmid))
+        ct = pve.ct(vmid)
+        if ct is not None:
+            lock = ct.lock
+            if lock:
+                config = unlocked(ct.config, LXC)
+                if config is None:
+                    pve._drop(ct)
+                else:
+                    ct.config = config
+            return Unlocked(vmid, True, lock, running)
+        vm = pve.vm(vmid)
+        if vm is None:
+            return Unlocked(vmid, found=False)
+        lock = vm.config.get("lock") or vm.lock
         if lock:
-            config = unlocked(ct.config)
-            if config is None:
-                pve._drop(ct)
+            if half_made(lock, QEMU):
+                self._drop_vm(vm)
             else:
-                ct.config = config
-        return Unlocked(vmid, True, lock, running)
+                self._vm_lock(vm, None)
+        self.save([vmid])
+        return Unlocked(vmid, True, lock, running, QEMU)
 
 
 def advertise(host: SimHost, endpoint: Endpoint) -> Path:

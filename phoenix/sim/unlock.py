@@ -14,14 +14,15 @@ import json
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import PhoenixError
 from ..pve.endpoint import Endpoint
 from .dirlock import UNLOCK, StateLock
-from .guestlock import Unlocked, unlocked
+from .guestlock import LXC, QEMU, Unlocked, unlocked
 from .host import UNLOCK_PATH, served
-from .store import CT, JOURNAL_FILE, STATE_FILE, Store, dumps
+from .store import CT, JOURNAL_FILE, STATE_FILE, VM, VOLUMES, Key, Store, dumps
 
 
 def unlock(state_dir: Path, vmid: int, note: Callable[[str], None] = print) -> tuple[Unlocked, str]:
@@ -66,14 +67,33 @@ def in_saved_state(state_dir: Path, vmid: int, note: Callable[[str], None]) -> U
     dirlock.acquire(UNLOCK)
     store = Store(state_dir, note)
     try:
-        record = store.read().get((CT, str(vmid)))
-        if record is None:
-            return Unlocked(vmid, found=False)
-        lock = record["config"].get("lock")
-        if lock:
-            config = unlocked(record["config"])
-            store.put({(CT, str(vmid)): None if config is None else dumps({**record, "config": config})})
-        return Unlocked(vmid, True, lock)
+        records = store.read()
+        for key, kind in (((CT, str(vmid)), LXC), ((VM, str(vmid)), QEMU)):
+            record = records.get(key)
+            if record is None:
+                continue
+            lock = record["config"].get("lock")
+            if lock:
+                config = unlocked(record["config"], kind)
+                changes: dict[Key, str | None] = {key: None if config is None else dumps({**record, "config": config})}
+                if config is None and kind == QEMU:  # the disks its task had made go with it
+                    changes.update(without_volumes_of(records, vmid))
+                store.put(changes)
+            return Unlocked(vmid, True, lock, kind=kind)
+        return Unlocked(vmid, found=False)
     finally:
         store.close()
         dirlock.release()
+
+
+def without_volumes_of(records: dict[Key, Any], vmid: int) -> dict[Key, str | None]:
+    """The storages' volume records less the disk images guest vmid owns."""
+    out: dict[Key, str | None] = {}
+    for (kind, name), volumes in records.items():
+        if kind != VOLUMES or not isinstance(volumes, dict):
+            continue
+        kept = {k: v for k, v in volumes.items()
+                if not (isinstance(v, dict) and v.get("vmid") == vmid and v.get("content") == "images")}
+        if len(kept) != len(volumes):
+            out[(kind, name)] = dumps(kept)
+    return out

@@ -18,7 +18,7 @@ from phoenix.artifacts.store import Store
 from tests.core.conftest import NODE, Checkout
 
 from .test_restore import exported, fresh  # noqa: F401 - the exported store and a fresh host
-from .test_store import IDENT, put, tar_of
+from .test_store import IDENT, put
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
@@ -100,8 +100,10 @@ def test_the_store_refuses_an_archive_with_a_member_out_and_names_it(tmp_path: P
     assert len(said) == 1 and "member '../../escaped' has '..'" in said[0] and "baked instead" in said[0], said
     # remembered by its sha256: a later run says the same without reading it again
     assert json.loads((tmp_path / "hashes.json").read_text())[f"members:{m.sha256}"].endswith("guest's root")
+    from .test_store import archive
+
     good = Store(tmp_path / "good", hashed=tmp_path / "h2.json")
-    put(good, tar_of(b"arch: amd64\n"))
+    put(good, archive())              # a vzdump archive of the layer its manifest names, nothing out
     assert good.find(IDENT) is not None
 
 

@@ -146,3 +146,16 @@ def test_an_archive_damaged_after_it_was_checked_is_caught_as_it_is_sent_then_re
     assert not list((fresh.cache / "sim" / "node-fs").rglob("vzdump-*"))  # the bad copy is removed from the node
     again = fresh.doit()
     assert "artifact refused for ct900" in again.output and again.outcomes()["ct900"] == "built", again.output
+
+
+def test_a_foreign_archive_under_a_layers_identity_is_refused_and_the_layer_baked(exported: dict, fresh: Checkout,
+                                                                                 store: Path) -> None:
+    from tests.artifacts.test_vm_restore import relabel
+
+    relabel(store, exported["ct901"], exported["ct900"])
+    result = fresh.doit()
+    assert result.rc == 0, result.output
+    assert re.search(r"^phoenix: artifact refused for ct901: .* a foreign or replayed archive; the layer is baked "
+                     r"instead$", result.output, re.M), result.output
+    assert result.outcomes()["ct900"] == "restored" and result.outcomes()["ct901"] == "built"
+    assert record(fresh, 901).get("restored_from") is None and "restored_from" in record(fresh, 900)

@@ -35,9 +35,16 @@ def put(store: Store, data: bytes, identity: str = IDENT, layer: str = "ct900", 
     return m
 
 
+def archive(identity: str = IDENT, build: str = "b1") -> bytes:
+    """A container's vzdump archive as the simulator writes it: its config, with the layer's record tags."""
+    from phoenix.sim.backups import archive_bytes
+
+    return archive_bytes({"hostname": "base", "tags": f"phoenix;phx-id-{identity};phx-b-{build};phx-s-0"})
+
+
 def test_an_archive_is_found_by_its_identity_with_its_manifest(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
-    data = tar_of(b"archive bytes " * 1000)
+    data = archive()
     m = put(store, data)
     assert (tmp_path / "store" / f"{IDENT}.tar.gz").read_bytes() == data
     assert m.sha256 == hashlib.sha256(data).hexdigest() and m.size == len(data)
@@ -101,3 +108,34 @@ def test_the_store_dir_comes_from_the_environment_or_the_config(tmp_path: Path, 
     assert store_dir("art", lambda p: tmp_path / p) == tmp_path / "art"
     monkeypatch.setenv(ENV, str(tmp_path / "env"))
     assert store_dir("art", lambda p: tmp_path / p) == tmp_path / "env"
+
+
+def test_partial_files_that_killed_exports_left_are_swept_on_this_machine_only(tmp_path: Path) -> None:
+    """An export killed with SIGKILL mid-stream leaves its partial file (never read: not a name the store looks up);
+    the next export removes those of dead processes of this machine, and leaves another machine's (a shared store)
+    and a live process's."""
+    import os
+    import subprocess
+    import sys
+
+    from phoenix.artifacts.store import HOST
+
+    writer = ("import sys, time\nfrom pathlib import Path\nfrom phoenix.artifacts.store import Store\n"
+              "with Store(Path(sys.argv[1])).writing('abc.tar.gz') as w:\n"
+              "    w.write(b'half an archive'); w.f.flush(); print('writing', flush=True); time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[2])
+    assert child.stdout is not None and child.stdout.readline() == "writing\n"
+    child.kill()
+    child.wait()
+    [left] = [p.name for p in tmp_path.glob(".abc.tar.gz.partial-*")]
+    assert left == f".abc.tar.gz.partial-{HOST}-{child.pid}-" + left.rsplit("-", 1)[1]
+    elsewhere = tmp_path / f".x.tar.gz.partial-another-host-{child.pid}-1"
+    live = tmp_path / f".y.tar.gz.partial-{HOST}-{os.getpid()}-1"
+    for path in (elsewhere, live):
+        path.write_bytes(b"")
+    said: list[str] = []
+    assert Store(tmp_path, said.append).find(IDENT) is None
+    assert Store(tmp_path, said.append).sweep() == [left]
+    assert said == ["phoenix: removed 1 partial file(s) that killed exports left in the artifact store"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([elsewhere.name, live.name])

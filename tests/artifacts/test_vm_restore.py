@@ -223,3 +223,32 @@ def test_the_simulated_restore_checks_what_a_node_checks(exported: dict, tmp_pat
         assert vm.template and held == named, (held, named)  # the overwritten VM's disks are gone
     finally:
         co.stop_sim()
+
+
+def relabel(store: Path, victim: dict, source: dict) -> None:
+    """Put another layer's archive under the victim's name, its manifest's size and sha256 made to match: what a
+    copy into the wrong name, or a deliberate swap by someone who can write the store, leaves."""
+    import hashlib
+
+    data = (store / source["archive"]).read_bytes()
+    (store / victim["archive"]).write_bytes(data)
+    path = store / f"{victim['identity']}.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_foreign_vm_archive_under_a_layers_identity_is_refused_and_the_layer_baked(exported: dict, fresh: Checkout,
+                                                                                   store: Path) -> None:
+    relabel(store, exported["vm9001"], exported["vm9000"])
+    result = fresh.doit()
+    assert result.rc == 0, result.output
+    assert re.search(rf"^phoenix: artifact refused for vm9001: archive {exported['vm9001']['archive']} holds layer "
+                     rf"identity {exported['vm9000']['identity']} .*a foreign or replayed archive; the layer is baked "
+                     r"instead$", result.output, re.M), result.output
+    outcomes = result.outcomes()
+    assert outcomes["vm9000"] == "restored" and outcomes["vm9001"] == "built", result.output
+    restores = [parse_qs(b.decode()) for m, p, b in fresh.pve.requests if m == "POST" and p == f"{NODE}/qemu"
+                and b"archive" in b]
+    assert [r["vmid"] for r in restores] == [["9000"]]  # never restored from the foreign archive
+    assert parse_record(fresh.pve.vm(9001).config.get("description"))["identity"] == exported["vm9001"]["identity"]

@@ -21,6 +21,20 @@ if TYPE_CHECKING:
     from ..base import Context, Prepared
 
 
+def vm_lock(ctx: Context, vmid: int, lock: str) -> str:
+    """Why a VM is locked: a task still running (Proxmox lists a clone under its source, and the clone's target
+    carries lock `clone`), or a dead one's lock, with the fix that removes it (`qm unlock` on a real node)."""
+    from ..lxc import explain_lock
+
+    if lock == "clone":
+        tasks = ctx.pve().get(f"nodes/{ctx.node}/tasks", source="active")
+        clones = [t for t in tasks if t.get("type") == "qmclone" and (t.get("status") == "running" or not t.get("endtime"))]
+        if clones:
+            return (f"VM {vmid} is locked (clone) by a clone still running on the node: {clones[0].get('upid')} "
+                    f"(Proxmox lists a clone under its source, VM {clones[0].get('id')}). Wait for it to end, then rerun.")
+    return explain_lock(ctx, vmid, lock).replace("CT ", "VM ").replace("`pct unlock", "`qm unlock")
+
+
 class VmKind:
     name = R.KIND
     plan_checks = False  # the checks render snippets with their secrets and read the node: `doit plan --steps`
@@ -50,7 +64,6 @@ class VmKind:
         from ..base import Prepared
         from ..bridges import problems as bridge_problems
         from ..ha import refused as ha_refused
-        from ..lxc import explain_lock
         from . import checks
         from . import steps as S
 
@@ -64,7 +77,7 @@ class VmKind:
             assert facts is not None
             config = ctx.pve().get(S.qemu(ctx.node, vmid, "/config"))
             if config.get("lock"):
-                problems.append(explain_lock(ctx, vmid, str(config["lock"])).replace("CT ", "VM "))
+                problems.append(vm_lock(ctx, vmid, str(config["lock"])))
             problems += bridge_problems(ctx, f"VM {vmid} ({res.key})", res.settings["net0"], config.get("net0"))
             return Prepared({"config": config, "facts": facts}, tuple(problems))
         from ..host.storage import as_set_up, pending
@@ -122,6 +135,12 @@ class VmKind:
                         problems.append(f"VM {vmid}: cloud image {image.volume} is not in storage {i_storage}, and node "
                                         f"{ctx.node} cannot fetch it from {url}: {e}")
                 download = True
+        parent = parent_of(estate.vms, vmid)
+        pf = ctx.view.get(parent) if parent is not None else None
+        if parent is not None and pf is not None:  # a clone of a locked source fails after the destroy: refuse first
+            lock = ctx.pve().get(S.qemu(pf.node or ctx.node, parent, "/config")).get("lock")
+            if lock:
+                problems.append(f"its parent {vm_lock(ctx, parent, str(lock))}")
         replaced: list[S.Replaced] = []
         keep: tuple[str, ...] = ()
         if facts is not None:
@@ -144,7 +163,7 @@ class VmKind:
                     problems.append(f"VM {v} has protection set, and rebuilding it would destroy it: clear it "
                                     f"(qm set {v} --protection 0) or allow it for this run")
                 if config.get("lock"):
-                    problems.append(explain_lock(ctx, v, str(config["lock"])).replace("CT ", "VM "))
+                    problems.append(vm_lock(ctx, v, str(config["lock"])))
                 replaced.append(S.Replaced(v, config, f.status == "running", on, f.hastate is not None))
                 if v == vmid:  # tags set by hand stay: those Phoenix did not set last time
                     old = F.parse_record(config.get("description")).get("settings")
