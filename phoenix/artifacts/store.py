@@ -176,43 +176,44 @@ class Store:
         from .members import archive_problem
 
         key = f"members:{sha}"
-        known: dict[str, Any] = {}
+        known = self._hashes()
+        if isinstance(known.get(key), str):
+            return known[key] or None
+        why = archive_problem(path)
+        if why is None or "cannot be read" not in why:  # a missing zstd is not remembered
+            known[key] = why or ""
+            self._keep_hashes(known)
+        return why
+
+    def _hashes(self) -> dict[str, Any]:
+        """What the hashed file remembers (nothing without one, or when it cannot be read)."""
         if self.hashed is not None:
             with suppress(OSError, ValueError):
                 loaded = json.loads(self.hashed.read_text())
-                known = loaded if isinstance(loaded, dict) else {}
-            if isinstance(known.get(key), str):
-                return known[key] or None
-        why = archive_problem(path)
-        if self.hashed is not None and (why is None or "cannot be read" not in why):  # a missing zstd is not remembered
-            known[key] = why or ""
-            with suppress(OSError):
-                self.hashed.parent.mkdir(parents=True, exist_ok=True)
-                temp = self.hashed.with_name(f"{self.hashed.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                temp.write_text(json.dumps(known))
-                os.replace(temp, self.hashed)
-        return why
+                return loaded if isinstance(loaded, dict) else {}
+        return {}
+
+    def _keep_hashes(self, known: dict[str, Any]) -> None:
+        """The hashed file replaced whole (a temporary file renamed over it); a failure only costs a later rehash."""
+        if self.hashed is None:
+            return
+        with suppress(OSError):
+            self.hashed.parent.mkdir(parents=True, exist_ok=True)
+            temp = self.hashed.with_name(f"{self.hashed.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            temp.write_text(json.dumps(known))
+            os.replace(temp, self.hashed)
 
     def _sha256(self, path: Path) -> str:
         """The archive's sha256, from the hashed file while its size and mtime are those remembered."""
         st = path.stat()
         stamp = [st.st_size, st.st_mtime_ns]
-        known: dict[str, Any] = {}
-        if self.hashed is not None:
-            with suppress(OSError, ValueError):
-                loaded = json.loads(self.hashed.read_text())
-                known = loaded if isinstance(loaded, dict) else {}
-            entry = known.get(str(path.resolve()))
-            if isinstance(entry, list) and entry[:2] == stamp and len(entry) == 3:
-                return str(entry[2])
+        known = self._hashes()
+        entry = known.get(str(path.resolve()))
+        if isinstance(entry, list) and entry[:2] == stamp and len(entry) == 3:
+            return str(entry[2])
         found = sha256_file(path)
-        if self.hashed is not None:
-            known[str(path.resolve())] = [*stamp, found]
-            with suppress(OSError):
-                self.hashed.parent.mkdir(parents=True, exist_ok=True)
-                temp = self.hashed.with_name(f"{self.hashed.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                temp.write_text(json.dumps(known))
-                os.replace(temp, self.hashed)
+        known[str(path.resolve())] = [*stamp, found]
+        self._keep_hashes(known)
         return found
 
     def forget_hash(self, archive: Path) -> None:

@@ -3,30 +3,10 @@ it chose does not exist (before, the whole file looked empty and every choice wa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pytest
-
-from phoenix.config.estate import load_estate
-from phoenix.errors import ConfigError
-
 from .conftest import copy_project, doit_command
-
-STACKS = "phoenix_stacks_config.json"
-
-
-def refused(root: Path) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_estate(root / "etc", root / "images")
-    return [str(p) for p in info.value.problems]
-
-
-def edit_stacks(root: Path, change) -> None:
-    path = root / "etc" / STACKS
-    data = json.loads(path.read_text())
-    change(data["docker_stacks"])
-    path.write_text(json.dumps(data))
+from .test_config_paths import STACKS, edit_stacks, refused
 
 
 def test_one_bad_entry_is_the_one_problem(tmp_path: Path):
