@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_PART = re.compile(r'\.([^.\[]+)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]')
+_PLAIN_KEY = re.compile(r"[\w-]+")
+
+
+def human_path(path: str) -> str:
+    """A JSON path as a person reads it: `$.lxc_configs["950"].network_config.ip` -> `lxc_configs.950.network_config.ip`
+    (a key that is not a plain name keeps its quotes; `$`, the whole file, is ""). Any other text is left as it is."""
+    if not path.startswith("$"):
+        return path
+    out, pos, rest = [], 0, path[1:]
+    while pos < len(rest):
+        m = _PART.match(rest, pos)
+        if m is None:
+            return path
+        name, index, key = m.groups()
+        if index is not None:
+            out.append(f"[{index}]")
+        elif name is not None:
+            out.append(f".{name}")
+        else:
+            out.append(f".{key}" if _PLAIN_KEY.fullmatch(key) else f'["{key}"]')
+        pos = m.end()
+    return "".join(out).removeprefix(".")
 
 
 class PhoenixError(Exception):
@@ -11,14 +36,16 @@ class PhoenixError(Exception):
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem in a config file: where it is and what is expected."""
+    """One problem in a config file: where it is (path: a JSON path, `$` for the whole file, or a place such as
+    `line 4`) and what is expected. Shown with the path as a person reads it (human_path)."""
 
     file: str
     path: str
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.path}: {self.message}"
+        where = human_path(self.path)
+        return f"{self.file}: {where}: {self.message}" if where else f"{self.file}: {self.message}"
 
 
 class ConfigError(PhoenixError):

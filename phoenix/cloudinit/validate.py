@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from ..errors import Problem
+from ..errors import Problem, human_path
 from .lines import rendered_line, template_line
 from .render import SNIPPET_MAX, Rendered
 
@@ -144,7 +144,7 @@ def problem(rendered: Rendered, f: Finding, where: str, template: str | None) ->
     own = template_line(template, text, line) if template is not None else None
     at = f"line {own}" if own is not None else f"line {line} of the rendered file" if template is not None \
         else f"line {line}"
-    return Problem(where, f"{at} ({jpath})" if jpath else at, f.message)
+    return Problem(where, f"{at} ({human_path(jpath)})" if jpath else at, f.message)
 
 
 def _network(data: Any) -> list[Finding]:

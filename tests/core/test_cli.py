@@ -47,7 +47,7 @@ def test_bad_config_exits_2_with_the_problem(project: Path):
     path.write_text(path.read_text().replace('"cores": 8', '"cores": 0'))
     result = doit(project)
     assert result.returncode == 2
-    assert '$.lxc_configs["950"].cores: Input should be greater than or equal to 1 (got 0)' in result.stderr
+    assert 'lxc_configs.950.cores: Input should be greater than or equal to 1 (got 0)' in result.stderr
     assert not (project / ".cache" / "sim" / "state.json").exists()
 
 

@@ -36,7 +36,7 @@ def bad_override(root: Path) -> tuple[Path, str]:
 def no_instance_id(root: Path) -> tuple[Path, str]:
     path = root / "cloudinit" / "meta-data.yml.j2"
     path.write_text("local-hostname: {{ hostname | tojson }}\n")
-    return path, ("$.instance-id: meta-data needs an instance-id (a string): add the line instance-id: "
+    return path, ("instance-id: meta-data needs an instance-id (a string): add the line instance-id: "
                   "{{ instance_id | tojson }} (Phoenix gives each build its own) (rendered for VMs 1001, 1002, 9000, "
                   "9001)")
 
@@ -45,7 +45,7 @@ def wrong_type(root: Path) -> tuple[Path, str]:
     path = root / "cloudinit" / "user-data.yml.j2"
     path.write_text(path.read_text().replace("runcmd:\n", "runcmd: 5\nbootcmd:\n"))
     line = path.read_text().splitlines().index("runcmd: 5") + 1
-    return path, f"line {line} ($.runcmd): 5 is not of type 'array' (rendered for VMs"
+    return path, f"line {line} (runcmd): 5 is not of type 'array' (rendered for VMs"
 
 
 @pytest.mark.parametrize("case", [unknown_key, bad_override, no_instance_id, wrong_type], ids=lambda c: c.__name__)

@@ -63,28 +63,28 @@ def test_example_estate_reproduces_the_seed():
 
 
 @pytest.mark.parametrize("change, expected", [
-    (lambda c: c["950"].update(memory_mb=-1), '$.lxc_configs["950"].memory_mb: Input should be greater than or equal to 16 (got -1)'),
-    (lambda c: c["950"].update(memroy_mb=1), """$.lxc_configs["950"].memroy_mb: unknown key 'memroy_mb'; did you mean 'memory_mb'?"""),
-    (lambda c: c["950"].update(clone_from_ctid=999), '$.lxc_configs["950"].clone_from_ctid: CT 999 is not defined'),
+    (lambda c: c["950"].update(memory_mb=-1), 'lxc_configs.950.memory_mb: Input should be greater than or equal to 16 (got -1)'),
+    (lambda c: c["950"].update(memroy_mb=1), """lxc_configs.950.memroy_mb: unknown key 'memroy_mb'; did you mean 'memory_mb'?"""),
+    (lambda c: c["950"].update(clone_from_ctid=999), 'lxc_configs.950.clone_from_ctid: CT 999 is not defined'),
     (lambda c: c["900"].update(clone_from_ctid=950, template=None), "clone_from_ctid forms a cycle"),
-    (lambda c: c["950"].update(gpu_assignment="0,7"), '$.lxc_configs["950"].gpu_assignment[1]: GPU 7 is not among nvidia.gpus [0, 1]'),
+    (lambda c: c["950"].update(gpu_assignment="0,7"), 'lxc_configs.950.gpu_assignment[1]: GPU 7 is not among nvidia.gpus [0, 1]'),
     (lambda c: c["910"]["network_config"].update(ip="10.0.0.150/24"), "IP address 10.0.0.150 is also used by CT 950"),
     (lambda c: c["910"].update(name="vllmqwen3coder"), "name vllmqwen3coder is also used by CT 950"),
     (lambda c: c["902"].update(pct_features={"nesting": False}), "docker needs nesting: set pct_features.nesting to true"),
     (lambda c: c["902"].update(pct_features={"nesting": True}), "docker needs keyctl in an unprivileged container"),
     (lambda c: c["910"].update(pct_features={"nesting": True}), "phoenix_hypervisor_lxc_910.sh needs keyctl"),
-    (lambda c: c["901"].update(gpu_assignment=[]), '$.lxc_configs["901"].features[0]: nvidia needs GPUs'),
+    (lambda c: c["901"].update(gpu_assignment=[]), 'lxc_configs.901.features[0]: nvidia needs GPUs'),
     (lambda c: c["920"].update(template_snapshot_name=None), 'CT 950 is cloned from it, so it needs template_snapshot_name'),
     (lambda c: c["950"].update(features=["nope"]), "unknown feature 'nope'"),
     (lambda c: c["950"].update(application_script="missing.sh"), "missing.sh does not exist"),
-    (lambda c: c["950"]["network_config"].update(ip="10.0.0.300/24"), '$.lxc_configs["950"].network_config.ip'),
+    (lambda c: c["950"]["network_config"].update(ip="10.0.0.300/24"), 'lxc_configs.950.network_config.ip'),
     (lambda c: c["950"].update(mount_points=[{"container_path": "/data", "storage": "local-lvm", "size_gb": 5,
                                               "persistent": True}]), "for persistent data use host_path"),
     (lambda c: c["920"].update(storage_size_gb=8), "a clone cannot be smaller than its parent (32 GB)"),
     (lambda c: c["900"].update(template="ubuntu-99"), "OS template 'ubuntu-99' is not in os_templates"),
     (lambda c: c["902"].update(docker={"source": "dockerhub"}),
-     """$.lxc_configs["902"].docker.source: Input should be 'distro' or 'docker' (got "dockerhub")"""),
-    (lambda c: c["902"].update(docker={"login_user": "a b"}), '$.lxc_configs["902"].docker.login_user'),
+     """lxc_configs.902.docker.source: Input should be 'distro' or 'docker' (got "dockerhub")"""),
+    (lambda c: c["902"].update(docker={"login_user": "a b"}), 'lxc_configs.902.docker.login_user'),
     (lambda c: c["902"].update(docker={"login_password": "x"}), "unknown key 'login_password'"),
 ])
 def test_bad_config_names_file_path_and_fix(cfg: Path, change, expected):
@@ -158,4 +158,4 @@ def test_schema_marks_the_flat_app_keys_deprecated_and_names_scripts():
 def test_undefined_grandparent_is_reported_not_raised(cfg: Path):
     edit(cfg, lambda c: c["920"].update(clone_from_ctid=999))  # 950 -> 920 -> 999 (missing)
     found = problems(cfg)
-    assert any('$.lxc_configs["920"].clone_from_ctid: CT 999 is not defined in lxc_configs' in p for p in found), found
+    assert any('lxc_configs.920.clone_from_ctid: CT 999 is not defined in lxc_configs' in p for p in found), found

@@ -58,13 +58,13 @@ def test_seed_style_flat_file_loads_with_the_same_app_fields_and_notes(cfg: Path
     assert {c: g.app for c, g in flat.guests.items()} == {c: g.app for c, g in example.guests.items()}
     lxc = str(cfg / "etc" / "phoenix_lxc_configs.json")
     assert [str(n) for n in flat.notes] == [
-        f'{lxc}: $.lxc_configs["910"].portainer_role: deprecated, use app.portainer.role',
-        f'{lxc}: $.lxc_configs["910"].portainer_port: deprecated, use app.portainer.port',
-        f'{lxc}: $.lxc_configs["950"].vllm_model: deprecated, use app.vllm.model',
-        f'{lxc}: $.lxc_configs["950"].vllm_served_model_name: deprecated, use app.vllm.served_model_name',
-        f'{lxc}: $.lxc_configs["950"].vllm_port: deprecated, use app.vllm.port',
-        f'{lxc}: $.lxc_configs["950"].vllm_max_model_len: deprecated, use app.vllm.max_model_len',
-        f'{lxc}: $.lxc_configs["950"].vllm_gpu_memory_utilization: deprecated, use app.vllm.gpu_memory_utilization',
+        f'{lxc}: lxc_configs.910.portainer_role: deprecated, use app.portainer.role',
+        f'{lxc}: lxc_configs.910.portainer_port: deprecated, use app.portainer.port',
+        f'{lxc}: lxc_configs.950.vllm_model: deprecated, use app.vllm.model',
+        f'{lxc}: lxc_configs.950.vllm_served_model_name: deprecated, use app.vllm.served_model_name',
+        f'{lxc}: lxc_configs.950.vllm_port: deprecated, use app.vllm.port',
+        f'{lxc}: lxc_configs.950.vllm_max_model_len: deprecated, use app.vllm.max_model_len',
+        f'{lxc}: lxc_configs.950.vllm_gpu_memory_utilization: deprecated, use app.vllm.gpu_memory_utilization',
     ]
 
 
@@ -72,10 +72,10 @@ def test_flat_and_new_spelling_of_one_key_is_an_error(cfg: Path):
     edit(cfg, lambda c: c["950"].update(vllm_model="Qwen/Other", vllm_port=8001, memory_mb=1))
     found = problems(cfg)
     lxc = cfg / "etc" / "phoenix_lxc_configs.json"
-    assert f'{lxc}: $.lxc_configs["950"].vllm_model: vllm_model is the old spelling of app.vllm.model, which is set ' \
+    assert f'{lxc}: lxc_configs.950.vllm_model: vllm_model is the old spelling of app.vllm.model, which is set ' \
            "too: keep app.vllm.model and remove vllm_model" in found
-    assert any('["950"].vllm_port: vllm_port is the old spelling of app.vllm.port' in p for p in found), found
-    assert any('["950"].memory_mb: Input should be greater than or equal to 16' in p for p in found), found
+    assert any('lxc_configs.950.vllm_port: vllm_port is the old spelling of app.vllm.port' in p for p in found), found
+    assert any('lxc_configs.950.memory_mb: Input should be greater than or equal to 16' in p for p in found), found
     assert len(found) == 3, found
 
 
@@ -91,15 +91,15 @@ def test_app_settings_keep_their_constraints(cfg: Path):
     edit(cfg, lambda c: (c["950"]["app"]["vllm"].update(gpu_memory_utilization=1.5, dtype="Bad Type"),
                          c["910"]["app"]["portainer"].update(role="boss")))
     found = problems(cfg)
-    assert any('["950"].app.vllm.gpu_memory_utilization: Input should be less than or equal to 1' in p for p in found)
-    assert any('["950"].app.vllm.dtype: String should match pattern' in p for p in found)
-    assert any('["910"].app.portainer.role: Input should be' in p for p in found)
+    assert any('lxc_configs.950.app.vllm.gpu_memory_utilization: Input should be less than or equal to 1' in p for p in found)
+    assert any('lxc_configs.950.app.vllm.dtype: String should match pattern' in p for p in found)
+    assert any('lxc_configs.910.app.portainer.role: Input should be' in p for p in found)
     assert len(found) == 3, found
 
 
 def test_a_vllm_app_needs_a_model(cfg: Path):
     edit(cfg, lambda c: c["950"]["app"]["vllm"].pop("model"))
-    assert any('["950"].app.vllm.model: an app serving vLLM needs app.vllm.model' in p for p in problems(cfg))
+    assert any('lxc_configs.950.app.vllm.model: an app serving vLLM needs app.vllm.model' in p for p in problems(cfg))
 
 
 def test_secret_files_follow_the_secret_names():
@@ -121,5 +121,5 @@ def test_storage_templates_is_accepted_with_a_note(cfg: Path):
     estate = load_estate(cfg / "etc", cfg / "images")
     hyp = cfg / "etc" / "phoenix_hypervisor_config.json"
     assert [str(n) for n in estate.notes] == [
-        f"{hyp}: $.storage.templates: deprecated and unused: each OS template's volume names its storage "
+        f"{hyp}: storage.templates: deprecated and unused: each OS template's volume names its storage "
         "(local:vztmpl/...); remove storage.templates"]

@@ -38,7 +38,7 @@ def test_a_value_file_out_of_the_config_dir_is_refused(tmp_path: Path, value: st
     edit_stacks(root, lambda s: dev_variables(s).append({"name": "DATABASE_PASS", "value_file": value}))
     found = [p for p in refused(root) if "value_file" in p]
     assert len(found) == 1 and said in found[0], found
-    assert f'{root / "etc" / STACKS}: $.docker_stacks["thinkheads_ai_app"].environments["development"].variables[' \
+    assert f'{root / "etc" / STACKS}: docker_stacks.thinkheads_ai_app.environments.development.variables[' \
            in found[0], found
 
 
@@ -63,7 +63,7 @@ def test_a_template_linking_out_of_cloudinit_is_exit_2_before_any_request(tmp_pa
     result = doit_command(root)
     out = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in out, out
-    assert f"{own / 'user-data.yml.j2'}: $: leads to {secret}, outside {root / 'cloudinit'}" in out, out
+    assert f"{own / 'user-data.yml.j2'}: leads to {secret}, outside {root / 'cloudinit'}" in out, out
     assert not (root / ".cache" / "sim" / "state.json").exists() and not (root / ".cache" / "cloudinit").exists()
 
 
@@ -80,7 +80,7 @@ def test_a_host_storage_directory_must_be_absolute_and_normal(tmp_path: Path, pa
     data["host"] = {"storage": {"storages": [{"id": "data", "type": "dir", "content": ["backup"], "path": path}]}}
     file.write_text(json.dumps(data))
     found = refused(root)
-    assert len(found) == 1 and found[0].startswith(f"{file}: $.host.storage.storages[0].path: "), found
+    assert len(found) == 1 and found[0].startswith(f"{file}: host.storage.storages[0].path: "), found
     if said != "a Proxmox storage directory":
         assert said in found[0], found
     assert not any(w in found[0] for w in ("type=", "input_value=", "Value error")), found
@@ -92,7 +92,7 @@ def test_a_storage_id_that_is_no_pve_volume_name_is_refused_with_the_rule(tmp_pa
     data = json.loads(file.read_text())
     data["host"] = {"storage": {"storages": [{"id": "../x", "type": "dir", "content": ["backup"], "path": "/x"}]}}
     file.write_text(json.dumps(data))
-    assert refused(root) == [f"{file}: $.host.storage.storages[0].id: \"../x\" is not a Proxmox storage id: a "
+    assert refused(root) == [f"{file}: host.storage.storages[0].id: \"../x\" is not a Proxmox storage id: a "
                              "lower-case letter, then lower-case letters, digits, '-', '_' or '.', ending in a letter "
                              "or digit (e.g. local-lvm)"]
 

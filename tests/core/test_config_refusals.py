@@ -46,30 +46,30 @@ def rekey(old: str, new: str) -> tuple[str, Callable[[dict[str, Any]], None]]:
 
 # each case: the change, and the one line it must give (after "<file>: ")
 CASES: dict[str, tuple[tuple[str, Callable[[dict[str, Any]], None]], str]] = {
-    "ip out of range": (net("950", ip="10.0.0.300/24"), '$.lxc_configs["950"].network_config.ip: "10.0.0.300/24" is '
+    "ip out of range": (net("950", ip="10.0.0.300/24"), 'lxc_configs.950.network_config.ip: "10.0.0.300/24" is '
                         'not an IPv4 address with a prefix (e.g. 10.0.0.150/24) or "dhcp"'),
-    "ip without prefix": (net("950", ip="10.0.0.150"), '$.lxc_configs["950"].network_config.ip: "10.0.0.150" has no '
+    "ip without prefix": (net("950", ip="10.0.0.150"), 'lxc_configs.950.network_config.ip: "10.0.0.150" has no '
                           "prefix: write the address with its network prefix, e.g. 10.0.0.150/24"),
-    "ip not dhcp": (net("950", ip="DHCP"), '$.lxc_configs["950"].network_config.ip: "DHCP" is not an IPv4 address '
+    "ip not dhcp": (net("950", ip="DHCP"), 'lxc_configs.950.network_config.ip: "DHCP" is not an IPv4 address '
                     'with a prefix (e.g. 10.0.0.150/24) or "dhcp"'),
-    "gateway outside the subnet": (net("950", gw="10.1.0.1"), '$.lxc_configs["950"].network_config.gw: gateway '
+    "gateway outside the subnet": (net("950", gw="10.1.0.1"), 'lxc_configs.950.network_config.gw: gateway '
                                    "10.1.0.1 is not in 10.0.0.0/24, the subnet of ip 10.0.0.150/24: a guest reaches "
                                    "its gateway in its own subnet; give a gateway inside it (e.g. 10.0.0.1), or the "
                                    "ip's right prefix"),
-    "gateway not an address": (net("950", gw="10.0.0.256"), '$.lxc_configs["950"].network_config.gw: "10.0.0.256" is '
+    "gateway not an address": (net("950", gw="10.0.0.256"), 'lxc_configs.950.network_config.gw: "10.0.0.256" is '
                                "not an IPv4 address (e.g. 10.0.0.1)"),
-    "mac": (ct("950", mac_address="52:54:00:67:89"), '$.lxc_configs["950"].mac_address: "52:54:00:67:89" is not a MAC '
+    "mac": (ct("950", mac_address="52:54:00:67:89"), 'lxc_configs.950.mac_address: "52:54:00:67:89" is not a MAC '
             "address: six pairs of hex digits joined by ':' (e.g. 52:54:00:12:34:56)"),
-    "ctid out of range": (rekey("950", "95"), '$.lxc_configs["95"]: key "95" is not a CTID: a whole number from 100 '
+    "ctid out of range": (rekey("950", "95"), 'lxc_configs.95: key "95" is not a CTID: a whole number from 100 '
                           'to 999999999, written as a string key (e.g. "950")'),
-    "parent id out of range": (ct("950", clone_from_ctid=92), '$.lxc_configs["950"].clone_from_ctid: 92 is not a guest '
+    "parent id out of range": (ct("950", clone_from_ctid=92), 'lxc_configs.950.clone_from_ctid: 92 is not a guest '
                                "id (VMID): a whole number from 100 to 999999999, as Proxmox allows"),
-    "vmid out of range": (vm(3, vm_id=1000000000), "$.virtual_machines[3].vm_id: 1000000000 is not a guest id (VMID): "
+    "vmid out of range": (vm(3, vm_id=1000000000), "virtual_machines[3].vm_id: 1000000000 is not a guest id (VMID): "
                           "a whole number from 100 to 999999999, as Proxmox allows"),
-    "vm ip": (vm(3, network_config={"ip": "10.0.0.300/24"}), '$.virtual_machines[3].network_config.ip: "10.0.0.300/24" '
+    "vm ip": (vm(3, network_config={"ip": "10.0.0.300/24"}), 'virtual_machines[3].network_config.ip: "10.0.0.300/24" '
               'is not an IPv4 address with a prefix (e.g. 10.0.0.150/24) or "dhcp"'),
-    "vmid of a container": (vm(3, vm_id=950), "$.virtual_machines[3].vm_id: VMID 950 is also a container in "),
-    "vmid twice": (vm(3, vm_id=1001), "$.virtual_machines[3].vm_id: VMID 1001 is also given to virtual_machines[2]: a "
+    "vmid of a container": (vm(3, vm_id=950), "virtual_machines[3].vm_id: VMID 950 is also a container in "),
+    "vmid twice": (vm(3, vm_id=1001), "virtual_machines[3].vm_id: VMID 1001 is also given to virtual_machines[2]: a "
                    "VMID names one guest; give each VM its own"),
 }
 
@@ -108,7 +108,7 @@ def test_a_bad_ip_through_doit_is_exit_2_and_one_line(tmp_path: Path):
     assert result.returncode == 2, out
     assert "Traceback" not in out and not any(word in out for word in PYDANTIC), out
     assert "1 problem(s) in the configuration (nothing on the host was touched)" in out, out
-    assert (f'{root / "etc" / LXC}: $.lxc_configs["950"].network_config.ip: "10.0.0.300/24" is not an IPv4 address '
+    assert (f'{root / "etc" / LXC}: lxc_configs.950.network_config.ip: "10.0.0.300/24" is not an IPv4 address '
             'with a prefix (e.g. 10.0.0.150/24) or "dhcp"') in out, out
     assert not (root / ".cache" / "sim" / "state.json").exists()  # the simulated host was never started
 
@@ -128,3 +128,17 @@ def test_a_missing_script_says_where_it_looked_and_where_scripts_live(example: P
     edit(root, *ct("950", **{key: value}))
     [said] = [p for p in refused(root) if key in p]
     assert str(root / looked) in said and lives.format(images=root / "images") in said and meant in said, said
+
+
+@pytest.mark.parametrize("path, shown", [
+    ('$.lxc_configs["950"].network_config.ip', "lxc_configs.950.network_config.ip"),
+    ("$.virtual_machines[1].features[0]", "virtual_machines[1].features[0]"),
+    ('$.docker_stacks["my.app"].environments["dev"]', 'docker_stacks["my.app"].environments.dev'),
+    ("$", ""),
+    ("line 4", "line 4"),
+])
+def test_a_problem_names_the_key_as_a_person_reads_it(path: str, shown: str) -> None:
+    from phoenix.errors import Problem, human_path
+
+    assert human_path(path) == shown
+    assert str(Problem("f.json", path, "bad")) == (f"f.json: {shown}: bad" if shown else "f.json: bad")

@@ -32,19 +32,19 @@ def test_limits_are_exported_for_the_record():
 
 @pytest.mark.parametrize("file, change, expected", [
     (LXC, lambda c: c["950"].update(feature_timeout_s=INF),
-     '$.lxc_configs["950"].feature_timeout_s: a number of seconds greater than 0 and at most 604800 (7 days) is '
+     'lxc_configs.950.feature_timeout_s: a number of seconds greater than 0 and at most 604800 (7 days) is '
      "expected (got Infinity)"),
     (LXC, lambda c: c["950"].update(feature_timeout_s=8 * 86400), "at most 604800 (7 days) is expected (got 691200)"),
     (LXC, lambda c: c["950"]["app"]["vllm"].update(gpu_memory_utilization=NAN),
-     '$.lxc_configs["950"].app.vllm.gpu_memory_utilization: Input should be a finite number (got NaN)'),
+     'lxc_configs.950.app.vllm.gpu_memory_utilization: Input should be a finite number (got NaN)'),
     (HYP, lambda d: d["behavior"].update(feature_timeout_s=-INF),
-     "$.behavior.feature_timeout_s: a number of seconds greater than 0 and at most 604800 (7 days) is expected"),
+     "behavior.feature_timeout_s: a number of seconds greater than 0 and at most 604800 (7 days) is expected"),
     (HYP, lambda d: d["proxmox"].update(timeout_s=601),
-     "$.proxmox.timeout_s: a number of seconds greater than 0 and at most 600 (10 minutes) is expected (got 601)"),
+     "proxmox.timeout_s: a number of seconds greater than 0 and at most 600 (10 minutes) is expected (got 601)"),
     (HYP, lambda d: d["proxmox"].update(task_timeout_s=INF),
-     "$.proxmox.task_timeout_s: a number of seconds greater than 0 and at most 86400 (1 day) is expected"),
-    (HYP, lambda d: d["ssh"].update(connect_timeout_s=NAN), "$.ssh.connect_timeout_s: a number of seconds"),
-    (HYP, lambda d: d["ssh"].update(port=INF), "$.ssh.port: Input should be a finite number"),
+     "proxmox.task_timeout_s: a number of seconds greater than 0 and at most 86400 (1 day) is expected"),
+    (HYP, lambda d: d["ssh"].update(connect_timeout_s=NAN), "ssh.connect_timeout_s: a number of seconds"),
+    (HYP, lambda d: d["ssh"].update(port=INF), "ssh.port: Input should be a finite number"),
 ])
 def test_numbers_are_finite_and_in_range(cfg: Path, file, change, expected):
     (edit if file == LXC else edit_hypervisor)(cfg, change)
@@ -56,20 +56,20 @@ def test_description_fits_proxmox_with_the_record(cfg: Path):
     edit(cfg, lambda c: (c["900"].update(description="é" * 3072), c["950"].update(description="é" * 3073)))
     found = problems(cfg)
     assert len(found) == 1 and found[0].startswith(  # 900's 6144 bytes are fine
-        f'{cfg / "etc" / LXC}: $.lxc_configs["950"].description: description is 6146 UTF-8 bytes: Proxmox takes at '
+        f'{cfg / "etc" / LXC}: lxc_configs.950.description: description is 6146 UTF-8 bytes: Proxmox takes at '
         "most 8192 characters in a guest's description and Phoenix keeps 2048 of them for its layer record, so a "
         "guest description may have at most 6144 UTF-8 bytes; shorten it"), found
     assert len(found[0]) < 500  # the description itself is not echoed whole
 
 
 @pytest.mark.parametrize("change, path", [
-    (lambda c: c["950"].update(features=["../../../work/evil"]), '$.lxc_configs["950"].features[0]'),
-    (lambda c: c["902"].update(features=["docker", "/etc/passwd"]), '$.lxc_configs["902"].features[1]'),
-    (lambda c: c["902"].update(features=[".."]), '$.lxc_configs["902"].features[0]'),
-    (lambda c: c["902"].update(features=["sub/docker"]), '$.lxc_configs["902"].features[0]'),
-    (lambda c: c["902"].update(features=["docker\n"]), '$.lxc_configs["902"].features[0]'),
-    (lambda c: c["950"].update(application_script="../../../../../etc/passwd"), '$.lxc_configs["950"].application_script'),
-    (lambda c: c["950"].update(application_script="/etc/passwd"), '$.lxc_configs["950"].application_script'),
+    (lambda c: c["950"].update(features=["../../../work/evil"]), 'lxc_configs.950.features[0]'),
+    (lambda c: c["902"].update(features=["docker", "/etc/passwd"]), 'lxc_configs.902.features[1]'),
+    (lambda c: c["902"].update(features=[".."]), 'lxc_configs.902.features[0]'),
+    (lambda c: c["902"].update(features=["sub/docker"]), 'lxc_configs.902.features[0]'),
+    (lambda c: c["902"].update(features=["docker\n"]), 'lxc_configs.902.features[0]'),
+    (lambda c: c["950"].update(application_script="../../../../../etc/passwd"), 'lxc_configs.950.application_script'),
+    (lambda c: c["950"].update(application_script="/etc/passwd"), 'lxc_configs.950.application_script'),
 ])
 def test_script_names_are_names_not_paths(cfg: Path, change, path):
     edit(cfg, change)
@@ -88,9 +88,9 @@ def test_script_files_resolve_inside_images(cfg: Path, tmp_path: Path):
                          c["950"].update(application_script="evil_app.sh")))
     found = problems(cfg)
     assert len(found) == 2, found
-    assert any('$.lxc_configs["902"].features[2]: ' in p and f"leads to {outside}, outside" in p and
+    assert any('lxc_configs.902.features[2]: ' in p and f"leads to {outside}, outside" in p and
                "a script must be a file inside the images directory" in p for p in found), found
-    assert any('$.lxc_configs["950"].application_script: ' in p and "leads to /etc/passwd, outside" in p for p in found)
+    assert any('lxc_configs.950.application_script: ' in p and "leads to /etc/passwd, outside" in p for p in found)
 
 
 @pytest.mark.parametrize("mount, expected", [
@@ -112,7 +112,7 @@ def test_script_files_resolve_inside_images(cfg: Path, tmp_path: Path):
 def test_bind_mounts_of_system_directories_are_refused(cfg: Path, mount, expected):
     edit(cfg, lambda c: c["910"].update(mount_points=[mount]))
     found = problems(cfg)
-    assert any(p.startswith(f'{cfg / "etc" / LXC}: $.lxc_configs["910"].mount_points[0]') and expected in p
+    assert any(p.startswith(f'{cfg / "etc" / LXC}: lxc_configs.910.mount_points[0]') and expected in p
                for p in found), found
 
 

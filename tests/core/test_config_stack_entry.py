@@ -14,7 +14,7 @@ def test_one_bad_entry_is_the_one_problem(tmp_path: Path):
     edit_stacks(root, lambda s: s["qdrant_service"].update(compose_fle_path="x"))
     found = refused(root)
     assert len(found) == 1, found  # the typo alone: no guest's choice of qdrant_service or thinkheads_ai_app
-    assert found[0].startswith(f'{root / "etc" / STACKS}: $.docker_stacks.qdrant_service.compose_fle_path: unknown '
+    assert found[0].startswith(f'{root / "etc" / STACKS}: docker_stacks.qdrant_service.compose_fle_path: unknown '
                                "key 'compose_fle_path'; did you mean 'compose_file_path'?"), found
     assert not any("no stack" in p for p in found), found
 
@@ -25,7 +25,7 @@ def test_the_good_entries_are_still_checked(tmp_path: Path):
                                  s["thinkheads_ai_app"].update(compose_file_path="stacks/nowhere.yml")))
     found = refused(root)
     assert len([p for p in found if "qdrant_service" in p]) == 1, found  # the bad variable, said once
-    assert any('"thinkheads_ai_app"].compose_file_path' in p and "does not exist" in p for p in found), found
+    assert any('docker_stacks.thinkheads_ai_app.compose_file_path' in p and "does not exist" in p for p in found), found
     assert not any("no stack" in p for p in found), found
 
 

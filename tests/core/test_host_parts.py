@@ -147,9 +147,9 @@ def test_the_token_is_made_again_when_its_file_is_lost(set_up: Checkout):
 @pytest.mark.parametrize(("host", "at", "says"), [
     # the README: a pool on a raw disk "only when declared, with the disk named again in `confirm`"
     ({"storage": {"new_disks": [{"device": "/dev/sdb", "kind": "zfs", "name": "fastpool", "confirm": "/dev/sdc"}]}},
-     "$.host.storage.new_disks[0]", 'making a pool writes over /dev/sdb: set "confirm": "/dev/sdb" to say so (Phoenix '
+     "host.storage.new_disks[0]", 'making a pool writes over /dev/sdb: set "confirm": "/dev/sdb" to say so (Phoenix '
      "also checks first that the disk holds nothing)"),
-    ({"network": {"bridges": [{"name": "br0"}]}}, "$.host.network.bridges[0].name",
+    ({"network": {"bridges": [{"name": "br0"}]}}, "host.network.bridges[0].name",
      "String should match pattern '^vmbr\\d{1,4}$' (got \"br0\")"),
 ])
 def test_host_config_errors_name_the_fix(checkout: Checkout, capsys: pytest.CaptureFixture[str], host: dict, at: str,

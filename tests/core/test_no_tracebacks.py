@@ -53,10 +53,10 @@ def directory(name: str) -> Callable[[Path], None]:
 
 
 CONFIG_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
-    "negative memory": (guest("950", memory_mb=-1), '$.lxc_configs["950"].memory_mb'),
+    "negative memory": (guest("950", memory_mb=-1), 'lxc_configs.950.memory_mb'),
     "unknown key": (guest("950", memroy_mb=1), "did you mean 'memory_mb'"),
     "undefined parent": (guest("950", clone_from_ctid=999), "CT 999 is not defined"),
-    "feature path": (guest("950", features=["../../../work/evil"]), '$.lxc_configs["950"].features[0]'),
+    "feature path": (guest("950", features=["../../../work/evil"]), 'lxc_configs.950.features[0]'),
     "app script path": (guest("950", application_script="../../../../../etc/passwd"), "application_script"),
     "bind mount of /": (guest("950", mount_points=[{"container_path": "/models", "host_path": "/"}]), "host_path"),
     "bind mount into /etc/pve": (guest("950", mount_points=[{"container_path": "/m", "host_path": "/fastData/../etc/pve"}]),

@@ -215,7 +215,7 @@ def test_a_bad_config_exits_2_from_every_verb_as_from_doit(project: Path, verb: 
     path.write_text(path.read_text().replace('"cores": 8', '"cores": 0'))
     result = phoenix(project, *verb)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert '$.lxc_configs["950"].cores: Input should be greater than or equal to 1 (got 0)' in result.stderr
+    assert 'lxc_configs.950.cores: Input should be greater than or equal to 1 (got 0)' in result.stderr
     assert "Traceback" not in result.stderr
     assert not (project / ".cache" / "sim" / "state.json").exists()
 

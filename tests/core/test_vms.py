@@ -333,7 +333,7 @@ def test_a_bad_vm_config_is_one_clear_message_and_no_request(tmp_path: Path, cap
         assert rc not in (0, None)
         assert co.sim.pve is None  # the simulator never started: nothing was asked of a host
         assert "Traceback" not in said
-        assert "phoenix_vm_configs.json: $.virtual_machines[3].memroy_mb: unknown key 'memroy_mb'" in said, said
+        assert "phoenix_vm_configs.json: virtual_machines[3].memroy_mb: unknown key 'memroy_mb'" in said, said
         assert "nothing on the host was touched" in said
     finally:
         co.stop_sim()

@@ -51,11 +51,11 @@ def test_an_unknown_stack_or_environment_is_named_with_what_exists(root: Path) -
     edit(root, LXC, change)
     found = problems(root)
     lxc = str(root / "etc" / LXC)
-    assert f"{lxc}: $.lxc_configs[\"910\"].docker_stacks[0]: no stack 'nope' in {root / 'etc' / STACKS} " \
+    assert f"{lxc}: lxc_configs.910.docker_stacks[0]: no stack 'nope' in {root / 'etc' / STACKS} " \
            "(stacks: qdrant_service, thinkheads_ai_app)" in found
-    assert any(p.startswith(f'{lxc}: $.lxc_configs["910"].docker_stacks[1].environment: stack \'thinkheads_ai_app\' '
+    assert any(p.startswith(f'{lxc}: lxc_configs.910.docker_stacks[1].environment: stack \'thinkheads_ai_app\' '
                             "has no environment 'staging' (it has: production, testing, development)") for p in found)
-    assert any(p.startswith(f'{lxc}: $.lxc_configs["910"].docker_stacks[2]: stack \'thinkheads_ai_app\' has '
+    assert any(p.startswith(f'{lxc}: lxc_configs.910.docker_stacks[2]: stack \'thinkheads_ai_app\' has '
                             "environments production, testing, development: say which") for p in found)
 
 
@@ -65,7 +65,7 @@ def test_a_variable_without_a_value_is_named_with_the_compose_file(root: Path) -
 
     edit(root, STACKS, change)
     (found,) = problems(root)
-    assert found.startswith(f'{root / "etc" / STACKS}: $.docker_stacks["thinkheads_ai_app"].environments["development"]')
+    assert found.startswith(f'{root / "etc" / STACKS}: docker_stacks.thinkheads_ai_app.environments.development')
     assert "uses ${API_PORT} without a default: give it a value in this environment's variables" in found
 
 
@@ -77,7 +77,7 @@ def test_paths_outside_stacks_and_missing_files_are_refused(root: Path) -> None:
 
     edit(root, STACKS, change)
     found = problems(root)
-    assert any('$.docker_stacks["qdrant_service"].compose_file_path: \'stacks/../etc/phoenix_lxc_configs.json\' is not '
+    assert any('docker_stacks.qdrant_service.compose_file_path: \'stacks/../etc/phoenix_lxc_configs.json\' is not '
                "under the project's stacks/ directory" in p for p in found)
     assert any('.files[0].source: ' in p and "missing.env does not exist" in p for p in found)
 
@@ -88,7 +88,7 @@ def test_names_that_portainer_normalises_alike_are_an_error(root: Path) -> None:
 
     edit(root, STACKS, change)
     (found,) = problems(root)
-    assert found == (f'{root / "etc" / STACKS}: $.docker_stacks["Qdrant_Service"]: \'Qdrant_Service\' and '
+    assert found == (f'{root / "etc" / STACKS}: docker_stacks.Qdrant_Service: \'Qdrant_Service\' and '
                      "'qdrant_service' are both 'qdrant_service' to Portainer (lower case, [-_a-z0-9] only): rename one")
 
 
@@ -109,7 +109,7 @@ def test_stacks_without_a_server_are_an_error(root: Path) -> None:
         data["lxc_configs"]["910"]["app"]["portainer"]["role"] = "none"
 
     edit(root, LXC, change)
-    assert any("$.portainer_api: guests choose docker_stacks, so Phoenix needs a Portainer server" in p
+    assert any("portainer_api: guests choose docker_stacks, so Phoenix needs a Portainer server" in p
                for p in problems(root))
 
 
@@ -138,7 +138,7 @@ def test_the_generated_schema_accepts_both_spellings_of_a_stack_choice(root: Pat
 def test_a_secret_written_inline_is_accepted_with_a_note_naming_the_path_and_the_fix(root: Path) -> None:
     """Seed 002's example writes DATABASE_PASS inline in the development environment (the one 910 deploys): accepted,
     with a note; with value_file, or in an environment no guest deploys, nothing is said."""
-    note = (f'{root / "etc" / STACKS}: $.docker_stacks["thinkheads_ai_app"].environments["development"].variables[1]: '
+    note = (f'{root / "etc" / STACKS}: docker_stacks.thinkheads_ai_app.environments.development.variables[1]: '
             "DATABASE_PASS looks like a secret written inline: put it in a 0600 file and give value_file instead")
     assert [str(n) for n in load_estate(root / "etc", root / "images").notes] == [note]
 
@@ -161,7 +161,7 @@ def test_a_guest_names_a_stack_once(root: Path) -> None:
         data["lxc_configs"]["910"]["docker_stacks"].append({"name": "qdrant_service", "environment": "production"})
 
     edit(root, LXC, change)
-    assert problems(root) == [f'{root / "etc" / LXC}: $.lxc_configs["910"].docker_stacks[2]: stack \'qdrant_service\' '
+    assert problems(root) == [f'{root / "etc" / LXC}: lxc_configs.910.docker_stacks[2]: stack \'qdrant_service\' '
                               "is listed twice: a guest runs a stack once"]
 
 
@@ -172,7 +172,7 @@ def test_a_guest_names_a_stack_once(root: Path) -> None:
 def test_a_compose_file_needs_services_with_an_image(root: Path, text: str, says: str) -> None:
     compose = root / "stacks" / "qdrant" / "docker-compose.yml"
     compose.write_text(text)
-    assert problems(root) == [f'{root / "etc" / STACKS}: $.docker_stacks["qdrant_service"].environments["production"]: '
+    assert problems(root) == [f'{root / "etc" / STACKS}: docker_stacks.qdrant_service.environments.production: '
                               f"{compose}: {says}"]
 
 
@@ -187,7 +187,7 @@ def test_a_guest_that_runs_stacks_through_an_agent_needs_a_static_address(root: 
         data["lxc_configs"]["930"] = guest
 
     edit(root, LXC, change)
-    assert problems(root) == [f'{root / "etc" / LXC}: $.lxc_configs["930"].network_config.ip: this guest runs stacks '
+    assert problems(root) == [f'{root / "etc" / LXC}: lxc_configs.930.network_config.ip: this guest runs stacks '
                               "through a Portainer agent, which the server reaches at the guest's address: give it a "
                               "static ip"]
 

@@ -202,7 +202,7 @@ def test_a_loose_value_file_is_a_config_error_naming_the_file_and_the_fix(checko
     result = doit_command(checkout.root)
     out = result.stdout + result.stderr
     assert result.returncode == 2, out
-    assert ('$.docker_stacks["thinkheads_ai_app"].environments["development"].variables[1].value_file' in out
+    assert ('docker_stacks.thinkheads_ai_app.environments.development.variables[1].value_file' in out
             and f"chmod 600 {path}" in out and "nothing on the host was touched" in out), out
     assert not (checkout.cache / "sim").exists()  # no simulated host was even started
 
