@@ -13,7 +13,7 @@ def test_a_template_layer_is_refused_under_ha(tmp_path: Path):
     root = copy_example(tmp_path)
     edit(root, lambda c: c["920"].update(ha={"state": "started"}))
     found = problems(root)
-    assert any('lxc_configs["920"]' in p and "is not a service for HA to keep running; remove ha" in p
+    assert any('lxc_configs.920' in p and "is not a service for HA to keep running; remove ha" in p
                for p in found), found
 
 
@@ -21,7 +21,7 @@ def test_an_unknown_ha_state_is_refused(tmp_path: Path):
     root = copy_example(tmp_path)
     edit(root, lambda c: c["950"].update(ha={"state": "running"}))
     found = problems(root)
-    assert any('lxc_configs["950"].ha.state' in p and "started" in p for p in found), found
+    assert any('lxc_configs.950.ha.state' in p and "started" in p for p in found), found
 
 
 def test_the_listing_shows_what_differs_from_the_declared_state():
