@@ -258,6 +258,9 @@ def test_a_clone_that_outlives_its_killed_run_is_waited_for_then_rebuilt(tmp_pat
         while clone_running(found[0]):
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        server.terminate()  # the clone has ended and is saved: the rest is served at the usual speed
+        server.wait(30)
+        server = spawn(state, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         plan = doit(golden, "plan", task)
         assert re.search(rf"^{task}\s+rebuild: an earlier bake did not finish", plan.stdout, re.M), plan.stdout
         rerun = converges(golden, task)
