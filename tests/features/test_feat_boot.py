@@ -149,7 +149,8 @@ def subprocess_run_with_short_wait(booted, app):
 
     from phoenix.transport.base import RUN_DIR, SCRIPT_ENV
     guest = f"{RUN_DIR}/{app.stem}"
-    env = [f"{k}={v}" for k, v in SCRIPT_ENV.items()] + ["PHX_VLLM_HEALTH_TIMEOUT_S=120", "PHX_VLLM_WAIT_INTERVAL=1"]
+    env = [f"{k}={v}" for k, v in SCRIPT_ENV.items()] + ["PHX_VLLM_HEALTH_TIMEOUT_S=120", "PHX_VLLM_WAIT_INTERVAL=1",
+           "PHX_VLLM_MAX_RESTARTS=1"]  # one crash is enough to tell a crash loop (each restart waits RestartSec=10)
     return subprocess.run(booted.argv(*env, "/bin/bash", guest), text=True, capture_output=True, timeout=300)
 
 
