@@ -23,6 +23,8 @@ from phoenix.config.estate import load_estate
 
 from .conftest import CACHE, CI, GUEST_PATH, REPO
 
+pytestmark = pytest.mark.slow  # builds a Debian root with cloud-init
+
 CLOUDINIT_VERSION = "v1"  # bump to rebuild the cached root file system
 PACKAGES = ("cloud-init", "qemu-guest-agent", "sudo")
 

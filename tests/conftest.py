@@ -1,0 +1,10 @@
+"""The suite's order: tests marked slow (real root file systems, systemd, Docker) first, so that on two workers the
+long ones start early and the many short ones fill in around them, instead of one long test ending the run alone."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the order within each group stays
