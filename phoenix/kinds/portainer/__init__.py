@@ -203,16 +203,17 @@ class StackKind:
         if found is not None:
             return found
         env = listing.env(guest)
-        return listing.foreign(env.endpoint, res.settings["stack"]) if env is not None else None
+        if env is not None:
+            return listing.foreign(env.endpoint, res.settings["stack"])
+        return listing.claimed(guest, res.settings["stack"])  # no verified record names the guest's environment
 
     def foreign(self, res: Resource, facts: Any) -> tuple[Why, str] | None:
         if isinstance(facts, Unreadable):
             return unreadable(facts)
         if not facts.phoenix:
-            from ...portainer.deploy import ADOPT_STACK
+            from ...portainer.deploy import refused_stack
 
-            return Why.FOREIGN, (f"deployed by hand, not Phoenix's: refused (stack {facts.name} on environment "
-                                 f"{facts.endpoint}). {ADOPT_STACK}")
+            return Why.FOREIGN, refused_stack(facts)
         return None
 
     def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:
