@@ -175,8 +175,19 @@ def test_stacks_signed_with_another_passwords_key_are_refused_and_the_message_na
     old = password.read_text()
     state = standin(deployed).state
     before = frozen(state)
+    model = deployed.root / ".cache" / "model.json"
+    made = json.loads(model.read_text())
+    assert made["key_file"] == str(password) and str(password) in made["extra"]
     password.write_text("an-entirely-different-admin-password\n")
     plan = deployed.doit("plan")
+    remade = json.loads(model.read_text())  # the model is made again: its stacks' keyed digests are the new key's
+    assert remade["extra"][str(password)] != made["extra"][str(password)]
+
+    def secret_input(m: dict) -> str:
+        (app,) = [r for r in m["resources"] if r["key"] == "stack:thinkheads_ai_app@910"]
+        return str(app["inputs"]["var:DATABASE_PASS"])
+
+    assert secret_input(remade) != secret_input(made)
     for name, guest in (("qdrant_service", 910), ("thinkheads_ai_app", 910), ("qdrant_service", 930)):
         assert re.search(rf"stack:{name}@{guest}\s+blocked: not Phoenix's: refused, not overwritten \(stack {name} on "
                          r"environment \d+: its record is signed, but not with Phoenix's key, which is made from the "
