@@ -198,6 +198,7 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
                                 "a Portainer server: give portainer_api.url, or a guest with app.portainer.role "
                                 "\"server\""))
     if choices:
+        problems += portainer_password(estate, str(files[HYPERVISOR]), notes)
         server = estate.portainer_server()
         for vmid, (gfile, gat, _) in sorted(choices.items()):
             if vmid != server and estate.static_ip(vmid) is None:
@@ -207,6 +208,32 @@ def load_estate(config_dir: Path, images_dir: Path) -> Estate:
     if problems:
         raise ConfigError(problems)
     return estate
+
+
+def portainer_password(estate: Estate, file: str, notes: list[Problem]) -> list[Problem]:
+    """Guests choose stacks, so Phoenix needs the Portainer admin password: it makes Phoenix's API token and the key
+    that signs what marks Phoenix's environments and stacks (portainer/owner.py). A 0600 file; on the simulated host
+    a placeholder is made when there is none (as a script's secret would be), and said."""
+    from ..errors import PhoenixError
+    from ..secrets import check_private_file, ensure_placeholder_secret
+    from .files import resolve
+
+    at = "$.secrets.portainer_password_file"
+    name = estate.hypervisor.secrets.portainer_password_file
+    if name is None:
+        return [Problem(file, at, "guests choose docker_stacks, so Phoenix needs the Portainer admin password (it makes "
+                                  "Phoenix's API token and the key that signs the environments and stacks Phoenix "
+                                  "deploys): set secrets.portainer_password_file in the hypervisor config to a 0600 "
+                                  "file that holds it")]
+    path = resolve(estate.config_dir, name)
+    if estate.hypervisor.proxmox.target == "simulated" and not path.exists():
+        ensure_placeholder_secret(path, "portainer_password")
+        notes.append(Problem(file, at, f"created a placeholder secret {path} (mode 0600) for the simulated host"))
+    try:
+        check_private_file(path, "the Portainer admin password file (secrets.portainer_password_file)")
+    except PhoenixError as e:
+        return [Problem(file, at, str(e))]
+    return []
 
 
 def cross_check(estate: Estate) -> list[Problem]:

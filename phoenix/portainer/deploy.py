@@ -22,6 +22,15 @@ ADOPT_STACK = ("To hand it to Phoenix, remove it in Portainer (its named volumes
                "deploys its own; or give Phoenix's stack another name in phoenix_stacks_config.json")
 
 
+def refused_stack(facts: record.StackFacts) -> str:
+    """Why a stack of Phoenix's name is not Phoenix's, and how to hand it over (one line)."""
+    if not facts.why:
+        return (f"deployed by hand, not Phoenix's: refused, not overwritten (stack {facts.name} on environment "
+                f"{facts.endpoint}). {ADOPT_STACK}")
+    return (f"not Phoenix's: refused, not overwritten (stack {facts.name} on environment {facts.endpoint}: "
+            f"{facts.why}). {ADOPT_STACK}")
+
+
 def execute(step: PortainerToken | PortainerCheck | PortainerEnv | DeployStack | RemoveStack, client: Callable[[], Portainer],
             view: HostView, admin_password: Callable[[], str]) -> None:
     """Run one step; the run's view of Portainer follows."""
@@ -67,13 +76,6 @@ def make_token(step: PortainerToken, client: Portainer, password: str) -> None:
     write_secret(step.token_file, key)
 
 
-def mark(url: str) -> str:
-    """The tag Phoenix gives an agent environment it registers: a digest of its URL, which no one sets by chance."""
-    import hashlib
-
-    return "phoenix-env-" + hashlib.sha256(f"phoenix environment\0{url}".encode()).hexdigest()[:16]
-
-
 def check_env(step: PortainerCheck, client: Portainer, listing: Listing) -> None:
     """What registering the environment again needs, checked before its agent is touched: Phoenix's token works (one
     GET) and the environment at the URL, if any, is Phoenix's."""
@@ -86,43 +88,55 @@ def _found(url: str, name: str, client: Portainer, endpoints: list[dict[str, Any
     """Phoenix's environment at the URL (None when there is none); UnsafeOperation when the one there, or one of the
     same name elsewhere, is not Phoenix's.
 
-    An environment at the URL is Phoenix's when it carries Phoenix's tag (mark(url)), or Phoenix's stacks record
-    its id, or it is the server's own Docker (Portainer makes it at start, from the -H that Phoenix's server guest
-    gives it). One made by hand is refused, not used; so is one of the same name elsewhere."""
+    An environment at the URL is Phoenix's when it carries Phoenix's keyed tag (owner.env_tag: no one without the
+    admin password can make it), or Phoenix's verified stack records name its id, or it is the server's own Docker
+    (Portainer makes it at start, from the -H that Phoenix's server guest gives it). One made by hand, or tagged by
+    an earlier Phoenix (an unkeyed tag) or with another admin password's key, is refused, not used; so is one of the
+    same name elsewhere."""
+    from .owner import TAG_PREFIX, env_tag
+
     target = url or LOCAL_URL
     found: dict[str, Any] | None = next((e for e in endpoints if e.get("URL") == target), None)
     if found is not None and url:
-        tag = mark(url)
         recorded = {s.env.endpoint for s in listing.stacks if s.phoenix and s.env is not None}
-        tags = set(found.get("TagIds") or [])
-        if int(found["Id"]) not in recorded and not (tags and tag_ids_named(client, tags, tag)):
+        ids = {int(t) for t in found.get("TagIds") or []}
+        names = tag_names(client, ids) if ids and int(found["Id"]) not in recorded else set()
+        if int(found["Id"]) not in recorded and env_tag(listing.key, url) not in names:
+            other = sorted(n for n in names if n.startswith(TAG_PREFIX))
+            why = (f" It carries the tag {other[0]}, which is not Phoenix's key's: a tag of an earlier Phoenix "
+                   "(unkeyed, which anyone could set) or one made with another Portainer admin password (the key is "
+                   "made from secrets.portainer_password_file: if it was changed, that is the likely cause)."
+                   if other else "")
             raise UnsafeOperation(
                 f"Portainer has an environment {found.get('Name')!r} (id {found['Id']}) at {url} that Phoenix did not "
-                f"register: refused, not used. To hand it to Phoenix, give it the tag {tag} in Portainer "
-                "(Environments, then its Tags); or remove it, and the next run registers Phoenix's own")
+                f"register: refused, not used.{why} To hand the guest to Phoenix, remove that environment in Portainer "
+                "(Environments; the containers on the guest keep running): the next run registers Phoenix's own")
     if found is None:
         clash = next((e for e in endpoints if e.get("Name") == name), None)
         if clash is not None:
             raise UnsafeOperation(f"Portainer has an environment named {name!r} at {clash.get('URL')}, not at "
-                                  f"{target}: it is not Phoenix's; rename or remove it in Portainer")
+                                  f"{target}: it is not Phoenix's; rename or remove it in Portainer, or rename "
+                                  "Phoenix's guest")
     return found
 
 
 def register(step: PortainerEnv, client: Portainer, listing: Listing) -> None:
     """The guest's environment, found (when it is Phoenix's: _found) or registered; the listing then knows it."""
+    from .owner import env_tag
+
     found = _found(step.url, step.name, client, client.endpoints(), listing)
     if found is None:
         if step.url:
-            found = client.create_agent_endpoint(step.name, step.url, (client.tag(mark(step.url)),))
+            found = client.create_agent_endpoint(step.name, step.url, (client.tag(env_tag(listing.key, step.url)),))
         else:
             found = dict(client.call("POST", "/api/endpoints", form={"Name": step.name, "EndpointCreationType": "1",
                                                                       "URL": LOCAL_URL}))
     listing.registered(step.guest, record.EnvFacts(step.identity, step.build_id, int(found["Id"])))
 
 
-def tag_ids_named(client: Portainer, ids: set[int], name: str) -> bool:
-    """Whether one of these tags is the one of this name."""
-    return any(int(t.get("ID", -1)) in ids and t.get("Name") == name for t in client.call("GET", "/api/tags"))
+def tag_names(client: Portainer, ids: set[int]) -> set[str]:
+    """The names of the tags of these ids."""
+    return {str(t.get("Name")) for t in client.call("GET", "/api/tags") if int(t.get("ID", -1)) in ids}
 
 
 def compose_problems(text: str, variables: set[str]) -> list[str]:
@@ -156,15 +170,14 @@ def deploy(step: DeployStack, client: Portainer, listing: Listing) -> None:
     if problems:
         raise PhoenixError(f"stack {step.name}: the Compose file to send is not valid, so nothing was sent (the stack "
                            f"on Portainer is as it was): {'; '.join(problems)}")
-    values.append(record.make(guest=step.guest, identity=step.identity, build=step.build_id,
-                              parent_build=step.parent_build, inputs=dict(step.inputs), env=env))
+    values.append(record.make(name=step.name, guest=step.guest, identity=step.identity, build=step.build_id,
+                              parent_build=step.parent_build, inputs=dict(step.inputs), env=env, key=listing.key))
     mine = listing.stack(step.guest, step.name)
     if mine is not None and mine.endpoint == env.endpoint:
         answer = client.update_stack(mine.stack_id, env.endpoint, step.compose, values, step.pull)
     else:
         other = listing.foreign(env.endpoint, step.name)
         if other is not None:
-            raise UnsafeOperation(f"stack {step.name} on environment {env.endpoint} was deployed by hand, not by "
-                                  f"Phoenix: refused, not overwritten. {ADOPT_STACK}")
+            raise UnsafeOperation(f"stack {step.name}: {refused_stack(other)}")
         answer = client.create_stack(env.endpoint, step.name, step.compose, values)
     listing.deployed(answer)

@@ -2,7 +2,8 @@
 
 A no-op run decides the server, every environment and every stack from it: the server is set up when its token
 works; an environment is registered as the stacks deployed to it record; a stack is Phoenix's when it carries its
-record. The listing is the standard library's GET when it can check what requests would (a CA file or a pinned
+record, signed with Phoenix's key (owner.py: made from the admin password file, read here as the token file is, with
+the standard library). The listing is the standard library's GET when it can check what requests would (a CA file or a pinned
 fingerprint), else the client's.
 """
 
@@ -28,6 +29,7 @@ class Listing:
     state: str
     stacks: list[StackFacts] = field(default_factory=list)
     envs: dict[int, EnvFacts] = field(default_factory=dict)   # registered in this run, by guest
+    key: bytes = field(default=b"", repr=False)               # Phoenix's ownership key (owner.py)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def stack(self, guest: int, name: str) -> StackFacts | None:
@@ -49,9 +51,15 @@ class Listing:
         with self.lock:
             return next((s for s in self.stacks if not s.phoenix and s.endpoint == endpoint and s.name == name), None)
 
+    def claimed(self, guest: int, name: str) -> StackFacts | None:
+        """A stack of this name, not Phoenix's, whose record (which does not verify) names the guest: an earlier
+        Phoenix's, one signed with another key, or one typed by hand. Never used, only refused."""
+        with self.lock:
+            return next((s for s in self.stacks if not s.phoenix and s.claims == guest and s.name == name), None)
+
     def deployed(self, answer: dict[str, Any]) -> StackFacts:
         """A stack Phoenix just created or updated (Portainer's answer): it replaces the one listed."""
-        facts = parse(answer)
+        facts = parse(answer, self.key)
         with self.lock:
             self.stacks = [s for s in self.stacks if s.stack_id != facts.stack_id] + [facts]
         return facts
@@ -79,6 +87,9 @@ def read(target: PortainerTarget, counters: Counters) -> Listing:
     key = token(target)
     if key is None:
         return Listing(NO_TOKEN)
+    from .owner import key_of
+
+    owner = key_of(target.password_file)  # before any request: a password file that cannot be read sends nothing
     from ..tlsget import get_json
 
     timed_out = 0
@@ -96,10 +107,10 @@ def read(target: PortainerTarget, counters: Counters) -> Listing:
             found = client.call("GET", "/api/stacks", read_timeouts=READ_TIMEOUT_TRIES - timed_out)
         except PortainerError as e:
             if e.status == 401:
-                return Listing(REFUSED)
+                return Listing(REFUSED, key=owner)
             raise
     try:
-        return Listing(OK, [parse(s) for s in found])
+        return Listing(OK, [parse(s, owner) for s in found], key=owner)
     except (KeyError, TypeError, ValueError) as e:
         raise PhoenixError(f"Portainer at {target.url} answered GET /api/stacks with a list Phoenix cannot read "
                            f"({type(e).__name__}: {e}): is this a Portainer server?") from None

@@ -34,8 +34,3 @@ def compose_with_files(text: str, files: Sequence[tuple[str, str]]) -> str:
         service["configs"] = mounted
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
-
-def secret_digest(stack: str, name: str, value: str) -> str:
-    """A variable's value as its record keeps it: salted with the stack and the variable, so equal passwords of two
-    stacks do not look equal."""
-    return hashlib.sha256(f"phoenix-stack-variable\0{stack}\0{name}\0{value}".encode()).hexdigest()[:16]

@@ -184,15 +184,18 @@ def test_the_runs_listing_checks_the_pin_before_the_token_is_sent(served: Served
     from phoenix.portainer.listing import OK, read
     from phoenix.portainer.target import PortainerTarget
 
-    token = tmp_path / "token.conf"
+    token, password = tmp_path / "token.conf", tmp_path / "password.conf"
     token.write_text(keyed(served, certs, []).key + "\n")
+    password.write_text("the-admin-password-of-this-test\n")
     os.chmod(token, 0o600)
+    os.chmod(password, 0o600)
     mark = len(served.standin.requests)
-    wrong = PortainerTarget(served.url, str(token), True, "00:" * 31 + "00")
+    wrong = PortainerTarget(served.url, str(token), True, "00:" * 31 + "00", password_file=str(password))
     counters = Counters()
     with pytest.raises(PhoenixError, match="TLS certificate failed verification"):
         read(wrong, counters)
     assert served.standin.requests[mark:] == [] and counters.retries <= 1
-    right = PortainerTarget(served.url, str(token), True, ":".join(f"{b:02X}" for b in hashlib.sha256(certs[2]).digest()))
+    right = PortainerTarget(served.url, str(token), True, ":".join(f"{b:02X}" for b in hashlib.sha256(certs[2]).digest()),
+                            password_file=str(password))
     assert read(right, Counters()).state == OK
     assert served.standin.requests[mark:] == [("GET", "/api/stacks")]

@@ -150,8 +150,9 @@ def test_a_portainer_reset_with_a_new_database_is_rebuilt_in_one_run(deployed: C
     assert (noop["api_requests"], noop["portainer_requests"]) == (1, 1)
 
 
-def test_a_refused_token_without_the_admin_password_is_one_message_with_the_fix(deployed: Checkout, capsys) -> None:
-    """Without secrets.portainer_password_file no new token can be made: the configuration says so (exit 2) before
+def test_without_the_admin_password_the_config_is_refused_before_anything_is_asked(deployed: Checkout, capsys) -> None:
+    """Without secrets.portainer_password_file Phoenix can make no token and has no key to tell its own environments
+    and stacks from others: the configuration says so (exit 2, with the fix), whatever Portainer holds, before
     anything is asked of Portainer or the host."""
     import pytest
 
@@ -159,11 +160,27 @@ def test_a_refused_token_without_the_admin_password_is_one_message_with_the_fix(
     data = json.loads(path.read_text())
     data["secrets"].pop("portainer_password_file")
     path.write_text(json.dumps(data, indent=2))
-    standin(deployed).state["keys"] = []
     mark, pve = len(standin(deployed).requests), deployed.mark()
     with pytest.raises(SystemExit) as stopped:
         deployed.doit()
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and "Traceback" not in err
-    assert err.count("set secrets.portainer_password_file in the hypervisor config") == 1, err
+    assert err.count("secrets.portainer_password_file: guests choose docker_stacks, so Phoenix needs the Portainer "
+                     "admin password") == 1, err
+    assert "set secrets.portainer_password_file in the hypervisor config to a 0600 file" in err
+    assert standin(deployed).requests[mark:] == [] and deployed.mark() == pve
+
+
+def test_an_admin_password_file_others_may_read_is_refused_at_config_load(deployed: Checkout, capsys) -> None:
+    import pytest
+
+    password = deployed.root / "etc" / "phoenix_portainer_password.conf"
+    password.chmod(0o644)
+    mark, pve = len(standin(deployed).requests), deployed.mark()
+    with pytest.raises(SystemExit) as stopped:
+        deployed.doit()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "Traceback" not in err
+    assert "the Portainer admin password file (secrets.portainer_password_file)" in err and \
+        f"chmod 600 {password}" in err, err
     assert standin(deployed).requests[mark:] == [] and deployed.mark() == pve

@@ -140,7 +140,12 @@ def test_a_secret_written_inline_is_accepted_with_a_note_naming_the_path_and_the
     with a note; with value_file, or in an environment no guest deploys, nothing is said."""
     note = (f'{root / "etc" / STACKS}: docker_stacks.thinkheads_ai_app.environments.development.variables[1]: '
             "DATABASE_PASS looks like a secret written inline: put it in a 0600 file and give value_file instead")
-    assert [str(n) for n in load_estate(root / "etc", root / "images").notes] == [note]
+    password = root / "etc" / "phoenix_portainer_password.conf"
+    placeholder = (f'{root / "etc" / "phoenix_hypervisor_config.json"}: secrets.portainer_password_file: created a '
+                   f"placeholder secret {password} (mode 0600) for the simulated host")
+    assert [str(n) for n in load_estate(root / "etc", root / "images").notes] == [placeholder, note]
+    assert oct(password.stat().st_mode & 0o777) == "0o600"
+    assert [str(n) for n in load_estate(root / "etc", root / "images").notes] == [note]  # made once
 
     def from_file(data: dict[str, Any]) -> None:
         data["docker_stacks"]["thinkheads_ai_app"]["environments"]["development"]["variables"][1] = {

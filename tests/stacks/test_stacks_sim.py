@@ -455,47 +455,6 @@ def test_phoenix_uses_only_the_portainer_routes_the_readme_lists(checkout: Check
     assert {m for m, _ in used} == {"GET", "POST", "PUT", "DELETE"}
 
 
-def test_an_environment_made_by_hand_at_a_guests_url_is_refused_until_it_is_handed_to_phoenix(checkout: Checkout) -> None:
-    """Ownership is Phoenix's tag (a digest of the URL) or its stacks' records, not the URL or the name: an agent
-    environment someone registered by hand is neither used nor changed; given the tag the message names, it is."""
-    from phoenix.portainer.deploy import mark
-
-    assert checkout.doit().rc == 0
-    add_docker_guest(checkout)
-    state = standin(checkout).state
-    state["endpoints"].append({"Id": 77, "Name": "by-hand", "Type": 2, "URL": "tcp://10.0.0.130:9001", "Status": 1,
-                               "TagIds": []})
-    mark_before = len(standin(checkout).requests)
-    result = checkout.doit()
-    assert result.rc != 0 and "Traceback" not in result.output
-    tag = mark("tcp://10.0.0.130:9001")
-    assert result.output.count(f"environment 'by-hand' (id 77) at tcp://10.0.0.130:9001 that Phoenix did not "
-                               f"register: refused, not used. To hand it to Phoenix, give it the tag {tag}") == 1
-    assert not any(m == "POST" and p.startswith(("/api/endpoints", "/api/stacks")) for m, p in
-                   portainer_writes(checkout, mark_before)), portainer_writes(checkout, mark_before)
-    assert [s for s in state["stacks"] if s["EndpointId"] == 77] == []
-    assert state["endpoints"][-1] == {"Id": 77, "Name": "by-hand", "Type": 2, "URL": "tcp://10.0.0.130:9001",
-                                      "Status": 1, "TagIds": []}
-    # handed over: the tag, as a person adds it in Portainer's UI
-    state["tags"].append({"ID": 50, "Name": tag, "Endpoints": {"77": True}, "EndpointGroups": {}})
-    state["endpoints"][-1]["TagIds"] = [50]
-    again = checkout.doit()
-    assert again.rc == 0, again.output
-    assert [s["Name"] for s in state["stacks"] if s["EndpointId"] == 77] == ["qdrant_service"]
-    assert len([e for e in state["endpoints"] if e["Type"] == 2]) == 1
-
-
-def test_phoenix_tags_the_agent_environments_it_registers(checkout: Checkout) -> None:
-    from phoenix.portainer.deploy import mark
-
-    add_docker_guest(checkout)
-    assert checkout.doit().rc == 0
-    state = standin(checkout).state
-    (agent,) = [e for e in state["endpoints"] if e["Type"] == 2]
-    (tag,) = [t for t in state["tags"] if t["ID"] in agent["TagIds"]]
-    assert tag["Name"] == mark(agent["URL"])
-
-
 def test_a_record_copied_onto_a_stack_of_another_environment_does_not_make_it_phoenixs(checkout: Checkout) -> None:
     add_docker_guest(checkout)
     assert checkout.doit().rc == 0
@@ -508,9 +467,9 @@ def test_a_record_copied_onto_a_stack_of_another_environment_does_not_make_it_ph
     state["stacks"].remove(mine)
     state["stacks"].append({**ours, "Id": 99, "EndpointId": local["Id"], "content": "services:\n  x:\n    image: y\n"})
     plan = checkout.doit("plan")
-    assert re.search(r"stack:qdrant_service@910\s+blocked: deployed by hand, not Phoenix's: refused \(stack "
-                     r"qdrant_service on environment \d+\)\. To hand it to Phoenix, remove it in Portainer", plan.output), \
-        plan.output
+    assert re.search(r"stack:qdrant_service@910\s+blocked: not Phoenix's: refused, not overwritten \(stack "
+                     r"qdrant_service on environment \d+: its record was made for another stack \(copied\), so it is "
+                     r"not this one's\)\. To hand it to Phoenix, remove it in Portainer", plan.output), plan.output
     assert checkout.doit().rc != 0
     assert next(s for s in state["stacks"] if s["Id"] == 99)["content"] == "services:\n  x:\n    image: y\n"
 
@@ -581,3 +540,22 @@ def test_portainer_secrets_never_reach_output_cache_or_the_records(checkout: Che
         record = env_of(stack)[MARK]
         assert not any(s in record or s in json.dumps(decode(record)) for s in secrets)
     assert password not in json.dumps(state) and token not in json.dumps(state)  # Portainer keeps hashes of both
+    # nor a digest of a secret that anyone could test a guess against: the record and .cache/ keep keyed ones only
+    import hashlib
+
+    from phoenix.portainer.owner import key_of, secret_digest
+    from phoenix.resources import digest
+
+    value, name = "another-value-entirely", ("thinkheads_ai_app", "DATABASE_PASS")
+    unkeyed = {digest([*name, value], 16), hashlib.sha256(value.encode()).hexdigest(),
+               hashlib.sha256(f"{value}\n".encode()).hexdigest(),
+               hashlib.sha256(f"phoenix-stack-variable\0{name[0]}\0{name[1]}\0{value}".encode()).hexdigest()[:16]}
+    unkeyed |= {u[:16] for u in unkeyed} | {u[:12] for u in unkeyed}
+    (app,) = [s for s in state["stacks"] if s["Name"] == "thinkheads_ai_app"]
+    record = env_of(app)[MARK]
+    assert decode(record)["inputs"]["var:DATABASE_PASS"] == secret_digest(
+        key_of(checkout.root / "etc" / "phoenix_portainer_password.conf"), *name, value)
+    assert not any(u in record or u in json.dumps(decode(record)) for u in unkeyed)
+    for p in checkout.cache.rglob("*"):
+        if p.is_file() and p.name != "portainer-state.json":
+            assert not any(u.encode() in p.read_bytes() for u in unkeyed), p

@@ -1,9 +1,11 @@
 """The environment layer as two kinds: `portainer` (the server's API token and the guests' environments) and
 `stack` (Compose stacks deployed per environment), decided from the run's one Portainer listing.
 
-Each stack carries Phoenix's record in its own Env on Portainer (portainer/record.py): a fresh checkout against a
-deployed estate redeploys nothing, a stack removed by hand is deployed again, one that Phoenix did not deploy is
-refused, not overwritten.
+Each stack carries Phoenix's record in its own Env on Portainer, signed with Phoenix's key (portainer/record.py,
+owner.py): a fresh checkout against a deployed estate redeploys nothing, a stack removed by hand is deployed again,
+one whose record does not verify (none, typed, copied, an earlier Phoenix's, another key's) is refused, not
+overwritten, and said in time: a stack whose unverified record names the guest is refused by `doit plan` even when
+no verified record names the guest's environment.
 """
 
 from __future__ import annotations
@@ -203,16 +205,17 @@ class StackKind:
         if found is not None:
             return found
         env = listing.env(guest)
-        return listing.foreign(env.endpoint, res.settings["stack"]) if env is not None else None
+        if env is not None:
+            return listing.foreign(env.endpoint, res.settings["stack"])
+        return listing.claimed(guest, res.settings["stack"])  # no verified record names the guest's environment
 
     def foreign(self, res: Resource, facts: Any) -> tuple[Why, str] | None:
         if isinstance(facts, Unreadable):
             return unreadable(facts)
         if not facts.phoenix:
-            from ...portainer.deploy import ADOPT_STACK
+            from ...portainer.deploy import refused_stack
 
-            return Why.FOREIGN, (f"deployed by hand, not Phoenix's: refused (stack {facts.name} on environment "
-                                 f"{facts.endpoint}). {ADOPT_STACK}")
+            return Why.FOREIGN, refused_stack(facts)
         return None
 
     def compare(self, res: Resource, facts: Any, record: dict[str, Any] | None) -> tuple[Action, Why, tuple[str, ...]] | None:

@@ -6,7 +6,8 @@
 - An environment follows its guest (a rebuilt guest has neither the agent nor the stacks): its identity covers the
   agent script and settings; the server's own Docker is the local environment.
 - A stack follows its environment; its identity covers the Compose file, the environment's variables (values as
-  salted digests), the files' contents and the stack's name.
+  digests keyed with Phoenix's ownership key, portainer/owner.py: no one without the admin password can test a guess
+  at a secret against them), the files' contents and the stack's name.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def of_kind(estate: Estate, kind: str) -> dict[str, Resource]:
 def _resources(estate: Estate) -> dict[str, Resource]:
     from ...config.files import resolve
     from ...config.stacks import environment_of, normalise, under
+    from ...portainer.owner import key_of, secret_digest
     from ...secrets import read_secret
 
     chosen = chosen_guests(estate)
@@ -100,6 +102,7 @@ def _resources(estate: Estate) -> dict[str, Resource]:
         return {}
     out: dict[str, Resource] = {}
     tgt = target(estate)
+    owner = key_of(tgt.password_file)  # the config requires the file (config/estate.py: portainer_password)
     server = tgt.server_guest
     from ...config.stacks import normalise as norm
 
@@ -135,7 +138,7 @@ def _resources(estate: Estate) -> dict[str, Resource]:
             inputs = {"compose": digest(compose.read_text(encoding="utf-8"), 16), "name": name}
             for v in env.variables:
                 value = v.value if v.value is not None else read_secret(resolve(estate.config_dir, v.value_file or ""))
-                inputs[f"var:{v.name}"] = digest([choice.name, v.name, value], 16)
+                inputs[f"var:{v.name}"] = secret_digest(owner, choice.name, v.name, value)
             for f in env.files:
                 source = under(estate.project, f.source)
                 assert source is not None
