@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from ..errors import PhoenixError, SettingsError
 from .graph import CHANGED_HELP, FORMAT_HELP, FORMATS, FROM_HELP
 
-VERBS = ("create", "setup-hypervisor", "sync", "LetsGo", "plan", "graph", "status", "start", "stop", "delete")
+VERBS = ("create", "setup-hypervisor", "sync", "LetsGo", "plan", "graph", "status", "start", "stop", "delete", "adopt")
 LEGACY = {"--setup-hypervisor": "setup-hypervisor", "--create-vm": "create", "--start-vm": "start", "--stop-vm": "stop",
           "--delete-vm": "delete"}
 
@@ -63,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="ID")
     p.add_argument("--with-children", action="store_true", help="delete the Phoenix guests cloned from it first")
     p.add_argument("--yes", action="store_true", help="do not ask (required when not on a terminal)")
+    verb("adopt", "hand a guest's Portainer environment and stacks (an earlier Phoenix's, or made by hand, under the "
+         "config's names) to Phoenix: signed with its key, nothing removed; the next run brings them to the config"
+         ).add_argument("target", metavar="ID")
     return top
 
 
@@ -129,13 +132,13 @@ def ask_on(stdin: TextIO, stdout: TextIO) -> Any:
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    from . import delete, doitverbs, power, status
+    from . import adopt, delete, doitverbs, power, status
     from .targets import resolve
 
     root = args.project.resolve()
     os.chdir(root)
     # stdout is the verb's answer alone (the picture, the status, JSON): notes on a config just validated go to stderr
-    answers = args.verb in ("graph", "status", "start", "stop", "delete")
+    answers = args.verb in ("graph", "status", "start", "stop", "delete", "adopt")
     with redirect_stdout(sys.stderr) if answers else nullcontext():
         run_, namespace = load(root)
     jobs = ["-n", str(args.jobs)] if getattr(args, "jobs", 1) > 1 else []
@@ -162,6 +165,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     if args.verb in ("start", "stop"):
         out.write(power.power(run_, args.target, args.verb) + "\n")
+        return 0
+    if args.verb == "adopt":
+        out.write("".join(f"phoenix: {line}\n" for line in adopt.adopt(run_, args.target)))
         return 0
     lines = delete.delete(run_, args.target, with_children=args.with_children, yes=args.yes, ask=ask_on(sys.stdin, out))
     out.write("".join(f"phoenix: {line}\n" for line in lines))

@@ -213,9 +213,9 @@ class Portainer:
                               body={"Name": name, "StackFileContent": content, "Env": env}))
 
     def update_stack(self, stack_id: int, endpoint: int, content: str, env: list[dict[str, str]],
-                     pull: bool) -> dict[str, Any]:
+                     pull: bool, prune: bool = True) -> dict[str, Any]:
         return dict(self.call("PUT", f"/api/stacks/{stack_id}", params={"endpointId": endpoint},
-                              body={"StackFileContent": content, "Env": env, "Prune": True, "PullImage": pull}))
+                              body={"StackFileContent": content, "Env": env, "Prune": prune, "PullImage": pull}))
 
     def delete_stack(self, stack_id: int, endpoint: int) -> None:
         self.call("DELETE", f"/api/stacks/{stack_id}", params={"endpointId": endpoint})

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 LOCAL_URL = "unix:///var/run/docker.sock"
 ADOPT_STACK = ("To hand it to Phoenix, remove it in Portainer (its named volumes are kept) and run again: Phoenix "
-               "deploys its own; or give Phoenix's stack another name in phoenix_stacks_config.json")
+               "deploys its own; or give Phoenix's stack another name in phoenix_stacks_config.json; or, if it is "
+               "Phoenix's after all (an earlier Phoenix's, or deployed before the admin password changed), keep it "
+               "running and run `phoenix adopt` with its guest's ID")
 
 
 def refused_stack(facts: record.StackFacts) -> str:
@@ -80,11 +82,11 @@ def check_env(step: PortainerCheck, client: Portainer, listing: Listing) -> None
     """What registering the environment again needs, checked before its agent is touched: Phoenix's token works (one
     GET) and the environment at the URL, if any, is Phoenix's."""
     client.call("GET", "/api/users/me")
-    _found(step.url, step.name, client, client.endpoints(), listing)
+    _found(step.url, step.name, client, client.endpoints(), listing, step.guest)
 
 
 def _found(url: str, name: str, client: Portainer, endpoints: list[dict[str, Any]],
-           listing: Listing) -> dict[str, Any] | None:
+           listing: Listing, guest: int) -> dict[str, Any] | None:
     """Phoenix's environment at the URL (None when there is none); UnsafeOperation when the one there, or one of the
     same name elsewhere, is not Phoenix's.
 
@@ -110,7 +112,8 @@ def _found(url: str, name: str, client: Portainer, endpoints: list[dict[str, Any
             raise UnsafeOperation(
                 f"Portainer has an environment {found.get('Name')!r} (id {found['Id']}) at {url} that Phoenix did not "
                 f"register: refused, not used.{why} To hand the guest to Phoenix, remove that environment in Portainer "
-                "(Environments; the containers on the guest keep running): the next run registers Phoenix's own")
+                "(Environments; the containers on the guest keep running): the next run registers Phoenix's own; or, if it "
+                f"is Phoenix's after all, `phoenix adopt {guest}`")
     if found is None:
         clash = next((e for e in endpoints if e.get("Name") == name), None)
         if clash is not None:
@@ -124,7 +127,7 @@ def register(step: PortainerEnv, client: Portainer, listing: Listing) -> None:
     """The guest's environment, found (when it is Phoenix's: _found) or registered; the listing then knows it."""
     from .owner import env_tag
 
-    found = _found(step.url, step.name, client, client.endpoints(), listing)
+    found = _found(step.url, step.name, client, client.endpoints(), listing, step.guest)
     if found is None:
         if step.url:
             found = client.create_agent_endpoint(step.name, step.url, (client.tag(env_tag(listing.key, step.url)),))

@@ -142,6 +142,7 @@ class PortainerStandin:
         r.add_post("/api/users/{id}/tokens", self.token)
         r.add_get("/api/endpoints", self.endpoints)
         r.add_post("/api/endpoints", self.endpoint_create)
+        r.add_put("/api/endpoints/{id}", self.endpoint_update)
         r.add_get("/api/tags", self.tags)
         r.add_post("/api/tags", self.tag_create)
         r.add_get("/api/stacks", self.stacks)
@@ -283,6 +284,37 @@ class PortainerStandin:
 
     async def endpoints(self, request: web.Request) -> web.Response:
         return web.json_response(self.state["endpoints"])
+
+    async def endpoint_update(self, request: web.Request) -> web.Response:
+        """PUT /api/endpoints/{id} (endpoint_update.go): the JSON payload's fields that are given replace the
+        environment's; the stand-in keeps Name and TagIDs (Go reads JSON keys case-insensitively), and the tags'
+        Endpoints maps follow, as the real handler updates them."""
+        try:
+            ident = int(request.match_info["id"])
+            body = await request.json()
+        except (ValueError, json.JSONDecodeError):
+            return _error(400, "Invalid request payload", "invalid environment identifier or payload")
+        endpoint = next((e for e in self.state["endpoints"] if e["Id"] == ident), None)
+        if endpoint is None:
+            return _error(404, "Unable to find an environment with the specified identifier inside the database")
+        given = {str(k).lower(): v for k, v in (body or {}).items()}
+        if "tagids" in given:
+            try:
+                tag_ids = [int(t) for t in given["tagids"] or []]
+            except (ValueError, TypeError):
+                return _error(400, "Invalid request payload", "invalid TagIDs")
+            if any(not any(t["ID"] == i for t in self.state["tags"]) for i in tag_ids):
+                return _error(404, "Unable to find a tag inside the database")
+            for t in self.state["tags"]:
+                t["Endpoints"].pop(str(ident), None)
+                if t["ID"] in tag_ids:
+                    t["Endpoints"][str(ident)] = True
+            endpoint["TagIds"] = tag_ids
+        if given.get("name"):
+            if any(e["Name"] == given["name"] and e["Id"] != ident for e in self.state["endpoints"]):
+                return _error(409, "Name is not unique")
+            endpoint["Name"] = str(given["name"])
+        return web.json_response(endpoint)
 
     def _agent_answers(self, url: str) -> str | None:
         """Why the agent at tcp://host:port does not answer as an agent must, or None."""

@@ -98,6 +98,7 @@ def test_a_hand_made_environment_with_the_old_unkeyed_tag_is_refused_and_left_as
     assert (f"environment 'by-hand' (id 77) at {AGENT_URL} that Phoenix did not register: refused, not used. It "
             f"carries the tag {old}, which is not Phoenix's key's: a tag of an earlier Phoenix") in said[0]
     assert "remove that environment in Portainer" in said[0] and "the next run registers Phoenix's own" in said[0]
+    assert "`phoenix adopt 930`" in said[0], said[0]
     assert "give it the tag" not in result.output and owner.env_tag(key(checkout), AGENT_URL) not in result.output
     assert portainer_writes(checkout, mark) == [] and frozen(state) == before
 
@@ -225,3 +226,82 @@ def test_phoenixs_own_signed_stacks_are_updated_and_the_no_op_stays_one_plus_one
         assert record.parse(stack, key(deployed)).phoenix, stack["Name"]
     noop = deployed.doit()
     assert noop.rc == 0 and (noop.last_run["api_requests"], noop.last_run["portainer_requests"]) == (1, 1)
+
+
+# ------------------------------------------------------------------ handing over on purpose: phoenix adopt
+
+
+def adopt(co: Checkout, guest: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from phoenix.cli.main import main
+
+    co.stop_sim()  # the verb's run starts the simulator of the state dir, as a second shell would
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["--project", str(co.root), "adopt", guest], out=out)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_adopt_hands_stacks_and_an_environment_signed_with_a_previous_password_back_without_removing_them(
+        checkout: Checkout) -> None:
+    """After the admin password changed, every record and tag is refused; `phoenix adopt` signs each guest's
+    environment and stacks with the new key, sending each stack's own file (no prune, no pull), and removes nothing.
+    The next run redeploys them under their records (the same stacks, the same environment, no new one), and the run
+    after is a 1 + 1 request no-op."""
+    add_docker_guest(checkout)
+    assert checkout.doit().rc == 0
+    password = checkout.root / "etc" / "phoenix_portainer_password.conf"
+    password.write_text("an-entirely-different-admin-password\n")
+
+    def stacks() -> set[tuple[int, int, str, str]]:  # the stand-in as it is now (a verb's run starts it again)
+        return {(s["Id"], s["EndpointId"], s["Name"], s["content"]) for s in standin(checkout).state["stacks"]}
+
+    def endpoints() -> list[tuple[int, str]]:
+        return [(e["Id"], e["URL"]) for e in standin(checkout).state["endpoints"]]
+
+    before, registered = stacks(), endpoints()
+    assert checkout.doit().rc != 0  # refused: signed with another key
+
+    rc, out, err = adopt(checkout, "930")
+    assert rc == 0 and "Traceback" not in out + err, out + err
+    assert f"at {AGENT_URL} adopted: it carries Phoenix's tag {owner.env_tag(key(checkout), AGENT_URL)}" in out, out
+    assert re.search(r"stack qdrant_service \(id \d+\) adopted: signed as Phoenix's, its containers as they were", out)
+    rc, out, err = adopt(checkout, "910")
+    assert rc == 0 and "is the server's own Docker: Phoenix's already" in out, out + err
+    assert out.count(" adopted: signed as Phoenix's") == 2, out
+    assert stacks() == before and endpoints() == registered
+    assert not any(s.get("pulled") for s in standin(checkout).state["stacks"])
+    assert adopt(checkout, "930")[1].count("Phoenix's already") == 2  # a second adopt changes nothing
+
+    again = checkout.doit()
+    assert again.rc == 0, again.output
+    assert {s[:3] for s in stacks()} == {b[:3] for b in before} and endpoints() == registered
+    noop = checkout.doit()
+    assert (noop.last_run["api_requests"], noop.last_run["portainer_requests"]) == (1, 1), noop.output
+
+
+def test_adopt_takes_an_earlier_phoenixs_stack_and_refuses_a_guest_without_stacks(deployed: Checkout) -> None:
+    """A stack of the config's name that an earlier Phoenix deployed (an unsigned v1 record) is refused by a run and
+    adopted on purpose; a guest that runs no stacks has nothing to adopt (exit 1, one line, nothing written)."""
+    state = standin(deployed).state
+    (qdrant,) = [s for s in state["stacks"] if s["Name"] == "qdrant_service"]
+    v1 = "v1." + base64.urlsafe_b64encode(json.dumps({"guest": 910}).encode()).decode().rstrip("=")
+    qdrant["Env"] = [e for e in qdrant["Env"] if e["name"] != MARK] + [{"name": MARK, "value": v1}]
+    standin(deployed)._save()  # as the server keeps it (the verb's run starts the simulator again from its files)
+    assert deployed.doit().rc != 0
+    mark = len(standin(deployed).requests)
+    rc, out, err = adopt(deployed, "950")
+    assert rc == 1 and err.strip() == ("phoenix: ct950 runs no stacks in the estate (its docker_stacks): it has nothing "
+                                       "on Portainer for Phoenix to adopt"), out + err
+    assert portainer_writes(deployed, mark) == []
+    rc, out, err = adopt(deployed, "910")
+    assert rc == 0 and f"stack qdrant_service (id {qdrant['Id']}) adopted" in out, out + err
+    (qdrant,) = [s for s in standin(deployed).state["stacks"] if s["Name"] == "qdrant_service"]
+    assert record.parse(qdrant, key(deployed)).phoenix
+    plan = deployed.doit("plan")
+    assert re.search(r"stack:qdrant_service@910\s+follows \(parent portainer:env@910 rebuilds\)", plan.output), plan.output
+    again = deployed.doit()
+    assert again.rc == 0 and again.outcomes()["stack:qdrant_service@910"] == "built", again.output
+    assert deployed.doit().last_run["portainer_requests"] == 1
