@@ -33,16 +33,17 @@ class Needs:
     storages: tuple[tuple[str, str], ...] = ()    # (storage, content) it uses on its node
     disk: str | None = None                       # the storage its own disk is on
     mem_mb: int = 0
+    linked: bool = False                          # a linked clone of its parent (made on the parent's member only)
 
     @classmethod
     def of(cls, place: Mapping[str, Any]) -> Needs:
         return cls(place.get("node"), frozenset(place.get("gpus") or ()),
                    tuple((str(s), str(c)) for s, c in place.get("storages") or ()), place.get("disk"),
-                   int(place.get("mem_mb") or 0))
+                   int(place.get("mem_mb") or 0), bool(place.get("linked")))
 
     def to_json(self) -> dict[str, Any]:
         return {"node": self.node, "gpus": sorted(self.gpus), "storages": [list(s) for s in self.storages],
-                "disk": self.disk, "mem_mb": self.mem_mb}
+                "disk": self.disk, "mem_mb": self.mem_mb, **({"linked": True} if self.linked else {})}
 
 
 @dataclass(frozen=True)
