@@ -184,3 +184,45 @@ def test_a_copy_that_cannot_be_made_stops_the_rebuild_before_any_write(spread: C
     assert ("vm9000 is copied to pve2 through a backup on pve1's storage local, which does not take 'backup' "
             "content") in result.output
     assert co.writes(mark) == [] and co.pve.vm(209000) is not None and co.pve.vm(9001) is not None
+
+
+def test_a_linked_clone_of_a_template_on_shared_storage_on_another_member_clones_its_copy(tmp_path: Path):
+    with cluster_audited(vm_cluster(tmp_path / "phoenix", "ceph", {9000: "pve1", 9001: "pve2"})) as co:
+        result = co.doit()
+        assert result.rc == 0, result.output
+        copy = co.pve.vm(209000)                       # Proxmox makes no linked clone across: a copy on pve2, on ceph
+        assert copy is not None and copy.node == "pve2" and copy.template
+        assert str(copy.config["scsi0"]).startswith("ceph:") and layer(copy) == layer(co.pve.vm(9000))
+        assert clones(co)[9001][0] == "/api2/json/nodes/pve2/qemu/209000/clone"
+        mark = co.mark()
+        assert co.doit().rc == 0 and len(co.pve.requests) - mark == 1
+
+
+def test_a_vm_under_ha_is_taken_out_for_its_rebuild_and_put_back(across: ClusterCheckout):
+    co = across
+    assert co.doit().rc == 0
+    path = co.root / "etc" / "phoenix_vm_configs.json"
+    data = json.loads(path.read_text())
+    vm = next(v for v in data["virtual_machines"] if v["vm_id"] == 1002)
+    vm["boot_disk_size_gb"] = 40                                                 # grows: in place
+    path.write_text(json.dumps(data))
+    assert co.doit().rc == 0
+    co.pve.node_state.setdefault("ha", {})["vm:1002"] = {"state": "started"}   # `ha-manager add vm:1002` by hand
+    co.pve.ha_apply()
+    vm["boot_disk_size_gb"] = 32                                                 # shrinks: only a rebuild does it
+    path.write_text(json.dumps(data))
+    mark = co.mark()
+    refused = co.doit()
+    assert refused.rc == 1 and "VM 1002 is under HA (ha-manager state started)" in refused.output, refused.output
+    assert "ha-manager remove vm:1002" in refused.output and co.writes(mark) == []
+    vm["ha"] = {"state": "started"}
+    path.write_text(json.dumps(data))
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 0, result.output
+    writes = co.writes(mark)
+    assert writes.index(("DELETE", "/api2/json/cluster/ha/resources/vm:1002")) < \
+        writes.index(("DELETE", "/api2/json/nodes/pve2/qemu/1002"))
+    assert writes[-1] == ("POST", "/api2/json/cluster/ha/resources") and co.pve.vm(1002).ha_state == "started"
+    mark = co.mark()
+    assert co.doit().rc == 0 and len(co.pve.requests) - mark == 1
