@@ -134,6 +134,8 @@ def test_a_change_of_the_template_rebakes_it_once_and_replaces_its_copy_and_clon
     edit_vm(co, 9000, features=["base_setup"])
     plan = co.doit("plan", "--steps")
     assert plan.rc == 0 and "copy to pve2 as template 209000" in plan.output, plan.output
+    assert "(its copy VM 109001 on pve1): POST /nodes/pve1/qemu/109001/clone  newid=1001" in plan.output  # each on its
+    assert "full clone of vm9001@docker-golden: POST /nodes/pve2/qemu/9001/clone  newid=1002" in plan.output  # member
     mark = co.mark()
     result = co.doit()
     assert result.rc == 0, result.output
