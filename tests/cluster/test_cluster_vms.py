@@ -228,3 +228,24 @@ def test_a_vm_under_ha_is_taken_out_for_its_rebuild_and_put_back(across: Cluster
     assert writes[-1] == ("POST", "/api2/json/cluster/ha/resources") and co.pve.vm(1002).ha_state == "started"
     mark = co.mark()
     assert co.doit().rc == 0 and len(co.pve.requests) - mark == 1
+
+
+def test_vm_layers_restored_from_the_artifact_store_are_copied_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from phoenix.artifacts.store import ENV
+
+    monkeypatch.setenv(ENV, str(tmp_path / "artifacts"))
+    with cluster_audited(vm_cluster(tmp_path / "first", None, SPREAD)) as first:
+        assert first.doit().rc == 0
+        assert first.doit("export", "vm9001").rc == 0                  # 9000 and 9001 into the store
+    with cluster_audited(vm_cluster(tmp_path / "fresh", None, SPREAD)) as co:
+        result = co.doit()
+        assert result.rc == 0, result.output
+        assert {k: v for k, v in result.outcomes().items() if k.startswith("vm")} == \
+            {"vm9000": "restored", "vm9001": "restored", "vm1001": "built", "vm1002": "built"}
+        for layer_vmid, copy_vmid, node in ((9000, 209000, "pve2"), (9001, 109001, "pve1")):
+            copy = co.pve.vm(copy_vmid)
+            assert copy is not None and copy.node == node and layer(copy) == layer(co.pve.vm(layer_vmid)), copy_vmid
+        assert co.pve.vm(209000).template and "docker-golden" in co.pve.vm(109001).snapshots
+        assert clones(co)[1001][0] == "/api2/json/nodes/pve1/qemu/109001/clone"
+        mark = co.mark()
+        assert co.doit().rc == 0 and len(co.pve.requests) - mark == 1
