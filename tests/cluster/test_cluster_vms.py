@@ -249,3 +249,22 @@ def test_vm_layers_restored_from_the_artifact_store_are_copied_too(tmp_path: Pat
         assert clones(co)[1001][0] == "/api2/json/nodes/pve1/qemu/109001/clone"
         mark = co.mark()
         assert co.doit().rc == 0 and len(co.pve.requests) - mark == 1
+
+
+def test_a_layer_that_cannot_be_copied_is_refused_before_any_write(tmp_path: Path):
+    with cluster_audited(vm_cluster(tmp_path / "phoenix", None, SPREAD)) as co:
+        path = co.root / "etc" / "phoenix_vm_configs.json"
+        data = json.loads(path.read_text())
+        for vm in data["virtual_machines"]:             # the golden image's copy on pve1 would need VMID 1 * 100000 + N
+            if vm["vm_id"] == 9001:
+                vm["vm_id"] = 150001
+            if vm.get("clone_from_vmid") == 9001:
+                vm["clone_from_vmid"] = 150001
+        path.write_text(json.dumps(data))
+        mark = co.mark()
+        result = co.doit()
+        assert result.rc == 1 and "Traceback" not in result.output, result.output
+        assert ("VM 1001 is placed on pve1 and its parent VM 150001 is on pve2, but it cannot be copied here: a layer "
+                "copied to another node needs a VMID below 100000 (it has 150001). Set node on VM 1001 to its "
+                "parent's") in result.output
+        assert "Nothing was changed on the host" in result.output and co.writes(mark) == []
