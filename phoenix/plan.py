@@ -168,7 +168,8 @@ class Planner:
             if found is None:
                 reasons.append(f"no copy on {node} yet (its children there clone it)")
             elif found.build_id != build:
-                reasons.append(f"its copy on {node} (CT {found.vmid}) is of an older build")
+                what = "VM" if getattr(found, "kind", "lxc") == "qemu" else "CT"
+                reasons.append(f"its copy on {node} ({what} {found.vmid}) is of an older build")
             else:
                 continue
             nodes.append(node)

@@ -93,7 +93,8 @@ def export_one(run: Run, store: Store, key: str, version: str) -> Exported:
     facts = run.facts_of(res)
     parent = run.facts_of(run.resources[res.parent]) if res.parent is not None else None
     assert facts is not None and facts.identity and facts.build_id and res.vmid is not None
-    node, cfg = run.api.node, run.hypervisor.artifacts
+    node, cfg = facts.node or run.api.node, run.hypervisor.artifacts   # dumped on the member it is on
+    transport = run.transport if node == run.api.node else run.node_ops(node)
     mode = "snapshot" if facts.status == "running" else "stop"
     locked_by(run, node, key, res.vmid, "qemu" if res.kind == "vm" else "lxc")
     upid = run.pve.call("POST", f"nodes/{node}/vzdump", vmid=res.vmid, storage=cfg.backup_storage, mode=mode,
@@ -104,11 +105,11 @@ def export_one(run: Run, store: Store, key: str, version: str) -> Exported:
     name = f"{facts.identity}.{extension(path)}"
     try:
         with store.writing(name) as w:
-            run.transport.fetch(path, w.write)
+            transport.fetch(path, w.write)
         manifest = Manifest(facts.identity, parent.identity if parent is not None else None, key, res.kind, name,
                             w.sha.hexdigest(), w.size, facts.build_id, parent.build_id if parent is not None else None,
                             version, int(time.time()), res.vmid)
         store.commit(manifest)
     finally:
-        run.transport.remove(path)  # the dump is in the store now (or failed): the node's storage keeps none
+        transport.remove(path)  # the dump is in the store now (or failed): the node's storage keeps none
     return Exported(key, manifest, True, time.monotonic() - t0)

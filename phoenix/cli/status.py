@@ -11,7 +11,7 @@ from typing import Any
 
 from ..plan import Action
 
-PREFIX = {"lxc": "ct", "vm": "vm"}
+PREFIX = {"lxc": "ct", "vm": "vm", "qemu": "vm"}   # a resource's kind, or a guest's in the listing
 
 
 def state(facts: Any) -> str:
@@ -50,7 +50,8 @@ def rows(run: Any) -> list[dict[str, Any]]:
 def copy_row(layer: str, copy: Any, facts: Any) -> dict[str, Any]:
     """A per-node copy of a layer: up to date while it holds the layer's build."""
     same = facts is not None and copy.identity == facts.identity and copy.build_id == facts.build_id
-    return {"task": f"{PREFIX.get(copy.kind, 'ct')}{copy.vmid}", "kind": copy.kind, "vmid": copy.vmid, "name": copy.name,
+    return {"task": f"{PREFIX.get(copy.kind, 'ct')}{copy.vmid}", "kind": "vm" if copy.kind == "qemu" else copy.kind,
+            "vmid": copy.vmid, "name": copy.name,
             "parent": None, "node": node_of(copy), "state": state(copy), "copy_of": layer, "up_to_date": same,
             "why": "" if same else f"a copy of another build of {layer} (made again when a clone needs it)", "ip": None}
 

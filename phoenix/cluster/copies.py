@@ -23,11 +23,13 @@ class Route(StrEnum):
     COPY = "copy"        # the parent's copy on the child's node
 
 
-def route(parent_node: str, child_node: str, parent_disk_shared: bool, child_disk_shared: bool) -> Route:
-    """How a child on child_node is cloned from a parent on parent_node."""
+def route(parent_node: str, child_node: str, parent_disk_shared: bool, child_disk_shared: bool,
+          linked: bool = False) -> Route:
+    """How a child on child_node is cloned from a parent on parent_node. linked: the child is a linked clone of its
+    parent (a VM of a template): made on the template's member only, so from a copy there even on shared storage."""
     if parent_node == child_node:
         return Route.LOCAL
-    if parent_disk_shared and child_disk_shared:
+    if parent_disk_shared and child_disk_shared and not linked:
         return Route.TARGET
     return Route.COPY
 
@@ -51,12 +53,12 @@ class Source:
 
 
 def source(parent_node: str | None, parent_vmid: int, here: str, parent_disk_shared: bool, own_disk_shared: bool,
-           copy_vmid: int | None) -> Source | None:
+           copy_vmid: int | None, linked: bool = False) -> Source | None:
     """The source of a clone on `here` (None: the parent, on this node). copy_vmid: the parent's copy on `here`
     (needed for the COPY route)."""
     if parent_node is None or parent_node == here:
         return None
-    how = route(parent_node, here, parent_disk_shared, own_disk_shared)
+    how = route(parent_node, here, parent_disk_shared, own_disk_shared, linked)
     if how == Route.TARGET:
         return Source(parent_node, parent_vmid, target=here)
     assert copy_vmid is not None

@@ -4,7 +4,8 @@ The rules, in order:
 1. A guest on the host stays on the node it is on (placement is stable; a guest moved by hand or by HA is found
    where it is). Only a `node` the config names that the guest's record did not know moves it (the kind decides how).
 2. A guest not on the host goes to the node its config names.
-3. A clone goes to its parent's node when the parent's storage is local (its disk is there).
+3. A clone goes to its parent's node when the parent's storage is local (its disk is there), and a linked clone of a
+   template always (Proxmox makes a linked clone on the template's node only).
 4. Otherwise: the online member with the most free memory that has what the guest needs (its storages with their
    content types, its GPUs), preferring one where the guests that must sit with it are (a template whose children
    are pinned to a node, or already built there, is made there). Ties go to the node first by name.
@@ -33,16 +34,17 @@ class Needs:
     storages: tuple[tuple[str, str], ...] = ()    # (storage, content) it uses on its node
     disk: str | None = None                       # the storage its own disk is on
     mem_mb: int = 0
+    linked: bool = False                          # a linked clone of its parent (made on the parent's member only)
 
     @classmethod
     def of(cls, place: Mapping[str, Any]) -> Needs:
         return cls(place.get("node"), frozenset(place.get("gpus") or ()),
                    tuple((str(s), str(c)) for s, c in place.get("storages") or ()), place.get("disk"),
-                   int(place.get("mem_mb") or 0))
+                   int(place.get("mem_mb") or 0), bool(place.get("linked")))
 
     def to_json(self) -> dict[str, Any]:
         return {"node": self.node, "gpus": sorted(self.gpus), "storages": [list(s) for s in self.storages],
-                "disk": self.disk, "mem_mb": self.mem_mb}
+                "disk": self.disk, "mem_mb": self.mem_mb, **({"linked": True} if self.linked else {})}
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,8 @@ def place(guests: Sequence[Guest], cluster: ClusterFacts, members: Sequence[str]
     wants: dict[str, list[str]] = {}
     for g in reversed(guests):
         own = [g.here] if g.here is not None else [g.needs.node] if g.needs.node else candidates[g.key]
-        if local(g):
-            for c in children.get(g.key, ()):
+        for c in children.get(g.key, ()):
+            if local(g) or by_key[c].needs.linked:
                 narrower = [n for n in own if n in wants[c]]
                 if narrower:
                     own = narrower
@@ -126,11 +128,11 @@ def place(guests: Sequence[Guest], cluster: ClusterFacts, members: Sequence[str]
             out[g.key] = Placed(g.needs.node, f"the config places it on {g.needs.node}" + (f" ({why})" if why else ""))
             continue
         parent = by_key.get(g.parent) if g.parent else None
-        if parent is not None and local(parent):
+        if parent is not None and (local(parent) or g.needs.linked):
             p_node = out[parent.key].node
             if p_node is not None and p_node in candidates[g.key]:
-                out[g.key] = Placed(p_node, f"on {p_node} with its parent {parent.key} (storage {parent.needs.disk} is "
-                                            "local)")
+                because = f"storage {parent.needs.disk} is local" if local(parent) else "a linked clone of it"
+                out[g.key] = Placed(p_node, f"on {p_node} with its parent {parent.key} ({because})")
                 free[p_node] = free.get(p_node, 0) - g.needs.mem_mb * MIB
                 continue
         pool = [n for n in wants[g.key] if n in candidates[g.key]] or candidates[g.key]

@@ -25,7 +25,7 @@ class Members:
 
     def copy_targets(self, res: Resource) -> dict[str, tuple[str, ...]]:
         """The members a layer must be copied to, each with its children there that clone the copy: where children go
-        that Proxmox cannot clone across to (its disk or theirs on local storage)."""
+        that Proxmox cannot clone across to (its disk or theirs on local storage, or a linked clone of a template)."""
         from .copies import Route, route
         from .placement import Needs
 
@@ -40,8 +40,8 @@ class Members:
             where = self.placed(child)
             if where is None or where.node is None:
                 continue
-            disk = Needs.of(self.run.resources[child].place).disk or ""
-            if route(here.node, where.node, shared, cluster.shared(disk)) == Route.COPY:
+            needs = Needs.of(self.run.resources[child].place)
+            if route(here.node, where.node, shared, cluster.shared(needs.disk or ""), needs.linked) == Route.COPY:
                 out.setdefault(where.node, []).append(child)
         return {node: tuple(keys) for node, keys in out.items()}
 

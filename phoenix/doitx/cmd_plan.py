@@ -114,7 +114,7 @@ class Plan(DoitCmdBase):
         """The checks that would stop the build (kinds whose checks are cheap reads say them in every plan)."""
         res = run.resources[d.key]
         try:
-            problems = run.kinds[res.kind].prepare(res, d, run.context).problems
+            problems = run.kinds[res.kind].prepare(res, d, run.context.at(d.node)).problems
         except PhoenixError as e:
             problems = (str(e),)
         for problem in problems:
@@ -127,8 +127,9 @@ class Plan(DoitCmdBase):
 
         res = run.resources[d.key]
         kind = KINDS[res.kind]
+        ctx = run.context.at(d.node)   # on the member the build runs on, as the run's own prepare
         try:
-            prepared = kind.prepare(res, d, run.context)
+            prepared = kind.prepare(res, d, ctx)
         except PhoenixError as e:
             self.outstream.write(f"    check failed: {e}\n")
             return 1
@@ -140,6 +141,6 @@ class Plan(DoitCmdBase):
         parent_bakes = res.parent is not None and run.decide(res.parent).action.bakes
         parent_build = f"<new build of {res.parent}>" if parent_bakes else (parent.build_id if parent is not None else None)
         identity = "<new>" if parent_bakes else None
-        for step in kind.steps(res, d, prepared, run.context, build_id="<new>", parent_build=parent_build, identity=identity):
+        for step in kind.steps(res, d, prepared, ctx, build_id="<new>", parent_build=parent_build, identity=identity):
             self.outstream.write(f"    {step.what}: {render(step)}\n")
         return 0

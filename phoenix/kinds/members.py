@@ -3,6 +3,7 @@ member, and the copies a layer makes for the children on other members (their VM
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,9 +26,11 @@ class CopyPlan:
     shared_backup: bool = False
 
 
-def clone_source(ctx: Context, res: Resource, parent_vmid: int, parent_disk: str, own_disk: str) -> Source | None:
+def clone_source(ctx: Context, res: Resource, parent_vmid: int, parent_disk: str, own_disk: str,
+                 linked: bool = False) -> Source | None:
     """Where the clone `res` (built on ctx.node) is cloned from: None for its parent on this member; across with
-    `target` when both disks are shared; else the parent's copy on this member (its parent's build makes it)."""
+    `target` when both disks are shared (and it is not a linked clone); else the parent's copy on this member (its
+    parent's build makes it)."""
     assert res.parent is not None
     placed = ctx.placed(res.parent)
     facts = ctx.view.get(parent_vmid)
@@ -36,8 +39,8 @@ def clone_source(ctx: Context, res: Resource, parent_vmid: int, parent_disk: str
     p_shared, own_shared = cluster.shared(parent_disk), cluster.shared(own_disk)
     if parent_node is None or parent_node == ctx.node:
         return None
-    copy_vmid = None if p_shared and own_shared else copy_of(ctx, ctx.node, parent_vmid)
-    return source(parent_node, parent_vmid, ctx.node, p_shared, own_shared, copy_vmid)
+    copy_vmid = None if p_shared and own_shared and not linked else copy_of(ctx, ctx.node, parent_vmid)
+    return source(parent_node, parent_vmid, ctx.node, p_shared, own_shared, copy_vmid, linked)
 
 
 def copy_of(ctx: Context, node: str, vmid: int) -> int:
@@ -46,10 +49,11 @@ def copy_of(ctx: Context, node: str, vmid: int) -> int:
     return ctx.copy_vmid(node, vmid)
 
 
-def copy_plans(ctx: Context, res: Resource, nodes: tuple[str, ...], disk: str, linked_children: bool
-               ) -> tuple[list[CopyPlan], list[str]]:
+def copy_plans(ctx: Context, res: Resource, nodes: tuple[str, ...], disk: str, linked_children: bool,
+               destroyed: Collection[int] = ()) -> tuple[list[CopyPlan], list[str]]:
     """The copies a build of this layer makes on these members (the decision's), with what each replaces (its old
-    copy, and that copy's linked clones when the children are linked clones), and what stops them."""
+    copy, and that copy's linked clones when the children are linked clones, but for those the build destroys
+    already), and what stops them."""
     assert res.vmid is not None
     if not nodes:
         return [], []
@@ -83,8 +87,8 @@ def copy_plans(ctx: Context, res: Resource, nodes: tuple[str, ...], disk: str, l
                 continue
             if linked_children:  # its linked clones hold its base volume: they go first (they follow the new build)
                 for child in ctx.view.guests().values():
-                    if child.node == node and child.managed and child.copy_of is None and _cloned_from(ctx, child.vmid,
-                                                                                                        res):
+                    if child.node == node and child.managed and child.copy_of is None and \
+                            child.vmid not in destroyed and _cloned_from(ctx, child.vmid, res):
                         gone.append(Gone(child.vmid, node, child.status == "running"))
             gone.append(Gone(vmid, found.node or node, found.status == "running"))
         plans.append(CopyPlan(node, vmid, tuple(gone), cluster.shared(backup)))

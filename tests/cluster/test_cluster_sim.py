@@ -231,3 +231,22 @@ def test_bakes_on_different_members_run_at_the_same_time(tmp_path):
         for source, runs in by_source.items():                          # one parent's clones one at a time
             assert all(a[4] <= b[3] + 1e-3 for a, b in pairwise(runs)), (source, runs)
         assert any(len(runs) > 1 for runs in by_source.values()), by_source
+
+
+def test_a_template_layers_linked_clone_of_its_copy_goes_once_when_the_layer_is_rebaked(cluster: ClusterCheckout):
+    co = cluster
+    data = co.lxc_config()
+    data["lxc_configs"]["920"].pop("template_snapshot_name")
+    data["lxc_configs"]["920"]["convert_to_template"] = True    # 950 on pve2: a linked clone of 920's copy there
+    co.write_lxc_config(data)
+    assert co.doit().rc == 0
+    assert co.pve.ct(200920).template and co.on(950) == "pve2"
+    script = co.root / "images" / "features" / "vllm.sh"
+    script.write_text(script.read_text() + "\n# a change\n")
+    mark = co.mark()
+    result = co.doit()
+    assert result.rc == 0, result.output
+    gone = [p for m, p in co.writes(mark) if m == "DELETE" and "/lxc/" in p]
+    assert gone.count("/api2/json/nodes/pve2/lxc/950") == 1                          # by 920's rebuild, not again
+    assert gone.index("/api2/json/nodes/pve2/lxc/950") < gone.index("/api2/json/nodes/pve2/lxc/200920")
+    assert layer(co.pve.ct(200920)) == layer(co.ct(920)) and co.ct(950) is not None

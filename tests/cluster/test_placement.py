@@ -52,6 +52,23 @@ def test_the_configs_node_wins_and_a_changed_one_is_said():
     assert found["ct901"].why == "the config places it on pve1"
 
 
+def test_a_linked_clone_sits_with_its_template_even_on_shared_storage():
+    c = cluster({"pve1": 1, "pve2": 60, "pve3": 1}, ceph=True)
+    linked = Needs(None, frozenset(), (("ceph", "images"),), "ceph", 2048, linked=True)
+    found = place([Guest("vm9000", None, needs("ceph"), here="pve1"), Guest("vm9001", "vm9000", linked),
+                   Guest("vm1001", "vm9000", needs("ceph"))], c, None, lambda n: GPUS[n])
+    assert found["vm9001"].node == "pve1" and "with its parent vm9000 (a linked clone of it)" in found["vm9001"].why
+    assert found["vm1001"].node == "pve2"                              # a full clone from shared storage goes across
+    assert Needs.of(linked.to_json()) == linked and "linked" not in needs().to_json()
+
+
+def test_a_template_is_placed_where_its_linked_clones_must_go():
+    c = cluster({"pve1": 1, "pve2": 60, "pve3": 1}, ceph=True)
+    linked = Needs("pve3", frozenset(), (("ceph", "images"),), "ceph", 2048, linked=True)
+    assert placed([Guest("vm9000", None, needs("ceph")), Guest("vm9001", "vm9000", linked)], c) == \
+        {"vm9000": "pve3", "vm9001": "pve3"}
+
+
 def test_a_clone_sits_with_a_parent_on_local_storage():
     c = cluster({"pve1": 1, "pve2": 60, "pve3": 1})
     found = place([Guest("ct900", None, needs(), here="pve1"), Guest("ct902", "ct900", needs())], c, None,

@@ -116,7 +116,7 @@ class LxcKind:
                 problems.append(str(e))
         facts = ctx.view.get(ctid)
         plans: list[Any] = []
-        if decision.copies:  # its copies on the members where children of it go
+        if decision.copies and update:  # its copies on the members where children of it go
             from ..members import copy_plans
 
             plans, found = copy_plans(ctx, res, decision.copies, estate.storage(ctid), g.convert_to_template)
@@ -158,6 +158,12 @@ class LxcKind:
                 if c == ctid:
                     old = F.parse_record(config.get("description")).get("settings")
                     keep = S.hand_set(f, old, int(config.get("protection") or 0))
+        if decision.copies:  # its copies; what the bake destroys already (its linked clones there) is not in them
+            from ..members import copy_plans
+
+            plans, found = copy_plans(ctx, res, decision.copies, estate.storage(ctid), g.convert_to_template,
+                                      {r.vmid for r in replaced})
+            problems += found
         download = False
         if g.clone_from_ctid is None:
             volume = estate.os_template(ctid)

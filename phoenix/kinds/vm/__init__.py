@@ -76,10 +76,12 @@ class VmKind:
         if decision.action == Action.UPDATE:
             assert facts is not None
             config = ctx.pve().get(S.qemu(ctx.node, vmid, "/config"))
-            if config.get("lock"):
+            if config.get("lock"):  # a copy's vzdump would fail on it too, after the old copy is gone
                 problems.append(vm_lock(ctx, vmid, str(config["lock"])))
-            problems += bridge_problems(ctx, f"VM {vmid} ({res.key})", res.settings["net0"], config.get("net0"))
-            return Prepared({"config": config, "facts": facts}, tuple(problems))
+            if decision.why != Why.COPIES:
+                problems += bridge_problems(ctx, f"VM {vmid} ({res.key})", res.settings["net0"], config.get("net0"))
+            plans, found = layer_copies(ctx, res, decision)
+            return Prepared({"config": config, "facts": facts, "copies": plans}, tuple(problems + found))
         from ..host.storage import as_set_up, pending
 
         storages = as_set_up(estate, ctx.once("storage config", lambda: ctx.pve().get("storage")), pending(ctx))
@@ -136,11 +138,17 @@ class VmKind:
                                         f"{ctx.node} cannot fetch it from {url}: {e}")
                 download = True
         parent = parent_of(estate.vms, vmid)
+        source = None
+        if parent is not None and parent in estate.vms:
+            source, found = cross_member_source(ctx, res, parent)
+            problems += found
         pf = ctx.view.get(parent) if parent is not None else None
+        if source is not None and source.copy:  # cloned from the parent's copy on this member
+            pf = ctx.view.get(source.vmid)
         if parent is not None and pf is not None:  # a clone of a locked source fails after the destroy: refuse first
-            lock = ctx.pve().get(S.qemu(pf.node or ctx.node, parent, "/config")).get("lock")
+            lock = ctx.pve().get(S.qemu(pf.node or ctx.node, pf.vmid, "/config")).get("lock")
             if lock:
-                problems.append(f"its parent {vm_lock(ctx, parent, str(lock))}")
+                problems.append(f"its parent {vm_lock(ctx, pf.vmid, str(lock))}")
         replaced: list[S.Replaced] = []
         keep: tuple[str, ...] = ()
         if facts is not None:
@@ -172,16 +180,13 @@ class VmKind:
         if vm.ha and vm.is_template_layer:
             problems.append(f"VM {vmid} is a layer other VMs are cloned from, not a service for HA to keep running: "
                             "remove ha from it (its clones may have it)")
-        source = None
-        parent = parent_of(estate.vms, vmid)
-        if parent is not None and parent in estate.vms:
-            source, found = cross_member_source(ctx, res, parent)
-            problems += found
+        plans, found = layer_copies(ctx, res, decision, {r.vmid for r in replaced})
+        problems += found
         # snippets of a VMID that is neither a VM on the host nor one of the config are no VM's: the bake removes them
         vms_on_host = {v for v, f in ctx.view.guests().items() if f.kind == "qemu"}
         keep_vmids = tuple(sorted(vms_on_host | set(estate.vms)))
         return Prepared({"replaced": tuple(replaced), "download": download, "dir": directory, "files": files,
-                         "keep": keep, "keep_vmids": keep_vmids, "source": source}, tuple(problems))
+                         "keep": keep, "keep_vmids": keep_vmids, "source": source, "copies": plans}, tuple(problems))
 
     def steps(self, res: Resource, decision: Decision, prepared: Prepared, ctx: Context, *,
               build_id: str, parent_build: str | None, identity: str | None = None) -> list[Step]:
@@ -194,9 +199,14 @@ class VmKind:
 
             return [start(S.qemu(ctx.node, res.vmid or 0), res.vmid or 0)]
         if decision.action == Action.UPDATE:
-            return S.update(ctx.estate, res, ctx.node, data["facts"], data["config"], "; ".join(decision.reasons))
+            facts = data["facts"]
+            out = [] if decision.why == Why.COPIES else \
+                S.update(ctx.estate, res, ctx.node, facts, data["config"], "; ".join(decision.reasons))
+            return out + S.copies(ctx.estate, res, ctx.node, data["copies"], facts.identity or "", facts.build_id or "",
+                                  parent_build, ctx.owner, facts.status == "running")
         vmid = res.vmid
         assert vmid is not None
+        running = not ctx.estate.vms[vmid].is_template_layer   # how the bake leaves it (a copy dumps it so)
         directory = CR.templates_dir(ctx.estate.library.root)
         meta_path = CR.template_paths(directory, vmid)["meta-data"]
         m = decision.artifact
@@ -205,39 +215,49 @@ class VmKind:
             meta = CR.render_file(directory, meta_path, vmid, values).encode()
             bake = S.Bake(m.identity, m.build, m.parent_build, ctx.owner, data["replaced"], False, data["dir"],
                           data["files"], meta, data["keep"], data["keep_vmids"])
-            return S.restore(ctx.estate, res, ctx.node, bake, ctx.artifacts / m.archive, m)
+            return S.restore(ctx.estate, res, ctx.node, bake, ctx.artifacts / m.archive, m) + \
+                S.copies(ctx.estate, res, ctx.node, data["copies"], m.identity, m.build, m.parent_build, ctx.owner,
+                         running)
         values = {**CR.variables(ctx.estate, vmid), "instance_id": f"phx-{vmid}-{build_id}"}
         meta = CR.render_file(directory, meta_path, vmid, values).encode()
         bake = S.Bake(identity or res.identity(parent_build), build_id, parent_build, ctx.owner, data["replaced"],
                       data["download"], data["dir"], data["files"], meta, data["keep"], data["keep_vmids"],
                       data.get("source"))
-        return S.bake(ctx.estate, res, ctx.node, bake)
+        return S.bake(ctx.estate, res, ctx.node, bake) + \
+            S.copies(ctx.estate, res, ctx.node, data["copies"], bake.identity, build_id, parent_build, ctx.owner, running)
+
+
+def layer_copies(ctx: Context, res: Resource, decision: Decision, destroyed: set[int] | frozenset[int] = frozenset()
+                 ) -> tuple[list[Any], list[str]]:
+    """The copies of this layer the decision makes on other members (kinds.members.copy_plans), checked now."""
+    if not decision.copies:
+        return [], []
+    from ..members import copy_plans
+
+    assert res.vmid is not None
+    return copy_plans(ctx, res, decision.copies, R.storage(ctx.estate, res.vmid),
+                      ctx.estate.vms[res.vmid].convert_to_template, destroyed)
 
 
 def cross_member_source(ctx: Context, res: Resource, parent: int) -> tuple[Any, list[str]]:
-    """Where a VM placed on another member than its parent is cloned from: across with `target` when the parent's
-    disk and its own are on shared storage and the clone is a full one (qemu-server's clone_vm refuses a VM on local
-    storage, or onto non-shared storage, on another node; Phoenix makes no linked clone across members). Otherwise
-    no copy of a VM layer is made on another member (containers' are): refused, with the two ways out."""
-    from ...cluster.copies import Route, Source, route
+    """Where a VM placed on another member than its parent is cloned from (kinds.members.clone_source): across with
+    `target` when the parent's disk and its own are on shared storage and the clone is a full one (qemu-server's
+    clone_vm refuses a VM on local storage, or onto non-shared storage, on another node; Phoenix makes no linked clone
+    across members); otherwise from the parent's copy on this member, which the parent's build makes. Refused only
+    when no copy can be made (its VMID or node id), with the two ways out."""
+    from ..members import clone_source
 
     assert res.vmid is not None
-    placed = ctx.placed(res.parent) if res.parent else None
-    facts = ctx.view.get(parent)
-    parent_node = placed.node if placed is not None and placed.node else facts.node if facts is not None else None
-    if parent_node is None or parent_node == ctx.node:
-        return None, []
-    estate, cluster = ctx.estate, ctx.view.cluster()
-    p_disk, own = R.storage(estate, parent), R.storage(estate, res.vmid)
-    how = route(parent_node, ctx.node, cluster.shared(p_disk), cluster.shared(own))
-    if how == Route.TARGET and not estate.vms[parent].convert_to_template:
-        return Source(parent_node, parent, target=ctx.node), []
-    why = ("a linked clone of a template is made on the template's member only" if how == Route.TARGET else
-           f"VM {parent}'s disk ({p_disk}) or its own ({own}) is on storage local to a member, and Proxmox clones a "
-           "VM to another node only from shared storage onto shared storage")
-    return None, [f"VM {res.vmid} is placed on {ctx.node} and its parent VM {parent} is on {parent_node}: {why}. Set "
-                  f"node: {parent_node} on VM {res.vmid}, or put both boot disks on a shared storage "
-                  "(boot_disk_storage, e.g. ceph) with a snapshot-template parent (template_snapshot_name)"]
+    estate = ctx.estate
+    try:
+        return clone_source(ctx, res, parent, R.storage(estate, parent), R.storage(estate, res.vmid),
+                            linked=estate.vms[parent].convert_to_template), []
+    except PhoenixError as e:
+        placed = ctx.placed(res.parent) if res.parent else None
+        where = f" is on {placed.node}" if placed is not None and placed.node else " is elsewhere"
+        return None, [f"VM {res.vmid} is placed on {ctx.node} and its parent VM {parent}{where}, but it cannot be "
+                      f"copied here: {e}. Set node on VM {res.vmid} to its parent's, or put both boot disks on a shared "
+                      "storage (boot_disk_storage, e.g. ceph) with a snapshot-template parent (template_snapshot_name)"]
 
 
 VM = VmKind()

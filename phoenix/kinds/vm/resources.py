@@ -79,13 +79,16 @@ def in_place_settings(estate: Estate, vmid: int) -> dict[str, Any]:
 def needs(estate: Estate, vmid: int) -> dict[str, Any]:
     """What the VM needs of the node it is placed on (cluster.placement.Needs)."""
     from ...cluster.placement import Needs
+    from ...config.vm import parent_of
 
     vm, hyp = estate.vms[vmid], estate.hypervisor
     disk = storage(estate, vmid)
     storages = [(disk, "images"), (hyp.storage.snippets, "snippets")]
     if vm.cloud_image is not None:
         storages.append((hyp.cloud_images[vm.cloud_image].volume.split(":", 1)[0], "import"))
-    return Needs(vm.node, frozenset(), tuple(storages), disk, vm.memory_mb).to_json()
+    parent = parent_of(estate.vms, vmid)
+    linked = parent is not None and parent in estate.vms and estate.vms[parent].convert_to_template
+    return Needs(vm.node, frozenset(), tuple(storages), disk, vm.memory_mb, linked).to_json()
 
 
 def describe(estate: Estate, vmid: int, role: str, parent: int | None) -> str:

@@ -22,6 +22,7 @@ from ...steps import (
     AgentRun,
     AgentWait,
     Call,
+    CopyLayer,
     Forget,
     MakeDirs,
     PutSnippets,
@@ -71,7 +72,7 @@ class Bake:
     meta_data: bytes                     # meta-data, rendered with this build's instance-id
     keep_tags: tuple[str, ...] = ()
     keep_vmids: tuple[int, ...] = ()     # VMs on the host or in the config: their snippets stay
-    source: Any = None                   # cluster.copies.Source: the parent on another member (cloned with target)
+    source: Any = None                   # cluster.copies.Source: the parent on another member (target), or its copy here
 
 
 def snippet_names(vmid: int, files: dict[str, bytes]) -> dict[str, str]:
@@ -233,11 +234,14 @@ def bake(estate: Estate, res: Resource, node: str, b: Bake) -> list[Step]:
         else:
             params.update(full=1, snapname=p.template_snapshot_name, storage=storage)
             what = f"full clone of vm{parent}@{p.template_snapshot_name}"
-        src_node = node
+        src_node, src_vmid = node, parent
         if b.source is not None and b.source.target:  # across: both disks on shared storage (qemu-server clone_vm)
             src_node, params["target"] = b.source.node, b.source.target
             what += f" on {b.source.node}, to {b.source.target}"
-        out.append(Call(what, "POST", qemu(src_node, parent, "/clone"), params, retry_locked=True, clone=True,
+        elif b.source is not None and b.source.copy:  # the parent's copy on this member (its build made it)
+            src_node, src_vmid = b.source.node, b.source.vmid
+            what += f" (its copy VM {b.source.vmid} on {b.source.node})"
+        out.append(Call(what, "POST", qemu(src_node, src_vmid, "/clone"), params, retry_locked=True, clone=True,
                         then=started))
         out.append(Call("configure", "PUT", qemu(node, vmid, "/config"),
                         {k: v for k, v in hardware.items() if k != "ostype"}, idempotent=True))
@@ -288,6 +292,35 @@ def finish(estate: Estate, res: Resource, node: str, b: Bake, user_tags: list[st
                                                "template": vm.convert_to_template,
                                                "status": "stopped" if stopped else "running"})))
     return out + ha.after_build("qemu", vmid, res.settings.get("ha"), tags)
+
+
+def copies(estate: Estate, res: Resource, node: str, plans: list[Any], identity: str, build_id: str,
+           parent_build: str | None, owner: str | None, running: bool) -> list[Step]:
+    """The layer copied to each member its children there clone it on (kinds.members.CopyPlan), as containers are:
+    restored under the copy's VMID (a template's archive is restored as a template, as qmrestore does), its snapshot
+    made again, then the layer's record with a phx-copy-<vmid> tag, so the copy's children compute their identities
+    from the layer's build. The copy keeps the layer's cicustom; it never starts, and its clones get their own."""
+    from ...cluster.copies import COPY_TAG
+
+    vmid = res.vmid
+    assert vmid is not None
+    vm, hyp = estate.vms[vmid], estate.hypervisor
+    out: list[Step] = []
+    for plan in plans:
+        mark = f"{COPY_TAG}{vmid}"
+        building = F.building_tags([*vm.tags, mark], owner)
+        rec = {**record(res, identity, build_id, parent_build, {}), "copy_of": res.key, "copied_from": node}
+        tags = F.record_tags([*vm.tags, mark], identity, build_id, res.settings_hash)
+        what = "template" if vm.convert_to_template else "VM"
+        out.append(CopyLayer(f"copy to {plan.node} as {what} {plan.copy_vmid} (its children there clone it)", "qemu",
+                             vmid, node, plan.node, plan.copy_vmid, hyp.artifacts.backup_storage,
+                             hyp.artifacts.node_dump_dir.rstrip("/"), plan.shared_backup,
+                             {"storage": vm.boot_disk_storage or hyp.storage.rootdir, "unique": 1, "name": vm.vm_name,
+                              "tags": building,
+                              "description": F.description(vm.description, {"layer": res.key, "state": "building"})},
+                             {"tags": tags, "description": F.description(vm.description, rec)},
+                             vm.template_snapshot_name, plan.replace, running))
+    return out
 
 
 def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m: Any) -> list[Step]:
