@@ -600,6 +600,11 @@ class Run:
             self.lease = None
         return self.write_last_run()
 
+    def stop_tasks(self) -> None:
+        """An interrupted run stops the Proxmox tasks it started that still run (Pve.stop_started)."""
+        if "pve" in self.__dict__:
+            self.pve.stop_started(self.say)
+
     def close(self) -> None:
         if self.lease is not None:
             self.lease.release()

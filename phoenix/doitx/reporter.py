@@ -86,6 +86,7 @@ class PhoenixReporter(ConsoleReporter):
             run.outcomes.note(key, "interrupted", took)
         if interrupted:
             run.outcomes.interrupted = True
+            run.stop_tasks()
         try:
             data = run.finish()
         except OSError as e:

@@ -8,6 +8,7 @@ the task's own log.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ TRANSIENT_STATUS = (502, 503, 595, 596, 599)
 # A task's status is polled after POLL_FIRST host seconds, then each interval 1.3x the last, up to one a second.
 POLL_FIRST, POLL_GROWTH, POLL_MAX = 0.02, 1.3, 1.0
 POLL_FLOOR = 0.001  # real seconds: never a busy loop, even on a simulator whose tasks take no time
+STOP_WAIT = 15.0    # real seconds an interrupted run waits for each task it stops to end
 
 
 class ApiError(PhoenixError):
@@ -111,6 +113,8 @@ class Pve:
         session.hooks["response"].append(lambda r, *a, **k: self.counters.add(r.request.method, r.elapsed.total_seconds()))
         if fingerprint:  # the certificate must be exactly this one; the adapter checks it instead of a CA chain
             session.mount("https://", FingerprintAdapter(fingerprint))
+        self.started: dict[str, str] = {}   # the tasks this client started and has not seen end: UPID -> the call
+        self._started_lock = threading.Lock()
 
     def close(self) -> None:
         """Close the HTTP connections this client keeps open (a run's end)."""
@@ -144,7 +148,11 @@ class Pve:
             return _transient(e) if idempotent else (retry_locked and _lock_refusal(e))
 
         try:
-            return self._retrying(lambda: getattr(self.api(path), method.lower())(**args), retry, 0.2)
+            answer = self._retrying(lambda: getattr(self.api(path), method.lower())(**args), retry, 0.2)
+            if method != "GET" and isinstance(answer, str) and answer.startswith("UPID:"):
+                with self._started_lock:
+                    self.started[answer] = f"{method} /{path}"
+            return answer
         except ResourceException as e:
             raise ApiError(method, path, e.status_code, str(e.content or e.status_message), e.errors) from None
         except requests.exceptions.SSLError as e:
@@ -178,16 +186,46 @@ class Pve:
         while True:
             status = self.get(f"nodes/{node}/tasks/{upid}/status")
             if status.get("status") == "stopped":
+                with self._started_lock:
+                    self.started.pop(upid, None)
                 exit_status = str(status.get("exitstatus", ""))
                 if exit_status == "OK" or exit_status.startswith("WARNINGS"):
                     return
                 log = self.get(f"nodes/{node}/tasks/{upid}/log", limit=500)
                 raise ProxmoxTaskFailed(upid, exit_status, [str(entry.get("t", "")) for entry in log])
             if time.monotonic() > deadline:
+                with self._started_lock:  # given up on: it goes on on the node, as the message says
+                    self.started.pop(upid, None)
                 raise TaskTimeout(f"Proxmox task {upid} still runs after {timeout or self.task_timeout:.0f}s; it goes on "
                                   "on the node. Check it in the node's task log; a rerun converges once it ends.")
             self.sleep(max(POLL_FLOOR, delay * self.clock))
             delay = min(POLL_MAX, delay * POLL_GROWTH)
+
+    def stop_started(self, say: Callable[[str], None]) -> None:
+        """Stop the tasks this client started and has not seen end (a run interrupted by Ctrl-C or SIGTERM): a node
+        goes on with a task when the run that started it ends, so the run stops it, as `qm`'s own Ctrl-C does, with
+        PVE's "stop a task" (DELETE /nodes/{node}/tasks/{upid}: its owner may), and waits a little for it to end (a
+        failed create, clone or restore removes what it made). One that cannot be stopped is said, and goes on."""
+        with self._started_lock:
+            started = dict(self.started)
+        for upid, what in started.items():
+            node = upid.split(":")[1]
+            try:
+                self._call("DELETE", f"nodes/{node}/tasks/{upid}", False)
+                deadline = time.monotonic() + STOP_WAIT
+                while self.get(f"nodes/{node}/tasks/{upid}/status").get("status") != "stopped":
+                    if time.monotonic() > deadline:
+                        raise PhoenixError(f"it still runs after {STOP_WAIT:.0f}s")
+                    time.sleep(0.1)
+                with self._started_lock:
+                    self.started.pop(upid, None)
+                say(f"phoenix: stopped the Proxmox task this run started ({what}: {upid})")
+            except PhoenixError as e:
+                say(f"phoenix: could not stop the Proxmox task this run started ({what}: {upid}): {e}. It goes on on "
+                    "the node; a rerun while it runs is refused, naming it, and rebuilds the guest once it has ended")
+            except KeyboardInterrupt:  # asked twice: the rest is left to run on
+                say("phoenix: interrupted again: the tasks this run started that are left go on on the node")
+                return
 
     def run(self, method: str, path: str, /, *, task_timeout: float | None = None, idempotent: bool = False,
             retry_locked: bool = False, **data: Any) -> None:

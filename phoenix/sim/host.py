@@ -59,6 +59,7 @@ QM_TASKS = {"qmcreate": "create", "qmrestore": "create", "qmclone": "clone", "qm
             "qmdestroy": "destroy"}
 UNLOCK_PATH = CONTROL + "/unlock/{vmid}"  # POST, with the API token: the simulated `pct unlock`
 ABANDONED = "interrupted: the simulator stopped while this task ran"
+STOPPED = "interrupted by signal"  # PVE's exit status of a task stopped through the API
 
 
 def parse_task_seconds(text: str) -> dict[str, float]:
@@ -148,7 +149,9 @@ class _Task:
     tid: str
     touched: Touched  # what it may change
     done: asyncio.Future[None]
+    stop: asyncio.Event   # set by DELETE /nodes/{node}/tasks/{upid}
     abandoned: bool = False
+    upid: str = ""
 
     @property
     def vmids(self) -> frozenset[int]:
@@ -206,8 +209,9 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
                     await self.pause(secs)
                     return await work()
 
+            entry = _Task(ttype, str(tid), what, asyncio.get_running_loop().create_future(), asyncio.Event())
+
             async def tracked():
-                entry = _Task(ttype, str(tid), what, asyncio.get_running_loop().create_future())
                 owner._running[id(entry)] = entry
                 token = _TASK.set(entry)
                 began = time.monotonic()
@@ -217,11 +221,39 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
                     owner.timeline.append((node, ttype, str(tid), began, time.monotonic()))
                     _TASK.reset(token)
                     del owner._running[id(entry)]
-                    if entry.abandoned:
+                    owner._by_upid.pop(entry.upid, None)
+                    if entry.abandoned and not entry.stop.is_set():
                         owner._abandoned.append(entry)
                     entry.done.set_result(None)
                     owner.save_touched(what)
-            return await super().task(node, ttype, tid, user, tracked, vm=vm, lock=lock, log=log)
+            upid = await super().task(node, ttype, tid, user, tracked, vm=vm, lock=lock, log=log)
+            if not entry.done.done():  # it runs on: DELETE .../tasks/{upid} can stop it
+                entry.upid = upid
+                owner._by_upid[upid] = entry
+            return upid
+
+        def _routes_tasks(self):
+            return [("DELETE", "/nodes/{node}/tasks/{upid}", self._task_stop)]
+
+        async def _task_stop(self, v, user):
+            """PVE's "stop a task" (DELETE /nodes/{node}/tasks/{upid}; its owner, or Sys.Modify on the node): the worker
+            is signalled and the task fails "interrupted by signal" at its next step; what a failed create, clone or
+            restore leaves is removed, as qemu-server's and pve-container's error paths remove it, other locks are
+            released. A task that has ended is left as it is."""
+            from fakepve.model import PveError
+
+            upid = str(v["upid"])
+            record = self.tasks.get(upid)
+            if record is None:
+                raise PveError(500, f"unable to parse worker upid '{upid}'")
+            if record.get("user") != user and not self.allowed(user, f"/nodes/{v['node']}", "Sys.Modify"):
+                raise PveError(403, f"Permission check failed (/nodes/{v['node']}, Sys.Modify)")
+            entry = owner._by_upid.get(upid)
+            if entry is not None and not entry.done.done():
+                entry.stop.set()
+                await asyncio.wait({entry.done}, timeout=30)
+                owner._release([entry], STOPPED)
+            return None
 
         # PVE keeps pools in /etc/pve/user.cfg, which is read-only without quorum (fakepve lets pool writes through)
         async def _pool_create(self, v, user):
@@ -266,17 +298,20 @@ def _pve_class(base: Any, owner: SimHost) -> Any:
             entry = _TASK.get()
             if entry is None:  # not a task (network latency, HA delays): as fakepve
                 return await super().pause(secs)
-            if owner._abandoning:
+            if owner._abandoning or entry.stop.is_set():
                 entry.abandoned = True
-                raise TaskError(ABANDONED)
+                raise TaskError(STOPPED if entry.stop.is_set() else ABANDONED)
             if secs and self.time_scale:
                 owner.save_touched(entry.touched)  # what the task has done so far, as a crash now would leave it
-                try:
-                    await asyncio.wait_for(owner._stopping.wait(), secs * self.time_scale)
-                except TimeoutError:
+                waits = {asyncio.ensure_future(owner._stopping.wait()), asyncio.ensure_future(entry.stop.wait())}
+                done, pending = await asyncio.wait(waits, timeout=secs * self.time_scale,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                for w in pending:
+                    w.cancel()
+                if not done:
                     return None
                 entry.abandoned = True
-                raise TaskError(ABANDONED)
+                raise TaskError(STOPPED if entry.stop.is_set() else ABANDONED)
             return None
 
     return PersistentPve
@@ -318,6 +353,7 @@ class SimHost:
         self._running: dict[int, _Task] = {}
         self._portainer: Any = None  # the Portainer stand-in's aiohttp runner, while it serves
         self._abandoned: list[_Task] = []
+        self._by_upid: dict[str, _Task] = {}   # the running tasks by UPID (a stop request names one)
         self._abandoning = False
         self._stopping: asyncio.Event
 
@@ -376,7 +412,7 @@ class SimHost:
             pve.add_ceph_storage(SHARED_STORAGE)
         self.pve = pve
         self.store = Store(self.dir, self.note)
-        self._running, self._abandoned, self._abandoning = {}, [], False
+        self._running, self._abandoned, self._abandoning, self._by_upid = {}, [], False, {}
         self._stopping = asyncio.Event()
         self._load()
         self.pve.ha_apply()
@@ -483,11 +519,12 @@ class SimHost:
             await asyncio.wait([entry.done for entry in running], timeout=5)
         self._release([*self._abandoned, *(e for e in running if not e.done.done())])
 
-    def _release(self, abandoned: list[_Task]) -> None:
+    def _release(self, abandoned: list[_Task], why: str = ABANDONED) -> None:
         if not abandoned:
             return
-        self.note(f"stopped with {len(abandoned)} task(s) running, which failed ({ABANDONED}): "
-                  + ", ".join(f"{e.kind} {e.tid}" for e in abandoned))
+        tasks = ", ".join(f"{e.kind} {e.tid}" for e in abandoned)
+        self.note(f"task {tasks} stopped through the API ({why})" if why == STOPPED else
+                  f"stopped with {len(abandoned)} task(s) running, which failed ({why}): {tasks}")
         for vmid in sorted({v for e in abandoned for v in e.vmids}):
             ct = self.pve.ct(vmid)
             if ct is not None and ct.lock:

@@ -621,3 +621,36 @@ def test_a_lease_left_by_a_killed_run_is_taken_over_by_any_verb(synced: Path, tm
         assert portainer != before[1]  # the stack deployed again
     if verb == "delete":
         assert ("ct", "910") in changed and ("ct", "910") not in records
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_the_clone_it_started_on_a_node_that_outlives_the_run(golden: Path, sig: signal.Signals):
+    """On a node that goes on when the run ends (the simulator served by its own process), Ctrl-C or SIGTERM stops
+    the Proxmox task the run started (PVE's "stop a task", as `qm`'s own Ctrl-C does): the clone fails "interrupted
+    by signal", its half-made VM is removed, nothing runs on; so the rerun right after is not refused, and converges."""
+    from phoenix.sim.host import served
+
+    state = golden / ".cache" / "sim"
+    server = spawn(state, "--time-scale", SCALE, "--task-seconds", "clone=800", stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    try:
+        found = served(state)
+        assert found is not None
+        rc, out = interrupted(golden, "vm1002", sig, lambda: clone_running(found[0]), "the clone", "")
+        after_the_interrupt(rc, out, sig)
+        assert re.search(r"^phoenix: stopped the Proxmox task this run started \(POST /nodes/pve1/qemu/9001/clone: "
+                         r"UPID:pve1:[^)]*\)$", out, re.M), out
+        assert not clone_running(found[0])
+        from phoenix.pve.client import Pve
+
+        pve = Pve.of(found[0])
+        assert 1002 not in {int(v["vmid"]) for v in pve.get("nodes/pve1/qemu")}  # the half-made clone is gone
+        (task,) = [t for t in pve.get("nodes/pve1/tasks") if t.get("type") == "qmclone"]
+        assert task["status"] == "interrupted by signal" and task.get("endtime"), task  # PVE lists an end's status
+        server.terminate()
+        server.wait(30)
+        server = spawn(state, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        converges(golden, "vm1002")
+    finally:
+        server.terminate()
+        server.wait(30)
