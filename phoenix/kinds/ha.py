@@ -9,10 +9,12 @@ cost; the rest (group, restarts) are part of the in-place settings.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..facts.guests import GuestFacts
-from ..steps import Call, SetFacts, Step
+
+if TYPE_CHECKING:  # steps (its dataclasses take 10 ms to make) are not imported by a no-op
+    from ..steps import Call, Step
 
 KIND = {"lxc": "ct", "qemu": "vm"}
 NOUN = {"lxc": "CT", "qemu": "VM"}
@@ -46,12 +48,16 @@ def refused(kind: str, vmid: int, where: str, facts: GuestFacts, declared: bool)
 
 def remove(kind: str, vmid: int, why: str) -> Call:
     """Out of HA before the guest is stopped and destroyed (HA would start it again, or refuse the destroy)."""
+    from ..steps import Call
+
     return Call(f"remove {sid(kind, vmid)} from HA ({why}; put back after the rebuild)", "DELETE",
                 f"cluster/ha/resources/{sid(kind, vmid)}")
 
 
 def put(kind: str, vmid: int, want: dict[str, Any], facts: GuestFacts | None, tags: str) -> Call:
     """The declared HA resource: made (POST) when the guest is not under HA, else set (PUT)."""
+    from ..steps import Call, SetFacts
+
     if facts is None or facts.hastate is None:
         return Call(f"put {sid(kind, vmid)} under HA (state {want['state']})", "POST", "cluster/ha/resources",
                     {"sid": sid(kind, vmid), **want}, then=SetFacts(vmid, tags, {"hastate": want["state"]},

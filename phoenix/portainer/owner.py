@@ -2,8 +2,9 @@
 is signed with a key only Phoenix holds, so no one can set it by hand.
 
 The key is derived from the Portainer admin password (secrets.portainer_password_file, 0600), which Phoenix already
-needs to make its API token: PBKDF2-HMAC-SHA256 of the password with a fixed label as salt (100 000 rounds, about
-20 ms once per run, so that a guess at a weak password from what Portainer shows costs as much). Every use has its
+needs to make its API token: PBKDF2-HMAC-SHA256 of the password with a fixed label as salt (20 000 rounds, about
+4 ms once per run, so that a guess at the password from what Portainer shows costs as much, where a bare HMAC would
+cost a microsecond; the password's own length is the real defence: Portainer asks for 12 characters or more). Every use has its
 own label (environment, stack record, variable), so a value made for one never verifies as another:
 
 - an agent environment's tag: `phoenix-env-<HMAC(key, "environment" NUL url)[:16 hex]>`;
@@ -21,7 +22,7 @@ import hmac
 import os
 
 LABEL = b"phoenix portainer ownership key v2"
-ROUNDS = 100_000
+ROUNDS = 20_000  # about 4 ms: paid by every run with stacks, the no-op too (BENCHMARKS.md, bench/stacks.py)
 TAG_PREFIX = "phoenix-env-"
 
 
