@@ -42,9 +42,7 @@ if TYPE_CHECKING:  # a run that only checks resources imports none of these (no 
     from .kinds.base import Context, Kind, Prepared
     from .lease import Lease
     from .model import Model
-    from .portainer.client import Portainer
-    from .portainer.listing import Listing
-    from .portainer.target import PortainerTarget
+    from .portainer.run import PortainerSide
     from .pve.client import Pve
     from .transport.node import Node
 
@@ -88,7 +86,7 @@ class Run:
         self._say_lock = threading.Lock()
         self.counters = Counters()              # every request of the run, whichever client made it
         self.portainer_counters = Counters()    # every request to Portainer
-        self.view = HostView(self._list, self._node_config, self._portainer_list)
+        self.view = HostView(self._list, self._node_config, lambda: self.portainer_side.listing())
         self.outcomes = Outcomes()
         self.forced = Forced(self.cache / "forced.json", self.say)
         self.scope: set[str] = set()            # the resources doit will run (set_scope)
@@ -207,46 +205,11 @@ class Run:
         return found if isinstance(found, dict) else {}
 
     @cached_property
-    def portainer_target(self) -> PortainerTarget:
-        """The Portainer server stacks are deployed through; on the simulated host, the stand-in it serves."""
-        from .kinds.portainer.resources import SERVER
-        from .portainer.target import PortainerTarget
+    def portainer_side(self) -> PortainerSide:
+        """Where the Portainer server is, the run's listing of it, a client with Phoenix's token."""
+        from .portainer.run import PortainerSide
 
-        res = self.resources.get(SERVER)
-        if res is None:
-            raise PhoenixError("this estate has no Portainer server (no guest chooses docker_stacks)")
-        tgt = PortainerTarget.from_json(dict(res.settings["target"]))
-        if self.simulated:
-            from .sim.served import portainer_address
-
-            self.endpoint  # noqa: B018 - the simulator serves the stand-in
-            found = portainer_address(self.cache / "sim")
-            if found is None:
-                raise PhoenixError("the simulated host serves no Portainer stand-in (restart `python -m phoenix.sim`)")
-            tgt = tgt.with_address(*found)
-        elif not tgt.url:
-            raise PhoenixError(f"where is Portainer? CT {tgt.server_guest} has no static address: set portainer_api.url "
-                               "in the hypervisor config")
-        return tgt
-
-    def _portainer_list(self) -> Listing | None:
-        """The run's one Portainer listing (GET /api/stacks), or None when the estate has no stacks."""
-        from .kinds.portainer.resources import SERVER
-
-        if SERVER not in self.resources:
-            return None
-        from .portainer.listing import read
-
-        return read(self.portainer_target, self.portainer_counters)
-
-    def portainer(self) -> Portainer:
-        """A client of the Portainer server with Phoenix's token (made anew: the token may have been made just now)."""
-        from .portainer.client import Portainer
-        from .portainer.listing import token
-
-        tgt = self.portainer_target
-        return Portainer(tgt.url, key=token(tgt), verify=tgt.verify, fingerprint=tgt.fingerprint, timeout=tgt.timeout,
-                         counters=self.portainer_counters)
+        return PortainerSide(self)
 
     @property
     def transport(self) -> Node:
@@ -293,10 +256,6 @@ class Run:
             if node not in self._node_facts:
                 self._node_facts[node] = self.node_ops(node).facts()
             return self._node_facts[node]
-
-    def read_admin_password(self) -> str:
-        """The Portainer admin password (a placeholder on the simulated host)."""
-        return self.secrets(("portainer_password",), ("portainer_password",))["portainer_password"]
 
     def secrets(self, names: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, str]:
         """Secret values for a script, from the 0600 token files of the hypervisor config."""
@@ -418,7 +377,7 @@ class Run:
         return Context(self.estate, self.api.node, lambda: self.pve, self.view, lambda: self.transport, self.node_facts,
                        self.id, protected_allowed, self.simulated, self.endpoint.host,
                        artifacts=self.artifacts.root if self.artifacts is not None else None,
-                       portainer_target=lambda: self.portainer_target, placed=self.members.placed,
+                       portainer_target=lambda: self.portainer_side.target, placed=self.members.placed,
                        copy_vmid=self.members.copy_vmid,
                        transports=self.node_ops, facts_of_node=self.node_facts)
 
@@ -432,7 +391,7 @@ class Run:
 
         return BuildContext(self.pve, self.transport, self.view, self.clones, self.say, self.secrets, self.log_path,
                             before_record, self.lease.check if self.lease is not None else lambda: None,
-                            self.portainer, lambda: self.portainer_target, self.read_admin_password,
+                            self.portainer_side.client, lambda: self.portainer_side.target, self.portainer_side.admin_password,
                             self.artifacts.forget_hash if self.artifacts is not None else lambda _: None,
                             nodes=self.node_ops, spool=self.cache / "spool")
 

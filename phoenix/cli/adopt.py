@@ -29,4 +29,4 @@ def adopt(run: Any, word: str) -> list[str]:
         why = "no listing" if listing is None else listing.state
         raise PhoenixError(f"Portainer cannot be read ({why}): build portainer:server first (doit portainer:server)")
     with run.holding():
-        return adopt_on(run.portainer(), listing, guest=guest, url=env.settings["url"], stacks=stacks)
+        return adopt_on(run.portainer_side.client(), listing, guest=guest, url=env.settings["url"], stacks=stacks)
