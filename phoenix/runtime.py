@@ -90,6 +90,7 @@ class Run:
         self.outcomes = Outcomes()
         self.forced = Forced(self.cache / "forced.json", self.say)
         self.scope: set[str] = set()            # the resources doit will run (set_scope)
+        self.keep_going = False                 # doit --continue: a task refused by its checks stops alone
         self._node_facts: dict[str, NodeFacts] = {}
         self._transports: dict[str, Node] = {}
         self._sim: Any = None
@@ -484,7 +485,7 @@ class Run:
                 raise PhoenixError(f"stopped: {str(self._ready).splitlines()[0]} (see above)")
             try:
                 problems = self.preflight()
-                if problems:
+                if problems and not self.keep_going:  # under --continue each refuses alone (its prepared problems)
                     raise PhoenixError(self.stopped(problems))
                 from .lease import Lease
 
@@ -496,7 +497,7 @@ class Run:
                 if self.view.guests() != before:
                     self._prepared.clear()
                     problems = self.preflight()
-                    if problems:
+                    if problems and not self.keep_going:
                         raise PhoenixError(self.stopped(problems))
             except PhoenixError as e:
                 self._ready = e

@@ -149,6 +149,23 @@ def test_a_container_on_a_missing_bridge_is_refused_on_a_cold_build_and_nothing_
     assert co.writes() == [] and co.pve.ct(900) is None
 
 
+def test_under_continue_a_guest_refused_by_its_checks_stops_alone_and_the_rest_builds(checkout: Checkout):
+    """doit -c: the checks before the first write refuse 950 (its bridge is not on the node); the rest of the estate
+    builds, 950 is never created, and the run exits 1 naming it. Without -c the same config writes nothing (above)."""
+    co = checkout
+    data = co.lxc_config()
+    data["lxc_configs"]["950"]["network_config"]["bridge"] = "vmbr9"
+    co.write_lxc_config(data)
+    result = co.doit("-c")
+    assert result.rc == 1, result.output
+    assert result.output.count("CT 950 (ct950): its network device is on bridge vmbr9") == 1, result.output
+    outcomes = result.outcomes()
+    assert outcomes["ct950"] == "failed" and {outcomes[k] for k in ("ct900", "ct901", "ct902", "ct920", "ct910")} == {
+        "built"}, outcomes
+    assert co.pve.ct(950) is None and co.pve.ct(920) is not None
+    assert not [p for _, p in co.writes() if "/950" in p]
+
+
 def test_a_bridge_host_network_makes_in_the_same_run_counts_as_there(vm_checkout: Checkout):
     co = vm_checkout
     edit_hypervisor(co, host={"network": {"bridges": [{"name": "vmbr9", "ports": [], "vlan_aware": True}]}})
