@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from phoenix.artifacts.embedded import VMA_HEADER, VMA_NAMES_AT, guest_config, mismatch
+from phoenix.artifacts.embedded import guest_config, mismatch
 from phoenix.artifacts.store import Manifest, Store
 from phoenix.sim.backups import QM_CONF, archive_bytes
 
@@ -35,20 +34,25 @@ def put(store: Store, data: bytes, name: str, identity: str = IDENT, build: str 
 
 
 def vma(config: str) -> bytes:
-    """The start of a VMA archive as vzdump writes it: the header, whose blobs hold qemu-server.conf."""
+    """The start of a VMA archive as vzdump writes it, from pve-qemu's vma_spec.txt and not from the reader's own
+    constants: a 60-byte head (magic, version, uuid, ctime, md5sum, blob_buffer_offset, blob_buffer_size,
+    header_size; big-endian), reserved to 2043, config_names[256] at 2044, config_data[256] at 3068 (big-endian
+    offsets into the blob buffer), reserved 4092-4095, dev_info[256] at 4096-12287, then the blob buffer at 12288,
+    whose entries are a little-endian 16-bit length and the bytes (offset 0 is no blob)."""
     blobs = bytearray(b"\0")
     offsets = []
     for blob in (b"qemu-server.conf\0", config.encode()):
         offsets.append(len(blobs))
-        blobs += struct.pack("<H", len(blob)) + blob
-    names = [offsets[0]] + [0] * 255
-    data = [offsets[1]] + [0] * 255
-    config_table = struct.pack(">256I", *names) + struct.pack(">256I", *data)
-    dev_info = b"\0" * (32 * 256)
-    blob_at = VMA_NAMES_AT + len(config_table) + 4 + len(dev_info)
+        blobs += len(blob).to_bytes(2, "little") + blob
+    blob_at = 12288
     size = blob_at + len(blobs)
-    head = VMA_HEADER.pack(b"VMA\0", 1, b"u" * 16, 1700000000, b"\0" * 16, blob_at, len(blobs), size)
-    return head + b"\0" * 1984 + config_table + b"\0" * 4 + dev_info + bytes(blobs) + b"\x00" * 4096  # then extents
+    head = (b"VMA\0" + (1).to_bytes(4, "big") + b"u" * 16 + (1700000000).to_bytes(8, "big") + b"\0" * 16
+            + blob_at.to_bytes(4, "big") + len(blobs).to_bytes(4, "big") + size.to_bytes(4, "big"))
+    assert len(head) == 60
+    header = bytearray(head + b"\0" * (blob_at - 60))
+    header[2044:2048] = offsets[0].to_bytes(4, "big")   # config_names[0]
+    header[3068:3072] = offsets[1].to_bytes(4, "big")   # config_data[0]
+    return bytes(header) + bytes(blobs) + b"\x00" * 4096  # then the extents
 
 
 def test_what_a_vzdump_archive_holds_is_read_from_its_first_member_or_its_vma_header(tmp_path: Path) -> None:
