@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fakepve.certs import make_cert
 
 from tests.core.conftest import REPO, Checkout
 
 SCHEMA = REPO.parent / "shared" / "schemas" / "compose-spec.json"
+PASSWORD = "a-long-admin-password"
+COMPOSE = "services:\n  web:\n    image: nginx:1.27\n"
 
 
 @pytest.fixture(autouse=True)
@@ -31,3 +34,10 @@ def deployed(checkout: Checkout) -> Checkout:
     result = checkout.doit()
     assert result.rc == 0, result.output
     return checkout
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> tuple[Path, Path, bytes]:
+    """A certificate for a Portainer stand-in served on its own (certfile, keyfile, DER)."""
+    certfile, keyfile, der = make_cert(str(tmp_path), name="portainer")
+    return Path(certfile), Path(keyfile), der

@@ -17,14 +17,7 @@ from phoenix.portainer.client import CONNECT_DELAYS, Portainer
 from phoenix.pve.counters import Counters
 from phoenix.sim.portainer import FAULTS_FILE, PortainerStandin, Served
 
-PASSWORD = "a-long-admin-password"
-COMPOSE = "services:\n  web:\n    image: nginx:1.27\n"
-
-
-@pytest.fixture
-def certs(tmp_path: Path) -> tuple[Path, Path, bytes]:
-    certfile, keyfile, der = make_cert(str(tmp_path), name="portainer")
-    return Path(certfile), Path(keyfile), der
+from .conftest import COMPOSE, PASSWORD
 
 
 @pytest.fixture

@@ -11,23 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakepve.certs import make_cert
 
 from phoenix.errors import PhoenixError
 from phoenix.portainer.client import Portainer, PortainerError
 from phoenix.pve.counters import Counters
 from phoenix.sim.portainer import PortainerStandin, Served
 
-from .conftest import SCHEMA
-
-PASSWORD = "a-long-admin-password"
-COMPOSE = "services:\n  web:\n    image: nginx:1.27\n"
-
-
-@pytest.fixture
-def certs(tmp_path: Path) -> tuple[Path, Path, bytes]:
-    certfile, keyfile, der = make_cert(str(tmp_path), name="portainer")
-    return Path(certfile), Path(keyfile), der
+from .conftest import COMPOSE, PASSWORD, SCHEMA
 
 
 @pytest.fixture
