@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..cluster.copies import COPY_TAG, Source, source
 from ..errors import PhoenixError
@@ -13,6 +13,7 @@ from ..steps import Gone
 
 if TYPE_CHECKING:
     from ..resources import Resource
+    from ..steps import CopyLayer
     from .base import Context
 
 
@@ -102,3 +103,27 @@ def _cloned_from(ctx: Context, vmid: int, res: Resource) -> bool:
     from ..config.vm import parent_of
 
     return vmid in ctx.estate.vms and parent_of(ctx.estate.vms, vmid) == res.vmid
+
+
+def copy_steps(res: Resource, kind: str, what: str, node: str, plans: list[CopyPlan], *, user_tags: list[str],
+               description: str, record: dict[str, Any], identity: str, build_id: str, owner: str | None,
+               restore: dict[str, Any], snapshot: str | None, running: bool, artifacts: Any) -> list[CopyLayer]:
+    """The layer's copies, one CopyLayer per plan: restored under the copy's VMID while tagged as building, then
+    given the layer's record (identity, build) and a phx-copy-<vmid> tag, so the copy's children compute their
+    identities from the layer's build. kind: "lxc" or "qemu"; what: how a copy is named ("CT", "template", "VM");
+    restore: the restore's own parameters (storage, name, ...); artifacts: the config's artifacts section."""
+    from ..facts import guests as F
+    from ..steps import CopyLayer
+
+    assert res.vmid is not None
+    mark = f"{COPY_TAG}{res.vmid}"
+    rec = {**record, "copy_of": res.key, "copied_from": node}
+    tags = F.record_tags([*user_tags, mark], identity, build_id, res.settings_hash)
+    return [CopyLayer(f"copy to {plan.node} as {what} {plan.copy_vmid} (its children there clone it)", kind, res.vmid,
+                      node, plan.node, plan.copy_vmid, artifacts.backup_storage, artifacts.node_dump_dir.rstrip("/"),
+                      plan.shared_backup,
+                      {**restore, "unique": 1, "tags": F.building_tags([*user_tags, mark], owner),
+                       "description": F.description(description, {"layer": res.key, "state": "building"})},
+                      {"tags": tags, "description": F.description(description, rec)},
+                      snapshot, plan.replace, running)
+            for plan in plans]

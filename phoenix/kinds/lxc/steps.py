@@ -17,7 +17,6 @@ from ...facts import guests as F
 from ...resources import Resource
 from ...steps import (
     Call,
-    CopyLayer,
     Forget,
     MakeDirs,
     NodeSet,
@@ -212,26 +211,15 @@ def copies(estate: Estate, res: Resource, node: str, plans: list[Any], identity:
     """The layer copied to each member its children there clone it on (kinds.members.CopyPlan): restored under the
     copy's VMID with the layer's record and a phx-copy-<vmid> tag, so the copy's children compute their identities
     from the layer's build."""
-    from ...cluster.copies import COPY_TAG
+    from ..members import copy_steps
 
-    ctid = res.vmid
-    assert ctid is not None
-    g, hyp = estate.guests[ctid], estate.hypervisor
-    out: list[Step] = []
-    for plan in plans:
-        mark = f"{COPY_TAG}{ctid}"
-        building = F.building_tags([*g.tags, mark], owner)
-        rec = {**record(res, identity, build_id, parent_build), "copy_of": res.key, "copied_from": node}
-        tags = F.record_tags([*g.tags, mark], identity, build_id, res.settings_hash)
-        out.append(CopyLayer(f"copy to {plan.node} as CT {plan.copy_vmid} (its children there clone it)", "lxc", ctid,
-                             node, plan.node, plan.copy_vmid, hyp.artifacts.backup_storage,
-                             f"{hyp.artifacts.node_dump_dir.rstrip('/')}", plan.shared_backup,
-                             {"storage": estate.storage(ctid), "unique": 1, "hostname": g.name,
-                              "unprivileged": int(g.unprivileged), "tags": building,
-                              "description": F.description(g.description, {"layer": res.key, "state": "building"})},
-                             {"tags": tags, "description": F.description(g.description, rec)},
-                             g.template_snapshot_name, plan.replace, running))
-    return out
+    g = estate.guests[res.vmid or 0]
+    return list(copy_steps(res, "lxc", "CT", node, plans, user_tags=list(g.tags), description=g.description,
+                           record=record(res, identity, build_id, parent_build), identity=identity,
+                           build_id=build_id, owner=owner, restore={"storage": estate.storage(res.vmid or 0),
+                                                                    "hostname": g.name,
+                                                                    "unprivileged": int(g.unprivileged)},
+                           snapshot=g.template_snapshot_name, running=running, artifacts=estate.hypervisor.artifacts))
 
 
 def backup_volume(vmid: int, m: Any, kind: str = "lxc") -> str:

@@ -22,7 +22,6 @@ from ...steps import (
     AgentRun,
     AgentWait,
     Call,
-    CopyLayer,
     Forget,
     MakeDirs,
     PutSnippets,
@@ -300,27 +299,15 @@ def copies(estate: Estate, res: Resource, node: str, plans: list[Any], identity:
     restored under the copy's VMID (a template's archive is restored as a template, as qmrestore does), its snapshot
     made again, then the layer's record with a phx-copy-<vmid> tag, so the copy's children compute their identities
     from the layer's build. The copy keeps the layer's cicustom; it never starts, and its clones get their own."""
-    from ...cluster.copies import COPY_TAG
+    from ..members import copy_steps
 
-    vmid = res.vmid
-    assert vmid is not None
-    vm, hyp = estate.vms[vmid], estate.hypervisor
-    out: list[Step] = []
-    for plan in plans:
-        mark = f"{COPY_TAG}{vmid}"
-        building = F.building_tags([*vm.tags, mark], owner)
-        rec = {**record(res, identity, build_id, parent_build, {}), "copy_of": res.key, "copied_from": node}
-        tags = F.record_tags([*vm.tags, mark], identity, build_id, res.settings_hash)
-        what = "template" if vm.convert_to_template else "VM"
-        out.append(CopyLayer(f"copy to {plan.node} as {what} {plan.copy_vmid} (its children there clone it)", "qemu",
-                             vmid, node, plan.node, plan.copy_vmid, hyp.artifacts.backup_storage,
-                             hyp.artifacts.node_dump_dir.rstrip("/"), plan.shared_backup,
-                             {"storage": vm.boot_disk_storage or hyp.storage.rootdir, "unique": 1, "name": vm.vm_name,
-                              "tags": building,
-                              "description": F.description(vm.description, {"layer": res.key, "state": "building"})},
-                             {"tags": tags, "description": F.description(vm.description, rec)},
-                             vm.template_snapshot_name, plan.replace, running))
-    return out
+    vm, hyp = estate.vms[res.vmid or 0], estate.hypervisor
+    return list(copy_steps(res, "qemu", "template" if vm.convert_to_template else "VM", node, plans,
+                           user_tags=list(vm.tags), description=vm.description,
+                           record=record(res, identity, build_id, parent_build, {}), identity=identity,
+                           build_id=build_id, owner=owner,
+                           restore={"storage": vm.boot_disk_storage or hyp.storage.rootdir, "name": vm.vm_name},
+                           snapshot=vm.template_snapshot_name, running=running, artifacts=hyp.artifacts))
 
 
 def restore(estate: Estate, res: Resource, node: str, b: Bake, archive: Path, m: Any) -> list[Step]:
