@@ -237,30 +237,24 @@ def test_a_clone_that_outlives_its_killed_run_is_waited_for_then_rebuilt(tmp_pat
     after it rebuilds the finished but unrecorded guest, and converges. It carries no record of its own, only the tags
     its source had: 1002 those of 9001's snapshot (taken while 9001 was being built), 9001 the record of the template
     9000 (a layer's build id is never another's: the planner tells it by that)."""
-    from phoenix.sim.host import served
 
     golden = copy_project(tmp_path / "phoenix", vms=True)
     assert doit(golden, "vm9001" if vmid == 1002 else "vm9000").returncode == 0
     state = golden / ".cache" / "sim"
-    server = spawn(state, "--time-scale", SCALE, "--task-seconds", "clone=800", stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    server, endpoint = slow_clones(state)
     try:
-        found = served(state)
-        assert found is not None
         task = f"vm{vmid}"
-        rc, _ = interrupted(golden, task, signal.SIGKILL, lambda: clone_running(found[0]), "the clone", "")
+        rc, _ = interrupted(golden, task, signal.SIGKILL, lambda: clone_running(endpoint), "the clone", "")
         assert rc == -signal.SIGKILL
         early = doit(golden, task)
         said = early.stdout + early.stderr
         assert early.returncode == 1 and "Traceback" not in said, said
         assert f"VM {vmid} is locked (clone) by a clone still running on the node: UPID:" in said, said
         deadline = time.monotonic() + 60
-        while clone_running(found[0]):
+        while clone_running(endpoint):
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        server.terminate()  # the clone has ended and is saved: the rest is served at the usual speed
-        server.wait(30)
-        server = spawn(state, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = at_usual_speed(server, state)  # the clone has ended and is saved
         plan = doit(golden, "plan", task)
         assert re.search(rf"^{task}\s+rebuild: an earlier bake did not finish", plan.stdout, re.M), plan.stdout
         rerun = converges(golden, task)
@@ -270,6 +264,24 @@ def test_a_clone_that_outlives_its_killed_run_is_waited_for_then_rebuilt(tmp_pat
         server.terminate()
         server.wait(30)
     assert records(golden)[vmid]["layer"] == task and "identity" in records(golden)[vmid]
+
+
+def slow_clones(state: Path) -> tuple[subprocess.Popen, Any]:
+    """The simulator served by its own process (a node that goes on when a run ends), a clone taking 8 s real."""
+    from phoenix.sim.host import served
+
+    server = spawn(state, "--time-scale", SCALE, "--task-seconds", "clone=800", stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    found = served(state)
+    assert found is not None
+    return server, found[0]
+
+
+def at_usual_speed(server: subprocess.Popen, state: Path) -> subprocess.Popen:
+    """The same state served again with no slowed tasks (none may be running: they would fail as interrupted)."""
+    server.terminate()
+    server.wait(30)
+    return spawn(state, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def clone_running(endpoint: Any) -> bool:
@@ -628,28 +640,22 @@ def test_ctrl_c_or_sigterm_stops_the_clone_it_started_on_a_node_that_outlives_th
     """On a node that goes on when the run ends (the simulator served by its own process), Ctrl-C or SIGTERM stops
     the Proxmox task the run started (PVE's "stop a task", as `qm`'s own Ctrl-C does): the clone fails "interrupted
     by signal", its half-made VM is removed, nothing runs on; so the rerun right after is not refused, and converges."""
-    from phoenix.sim.host import served
 
     state = golden / ".cache" / "sim"
-    server = spawn(state, "--time-scale", SCALE, "--task-seconds", "clone=800", stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    server, endpoint = slow_clones(state)
     try:
-        found = served(state)
-        assert found is not None
-        rc, out = interrupted(golden, "vm1002", sig, lambda: clone_running(found[0]), "the clone", "")
+        rc, out = interrupted(golden, "vm1002", sig, lambda: clone_running(endpoint), "the clone", "")
         after_the_interrupt(rc, out, sig)
         assert re.search(r"^phoenix: stopped the Proxmox task this run started \(POST /nodes/pve1/qemu/9001/clone: "
                          r"UPID:pve1:[^)]*\)$", out, re.M), out
-        assert not clone_running(found[0])
+        assert not clone_running(endpoint)
         from phoenix.pve.client import Pve
 
-        pve = Pve.of(found[0])
+        pve = Pve.of(endpoint)
         assert 1002 not in {int(v["vmid"]) for v in pve.get("nodes/pve1/qemu")}  # the half-made clone is gone
         (task,) = [t for t in pve.get("nodes/pve1/tasks") if t.get("type") == "qmclone"]
         assert task["status"] == "interrupted by signal" and task.get("endtime"), task  # PVE lists an end's status
-        server.terminate()
-        server.wait(30)
-        server = spawn(state, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = at_usual_speed(server, state)
         converges(golden, "vm1002")
     finally:
         server.terminate()
