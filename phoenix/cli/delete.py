@@ -16,8 +16,9 @@ from ..resources import descendants
 from .targets import resolve
 
 
-def plan_delete(run: Any, word: str, with_children: bool) -> list[tuple[str, int, str]]:
-    """The guests to destroy, children first: (key, vmid, Proxmox type); refusals raise before anything is done."""
+def plan_delete(run: Any, word: str, with_children: bool) -> list[tuple[str, int, str, str]]:
+    """The guests to destroy, children first, each layer's per-member copies just before it: (what, vmid, Proxmox
+    type, the member it is on); refusals raise before anything is done."""
     res = resolve(run.resources, word)
     if res.vmid is None:
         raise PhoenixError(f"{res.key} is not a guest: only guests are deleted")
@@ -32,21 +33,25 @@ def plan_delete(run: Any, word: str, with_children: bool) -> list[tuple[str, int
     out = []
     for key in [*reversed(children), res.key]:
         vmid = run.resources[key].vmid
-        f = run.view.get(vmid)
-        if not f.managed:
-            raise UnsafeOperation(f"guest {vmid} is not Phoenix's (no 'phoenix' tag and record): delete it yourself")
-        config = run.pve.get(f"nodes/{run.endpoint.node}/{f.kind}/{vmid}/config")
-        if config.get("protection") and not protected_allowed(vmid):
-            raise UnsafeOperation(f"{key} (guest {vmid}) has protection set. Nothing was deleted. To allow it: "
-                                  f"{ALLOW_PROTECTED}={vmid} phoenix delete {word}, or clear the flag first.")
-        out.append((key, vmid, f.kind))
+        copies = sorted((f for f in run.view.guests().values() if f.managed and f.copy_of == str(vmid)),
+                        key=lambda f: f.vmid)  # a layer's copies on other members go with it (cluster/copies.py)
+        for what, f in [*((f"copy of {key} on {c.node}", c) for c in copies), (key, run.view.get(vmid))]:
+            if not f.managed:
+                raise UnsafeOperation(f"guest {f.vmid} is not Phoenix's (no 'phoenix' tag and record): delete it "
+                                      "yourself")
+            node = f.node or run.endpoint.node  # where it is
+            config = run.pve.get(f"nodes/{node}/{f.kind}/{f.vmid}/config")
+            if config.get("protection") and not protected_allowed(f.vmid):
+                raise UnsafeOperation(f"{what} (guest {f.vmid}) has protection set. Nothing was deleted. To allow it: "
+                                      f"{ALLOW_PROTECTED}={f.vmid} phoenix delete {word}, or clear the flag first.")
+            out.append((what, f.vmid, f.kind, node))
     return out
 
 
 def delete(run: Any, word: str, *, with_children: bool, yes: bool, ask: Callable[[str], bool] | None) -> list[str]:
     """Delete as planned, once confirmed: ask(question) on a terminal, or yes given. Returns lines to say."""
     doomed = plan_delete(run, word, with_children)
-    what = ", ".join(f"{key} (guest {vmid})" for key, vmid, _ in doomed)
+    what = ", ".join(f"{key} (guest {vmid})" for key, vmid, _, _ in doomed)
     if not yes:
         if ask is None:
             raise PhoenixError(f"this would destroy {what}: confirm with --yes (not on a terminal, so nobody can be asked)")
@@ -54,9 +59,8 @@ def delete(run: Any, word: str, *, with_children: bool, yes: bool, ask: Callable
         if not ask(f"Destroy {what}? {disks} deleted. [y/N] "):
             return ["nothing was deleted"]
     said = []
-    node = run.endpoint.node
     with run.holding():
-        for key, vmid, kind in doomed:
+        for key, vmid, kind, node in doomed:
             path = f"nodes/{node}/{kind}/{vmid}"
             facts = run.view.get(vmid)
             if facts is not None and facts.status == "running":
@@ -66,7 +70,7 @@ def delete(run: Any, word: str, *, with_children: bool, yes: bool, ask: Callable
                 run.pve.run("PUT", f"{path}/config", idempotent=True, protection=0)
             run.pve.run("DELETE", path, purge=1)
             said.append(f"deleted {key} (guest {vmid})")
-    keys = [key for key, _, _ in doomed]
+    keys = [key for key, _, _, _ in doomed if not key.startswith("copy of ")]
     one = len(keys) == 1
     said.append(f"{', '.join(keys)} {'is' if one else 'are'} still in the config: the next `doit` builds "
                 f"{'it' if one else 'them'} again; remove {'it' if one else 'them'} from the config to keep "

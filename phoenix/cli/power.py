@@ -21,7 +21,8 @@ def power(run: Any, word: str, action: str) -> str:
     wanted = "running" if action == "start" else "stopped"
     if facts.status == wanted:
         return f"{res.key} ({res.name}) is already {wanted}"
-    path = f"nodes/{run.endpoint.node}/{facts.kind}/{res.vmid}/status/" + ("start" if action == "start" else "shutdown")
+    node = facts.node or run.endpoint.node  # where it is, on a cluster
+    path = f"nodes/{node}/{facts.kind}/{res.vmid}/status/" + ("start" if action == "start" else "shutdown")
     with run.holding():
         if action == "start":
             run.pve.run("POST", path, idempotent=True)
