@@ -156,18 +156,25 @@ vllm_env_render() {
 
 vllm_healthy() { curl -fsS --max-time 5 "http://127.0.0.1:$1/health" >/dev/null 2>&1; }
 
-# vllm_restarts: how often systemd restarted the service after a crash (NRestarts).
-vllm_restarts() { systemctl show -p NRestarts --value "$VLLM_UNIT" 2>/dev/null || printf '0\n'; }
+# vllm_crashes: how often the service crashed: systemd's restarts after a crash (NRestarts), and one more while it
+# waits out RestartSec to restart (SubState auto-restart), so a crash counts at once, not RestartSec later.
+vllm_crashes() {
+    local n sub
+    n="$(systemctl show -p NRestarts --value "$VLLM_UNIT" 2>/dev/null)" || n=0
+    [[ "$n" =~ ^[0-9]+$ ]] || n=0
+    sub="$(systemctl show -p SubState --value "$VLLM_UNIT" 2>/dev/null)" || sub=""
+    [[ "$sub" != auto-restart ]] || n=$((n + 1))
+    printf '%s\n' "$n"
+}
 
 # vllm_wait_healthy PORT TIMEOUT: 0 when /health answers; 1 after TIMEOUT seconds; 2 when the service crashed
 # PHX_VLLM_MAX_RESTARTS more times (default 3) while waiting: a crash loop is not waited out for half an hour.
 vllm_wait_healthy() {
-    local port="$1" timeout="$2" start=$SECONDS base restarts
-    base="$(vllm_restarts)"
-    [[ "$base" =~ ^[0-9]+$ ]] || base=0
+    local port="$1" timeout="$2" start=$SECONDS base crashes
+    base="$(vllm_crashes)"
     until vllm_healthy "$port"; do
-        restarts="$(vllm_restarts)"
-        if [[ "$restarts" =~ ^[0-9]+$ ]] && ((restarts - base >= ${PHX_VLLM_MAX_RESTARTS:-3})); then
+        crashes="$(vllm_crashes)"
+        if ((crashes - base >= ${PHX_VLLM_MAX_RESTARTS:-3})); then
             return 2
         fi
         ((SECONDS - start < timeout)) || return 1
@@ -299,7 +306,7 @@ main() {
     if ((waited)); then
         journalctl -u "$VLLM_UNIT" -n 30 --no-pager >&2 || true
         if ((waited == 2)); then
-            phx_die "vLLM did not become healthy on port $port: the service crashed $(vllm_restarts) times (journal above)"
+            phx_die "vLLM did not become healthy on port $port: the service crashed $(vllm_crashes) times (journal above)"
         fi
         phx_die "vLLM did not become healthy on port $port within ${timeout}s"
     fi
