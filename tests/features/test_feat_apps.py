@@ -443,8 +443,17 @@ def test_a_crash_loop_is_not_waited_out(shell, tmp_path):
     """The service restarting again and again ends the wait at once (exit 2), not after the 30-minute timeout."""
     counter = tmp_path / "n"
     counter.write_text("5\n")          # restarts from an earlier run are not counted
-    code = (f'vllm_healthy() {{ return 1; }}\nvllm_restarts() {{ local n; n=$(cat "{counter}"); '
+    code = (f'vllm_healthy() {{ return 1; }}\nvllm_crashes() {{ local n; n=$(cat "{counter}"); '
             f'echo $((n + 1)) > "{counter}"; echo "$n"; }}\n'
             'rc=0; PHX_VLLM_WAIT_INTERVAL=0 vllm_wait_healthy 8000 1800 || rc=$?; echo "rc=$rc"')
     r = shell.run(P950, code)
     assert r.stdout.strip() == "rc=2" and counter.read_text().strip() == "9"
+
+
+@pytest.mark.parametrize("sub, crashes", [("auto-restart", "3"), ("running", "2"), ("", "2")])
+def test_a_crash_counts_at_once_while_systemd_waits_to_restart(shell, sub: str, crashes: str):
+    """NRestarts counts a crash only once systemd has restarted the unit (RestartSec later); a unit waiting out
+    RestartSec (SubState auto-restart) has crashed once more."""
+    code = (f'systemctl() {{ case "$*" in *NRestarts*) echo 2;; *SubState*) echo "{sub}";; esac; }}\n'
+            'vllm_crashes')
+    assert shell.run(P950, code).stdout.strip() == crashes
