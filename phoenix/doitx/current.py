@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..runtime import Run
 
+if TYPE_CHECKING:
+    from .live import LiveStream
+
 RUN: Run | None = None
+LIVE: LiveStream | None = None   # the terminal's live status line, when the run has one (doitx/live.py)
 
 
 def install(run: Run) -> None:

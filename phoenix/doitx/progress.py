@@ -91,5 +91,10 @@ class Progress:
         with self._lock:
             return {n: now - t for n, t in self._t0.items() if n not in self._ended}
 
+    def done(self) -> int:
+        """How many tasks have ended (or were found up to date)."""
+        with self._lock:
+            return len(self._ended)
+
     def elapsed(self) -> float:
         return self._clock() - self.started

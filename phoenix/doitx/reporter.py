@@ -38,6 +38,9 @@ class PhoenixReporter(ConsoleReporter):
     progress: Progress | None = None
 
     def __init__(self, outstream: Any, options: Any) -> None:
+        live = current.LIVE
+        if live is not None and outstream is live.stream:  # doit bound the terminal before dodo.py wrapped it
+            outstream = live
         super().__init__(outstream, options)
         self.fails: list[Any] = []  # every failure and error doit told, reported or not
 
@@ -46,6 +49,16 @@ class PhoenixReporter(ConsoleReporter):
         self.progress = Progress(scope(tasks, list(selected_tasks)))
         if current.RUN is not None:
             current.RUN.set_scope(list(selected_tasks))
+        if current.LIVE is not None:
+            current.LIVE.follow(self.status)
+
+    def status(self) -> str:
+        """The live line's text: how far the run is and what runs now (doitx/live.py)."""
+        from .live import status_of
+        from .progress import seconds
+
+        p = self._progress()
+        return status_of(p.total, p.done(), p.running(), p.elapsed(), seconds)
 
     def _progress(self) -> Progress:
         if self.progress is None:
@@ -75,6 +88,8 @@ class PhoenixReporter(ConsoleReporter):
             self.write(f"   {self._progress().end(task.name, 'FAILED')}\n")
 
     def complete_run(self) -> None:
+        if current.LIVE is not None:
+            current.LIVE.close_status()
         super().complete_run()
         self.failed_is_one()
         run = current.RUN

@@ -95,11 +95,27 @@ def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackTy
     sys.__excepthook__(kind, value, tb)
 
 
+def _live_line() -> None:
+    """On a terminal (not CI, not TERM=dumb, not PHOENIX_PLAIN), stdout keeps a live status line under the run's
+    lines and stderr's writes keep out of its way (doitx/live.py)."""
+    from . import current, live
+
+    if current.LIVE is not None or not live.wanted(sys.stdout):
+        return
+    stream = live.LiveStream(sys.stdout)
+    current.LIVE = stream
+    sys.stdout = stream
+    if live.wanted(sys.stderr):
+        sys.stderr = live.SideStream(stream, sys.stderr)
+
+
 def setup(root: Path, *, process: bool = True, **kwargs: Any) -> tuple[dict[str, Any], Any]:
     """Called by dodo.py: the run, doit's config and the task generator.
 
     process=False (tests running doit in-process) leaves signal handlers, atexit and the excepthook alone.
     """
+    if process and "out" not in kwargs:
+        _live_line()
     try:
         run = Run(root, **kwargs)
     except PhoenixError as e:  # e.g. a malformed PHOENIX_SIM_TASK_SECONDS
