@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
 LIB = IMAGES / "lib" / "phoenix-common.sh"
 CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
-CACHE = Path(os.environ.get("PHOENIX_TEST_CACHE") or Path.home() / ".cache" / "phoenix-tests")
+# under the project's .cache/, which CI caches: a clean clone with CI's cache restored builds no root file system
+CACHE = Path(os.environ.get("PHOENIX_TEST_CACHE") or REPO / ".cache" / "tests")
 MIRROR = os.environ.get("PHOENIX_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 ROOTFS_VERSION = "v2"     # bump to rebuild cached root file systems
 # systemd is installed (as in Proxmox's Debian template) but not running: scripts enable services only.

@@ -9,7 +9,9 @@ It generates an ed25519 host key and client key with `cryptography`, writes an s
 PermitRootLogin prohibit-password because the suite may run as root, AllowUsers = the current user)
 and runs `sshd -D -f sshd_config -E sshd.log`. In that config:
 
-* `SetEnv` puts tmp/bin first on the PATH of every session: there, `pct` runs
+* `SetEnv` puts tmp/bin first on the PATH of every session and sets SHLVL=1, so the account's shell does not
+  read this machine's ~/.bashrc (bash reads it for a command over SSH only at level 1: a pyenv `rehash` there
+  raced between concurrent logins and its `rm:` message became a script's output line); there, `pct` runs
   tests/transport/fakepct/pct.py (see its docstring for exactly what it fakes) and `nvidia-smi` is
   tests/transport/fakepct/nvidia-smi, and `dpkg-query` answers lxc-pve's version (fakepct/dpkg-query);
 * `ForceCommand` runs fakepct/record-command, which appends each command line the client sent to
@@ -171,7 +173,7 @@ PermitUserEnvironment no
 X11Forwarding no
 AllowTcpForwarding no
 LogLevel DEBUG3
-SetEnv PATH={path} FAKEPCT_ROOT={root}
+SetEnv PATH={path} FAKEPCT_ROOT={root} SHLVL=1
 ForceCommand {shlex.quote(str(FAKEPCT / "record-command"))}
 Subsystem sftp {sftp_server}
 """)
