@@ -8,6 +8,7 @@ digest or log ever depends on a secret's text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -100,7 +101,10 @@ def _dumps(value: Any, **kwargs: Any) -> str:
     return json.dumps(value, default=_undefined_in_json, **kwargs)
 
 
+@functools.lru_cache(maxsize=8)
 def _environment(directory: Path) -> jinja2.Environment:
+    """One environment per template directory, so each template compiles once per process (Jinja's cache checks a
+    template file's mtime on each use: an edited template is compiled again)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(directory)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False)
     env.policies["json.dumps_function"] = _dumps
