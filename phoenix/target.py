@@ -31,6 +31,7 @@ def connect(api: Endpoint, state: Path, sim_options: dict[str, Any], say: Callab
         if sim.endpoint is None:
             started = sim  # started by this run, so stopped (and saved) by it
         ep = sim.start()
-        say(f"phoenix: target is the SIMULATED Proxmox host at {ep.url} (fakepve; state in {sim.dir})")
+        what = "host" if len(sim.nodes) == 1 else f"cluster of {', '.join(sim.nodes)}"
+        say(f"phoenix: target is the SIMULATED Proxmox {what} at {ep.url} (fakepve; state in {sim.dir})")
     # the simulator's clock runs time_scale real seconds per PVE second: tasks are polled on it
     return dataclasses.replace(ep, timeout=api.timeout, task_timeout=api.task_timeout, retries=api.retries), started

@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     path = advertise(host, endpoint)
-    say(f"simulated Proxmox host at {endpoint.url} (state in {host.dir}); Ctrl-C stops it")
+    what = "host" if len(host.nodes) == 1 else f"cluster of {len(host.nodes)} nodes ({', '.join(host.nodes)})"
+    say(f"simulated Proxmox {what} at {endpoint.url} (state in {host.dir}); Ctrl-C stops it")
     try:
         while not done.wait(1):
             pass

@@ -31,6 +31,7 @@ def readme_placement() -> dict[str, tuple[str, str]]:
 def test_the_plan_places_the_layers_as_the_readme_says(cluster: ClusterCheckout):
     plan = cluster.doit("plan")
     assert plan.rc == 0, plan.output
+    assert "target is the SIMULATED Proxmox cluster of pve1, pve2, pve3 at https://127.0.0.1:" in plan.output
     table = readme_placement()
     assert set(table) == {"ct900", "ct901", "ct902", "ct910", "ct920", "ct950"}
     for key, (member, why) in table.items():
@@ -250,3 +251,34 @@ def test_a_template_layers_linked_clone_of_its_copy_goes_once_when_the_layer_is_
     assert gone.count("/api2/json/nodes/pve2/lxc/950") == 1                          # by 920's rebuild, not again
     assert gone.index("/api2/json/nodes/pve2/lxc/950") < gone.index("/api2/json/nodes/pve2/lxc/200920")
     assert layer(co.pve.ct(200920)) == layer(co.ct(920)) and co.ct(950) is not None
+
+
+def test_the_served_simulator_serves_a_cluster_that_the_example_builds_on(tmp_path):
+    """`python -m phoenix.sim --nodes pve1,pve2,pve3`, as the README's Cluster section gives it: one server for three
+    members, which a run of the cluster example (not starting a simulator of its own) builds on, each guest on the
+    member the README's table places it on; the state the server saves is the cluster's."""
+    import subprocess
+
+    from phoenix.pve.client import Pve
+    from phoenix.sim.host import served, spawn
+
+    co = ClusterCheckout(tmp_path / "phoenix")
+    state = co.cache / "sim"
+    proc = spawn(state, "--nodes", "pve1,pve2,pve3", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        found = served(state)
+        assert found is not None
+        members = {n["node"] for n in Pve.of(found[0]).get("nodes")}
+        assert members == {"pve1", "pve2", "pve3"}
+        result = co.doit(own_sim=False)
+        assert result.rc == 0 and f"served by process {proc.pid}" in result.output, result.output
+        on = {f"ct{g['vmid']}": g["node"] for g in Pve.of(found[0]).get("cluster/resources", type="vm")}
+        assert {guest: on[guest] for guest in readme_placement()} == \
+            {guest: member for guest, (member, _) in readme_placement().items()}
+        assert "ct200920" in on                                     # 920's copy on pve2, where 950 is
+        assert co.doit(own_sim=False).outcomes() == dict.fromkeys(result.outcomes(), "up-to-date")
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "simulated Proxmox cluster of 3 nodes (pve1, pve2, pve3) at https://127.0.0.1:" in out, out
