@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .. import yamltext
 from ..errors import Problem, human_path
 from .lines import rendered_line, template_line
 from .render import SNIPPET_MAX, Rendered
@@ -85,7 +86,7 @@ def _schema_findings(name: str, data: Any, schema: str) -> list[Finding]:
 
 def _yaml(name: str, text: str) -> tuple[Any, list[Finding]]:
     try:
-        return yaml.safe_load(text), []
+        return yamltext.safe_load(text), []
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at column {mark.column + 1}" if mark else ""

@@ -62,9 +62,11 @@ def compose_problems(path: Path, variables: set[str]) -> list[str]:
     """Everything wrong with the Compose file at path for an environment that sets these variables."""
     import yaml
 
+    from .. import yamltext
+
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
+        data = yamltext.safe_load(text)
     except (OSError, UnicodeDecodeError) as e:
         return [f"{path}: cannot be read: {e}"]
     except yaml.YAMLError as e:

@@ -147,10 +147,11 @@ def compose_problems(text: str, variables: set[str]) -> list[str]:
     included): YAML, the specification's shape, the compose-spec schema when given, variables without a value."""
     import yaml
 
+    from .. import yamltext
     from ..config.compose import required_variables, schema_problems, shape_problems
 
     try:
-        data = yaml.safe_load(text)
+        data = yamltext.safe_load(text)
     except yaml.YAMLError as e:
         return [f"invalid YAML: {getattr(e, 'problem', e)}"]
     out = [*shape_problems(data), *schema_problems(data)]

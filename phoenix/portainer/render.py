@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from .. import yamltext
+
 
 def config_name(destination: str) -> str:
     return "phoenix_" + hashlib.sha256(destination.encode()).hexdigest()[:10]
@@ -22,7 +24,7 @@ def compose_with_files(text: str, files: Sequence[tuple[str, str]]) -> str:
     """The Compose text with each (destination, content) mounted in every service as an inline config."""
     if not files:
         return text
-    data: dict[str, Any] = yaml.safe_load(text)
+    data: dict[str, Any] = yamltext.safe_load(text)
     configs = dict(data.get("configs") or {})
     for destination, content in files:
         configs[config_name(destination)] = {"content": content.replace("$", "$$")}
