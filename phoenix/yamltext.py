@@ -14,8 +14,11 @@ _FAST = getattr(yaml, "CSafeLoader", None)
 def safe_load(text: str) -> Any:
     """yaml.safe_load(text), faster; raises yaml.YAMLError as it does."""
     if _FAST is not None:
+        loader = _FAST(text)   # what yaml.safe_load does, with the C parser
         try:
-            return yaml.load(text, Loader=_FAST)
+            return loader.get_single_data()
         except yaml.YAMLError:
             pass
+        finally:
+            loader.dispose()
     return yaml.safe_load(text)

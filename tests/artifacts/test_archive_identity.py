@@ -136,9 +136,9 @@ def test_reading_an_archive_extracts_nothing_and_follows_no_link(tmp_path: Path)
 
 
 def test_nothing_phoenix_reads_from_the_cache_or_the_store_can_run_code() -> None:
-    """No loader that runs code (pickle, marshal, shelve, yaml's full loaders), no eval or exec, no shell (os.system,
-    shell=True), no archive extraction, anywhere in Phoenix: what .cache/ and the store hold is JSON, text and archives
-    whose config member is only read."""
+    """No loader that runs code (pickle, marshal, shelve, yaml's full and unsafe loaders, called or named), no eval or
+    exec, no shell (os.system, shell=True), no archive extraction, anywhere in Phoenix: what .cache/ and the store hold
+    is JSON, text and archives whose config member is only read."""
     import ast
 
     root = Path(__file__).resolve().parents[2] / "phoenix"
@@ -160,4 +160,7 @@ def test_nothing_phoenix_reads_from_the_cache_or_the_store_can_run_code() -> Non
                     found.append(f"{where} calls yaml.load")
                 found += [f"{where} passes shell=True" for k in node.keywords
                           if k.arg == "shell" and isinstance(k.value, ast.Constant) and k.value.value is True]
+            if isinstance(node, ast.Attribute) and getattr(node.value, "id", "") == "yaml" and node.attr in (
+                    "Loader", "FullLoader", "UnsafeLoader", "CLoader", "CFullLoader", "CUnsafeLoader"):
+                found.append(f"{where} uses yaml.{node.attr}")  # loaders that construct Python objects
     assert not found, found
