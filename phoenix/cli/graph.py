@@ -17,8 +17,9 @@ from typing import Any
 
 from ..errors import PhoenixError
 from ..graph import dot, mermaid
-from ..graph.model import CLOUDINIT, build
+from ..graph.model import CLOUDINIT, Copy, build
 from ..resources import Resource
+from .status import copies_by_layer, current, node_of
 from .targets import UnknownTarget, resolve
 
 FORMATS = ("mermaid", "dot", "svg")
@@ -115,8 +116,12 @@ def svg(text: str) -> str:
 def draw(run: Any, decisions: Mapping[str, Any], rendered: Mapping[str, str | None], *, fmt: str = "mermaid",
          changed: bool = False, start: str | None = None) -> str:
     """The picture of these decisions: every node with its state, the last run's failures marked."""
+    members = len(run.view.cluster().nodes) > 1
+    copies = {layer: [Copy(f"{layer[:2]}{c.vmid}", node_of(c), current(c, run.facts_of(run.resources[layer])))
+                      for c in found]
+              for layer, found in copies_by_layer(run.view.guests()).items() if layer in run.resources} if members else {}
     graph = build(run.resources, decisions, failed=failed_last_run(run.cache / "last-run.json", run.target, run.say),
-                  renders=rendered, members=len(run.view.cluster().nodes) > 1)
+                  renders=rendered, members=members, copies=copies)
     if start is not None:
         graph = graph.subtree(start)
     if changed:

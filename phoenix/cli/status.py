@@ -27,13 +27,24 @@ def node_of(facts: Any) -> str | None:
     return str(getattr(facts, "node", "") or "") or None
 
 
-def rows(run: Any) -> list[dict[str, Any]]:
-    guests = run.view.guests()
-    decisions = run.planner.plan(run.facts_of, forced=run.forced.keys(), live_owners=run.live_owners())
+def copies_by_layer(guests: Any) -> dict[str, list[Any]]:
+    """The per-node copies in the listing (guests tagged phx-copy-N), by the task of the layer they copy."""
     copies: dict[str, list[Any]] = {}
     for facts in guests.values():
         if facts.copy_of:
             copies.setdefault(f"{PREFIX.get(facts.kind, 'ct')}{facts.copy_of}", []).append(facts)
+    return copies
+
+
+def current(copy: Any, facts: Any) -> bool:
+    """Whether a copy holds its layer's build (the layer's facts: None when the layer is not there)."""
+    return facts is not None and copy.identity == facts.identity and copy.build_id == facts.build_id
+
+
+def rows(run: Any) -> list[dict[str, Any]]:
+    guests = run.view.guests()
+    decisions = run.planner.plan(run.facts_of, forced=run.forced.keys(), live_owners=run.live_owners())
+    copies = copies_by_layer(guests)
     out = []
     for key, res in run.resources.items():
         facts = run.facts_of(res)
@@ -49,7 +60,7 @@ def rows(run: Any) -> list[dict[str, Any]]:
 
 def copy_row(layer: str, copy: Any, facts: Any) -> dict[str, Any]:
     """A per-node copy of a layer: up to date while it holds the layer's build."""
-    same = facts is not None and copy.identity == facts.identity and copy.build_id == facts.build_id
+    same = current(copy, facts)
     return {"task": f"{PREFIX.get(copy.kind, 'ct')}{copy.vmid}", "kind": "vm" if copy.kind == "qemu" else copy.kind,
             "vmid": copy.vmid, "name": copy.name,
             "parent": None, "node": node_of(copy), "state": state(copy), "copy_of": layer, "up_to_date": same,

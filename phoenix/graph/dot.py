@@ -10,7 +10,8 @@ from __future__ import annotations
 from .model import Graph, Relation, State
 from .style import COLOURS, FAILED_STROKE, TEXT, form
 
-STYLES = {Relation.CLONED_FROM: "solid", Relation.DEPLOYED_TO: "bold", Relation.NEEDS: "dashed"}
+STYLES = {Relation.CLONED_FROM: "solid", Relation.DEPLOYED_TO: "bold", Relation.NEEDS: "dashed",
+          Relation.COPY_OF: "dotted"}
 SHAPES = {"template": ("box", "rounded,filled"), "app": ("box", "filled"), "host": ("hexagon", "filled"),
           "portainer": ("component", "filled"), "stack": ("parallelogram", "filled"), "cloudinit": ("note", "filled")}
 

@@ -15,7 +15,7 @@ from .style import COLOURS, FAILED_STROKE, TEXT, class_name, form
 SAFE = re.compile(r"[A-Za-z0-9 .,:_/()@+=*!?%~$'\-\[\]{}]")
 KEYWORDS = {"end", "graph", "flowchart", "subgraph", "direction", "class", "classdef", "click", "style", "linkstyle",
             "default", "call", "href", "callback", "interpolate"}
-ARROWS = {Relation.CLONED_FROM: "-->", Relation.DEPLOYED_TO: "==>", Relation.NEEDS: "-.->"}
+ARROWS = {Relation.CLONED_FROM: "-->", Relation.DEPLOYED_TO: "==>", Relation.NEEDS: "-.->", Relation.COPY_OF: "--o"}
 SHAPES = {"template": ('("', '")'), "app": ('["', '"]'), "host": ('{{"', '"}}'), "portainer": ('[["', '"]]'),
           "stack": ('[/"', '"/]'), "cloudinit": ('>"', '"]')}
 

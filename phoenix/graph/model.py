@@ -34,6 +34,7 @@ class Relation(StrEnum):
     CLONED_FROM = "cloned from"   # a guest's parent: the layer it is cloned from
     DEPLOYED_TO = "deployed to"   # the parent of what is not a guest: a stack's environment, an environment's guest
     NEEDS = "needs"               # built after it: a resource's deps, a VM's cloud-init files
+    COPY_OF = "copy of"           # a layer's copy on another cluster member, and the layer
 
 
 # What each state and relation means, in the words of the README's legend.
@@ -49,6 +50,7 @@ LEGEND: dict[str, str] = {
     Relation.CLONED_FROM: "a guest and the layer it is cloned from",
     Relation.DEPLOYED_TO: "a stack and its environment, an environment or the Portainer server and its guest",
     Relation.NEEDS: "built after it: host parts, the Portainer server, a VM's cloud-init files",
+    Relation.COPY_OF: "a layer's copy on another cluster member (its children there are cloned from it) and the layer",
 }
 
 
@@ -127,6 +129,26 @@ def _closure(start: Iterable[str], step: Mapping[str, list[str]]) -> set[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Copy:
+    """A layer's per-member copy on a cluster, as the listing shows it."""
+
+    key: str                # "ct200920"
+    node: str | None        # the member it is on
+    current: bool           # it holds the layer's build (identity and build id)
+
+
+def copy_node(layer: str, kind: str, copy: Copy, d: Decision) -> Node:
+    """A copy drawn beside its layer: made again when the layer's build remakes it on that member; otherwise left."""
+    if d.action in (Action.BUILD, Action.REBUILD) and copy.node in d.copies:
+        state, reason = State.REBUILD, f"rebuild: made again from {layer}'s new build"
+    else:
+        state = State.UP_TO_DATE
+        reason = str(State.UP_TO_DATE) if copy.current and d.action not in (Action.BUILD, Action.REBUILD) else \
+            f"a copy of another build of {layer} (made again when a clone needs it)"
+    return Node(copy.key, kind, "template", f"{copy.key} copy of {layer}", state, reason, node=copy.node)
+
+
 def cloudinit_key(vmid: int) -> str:
     return f"cloudinit:{vmid}"
 
@@ -136,13 +158,15 @@ def title(res: Resource) -> str:
 
 
 def build(resources: Mapping[str, Resource], decisions: Mapping[str, Decision], *, failed: Collection[str] = (),
-          renders: Mapping[str, str | None] | None = None, members: bool = False) -> Graph:
+          renders: Mapping[str, str | None] | None = None, members: bool = False,
+          copies: Mapping[str, Collection[Copy]] | None = None) -> Graph:
     """The graph of the resources that have a decision.
 
     failed: the tasks that failed in the last run. renders: the `cloudinit:<vmid>` tasks doit has, each with why it
     renders (None: up to date). members: the host is a cluster of several members: each guest says which it is on
-    (the decision's node)."""
+    (the decision's node). copies: each layer's copies on other members (drawn after it, "copy of" the layer)."""
     renders = renders or {}
+    copies = copies or {}
     nodes: dict[str, Node] = {}
     edges: list[Edge] = []
     for key, res in resources.items():
@@ -156,6 +180,9 @@ def build(resources: Mapping[str, Resource], decisions: Mapping[str, Decision], 
         if res.parent is not None:
             edges.append(Edge(key, res.parent, Relation.CLONED_FROM if res.vmid is not None else Relation.DEPLOYED_TO))
         edges += [Edge(key, dep, Relation.NEEDS) for dep in res.deps]
+        for copy in sorted(copies.get(key, ()), key=lambda c: c.key):
+            nodes[copy.key] = copy_node(key, res.kind, copy, d)
+            edges.append(Edge(copy.key, key, Relation.COPY_OF))
         if res.kind == "vm" and res.vmid is not None and cloudinit_key(res.vmid) in renders:
             ck = cloudinit_key(res.vmid)
             why = renders[ck]

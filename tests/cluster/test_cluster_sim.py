@@ -159,6 +159,15 @@ def test_plan_status_and_graph_say_each_guests_member(built_cluster: ClusterChec
     for ctid, node in ((920, "pve1"), (950, "pve2"), (910, "pve3")):
         line = next(x for x in graph.output.splitlines() if x.strip().startswith((f"ct{ctid}(", f"ct{ctid}[")))
         assert line.endswith(f"<br/>on {node}\")") or line.endswith(f"<br/>on {node}\"]"), line
+    lines = graph.output.splitlines()
+    assert '  ct200920("ct200920 copy of ct920<br/>up to date<br/>on pve2")' in lines   # 920's copy, beside it
+    assert "  ct200920 --o|copy of| ct920" in lines
+    script = co.root / "images" / "features" / "vllm.sh"
+    script.write_text(script.read_text() + "\n# a change\n")
+    changed = co.doit("plan", "--graph", "--changed")
+    assert changed.rc == 0, changed.output
+    assert '  ct200920("ct200920 copy of ct920<br/>rebuild: made again from ct920\'s new build<br/>on pve2")' in \
+        changed.output.splitlines(), changed.output
 
 
 def ha_by_hand(co: ClusterCheckout, sid: str, state: str = "started") -> None:

@@ -26,7 +26,7 @@ from doit.doit_cmd import DoitMain
 from phoenix.config.estate import load_estate
 from phoenix.doitx import current, tasks
 from phoenix.graph import dot, mermaid
-from phoenix.graph.model import LEGEND, Edge, Graph, Node, Relation, State, build
+from phoenix.graph.model import LEGEND, Copy, Edge, Graph, Node, Relation, State, build
 from phoenix.model import of_estate
 from phoenix.plan import Action, Decision, Why
 
@@ -161,6 +161,35 @@ def test_from_is_the_layer_and_everything_cloned_from_or_deployed_to_it(example)
     assert list(graph.subtree("vm9001").nodes) == ["vm9001", "vm1001", "vm1002", "portainer:env@1002",
                                                    "stack:qdrant_service@1002", "stack:thinkheads_ai_app@1002"]
     assert list(graph.subtree("ct900").changed().nodes) == []
+
+
+def test_a_layers_copy_on_another_member_is_drawn_beside_it_with_what_the_run_does_to_it(example):
+    copy = Copy("ct200920", "pve2", current=True)
+    graph = build(example, decide(example), members=True, copies={"ct920": [copy]})
+    node = graph.nodes["ct200920"]
+    assert (node.state, node.lines) == (State.UP_TO_DATE, ("ct200920 copy of ct920", "up to date", "on pve2"))
+    assert ("ct200920", Relation.COPY_OF, "ct920") in edges(graph)
+    assert list(graph.nodes).index("ct200920") == list(graph.nodes).index("ct920") + 1
+    assert "ct200920" in graph.subtree("ct920").nodes and not graph.changed().nodes
+    # the layer rebakes and its build makes the copy on pve2 again: a rebuild, in --changed with what it hangs from
+    rebake = {"ct920": dataclasses.replace(VLLM_CHANGED["ct920"], copies=("pve2",))}
+    changed = build(example, decide(example, rebake), members=True, copies={"ct920": [copy]}).changed()
+    assert (changed.nodes["ct200920"].state, changed.nodes["ct200920"].reason) == (
+        State.REBUILD, "rebuild: made again from ct920's new build")
+    assert list(changed.nodes) == ["ct900", "ct901", "ct920", "ct200920"]
+    # a copy of an older build that no clone needs now is left as it is, and says so
+    stale = build(example, decide(example), members=True, copies={"ct920": [Copy("ct200920", "pve2", current=False)]})
+    assert (stale.nodes["ct200920"].state, stale.nodes["ct200920"].reason) == (
+        State.UP_TO_DATE, "a copy of another build of ct920 (made again when a clone needs it)")
+
+
+def test_a_copy_is_valid_mermaid_and_dot(example):
+    graph = build(example, decide(example), members=True, copies={"ct920": [Copy("ct200920", "pve2", True)]})
+    drawn = mermaid.render(graph)
+    assert "  ct200920 --o|copy of| ct920" in drawn.splitlines()
+    assert mermaid_parse(drawn) == "flowchart-v2"
+    done = subprocess.run([dot_tool(), "-Tsvg"], input=dot.render(graph), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 NASTY = ('q"uote #35; #hash <b>bold</b> &amp; `tick` %%c |pipe| -->arrow ünï 雪 ;semi [x] {y} (z) \\back\\ end',
