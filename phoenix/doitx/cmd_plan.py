@@ -82,7 +82,8 @@ class Plan(DoitCmdBase):
         width = max((len(k) for k in decisions), default=5)
         failed = 0
         for key, d in decisions.items():
-            where = f"  [{d.placed}]" if d.placed and len(run.view.cluster().nodes) > 1 else ""
+            copied = f"; then copied to {', '.join(d.copies)} for its guests there" if d.copies and d.action.bakes else ""
+            where = f"  [{d.placed}{copied}]" if d.placed and len(run.view.cluster().nodes) > 1 else ""
             self.outstream.write(f"{key:<{width}}  {d.text}{where}\n")
             if d.action in (Action.OK, Action.BLOCKED):
                 continue

@@ -38,6 +38,8 @@ def test_the_plan_places_the_layers_as_the_readme_says(cluster: ClusterCheckout)
         line = next(line for line in plan.output.splitlines() if line.startswith(f"{key} "))
         assert why in line.split("[", 1)[1], (key, line)
         assert member in line, (key, line)
+    ct920 = next(line for line in plan.output.splitlines() if line.startswith("ct920 "))
+    assert ct920.endswith("[the config places it on pve1; then copied to pve2 for its guests there]"), ct920
 
 
 def test_the_layers_are_placed_as_the_readme_says(built_cluster: ClusterCheckout):
