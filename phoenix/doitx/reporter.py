@@ -17,6 +17,7 @@ from doit.runner import FAILURE, Runner
 from ..junit import ENV as JUNIT
 from . import current
 from .progress import Progress, scope
+from .shield import shielded
 
 SHOWN = ("built", "restored", "updated", "up-to-date", "failed", "interrupted")
 
@@ -102,6 +103,11 @@ class PhoenixReporter(ConsoleReporter):
         if interrupted:
             run.outcomes.interrupted = True
             run.stop_tasks()
+        with shielded(self.write):
+            self.finish(run, running, interrupted)
+
+    def finish(self, run: Any, running: dict[str, float], interrupted: bool) -> None:
+        """The lease released, .cache/last-run.json written, the JUnit report and the summary lines."""
         try:
             data = run.finish()
         except OSError as e:
