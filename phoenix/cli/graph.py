@@ -19,7 +19,7 @@ from ..errors import PhoenixError
 from ..graph import dot, mermaid
 from ..graph.model import CLOUDINIT, Copy, build
 from ..resources import Resource
-from .status import copies_by_layer, current, node_of
+from .status import copies_by_layer, copy_key, current, node_of
 from .targets import UnknownTarget, resolve
 
 FORMATS = ("mermaid", "dot", "svg")
@@ -117,7 +117,7 @@ def draw(run: Any, decisions: Mapping[str, Any], rendered: Mapping[str, str | No
          changed: bool = False, start: str | None = None) -> str:
     """The picture of these decisions: every node with its state, the last run's failures marked."""
     members = len(run.view.cluster().nodes) > 1
-    copies = {layer: [Copy(f"{layer[:2]}{c.vmid}", node_of(c), current(c, run.facts_of(run.resources[layer])))
+    copies = {layer: [Copy(copy_key(c), node_of(c), current(c, run.facts_of(run.resources[layer])))
                       for c in found]
               for layer, found in copies_by_layer(run.view.guests()).items() if layer in run.resources} if members else {}
     graph = build(run.resources, decisions, failed=failed_last_run(run.cache / "last-run.json", run.target, run.say),

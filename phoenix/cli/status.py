@@ -36,6 +36,11 @@ def copies_by_layer(guests: Any) -> dict[str, list[Any]]:
     return copies
 
 
+def copy_key(copy: Any) -> str:
+    """The name a per-node copy goes by in the table and the graph: "ct200920"."""
+    return f"{PREFIX.get(copy.kind, 'ct')}{copy.vmid}"
+
+
 def current(copy: Any, facts: Any) -> bool:
     """Whether a copy holds its layer's build (the layer's facts: None when the layer is not there)."""
     return facts is not None and copy.identity == facts.identity and copy.build_id == facts.build_id
@@ -61,7 +66,7 @@ def rows(run: Any) -> list[dict[str, Any]]:
 def copy_row(layer: str, copy: Any, facts: Any) -> dict[str, Any]:
     """A per-node copy of a layer: up to date while it holds the layer's build."""
     same = current(copy, facts)
-    return {"task": f"{PREFIX.get(copy.kind, 'ct')}{copy.vmid}", "kind": "vm" if copy.kind == "qemu" else copy.kind,
+    return {"task": copy_key(copy), "kind": "vm" if copy.kind == "qemu" else copy.kind,
             "vmid": copy.vmid, "name": copy.name,
             "parent": None, "node": node_of(copy), "state": state(copy), "copy_of": layer, "up_to_date": same,
             "why": "" if same else f"a copy of another build of {layer} (made again when a clone needs it)", "ip": None}
