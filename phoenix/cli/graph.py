@@ -113,15 +113,22 @@ def svg(text: str) -> str:
     return done.stdout
 
 
+def layer_copies(run: Any) -> dict[str, list[Copy]]:
+    """Each layer's per-node copies in the run's listing, and whether each holds the layer's build."""
+    out: dict[str, list[Copy]] = {}
+    for layer, found in copies_by_layer(run.view.guests()).items():
+        if layer in run.resources:
+            facts = run.facts_of(run.resources[layer])
+            out[layer] = [Copy(copy_key(c), node_of(c), current(c, facts)) for c in found]
+    return out
+
+
 def draw(run: Any, decisions: Mapping[str, Any], rendered: Mapping[str, str | None], *, fmt: str = "mermaid",
          changed: bool = False, start: str | None = None) -> str:
     """The picture of these decisions: every node with its state, the last run's failures marked."""
     members = len(run.view.cluster().nodes) > 1
-    copies = {layer: [Copy(copy_key(c), node_of(c), current(c, run.facts_of(run.resources[layer])))
-                      for c in found]
-              for layer, found in copies_by_layer(run.view.guests()).items() if layer in run.resources} if members else {}
     graph = build(run.resources, decisions, failed=failed_last_run(run.cache / "last-run.json", run.target, run.say),
-                  renders=rendered, members=members, copies=copies)
+                  renders=rendered, members=members, copies=layer_copies(run) if members else {})
     if start is not None:
         graph = graph.subtree(start)
     if changed:

@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from ..graph.model import stale_copy
 from ..plan import Action
 
 PREFIX = {"lxc": "ct", "vm": "vm", "qemu": "vm"}   # a resource's kind, or a guest's in the listing
@@ -69,7 +70,7 @@ def copy_row(layer: str, copy: Any, facts: Any) -> dict[str, Any]:
     return {"task": copy_key(copy), "kind": "vm" if copy.kind == "qemu" else copy.kind,
             "vmid": copy.vmid, "name": copy.name,
             "parent": None, "node": node_of(copy), "state": state(copy), "copy_of": layer, "up_to_date": same,
-            "why": "" if same else f"a copy of another build of {layer} (made again when a clone needs it)", "ip": None}
+            "why": "" if same else stale_copy(layer), "ip": None}
 
 
 def address(estate: Any, res: Any) -> str | None:

@@ -81,9 +81,10 @@ class Plan(DoitCmdBase):
             return self.draw(run, decisions, format, changed, start)
         width = max((len(k) for k in decisions), default=5)
         failed = 0
+        members = len(run.view.cluster().nodes) > 1
         for key, d in decisions.items():
             copied = f"; then copied to {', '.join(d.copies)} for its guests there" if d.copies and d.action.bakes else ""
-            where = f"  [{d.placed}{copied}]" if d.placed and len(run.view.cluster().nodes) > 1 else ""
+            where = f"  [{d.placed}{copied}]" if d.placed and members else ""
             self.outstream.write(f"{key:<{width}}  {d.text}{where}\n")
             if d.action in (Action.OK, Action.BLOCKED):
                 continue

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-SAID = ("phoenix: finishing: writing the run's record and releasing the host's lease (Ctrl-C again to leave now)\n")
+SAID = "phoenix: finishing: writing the run's record and releasing the host's lease (Ctrl-C again to leave now)\n"
 
 
 @contextmanager

@@ -138,14 +138,19 @@ class Copy:
     current: bool           # it holds the layer's build (identity and build id)
 
 
+def stale_copy(layer: str) -> str:
+    """What a copy that does not hold its layer's build is said to be (here and by `phoenix status`)."""
+    return f"a copy of another build of {layer} (made again when a clone needs it)"
+
+
 def copy_node(layer: str, kind: str, copy: Copy, d: Decision) -> Node:
     """A copy drawn beside its layer: made again when the layer's build remakes it on that member; otherwise left."""
-    if d.action in (Action.BUILD, Action.REBUILD) and copy.node in d.copies:
+    if d.action.bakes and copy.node in d.copies:
         state, reason = State.REBUILD, f"rebuild: made again from {layer}'s new build"
+    elif copy.current and not d.action.bakes:
+        state, reason = State.UP_TO_DATE, str(State.UP_TO_DATE)
     else:
-        state = State.UP_TO_DATE
-        reason = str(State.UP_TO_DATE) if copy.current and d.action not in (Action.BUILD, Action.REBUILD) else \
-            f"a copy of another build of {layer} (made again when a clone needs it)"
+        state, reason = State.UP_TO_DATE, stale_copy(layer)
     return Node(copy.key, kind, "template", f"{copy.key} copy of {layer}", state, reason, node=copy.node)
 
 

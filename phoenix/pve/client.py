@@ -7,7 +7,6 @@ the task's own log.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -108,14 +107,14 @@ class Pve:
         self.url, self.node, self.timeout = url, node, timeout
         self.task_timeout, self.retries, self.sleep, self.clock = task_timeout, retries, sleep, clock
         self.counters = counters if counters is not None else Counters()
-        if verify is True:  # requests' own rule for a CA bundle named in the environment, read once
-            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        # requests reads the environment (proxy variables, a CA bundle for verify=True) again on every request, a scan
+        # of os.environ; its own rule is applied once here, for this URL, with the same result
+        env = requests.Session().merge_environment_settings(url, {}, None, verify, None)
+        verify = verify if env["verify"] is None else env["verify"]
         self.api = ProxmoxAPI(parts.hostname, port=parts.port or 8006, user=user, token_name=name,
                               token_value=token_secret, verify_ssl=verify, timeout=timeout)
         session: requests.Session = self.api._store["session"]
-        # requests reads the proxy variables from the environment again on every request (a scan of os.environ);
-        # they are read once here, for this URL, with the same result
-        session.proxies.update(requests.utils.get_environ_proxies(url))
+        session.proxies.update(env["proxies"])
         session.trust_env = False
         session.hooks["response"].append(lambda r, *a, **k: self.counters.add(r.request.method, r.elapsed.total_seconds()))
         if fingerprint:  # the certificate must be exactly this one; the adapter checks it instead of a CA chain
